@@ -1,0 +1,2 @@
+//! Deterministic simulation of Tally clusters.
+pub mod linearizability;
