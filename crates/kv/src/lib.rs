@@ -1,1 +1,56 @@
-//! placeholder
+//! The deterministic key/value state machine of Tally.
+//!
+//! # What this crate owns
+//!
+//! - [`Command`]: the write commands (put, delete, each with an optional compare-and-set on the
+//!   key's modify index) and their versioned binary encoding, carried as Raft log entry payloads.
+//! - [`KvStore`]: the state those commands build, a byte-ordered map from key to [`Versioned`]
+//!   value plus the `applied_index`, with point reads and prefix scans.
+//! - Snapshots: [`KvStore::snapshot`] / [`KvStore::restore`], a checksummed encoding of the whole
+//!   state, and [`KvStore::state_checksum`], a cheap fingerprint for convergence checks.
+//!
+//! # What it does not own
+//!
+//! No I/O, no clock, no randomness, no threads: the node crate feeds it committed entries and
+//! stores its snapshots. It enforces no key or value size limits either; those are checked at the
+//! HTTP layer before a command is ever proposed.
+//!
+//! # Determinism
+//!
+//! Every node applies the same committed entries in the same order and must end in byte-for-byte
+//! the same state. So: no `HashMap` iteration reaches an output (the map is a `BTreeMap`), the
+//! only indexes used are the log indexes handed in, and even an undecodable payload produces the
+//! same [`Response::Invalid`] on every node instead of a local error.
+//!
+//! # Data flow
+//!
+//! ```text
+//!  committed raft entry (index, payload), in log order
+//!        │
+//!        ▼
+//!  KvStore::apply(index, payload) ──▶ Command::decode ──▶ cas check ──▶ put / delete
+//!        │                                                                 │
+//!        ▼                                                                 ▼
+//!  Response ──▶ the waiting client              BTreeMap<key, Versioned> + applied_index
+//!                                                                          │
+//!                           get / scan ◀───────────────────────────────────┤
+//!                           snapshot() ──▶ bytes ──▶ restore() ◀───────────┤
+//!                           state_checksum() ◀─────────────────────────────┘
+//! ```
+//!
+//! Entries that carry no key/value command (no-ops, membership changes) are recorded with
+//! [`KvStore::skip`] so `applied_index` still tracks the log.
+
+#![deny(missing_docs)]
+
+mod codec;
+mod command;
+mod error;
+mod response;
+mod snapshot;
+mod store;
+
+pub use command::Command;
+pub use error::DecodeError;
+pub use response::Response;
+pub use store::{KvStore, Versioned};

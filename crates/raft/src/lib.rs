@@ -1,1 +1,46 @@
-//! placeholder
+//! `tally-raft`: the consensus core of Tally, sans-IO.
+//!
+//! It owns the Raft protocol (election with pre-vote and check-quorum, log replication with pipelining and
+//! fast backtracking, commit, ReadIndex, learners and single-server membership changes, leader transfer,
+//! snapshot installation). It owns no I/O: no clock, no files, no sockets, no threads, no OS randomness.
+//! The driver (`tally-node`) feeds it inputs and carries out its outputs:
+//!
+//! ```text
+//!             step(message) ─┐
+//!                    tick() ─┤      ┌──────────┐      ready() ──▶ Ready {
+//!            propose(data) ──┼────▶ │   Raft   │ ───▶             snapshot, entries, hard_state  → persist, fsync
+//!       read_index(context) ─┤      └──────────┘                  messages                       → send
+//!  propose_membership(change)┘                                    committed_entries              → apply
+//!                                                                 read_states                    → serve reads }
+//! ```
+//!
+//! The same seed and the same inputs always produce the same outputs, which is what lets the simulator
+//! replay any run from its seed.
+#![deny(missing_docs)]
+
+mod config;
+mod display;
+mod election;
+mod error;
+mod log;
+mod membership;
+mod message;
+mod progress;
+mod quorum;
+mod raft;
+mod read_index;
+mod ready;
+mod replication;
+mod rng;
+mod types;
+
+pub use config::{Config, Faults};
+pub use error::ProposeError;
+pub use message::{AppendRejection, CampaignKind, Message, MessageBody};
+pub use raft::{Raft, Restored, Role};
+pub use ready::{ReadState, Ready};
+pub use rng::SplitMix64;
+pub use types::{
+    Entry, EntryPayload, HardState, LogIndex, Membership, MembershipChange, NodeId, Snapshot, SnapshotMeta, Term,
+    change_target,
+};

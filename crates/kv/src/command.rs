@@ -1,0 +1,292 @@
+//! Write commands and their binary encoding, the payload of a Raft log entry.
+//!
+//! # Format (version 1)
+//!
+//! ```text
+//! u8  version = 1
+//! u8  kind            1 = put, 2 = delete
+//! u32 key_len, key bytes
+//! u32 value_len, value bytes      (put only)
+//! u8  cas_flag        0 = no cas, 1 = cas follows
+//! u64 cas             (only if cas_flag = 1)
+//! ```
+//!
+//! Integers are little-endian. Nothing may follow the last field.
+
+use crate::DecodeError;
+use crate::codec::{Reader, Sink};
+
+/// A write command, carried as the payload of a Raft log entry.
+///
+/// For `cas`: `Some(m)` applies the command only if the key's modify index is `m`, and `Some(0)`
+/// only if the key is absent (log indexes start at 1, so 0 is never a real modify index).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Create or overwrite `key` with `value`.
+    Put {
+        /// The key to write.
+        key: Vec<u8>,
+        /// The new value.
+        value: Vec<u8>,
+        /// Optional compare-and-set condition on the key's modify index.
+        cas: Option<u64>,
+    },
+    /// Remove `key` if present.
+    Delete {
+        /// The key to remove.
+        key: Vec<u8>,
+        /// Optional compare-and-set condition on the key's modify index.
+        cas: Option<u64>,
+    },
+}
+
+/// The encoding version this build writes and the only one it reads.
+const FORMAT_VERSION: u8 = 1;
+/// Kind tag of [`Command::Put`].
+const KIND_PUT: u8 = 1;
+/// Kind tag of [`Command::Delete`].
+const KIND_DELETE: u8 = 2;
+/// Flag byte: no cas condition.
+const CAS_NONE: u8 = 0;
+/// Flag byte: a `u64` cas condition follows.
+const CAS_SOME: u8 = 1;
+
+impl Command {
+    /// The key the command writes.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Command::Put { key, .. } | Command::Delete { key, .. } => key,
+        }
+    }
+
+    /// The command's compare-and-set condition, if any.
+    pub fn cas(&self) -> Option<u64> {
+        match self {
+            Command::Put { cas, .. } | Command::Delete { cas, .. } => *cas,
+        }
+    }
+
+    /// Encodes the command in the versioned binary format described in the module docs.
+    ///
+    /// # Panics
+    ///
+    /// If the key or value is longer than `u32::MAX` bytes (size limits are enforced at the
+    /// HTTP layer, far below that).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        out.put_u8(FORMAT_VERSION);
+        match self {
+            Command::Put { key, value, .. } => {
+                out.put_u8(KIND_PUT);
+                out.put_bytes(key);
+                out.put_bytes(value);
+            }
+            Command::Delete { key, .. } => {
+                out.put_u8(KIND_DELETE);
+                out.put_bytes(key);
+            }
+        }
+        match self.cas() {
+            None => out.put_u8(CAS_NONE),
+            Some(cas) => {
+                out.put_u8(CAS_SOME);
+                out.put_u64(cas);
+            }
+        }
+        out
+    }
+
+    /// Decodes a command encoded by [`Command::encode`].
+    ///
+    /// # Errors
+    ///
+    /// Any input that is not exactly one well-formed command: an unknown version, a bad kind or
+    /// cas tag, a truncated field, or trailing bytes. Never panics, whatever the input.
+    pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
+        let mut reader = Reader::new(bytes);
+        let version = reader.u8()?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::UnknownVersion {
+                what: "command",
+                found: version,
+                expected: FORMAT_VERSION,
+            });
+        }
+        let kind_offset = reader.offset();
+        let command = match reader.u8()? {
+            KIND_PUT => {
+                let key = reader.bytes()?.to_vec();
+                let value = reader.bytes()?.to_vec();
+                let cas = read_cas(&mut reader)?;
+                Command::Put { key, value, cas }
+            }
+            KIND_DELETE => {
+                let key = reader.bytes()?.to_vec();
+                let cas = read_cas(&mut reader)?;
+                Command::Delete { key, cas }
+            }
+            tag => {
+                return Err(DecodeError::BadTag {
+                    what: "command kind",
+                    tag,
+                    offset: kind_offset,
+                });
+            }
+        };
+        reader.finish()?;
+        Ok(command)
+    }
+
+    /// The exact encoded size, so `encode` allocates once.
+    fn encoded_len(&self) -> usize {
+        let fields = match self {
+            Command::Put { key, value, .. } => 8 + key.len() + value.len(),
+            Command::Delete { key, .. } => 4 + key.len(),
+        };
+        let cas = if self.cas().is_some() { 9 } else { 1 };
+        2 + fields + cas
+    }
+}
+
+/// Reads the optional cas condition: a flag byte, then the `u64` if the flag says so.
+fn read_cas(reader: &mut Reader<'_>) -> Result<Option<u64>, DecodeError> {
+    let offset = reader.offset();
+    match reader.u8()? {
+        CAS_NONE => Ok(None),
+        CAS_SOME => Ok(Some(reader.u64()?)),
+        tag => Err(DecodeError::BadTag {
+            what: "cas flag",
+            tag,
+            offset,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_command() -> impl Strategy<Value = Command> {
+        let bytes = || proptest::collection::vec(any::<u8>(), 0..24);
+        let cas = proptest::option::of(any::<u64>());
+        prop_oneof![
+            (bytes(), bytes(), cas.clone()).prop_map(|(key, value, cas)| Command::Put {
+                key,
+                value,
+                cas
+            }),
+            (bytes(), cas).prop_map(|(key, cas)| Command::Delete { key, cas }),
+        ]
+    }
+
+    #[test]
+    fn encoding_is_the_documented_layout() {
+        let put = Command::Put {
+            key: b"k".to_vec(),
+            value: b"vv".to_vec(),
+            cas: Some(5),
+        };
+        let expected = [
+            1, 1, 1, 0, 0, 0, b'k', 2, 0, 0, 0, b'v', b'v', 1, 5, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(put.encode(), expected);
+        let delete = Command::Delete {
+            key: b"k".to_vec(),
+            cas: None,
+        };
+        assert_eq!(delete.encode(), [1, 2, 1, 0, 0, 0, b'k', 0]);
+    }
+
+    #[test]
+    fn decode_names_what_is_wrong() {
+        assert_eq!(
+            Command::decode(&[]),
+            Err(DecodeError::Truncated {
+                offset: 0,
+                needed: 1,
+                available: 0
+            })
+        );
+        assert!(matches!(
+            Command::decode(&[9, 1]),
+            Err(DecodeError::UnknownVersion { found: 9, .. })
+        ));
+        assert!(matches!(
+            Command::decode(&[1, 3]),
+            Err(DecodeError::BadTag {
+                what: "command kind",
+                tag: 3,
+                offset: 1
+            })
+        ));
+        assert!(matches!(
+            Command::decode(&[1, 2, 0, 0, 0, 0, 7]),
+            Err(DecodeError::BadTag {
+                what: "cas flag",
+                tag: 7,
+                offset: 6
+            })
+        ));
+        assert_eq!(
+            Command::decode(&[1, 2, 0, 0, 0, 0, 0, 0xff]),
+            Err(DecodeError::TrailingBytes {
+                offset: 7,
+                count: 1
+            })
+        );
+    }
+
+    #[test]
+    fn huge_length_prefix_is_truncation_not_allocation() {
+        let bytes = [1, 2, 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            Command::decode(&bytes),
+            Err(DecodeError::Truncated { offset: 6, .. })
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_command_round_trips(command in arb_command()) {
+            let encoded = command.encode();
+            prop_assert_eq!(encoded.len(), command.encoded_len());
+            prop_assert_eq!(Command::decode(&encoded), Ok(command));
+        }
+
+        #[test]
+        fn every_strict_prefix_is_an_error(command in arb_command()) {
+            let encoded = command.encode();
+            for len in 0..encoded.len() {
+                prop_assert!(Command::decode(&encoded[..len]).is_err());
+            }
+        }
+
+        #[test]
+        fn appended_bytes_are_an_error(command in arb_command(), extra in proptest::collection::vec(any::<u8>(), 1..8)) {
+            let mut encoded = command.encode();
+            encoded.extend_from_slice(&extra);
+            let is_trailing = matches!(Command::decode(&encoded), Err(DecodeError::TrailingBytes { .. }));
+            prop_assert!(is_trailing);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            // Any outcome is fine as long as it is not a panic; a success must re-encode exactly.
+            if let Ok(command) = Command::decode(&bytes) {
+                prop_assert_eq!(command.encode(), bytes);
+            }
+        }
+
+        #[test]
+        fn random_bytes_after_a_valid_header_never_panic(kind in 0u8..4, tail in proptest::collection::vec(any::<u8>(), 0..32)) {
+            let mut bytes = vec![FORMAT_VERSION, kind];
+            bytes.extend_from_slice(&tail);
+            if let Ok(command) = Command::decode(&bytes) {
+                prop_assert_eq!(command.encode(), bytes);
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Errors from decoding untrusted bytes (command payloads and snapshots).
+
+/// Why a command payload or a snapshot could not be decoded.
+///
+/// Decoding is deterministic: the same bytes give the same error on every node, so a bad command
+/// payload becomes a [`crate::Response::Invalid`] answer rather than a local failure.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The input ended before a field was complete.
+    #[error("truncated at offset {offset}: needed {needed} bytes, {available} available")]
+    Truncated {
+        /// Where the incomplete field starts, so a corrupted file can be inspected there.
+        offset: usize,
+        /// How many bytes the field needs.
+        needed: usize,
+        /// How many bytes were left at `offset`.
+        available: usize,
+    },
+    /// The leading format byte names a format this build does not know (likely a newer one).
+    #[error("unknown {what} format version {found} (this build reads version {expected})")]
+    UnknownVersion {
+        /// Which encoding: "command" or "snapshot".
+        what: &'static str,
+        /// The version byte found.
+        found: u8,
+        /// The version this build writes and reads.
+        expected: u8,
+    },
+    /// A tag byte (command kind, option flag) has no meaning.
+    #[error("bad {what} tag {tag} at offset {offset}")]
+    BadTag {
+        /// Which tag was being read, e.g. "command kind".
+        what: &'static str,
+        /// The byte found.
+        tag: u8,
+        /// Where it was found.
+        offset: usize,
+    },
+    /// Bytes remain after a complete value: the encoding is not canonical, or was concatenated.
+    #[error("{count} trailing bytes at offset {offset}")]
+    TrailingBytes {
+        /// Where the extra bytes start.
+        offset: usize,
+        /// How many extra bytes there are.
+        count: usize,
+    },
+    /// The input does not start with the snapshot magic bytes: it is not a Tally kv snapshot.
+    #[error("bad snapshot magic {found:?}")]
+    BadMagic {
+        /// The first bytes found instead.
+        found: [u8; 4],
+    },
+    /// The stored CRC32 does not match the contents: the snapshot was corrupted.
+    #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    ChecksumMismatch {
+        /// The checksum stored at the end of the snapshot.
+        stored: u32,
+        /// The checksum of the bytes actually read.
+        computed: u32,
+    },
+    /// Snapshot keys are not strictly increasing, so the encoding is not the canonical one.
+    #[error("snapshot key at offset {offset} is not greater than the previous key")]
+    KeysOutOfOrder {
+        /// Where the offending key starts.
+        offset: usize,
+    },
+    /// A snapshot entry breaks `1 <= create_index <= modify_index <= applied_index`.
+    #[error(
+        "snapshot entry at offset {offset} has create_index {create_index}, \
+         modify_index {modify_index}, applied_index {applied_index}"
+    )]
+    BadIndexes {
+        /// Where the offending entry starts.
+        offset: usize,
+        /// The entry's create index.
+        create_index: u64,
+        /// The entry's modify index.
+        modify_index: u64,
+        /// The snapshot's applied index.
+        applied_index: u64,
+    },
+}

@@ -1,0 +1,48 @@
+//! What applying one log entry produced, returned to the client waiting on that entry.
+
+/// What applying one command produced.
+///
+/// Every variant carries the entry's `index`, which the HTTP layer returns as `X-Tally-Index` and
+/// which a client can use as the cas value for its next write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// The put was applied.
+    Put {
+        /// The entry's index, now the key's modify index.
+        index: u64,
+    },
+    /// The delete was applied.
+    Delete {
+        /// The entry's index.
+        index: u64,
+        /// Whether the key existed; `false` is still a success (deletes are idempotent).
+        deleted: bool,
+    },
+    /// The cas condition did not hold; nothing changed.
+    CasFailed {
+        /// The entry's index.
+        index: u64,
+        /// The key's modify index at that point, 0 when absent, so the client can retry with it.
+        current_modify_index: u64,
+    },
+    /// The payload did not decode. This is deterministic (every node gets the same answer), so it
+    /// is returned to the client rather than treated as a local failure.
+    Invalid {
+        /// The entry's index.
+        index: u64,
+        /// The decode error, rendered for the client.
+        reason: String,
+    },
+}
+
+impl Response {
+    /// The index of the entry that produced this response.
+    pub fn index(&self) -> u64 {
+        match self {
+            Response::Put { index }
+            | Response::Delete { index, .. }
+            | Response::CasFailed { index, .. }
+            | Response::Invalid { index, .. } => *index,
+        }
+    }
+}

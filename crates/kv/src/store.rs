@@ -1,0 +1,205 @@
+//! The key/value state: a byte-ordered map plus the index of the last applied log entry.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use crate::{Command, Response};
+
+/// A stored value and its versions.
+///
+/// Invariant: `1 <= create_index <= modify_index <= applied_index` of the owning store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The value bytes, opaque to the store.
+    pub value: Vec<u8>,
+    /// Index of the entry that created the key (since its last delete); lets clients tell a
+    /// recreated key from one that was only overwritten.
+    pub create_index: u64,
+    /// Index of the entry that last wrote the key; the value compared by cas.
+    pub modify_index: u64,
+}
+
+/// The deterministic key/value state machine, fed committed log entries in log order.
+///
+/// Invariant: every stored key has `1 <= create_index <= modify_index <= applied_index`; checked
+/// per key as it changes, and for the whole store by [`KvStore::check_invariants`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KvStore {
+    /// All live keys. A `BTreeMap` so scans and snapshots iterate in one order on every node.
+    pub(crate) entries: BTreeMap<Vec<u8>, Versioned>,
+    /// Index of the last entry applied or skipped; 0 before any. Only ever increases, so a
+    /// restart or a restored snapshot knows where in the log to resume.
+    pub(crate) applied_index: u64,
+}
+
+impl KvStore {
+    /// An empty store that has applied nothing.
+    pub fn new() -> Self {
+        KvStore::default()
+    }
+
+    /// Applies the encoded command in entry `index`.
+    ///
+    /// A payload that does not decode still advances `applied_index` and yields
+    /// [`Response::Invalid`]: the outcome is deterministic, so every node agrees on it.
+    ///
+    /// # Panics
+    ///
+    /// If `index <= applied_index()`: entries are applied once each, in log order. Gaps are
+    /// allowed (no-op and membership entries never reach the store).
+    pub fn apply(&mut self, index: u64, command: &[u8]) -> Response {
+        match Command::decode(command) {
+            Ok(command) => self.apply_command(index, &command),
+            Err(error) => {
+                self.advance(index);
+                Response::Invalid {
+                    index,
+                    reason: error.to_string(),
+                }
+            }
+        }
+    }
+
+    /// Applies an already decoded command in entry `index`; same contract as [`KvStore::apply`].
+    ///
+    /// # Panics
+    ///
+    /// If `index <= applied_index()`.
+    pub fn apply_command(&mut self, index: u64, command: &Command) -> Response {
+        self.advance(index);
+        let current_modify_index = self.get(command.key()).map_or(0, |v| v.modify_index);
+        if let Some(expected) = command.cas() {
+            if expected != current_modify_index {
+                return Response::CasFailed {
+                    index,
+                    current_modify_index,
+                };
+            }
+        }
+        match command {
+            Command::Put { key, value, .. } => self.put(index, key, value),
+            Command::Delete { key, .. } => Response::Delete {
+                index,
+                deleted: self.entries.remove(key.as_slice()).is_some(),
+            },
+        }
+    }
+
+    /// Records that entry `index` was applied but carried no key/value command.
+    ///
+    /// # Panics
+    ///
+    /// If `index <= applied_index()`.
+    pub fn skip(&mut self, index: u64) {
+        self.advance(index);
+    }
+
+    /// Index of the last entry applied or skipped; 0 before any.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// The value stored under `key`, if any.
+    pub fn get(&self, key: &[u8]) -> Option<&Versioned> {
+        self.entries.get(key)
+    }
+
+    /// Keys starting with `prefix`, strictly after `after` if given, in key order, at most
+    /// `limit` of them, and whether more matching keys remain past the last one returned.
+    ///
+    /// `limit == 0` returns no entries, and `more` still says whether any key matches. To page,
+    /// pass the last returned key as `after` of the next call.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> (Vec<(Vec<u8>, Versioned)>, bool) {
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let mut matching = self
+            .entries
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix));
+        let page: Vec<_> = matching
+            .by_ref()
+            .take(limit)
+            .map(|(key, versioned)| (key.clone(), versioned.clone()))
+            .collect();
+        let more = matching.next().is_some();
+        (page, more)
+    }
+
+    /// How many keys are stored.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no keys are stored.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Checks the store invariant for every key, in O(n). Meant for tests and the simulator
+    /// after each step; `apply` itself only checks the key it changes.
+    ///
+    /// # Panics
+    ///
+    /// If any key breaks `1 <= create_index <= modify_index <= applied_index`.
+    pub fn check_invariants(&self) {
+        for (key, versioned) in &self.entries {
+            check_versioned(key, versioned, self.applied_index);
+        }
+    }
+
+    /// Moves `applied_index` to `index`, enforcing log order.
+    fn advance(&mut self, index: u64) {
+        assert!(
+            index > self.applied_index,
+            "entry {index} applied out of order: applied_index is already {}",
+            self.applied_index
+        );
+        self.applied_index = index;
+    }
+
+    /// Creates or overwrites `key`; the cas check, if any, has already passed.
+    fn put(&mut self, index: u64, key: &[u8], value: &[u8]) -> Response {
+        if let Some(existing) = self.entries.get_mut(key) {
+            existing.value = value.to_vec();
+            existing.modify_index = index;
+            check_versioned(key, existing, index);
+        } else {
+            let created = Versioned {
+                value: value.to_vec(),
+                create_index: index,
+                modify_index: index,
+            };
+            check_versioned(key, &created, index);
+            self.entries.insert(key.to_vec(), created);
+        }
+        Response::Put { index }
+    }
+}
+
+/// Asserts `1 <= create_index <= modify_index <= applied_index` for one key.
+fn check_versioned(key: &[u8], versioned: &Versioned, applied_index: u64) {
+    let Versioned {
+        create_index,
+        modify_index,
+        ..
+    } = *versioned;
+    assert!(create_index >= 1, "key {key:?}: create_index is 0");
+    assert!(
+        create_index <= modify_index,
+        "key {key:?}: create_index {create_index} > modify_index {modify_index}"
+    );
+    assert!(
+        modify_index <= applied_index,
+        "key {key:?}: modify_index {modify_index} > applied_index {applied_index}"
+    );
+}
+
+#[cfg(test)]
+mod tests;

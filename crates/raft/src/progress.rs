@@ -1,0 +1,156 @@
+//! What the leader knows about each follower's log, and how it paces replication to it.
+
+use std::collections::VecDeque;
+
+use crate::types::LogIndex;
+
+/// How the leader is currently replicating to one follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicationState {
+    /// The follower's log may have diverged: send one Append at a time and wait for its answer (or the
+    /// next heartbeat response) before sending another, backtracking `next` until the logs match.
+    Probe {
+        /// An Append was sent and not answered yet.
+        paused: bool,
+    },
+    /// The follower's log matches: stream Appends optimistically, up to the in-flight window.
+    Replicate,
+    /// The follower needs entries that were compacted; a snapshot up to `index` is on its way.
+    Snapshot {
+        /// The index of the snapshot being sent.
+        index: LogIndex,
+    },
+}
+
+/// The leader's view of one follower.
+///
+/// Invariant: `match_index < next_index`.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// The highest index known to match the leader's log.
+    pub match_index: LogIndex,
+    /// The next index to send.
+    pub next_index: LogIndex,
+    /// Probe, replicate or snapshot.
+    pub state: ReplicationState,
+    /// Last index of each Append in flight, oldest first; at most `max_inflight` of them.
+    inflight: VecDeque<LogIndex>,
+    /// Whether the follower sent anything since the last check-quorum round.
+    pub recent_active: bool,
+    /// The highest ReadIndex round (`read_seq`) the follower acknowledged.
+    pub read_seq_acked: u64,
+    /// Ticks since the snapshot in flight was sent; past an election timeout the leader assumes it was lost
+    /// and probes again (which resends it if still needed).
+    pub snapshot_ticks: u32,
+}
+
+impl Progress {
+    /// A progress for a follower believed to need entries from `next_index` on.
+    pub fn new(next_index: LogIndex) -> Progress {
+        Progress {
+            match_index: LogIndex(0),
+            next_index,
+            state: ReplicationState::Probe { paused: false },
+            inflight: VecDeque::new(),
+            recent_active: false,
+            read_seq_acked: 0,
+            snapshot_ticks: 0,
+        }
+    }
+
+    /// Whether the leader must hold off sending more Appends.
+    pub fn is_paused(&self, max_inflight: usize) -> bool {
+        match self.state {
+            ReplicationState::Probe { paused } => paused,
+            ReplicationState::Replicate => self.inflight.len() >= max_inflight,
+            ReplicationState::Snapshot { .. } => true,
+        }
+    }
+
+    /// Records that an Append ending at `last_index` was sent. In replicate mode `next_index` moves past it
+    /// optimistically; in probe mode the leader waits for the answer.
+    pub fn sent(&mut self, last_index: LogIndex, max_inflight: usize) {
+        match self.state {
+            ReplicationState::Replicate => {
+                if last_index >= self.next_index {
+                    self.next_index = last_index.next();
+                    self.inflight.push_back(last_index);
+                    assert!(self.inflight.len() <= max_inflight, "inflight {} > max {max_inflight}", self.inflight.len());
+                }
+            }
+            ReplicationState::Probe { .. } => self.state = ReplicationState::Probe { paused: true },
+            ReplicationState::Snapshot { .. } => unreachable!("append sent while a snapshot is in flight"),
+        }
+    }
+
+    /// The follower acknowledged a match up to `index`. Returns whether `match_index` advanced.
+    pub fn acknowledge(&mut self, index: LogIndex) -> bool {
+        let advanced = index > self.match_index;
+        if advanced {
+            self.match_index = index;
+        }
+        if self.next_index <= index {
+            self.next_index = index.next();
+        }
+        while self.inflight.front().is_some_and(|&last| last <= index) {
+            self.inflight.pop_front();
+        }
+        match self.state {
+            ReplicationState::Probe { .. } => self.become_replicate(),
+            ReplicationState::Snapshot { index: snapshot } if self.match_index >= snapshot => self.become_probe(),
+            _ => {}
+        }
+        self.assert_valid();
+        advanced
+    }
+
+    /// The follower rejected an Append: move `next_index` back to `next` (never at or below the match
+    /// index) and probe from there. Returns false if the rejection was stale and ignored.
+    pub fn reject(&mut self, rejected_index: LogIndex, next: LogIndex) -> bool {
+        match self.state {
+            ReplicationState::Replicate if rejected_index <= self.match_index => return false,
+            ReplicationState::Probe { .. } if rejected_index != self.next_index.prev() => return false,
+            ReplicationState::Snapshot { .. } => return false,
+            _ => {}
+        }
+        self.next_index = next.min(rejected_index).max(self.match_index.next());
+        self.become_probe();
+        true
+    }
+
+    /// Switch to probing: one message at a time from `next_index`.
+    pub fn become_probe(&mut self) {
+        if let ReplicationState::Snapshot { index } = self.state {
+            self.next_index = self.match_index.max(index).next();
+        }
+        self.state = ReplicationState::Probe { paused: false };
+        self.inflight.clear();
+        self.assert_valid();
+    }
+
+    /// Switch to streaming from the match index.
+    fn become_replicate(&mut self) {
+        self.state = ReplicationState::Replicate;
+        self.next_index = self.match_index.next();
+        self.inflight.clear();
+    }
+
+    /// Switch to sending a snapshot up to `index`.
+    pub fn become_snapshot(&mut self, index: LogIndex) {
+        self.state = ReplicationState::Snapshot { index };
+        self.inflight.clear();
+        self.snapshot_ticks = 0;
+    }
+
+    /// A heartbeat response arrived: a paused probe may send again (the Append may have been lost).
+    pub fn resume_probe(&mut self) {
+        if let ReplicationState::Probe { .. } = self.state {
+            self.state = ReplicationState::Probe { paused: false };
+        }
+    }
+
+    /// Asserts `match_index < next_index`.
+    pub fn assert_valid(&self) {
+        assert!(self.match_index < self.next_index, "match {} >= next {}", self.match_index, self.next_index);
+    }
+}

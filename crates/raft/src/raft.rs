@@ -1,0 +1,496 @@
+//! The Raft node: state, inputs (`step`, `tick`, `propose`, `read_index`) and the `Ready` output.
+//! The handlers live in `election.rs`, `replication.rs`, `read_index.rs` and `membership.rs`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::log::RaftLog;
+use crate::message::{CampaignKind, Message, MessageBody};
+use crate::progress::Progress;
+use crate::ready::{ReadState, Ready};
+use crate::rng::SplitMix64;
+use crate::types::{Entry, HardState, LogIndex, Membership, NodeId, Snapshot, Term};
+
+/// The role a node plays in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Follows the leader of the term (or waits for one).
+    Follower,
+    /// Runs a pre-vote round (dissertation §9.6) without having raised its term.
+    PreCandidate,
+    /// Runs an election in its term.
+    Candidate,
+    /// Leads the term.
+    Leader,
+}
+
+/// What a node restores from durable storage when it starts.
+#[derive(Clone, Debug, Default)]
+pub struct Restored {
+    /// The persisted term, vote and commit index.
+    pub hard_state: HardState,
+    /// The newest snapshot. For a brand-new node of a new cluster: index 0 and the initial voters in
+    /// `meta.membership`. For a brand-new node that will join an existing cluster: index 0 and an empty
+    /// membership (it waits to be contacted by the leader).
+    pub snapshot: Snapshot,
+    /// The durable entries after the snapshot, consecutive.
+    pub entries: Vec<Entry>,
+}
+
+/// A read waiting for the leader to confirm it is still the leader.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PendingRead {
+    /// The follower that asked, or `None` for a read of this node's own client.
+    pub from: Option<NodeId>,
+    /// The asker's identifier of the read.
+    pub context: u64,
+    /// The commit index when the read arrived.
+    pub index: LogIndex,
+    /// The heartbeat round that must be acknowledged by a quorum.
+    pub read_seq: u64,
+}
+
+/// One node of a Raft group. Sans-IO: it never touches a clock, a file, a socket or OS randomness.
+///
+/// Invariants (see [`Raft::check_invariants`]):
+/// - the term never decreases; the vote changes only with the term or from `None`;
+/// - a leader's log holds an entry of its own term (the no-op) from the moment it is elected;
+/// - `log.applied <= log.commit <= log.last_index`, and the commit index never decreases;
+/// - `progress` is non-empty only on a leader and holds exactly the other members.
+pub struct Raft {
+    /// Tuning and fault switches.
+    pub(crate) config: Config,
+    /// Draws election timeouts; seeded from the config, the only randomness.
+    pub(crate) rng: SplitMix64,
+    /// The current term.
+    pub(crate) term: Term,
+    /// Whom this node voted for in `term`.
+    pub(crate) vote: Option<NodeId>,
+    /// This node's role.
+    pub(crate) role: Role,
+    /// The leader of `term`, once known.
+    pub(crate) leader_id: Option<NodeId>,
+    /// The log.
+    pub(crate) log: RaftLog,
+    /// The newest snapshot: the leader sends it to followers that need compacted entries, and its
+    /// membership is the base from which the current membership is recomputed.
+    pub(crate) snapshot: Snapshot,
+    /// The membership in force: the last one in the log, committed or not (dissertation §4.1).
+    pub(crate) membership: Membership,
+    /// The index of the entry that set `membership` (the snapshot index if none in the log).
+    pub(crate) membership_index: LogIndex,
+    /// Ticks since the last election timeout reset (followers: since hearing from the leader; leader: since
+    /// the last check-quorum round).
+    pub(crate) election_elapsed: u32,
+    /// This term's election timeout, drawn from `[timeout, 2 * timeout)`.
+    pub(crate) randomized_election_timeout: u32,
+    /// Ticks since the leader's last heartbeat.
+    pub(crate) heartbeat_elapsed: u32,
+    /// Votes received in the current (pre-)campaign.
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+    /// Leader only: each other member's replication progress.
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// Leader only: the voter leadership is being handed to, and ticks since the transfer began.
+    pub(crate) transfer: Option<(NodeId, u32)>,
+    /// Leader only: the latest ReadIndex round number. Never decreases.
+    pub(crate) read_seq: u64,
+    /// Leader only: reads waiting for a quorum to acknowledge their round, oldest first.
+    pub(crate) pending_reads: VecDeque<PendingRead>,
+    /// Leader only: reads that arrived before the leader committed an entry of its term.
+    pub(crate) reads_awaiting_commit: Vec<(Option<NodeId>, u64)>,
+    /// Output: messages to hand out in the next `Ready`.
+    pub(crate) messages: Vec<Message>,
+    /// Output: confirmed reads to hand out in the next `Ready`.
+    pub(crate) read_states: Vec<ReadState>,
+    /// Output: a snapshot received from the leader, to hand out in the next `Ready`.
+    pub(crate) snapshot_to_install: Option<Snapshot>,
+    /// The hard state handed out last, to detect changes.
+    pub(crate) persisted_hard_state: HardState,
+}
+
+impl Raft {
+    /// A node restored from `restored` (empty for a brand-new node), as a follower.
+    ///
+    /// # Panics
+    /// If the configuration is invalid or the restored state is inconsistent.
+    pub fn new(config: Config, restored: Restored) -> Raft {
+        config.validate();
+        let log = RaftLog::restore(&restored.snapshot.meta, restored.entries, restored.hard_state.commit);
+        let mut raft = Raft {
+            rng: SplitMix64::new(config.seed ^ config.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            config,
+            term: restored.hard_state.term,
+            vote: restored.hard_state.vote,
+            role: Role::Follower,
+            leader_id: None,
+            log,
+            membership: restored.snapshot.meta.membership.clone(),
+            membership_index: restored.snapshot.meta.index,
+            snapshot: restored.snapshot,
+            election_elapsed: 0,
+            randomized_election_timeout: 0,
+            heartbeat_elapsed: 0,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            transfer: None,
+            read_seq: 0,
+            pending_reads: VecDeque::new(),
+            reads_awaiting_commit: Vec::new(),
+            messages: Vec::new(),
+            read_states: Vec::new(),
+            snapshot_to_install: None,
+            persisted_hard_state: restored.hard_state,
+        };
+        raft.recompute_membership();
+        raft.reset_election_timeout();
+        raft.check_invariants();
+        raft
+    }
+
+    // ----- inputs -----
+
+    /// Advances logical time by one tick: followers count towards their election timeout, leaders send
+    /// heartbeats and check that a quorum is still in touch.
+    pub fn tick(&mut self) {
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        match self.role {
+            Role::Leader => self.tick_leader(),
+            Role::Follower | Role::PreCandidate | Role::Candidate => {
+                if self.can_campaign() && self.election_elapsed >= self.randomized_election_timeout {
+                    self.election_elapsed = 0;
+                    let kind = if self.config.pre_vote { CampaignKind::PreVote } else { CampaignKind::Election };
+                    self.campaign(kind);
+                }
+            }
+        }
+    }
+
+    /// Handles one message from another node. Messages with a stale term are dropped (or answered so the
+    /// sender learns the newer term); a newer term makes this node a follower of that term first.
+    ///
+    /// # Panics
+    /// If the message is not addressed to this node, or reveals a broken safety invariant (two leaders
+    /// in one term).
+    pub fn step(&mut self, message: Message) {
+        assert_eq!(message.to, self.config.id, "message for {} delivered to {}", message.to, self.config.id);
+        if message.term > self.term && !self.step_higher_term(&message) {
+            return;
+        }
+        if message.term < self.term {
+            self.step_lower_term(&message);
+            return;
+        }
+        self.dispatch(message);
+    }
+
+    /// Routes a message whose term is current (or a pre-vote message from a future term) to its handler.
+    fn dispatch(&mut self, message: Message) {
+        let from = message.from;
+        match message.body {
+            MessageBody::VoteRequest { kind, last_log_term, last_log_index } => {
+                self.handle_vote_request(from, message.term, kind, last_log_term, last_log_index)
+            }
+            MessageBody::VoteResponse { pre_vote, granted } => {
+                self.handle_vote_response(from, message.term, pre_vote, granted)
+            }
+            MessageBody::Append { prev_log_index, prev_log_term, entries, leader_commit } => {
+                self.become_follower_of(from);
+                self.handle_append(from, prev_log_index, prev_log_term, &entries, leader_commit);
+            }
+            MessageBody::Heartbeat { commit, read_seq } => {
+                self.become_follower_of(from);
+                self.handle_heartbeat(from, commit, read_seq);
+            }
+            MessageBody::InstallSnapshot { snapshot } => {
+                self.become_follower_of(from);
+                self.handle_install_snapshot(from, snapshot);
+            }
+            MessageBody::AppendResponse { result } => self.handle_append_response(from, result),
+            MessageBody::HeartbeatResponse { read_seq } => self.handle_heartbeat_response(from, read_seq),
+            MessageBody::ReadIndexRequest { context } => self.handle_read_index_request(from, context),
+            MessageBody::ReadIndexResponse { context, index } => {
+                self.read_states.push(ReadState { context, index });
+            }
+            MessageBody::TimeoutNow => {
+                if self.can_campaign() {
+                    self.campaign(CampaignKind::Transfer);
+                }
+            }
+        }
+    }
+
+    /// A message from a newer term. Returns whether to go on handling it.
+    fn step_higher_term(&mut self, message: &Message) -> bool {
+        match &message.body {
+            MessageBody::VoteRequest { kind, .. } => {
+                if *kind != CampaignKind::Transfer && self.in_leader_lease() {
+                    return false; // §4.2.3: a node that hears from a leader ignores disruptive campaigns
+                }
+                if *kind == CampaignKind::PreVote {
+                    return true; // a pre-vote never changes the voter's term
+                }
+                self.become_follower(message.term, None);
+            }
+            MessageBody::VoteResponse { pre_vote: true, granted: true } => {} // counted by the pre-candidate
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
+                self.become_follower(message.term, Some(message.from));
+            }
+            _ => self.become_follower(message.term, None),
+        }
+        true
+    }
+
+    /// A message from an older term: tell a stale leader or candidate about the newer term so it steps down,
+    /// drop everything else.
+    fn step_lower_term(&mut self, message: &Message) {
+        match &message.body {
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
+                self.send(message.from, MessageBody::HeartbeatResponse { read_seq: 0 });
+            }
+            MessageBody::VoteRequest { kind, .. } => {
+                let pre_vote = *kind == CampaignKind::PreVote;
+                self.send(message.from, MessageBody::VoteResponse { pre_vote, granted: false });
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether this node heard from a leader within the minimum election timeout, so it must not help
+    /// anyone depose it (check-quorum's leader lease).
+    pub(crate) fn in_leader_lease(&self) -> bool {
+        self.config.check_quorum
+            && self.leader_id.is_some()
+            && self.election_elapsed < self.config.election_timeout_ticks
+    }
+
+    // ----- output -----
+
+    /// Whether [`Raft::ready`] would return anything.
+    pub fn has_ready(&self) -> bool {
+        !self.messages.is_empty()
+            || !self.read_states.is_empty()
+            || self.snapshot_to_install.is_some()
+            || self.log.has_ready()
+            || self.hard_state_to_persist() != self.persisted_hard_state
+    }
+
+    /// Takes everything the driver must persist, send and apply. See [`Ready`] for the order. Once it
+    /// returns, the core considers the entries and hard state durable.
+    pub fn ready(&mut self) -> Ready {
+        let hard_state = self.hard_state_to_persist();
+        let changed = hard_state != self.persisted_hard_state;
+        self.persisted_hard_state = hard_state;
+        Ready {
+            snapshot: self.snapshot_to_install.take(),
+            entries: self.log.take_unstable(),
+            hard_state: changed.then_some(hard_state),
+            messages: std::mem::take(&mut self.messages),
+            committed_entries: self.log.take_committed(),
+            read_states: std::mem::take(&mut self.read_states),
+        }
+    }
+
+    /// The hard state that the next `Ready` persists.
+    fn hard_state_to_persist(&self) -> HardState {
+        let vote = if self.config.faults.forget_to_persist_vote {
+            // Fault: the vote is never written; what is on disk stays whatever it was for this term.
+            (self.persisted_hard_state.term == self.term).then_some(self.persisted_hard_state.vote).flatten()
+        } else {
+            self.vote
+        };
+        HardState { term: self.term, vote, commit: self.log.commit() }
+    }
+
+    // ----- snapshots -----
+
+    /// The driver took a snapshot of its state machine at `index` (which it has applied): remember it for
+    /// followers that fall behind, and forget log entries up to `index - keep_entries`.
+    ///
+    /// # Panics
+    /// If `index` has not been handed out for application yet.
+    pub fn compact(&mut self, index: LogIndex, data: Vec<u8>, keep_entries: u64) {
+        assert!(index <= self.log.applied(), "snapshot at {index} past applied {}", self.log.applied());
+        if index <= self.snapshot.meta.index {
+            return;
+        }
+        let term = self.log.term_at(index).expect("applied entry is held in the log");
+        let membership = self.membership_at(index);
+        self.snapshot = Snapshot {
+            meta: crate::types::SnapshotMeta { index, term, membership },
+            data: Arc::new(data),
+        };
+        self.log.compact_to(LogIndex(index.0.saturating_sub(keep_entries)).max(self.log.offset()));
+    }
+
+    // ----- introspection -----
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The vote in the current term.
+    pub fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether this node is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
+    /// The leader of the current term, if known.
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.leader_id
+    }
+
+    /// The commit index.
+    pub fn commit_index(&self) -> LogIndex {
+        self.log.commit()
+    }
+
+    /// The highest index handed out for application.
+    pub fn applied_index(&self) -> LogIndex {
+        self.log.applied()
+    }
+
+    /// The last log index.
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+
+    /// The term of the last log entry.
+    pub fn last_term(&self) -> Term {
+        self.log.last_term()
+    }
+
+    /// The first index held in memory (entries before it are compacted into the snapshot).
+    pub fn first_index(&self) -> LogIndex {
+        self.log.first_index()
+    }
+
+    /// The entry at `index`, if held.
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+
+    /// The term of the entry at `index`, if known.
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        self.log.term_at(index)
+    }
+
+    /// The membership in force.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The newest snapshot held.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Leader only: the match index of each other member.
+    pub fn match_indexes(&self) -> BTreeMap<NodeId, LogIndex> {
+        self.progress.iter().map(|(&id, p)| (id, p.match_index)).collect()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Checks every invariant, including O(n) ones. Call it after each step in tests and the simulator.
+    ///
+    /// # Panics
+    /// On any broken invariant.
+    pub fn check_invariants(&self) {
+        self.log.check_invariants();
+        self.membership.assert_valid();
+        assert!(self.term >= self.persisted_hard_state.term, "term went back");
+        if self.role == Role::Leader {
+            assert_eq!(self.leader_id, Some(self.config.id), "leader does not know it leads");
+            assert!(self.log.last_term() == self.term, "leader's last entry is not of its term");
+            for id in self.progress.keys() {
+                assert!(self.membership.contains(*id), "progress for non-member {id}");
+            }
+        } else {
+            assert!(self.progress.is_empty(), "non-leader keeps progress");
+        }
+    }
+
+    // ----- helpers shared by the handlers -----
+
+    /// Queues a message to `to` in the current term.
+    pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
+        let term = self.term;
+        self.send_with_term(to, term, body);
+    }
+
+    /// Queues a message with an explicit term (pre-votes carry the term they would campaign in).
+    pub(crate) fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        assert!(to != self.config.id, "{} sending to itself", self.config.id);
+        self.messages.push(Message { from: self.config.id, to, term, body });
+    }
+
+    /// Whether this node may start an election: only voters campaign.
+    pub(crate) fn can_campaign(&self) -> bool {
+        self.membership.is_voter(self.config.id)
+    }
+
+    /// Draws a new election timeout in `[timeout, 2 * timeout)`.
+    pub(crate) fn reset_election_timeout(&mut self) {
+        let base = u64::from(self.config.election_timeout_ticks);
+        self.randomized_election_timeout = self.rng.range(base, 2 * base) as u32;
+    }
+
+    /// Becomes a follower of `term` (raising the term if newer, which clears the vote) with `leader` if known.
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        assert!(term >= self.term, "term going back from {} to {term}", self.term);
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.role = Role::Follower;
+        self.leader_id = leader;
+        self.election_elapsed = 0;
+        self.reset_election_timeout();
+        self.clear_leader_state();
+    }
+
+    /// A message from the leader of the current term arrived: follow it.
+    ///
+    /// # Panics
+    /// If this node is itself the leader of the term: two leaders in one term break Election Safety.
+    fn become_follower_of(&mut self, leader: NodeId) {
+        assert!(
+            self.role != Role::Leader,
+            "two leaders in term {}: {} and {leader}",
+            self.term,
+            self.config.id
+        );
+        if self.role != Role::Follower || self.leader_id != Some(leader) {
+            self.become_follower(self.term, Some(leader));
+        }
+        self.election_elapsed = 0;
+    }
+
+    /// Forgets everything only a leader or candidate keeps.
+    fn clear_leader_state(&mut self) {
+        self.votes.clear();
+        self.progress.clear();
+        self.transfer = None;
+        self.pending_reads.clear();
+        self.reads_awaiting_commit.clear();
+    }
+}
