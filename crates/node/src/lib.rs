@@ -1,1 +1,31 @@
-//! placeholder
+//! `tally-node`: the one loop that drives the Raft core, durable storage and a state machine. The real
+//! server and the simulator both run this code; only the [`Disk`], [`Transport`] and [`Clock`] differ.
+//!
+//! ```text
+//!   receive(message) / advance_clock() / propose(id, command) / read(id, query)
+//!                          │
+//!                          ▼
+//!                  Raft core (sans-IO) ──ready()──▶ 1. Disk: snapshot + entries + hard state, one sync
+//!                                                   2. Transport: send messages
+//!                                                   3. StateMachine: install snapshot, apply entries
+//!                                                   4. answer reads whose index is applied
+//!                          │
+//!                          ▼
+//!                take_completions() ──▶ the caller answers its clients
+//! ```
+//!
+//! It owns no threads and no sockets: callers (a tokio task in the server, the simulator's event loop)
+//! decide when inputs arrive.
+#![deny(missing_docs)]
+
+mod disk;
+mod node;
+mod request;
+mod state_machine;
+mod transport;
+
+pub use disk::{Disk, DiskError, DiskState, MemDisk};
+pub use node::{Node, NodeConfig};
+pub use request::{Completion, ReadConsistency, Reply, RequestError, RequestId};
+pub use state_machine::{KvQuery, KvQueryOutput, StateMachine};
+pub use transport::{Clock, ManualClock, Outbox, Transport};

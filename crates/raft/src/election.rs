@@ -116,7 +116,7 @@ impl Raft {
             self.heartbeat_elapsed = 0;
             self.broadcast_heartbeat();
         }
-        self.tick_snapshots();
+        self.tick_replication();
         if let Some((_, elapsed)) = self.transfer.as_mut() {
             *elapsed += 1;
             if *elapsed >= self.config.election_timeout_ticks {

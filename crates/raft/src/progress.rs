@@ -39,9 +39,9 @@ pub struct Progress {
     pub recent_active: bool,
     /// The highest ReadIndex round (`read_seq`) the follower acknowledged.
     pub read_seq_acked: u64,
-    /// Ticks since the snapshot in flight was sent; past an election timeout the leader assumes it was lost
-    /// and probes again (which resends it if still needed).
-    pub snapshot_ticks: u32,
+    /// Ticks without progress while something is in flight (a snapshot, or Appends in replicate mode); past
+    /// an election timeout the leader assumes the messages were lost and probes again from the match index.
+    pub stalled_ticks: u32,
 }
 
 impl Progress {
@@ -54,7 +54,7 @@ impl Progress {
             inflight: VecDeque::new(),
             recent_active: false,
             read_seq_acked: 0,
-            snapshot_ticks: 0,
+            stalled_ticks: 0,
         }
     }
 
@@ -88,6 +88,7 @@ impl Progress {
         let advanced = index > self.match_index;
         if advanced {
             self.match_index = index;
+            self.stalled_ticks = 0;
         }
         if self.next_index <= index {
             self.next_index = index.next();
@@ -125,6 +126,7 @@ impl Progress {
         }
         self.state = ReplicationState::Probe { paused: false };
         self.inflight.clear();
+        self.stalled_ticks = 0;
         self.assert_valid();
     }
 
@@ -139,7 +141,7 @@ impl Progress {
     pub fn become_snapshot(&mut self, index: LogIndex) {
         self.state = ReplicationState::Snapshot { index };
         self.inflight.clear();
-        self.snapshot_ticks = 0;
+        self.stalled_ticks = 0;
     }
 
     /// A heartbeat response arrived: a paused probe may send again (the Append may have been lost).
@@ -147,6 +149,36 @@ impl Progress {
         if let ReplicationState::Probe { .. } = self.state {
             self.state = ReplicationState::Probe { paused: false };
         }
+    }
+
+    /// A heartbeat response arrived while the window is full: the Appends that filled it may all have been
+    /// lost, and without their acknowledgements it would never open again. Free the oldest slot so the
+    /// leader can send once more (etcd's `freeFirstOne`); if the follower missed those Appends, it rejects
+    /// the next one and the leader falls back to probing.
+    pub fn free_first_inflight_if_full(&mut self, max_inflight: usize) {
+        if self.state == ReplicationState::Replicate && self.inflight.len() >= max_inflight {
+            self.inflight.pop_front();
+        }
+    }
+
+    /// Counts a tick; returns true when messages in flight went unanswered so long that they must have
+    /// been lost, after switching to probe mode (the caller then sends again).
+    pub fn tick_stalled(&mut self, timeout_ticks: u32) -> bool {
+        let waiting = match self.state {
+            ReplicationState::Replicate => !self.inflight.is_empty(),
+            ReplicationState::Snapshot { .. } => true,
+            ReplicationState::Probe { .. } => false,
+        };
+        if !waiting {
+            self.stalled_ticks = 0;
+            return false;
+        }
+        self.stalled_ticks += 1;
+        if self.stalled_ticks < timeout_ticks {
+            return false;
+        }
+        self.become_probe();
+        true
     }
 
     /// Asserts `match_index < next_index`.

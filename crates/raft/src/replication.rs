@@ -104,16 +104,14 @@ impl Raft {
         }
     }
 
-    /// Gives up on snapshots that were not acknowledged within an election timeout, so they are resent.
-    pub(crate) fn tick_snapshots(&mut self) {
+    /// Gives up on Appends and snapshots unanswered for an election timeout (lost in the network) and
+    /// probes again from the match index.
+    pub(crate) fn tick_replication(&mut self) {
         let timeout = self.config.election_timeout_ticks;
-        for progress in self.progress.values_mut() {
-            if let ReplicationState::Snapshot { .. } = progress.state {
-                progress.snapshot_ticks += 1;
-                if progress.snapshot_ticks >= timeout {
-                    progress.become_probe();
-                }
-            }
+        let stalled: Vec<NodeId> =
+            self.progress.iter_mut().filter_map(|(&id, p)| p.tick_stalled(timeout).then_some(id)).collect();
+        for id in stalled {
+            self.send_append(id, false);
         }
     }
 
@@ -216,9 +214,12 @@ impl Raft {
         let Some(progress) = self.progress.get_mut(&from) else { return };
         progress.recent_active = true;
         progress.resume_probe();
+        progress.free_first_inflight_if_full(self.config.max_inflight_messages);
         progress.read_seq_acked = progress.read_seq_acked.max(read_seq);
         if progress.match_index < last_index {
-            self.send_append(from, false);
+            // Appends may have been lost: send even an empty one, which the follower rejects if it is missing
+            // entries, so the leader falls back to probing and resends them (even with nothing new to send).
+            self.send_append(from, true);
         }
         self.advance_reads();
     }

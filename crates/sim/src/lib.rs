@@ -1,2 +1,22 @@
-//! Deterministic simulation of Tally clusters.
+//! `tally-sim`: deterministic simulation of Tally clusters.
+//!
+//! Real `tally-node` instances (the production node loop and Raft core) run against a simulated network,
+//! disk and clock. Everything random (delays, loss, duplication, partitions, crashes, clock skew, client
+//! behaviour) comes from one `u64` seed, so `tally-sim --seed S --trace` replays a run exactly. After every
+//! simulated millisecond the checkers of [`checkers`] run; at the end the client history is checked for
+//! linearizability. See [`world`] for the shape of a run and [`sweep`] for running many seeds.
+#![deny(missing_docs)]
+
+pub mod checkers;
+pub mod client;
+pub mod hash;
 pub mod linearizability;
+pub mod network;
+pub mod params;
+pub mod state_machine;
+pub mod sweep;
+pub mod world;
+
+pub use params::SimParams;
+pub use sweep::{RunReport, SweepReport, run_seed, sweep};
+pub use world::{Outcome, Simulation};

@@ -25,9 +25,27 @@ impl Bitset {
     ///
     /// # Panics
     /// If `position >= capacity`.
+    #[cfg(test)]
     pub(super) fn contains(&self, position: usize) -> bool {
         let (word, mask) = self.locate(position);
         self.words[word] & mask != 0
+    }
+
+    /// Whether every member of `self` is a member of `other`.
+    ///
+    /// # Panics
+    /// If the capacities differ.
+    pub(super) fn is_subset(&self, other: &Bitset) -> bool {
+        assert!(
+            self.capacity == other.capacity,
+            "subset of sets with capacities {} and {}",
+            self.capacity,
+            other.capacity
+        );
+        self.words
+            .iter()
+            .zip(&other.words)
+            .all(|(mine, theirs)| mine & !theirs == 0)
     }
 
     /// Adds `position`, which must not be a member yet.
@@ -86,6 +104,20 @@ mod tests {
             set.remove(position);
         }
         assert_eq!(set, empty);
+    }
+
+    #[test]
+    fn subset_compares_members() {
+        let (mut small, mut large) = (Bitset::new(70), Bitset::new(70));
+        assert!(small.is_subset(&large));
+        large.insert(1);
+        large.insert(69);
+        assert!(small.is_subset(&large));
+        small.insert(69);
+        assert!(small.is_subset(&large));
+        assert!(!large.is_subset(&small));
+        small.insert(2);
+        assert!(!small.is_subset(&large));
     }
 
     #[test]

@@ -1,21 +1,23 @@
 //! Wing & Gong's search with Lowe's memoization, generic over a sequential [`Model`].
 //!
 //! The search walks the [`EntryList`] from its head. At a call entry it tries to linearize
-//! that operation next: if the model accepts it and the pair (linearized set, resulting
-//! state) was never reached before, the entry is lifted, the previous state pushed on an
-//! explicit stack, and the walk restarts from the head. At a return entry the operation it
-//! belongs to should already have been linearized, so the search backtracks: it pops the last
-//! choice, unlifts it and tries the next entry after it. It succeeds when no return entry is
-//! left (indeterminate operations have none and may stay unlinearized), and fails when it
-//! must backtrack with an empty stack. Every loop iteration is one step of the budget.
+//! that operation next: if the model accepts it and the resulting configuration is not
+//! dominated by one reached before (see [`Memo`]), the entry is lifted, the previous state
+//! pushed on an explicit stack, and the walk restarts from the head. At a return entry the
+//! operation it belongs to should already have been linearized, so once the window before it
+//! has been scanned (operations with known outputs first, then indeterminate ones, see
+//! [`Phase`]) the search backtracks: it pops the last choice, unlifts it and resumes the scan
+//! after it. It succeeds when no return entry is left (indeterminate operations have none and
+//! may stay unlinearized), and fails when it must backtrack with an empty stack. Every loop
+//! iteration is one step of the budget.
 
-use std::collections::HashSet;
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use super::bitset::Bitset;
 use super::entry_list::{EntryKind, EntryList, Span};
 use super::explain::{StuckPoint, explain_violation};
+use super::memo::{Linearized, Memo};
+use super::symmetry::Symmetry;
 
 /// A sequential specification that histories are checked against.
 ///
@@ -117,28 +119,55 @@ pub fn check<M: Model>(
     history: &[Operation<M::Input, M::Output>],
     budget_steps: u64,
 ) -> CheckResult {
-    check_counting_steps(model, history, budget_steps).0
+    check_counting_steps(model, history, Symmetry::none(history.len()), budget_steps).0
 }
 
-/// Like [`check`], also returning the number of steps spent.
+/// Like [`check`], with interchangeable indeterminate operations given by `symmetry`, and also
+/// returning the number of steps spent.
+///
+/// # Panics
+/// As [`check`], and if an operation with a symmetry class is determinate.
 pub(super) fn check_counting_steps<M: Model>(
     model: &M,
     history: &[Operation<M::Input, M::Output>],
+    symmetry: Symmetry,
     budget_steps: u64,
 ) -> (CheckResult, u64) {
     let spans: Vec<Span> = history.iter().enumerate().map(span_of).collect();
+    for (position, op) in history.iter().enumerate() {
+        assert!(
+            !(op.is_determinate() && symmetry.has_class(position)),
+            "op {position} has a symmetry class but a known output"
+        );
+    }
+    let linearized = Linearized::new(history.iter().map(Operation::is_determinate));
+    let state = model.init();
+    let mut memo = Memo::new();
+    let fresh = memo.insert(&linearized, &state);
+    assert!(fresh, "a new memo already held the initial configuration");
     let mut search = Search {
         model,
         history,
         list: EntryList::new(&spans),
-        linearized: Bitset::new(history.len()),
-        memo: HashSet::new(),
+        linearized,
+        memo,
+        symmetry,
         stack: Vec::new(),
-        state: model.init(),
+        state,
         stuck: None,
         steps: 0,
+        tries: vec![0; history.len()],
     };
     let result = search.run(budget_steps);
+    if std::env::var_os("PROBE2").is_some() && result == CheckResult::Unknown {
+        let mut counts: Vec<(u64, usize)> = search.tries.iter().enumerate().map(|(i, c)| (*c, i)).collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        for (c, i) in counts.iter().take(15) {
+            let op = &history[*i];
+            eprintln!("{c} tries: op {i} client {} [{}, {:?}] {:?} -> {:?}", op.client, op.call, op.ret, op.input, op.output);
+        }
+        eprintln!("stack {} memo {}", search.stack.len(), search.memo.len());
+    }
     (result, search.steps)
 }
 
@@ -155,10 +184,22 @@ fn span_of<I, O>((position, op): (usize, &Operation<I, O>)) -> Span {
     }
 }
 
+/// Which candidates a scan of the pending window tries. Each window (the call entries before
+/// the first linked return entry) is scanned twice: operations with known outputs first,
+/// then indeterminate ones, so that configurations with fewer indeterminate operations are
+/// visited first and dominate the others in the [`Memo`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Determinate,
+    Indeterminate,
+}
+
 /// A choice the search can undo.
 struct Frame<S> {
     /// The call entry that was linearized.
     call_entry: usize,
+    /// The scan phase it was chosen in, to resume that scan after undoing it.
+    phase: Phase,
     /// The model state before it.
     state_before: S,
 }
@@ -175,10 +216,12 @@ struct Search<'a, M: Model> {
     /// Entries of operations not yet linearized.
     list: EntryList,
     /// Operations linearized on the current path.
-    linearized: Bitset,
-    /// Every (linearized set, state) reached so far: reaching one again cannot succeed
-    /// where the first visit did not (Lowe's memoization).
-    memo: HashSet<(Bitset, M::State)>,
+    linearized: Linearized,
+    /// Configurations reached so far: one dominated by them cannot succeed where they did
+    /// not (Lowe's memoization).
+    memo: Memo<M::State>,
+    /// Interchangeable indeterminate operations, tried only in call order.
+    symmetry: Symmetry,
     /// The current path, oldest choice first; explicit so deep histories cannot overflow the
     /// call stack.
     stack: Vec<Frame<M::State>>,
@@ -188,26 +231,40 @@ struct Search<'a, M: Model> {
     stuck: Option<StuckPoint>,
     /// Steps spent.
     steps: u64,
+    tries: Vec<u64>,
 }
 
 impl<M: Model> Search<'_, M> {
     /// Runs the search to a verdict or until `budget_steps` are spent.
     fn run(&mut self, budget_steps: u64) -> CheckResult {
         let mut position = self.list.first();
+        let mut phase = Phase::Determinate;
         while self.list.returns_linked() > 0 {
             if self.steps >= budget_steps {
                 return CheckResult::Unknown;
             }
             self.steps += 1;
-            // A return entry is linked, and the walk never passes one, so it is ahead.
-            assert!(!self.list.is_tail(position), "walk passed every return entry");
-            position = match self.list.entry(position).kind {
-                EntryKind::Call { .. } if self.try_linearize(position) => self.list.first(),
-                EntryKind::Call { .. } => self.list.next(position),
+            // A return entry is linked, and a scan never passes one, so it is ahead.
+            assert!(!self.list.is_tail(position), "scan passed every return entry");
+            let entry = self.list.entry(position);
+            (position, phase) = match entry.kind {
+                EntryKind::Call { .. }
+                    if self.phase_of(entry.op) != phase
+                        || !self.symmetry.is_canonical(entry.op) =>
+                {
+                    (self.list.next(position), phase)
+                }
+                EntryKind::Call { .. } if self.try_linearize(position, phase) => {
+                    (self.list.first(), Phase::Determinate)
+                }
+                EntryKind::Call { .. } => (self.list.next(position), phase),
+                EntryKind::Return if phase == Phase::Determinate => {
+                    (self.list.first(), Phase::Indeterminate)
+                }
                 EntryKind::Return => {
                     self.note_stuck(position);
                     match self.backtrack() {
-                        Some(call_entry) => self.list.next(call_entry),
+                        Some((call_entry, phase)) => (self.list.next(call_entry), phase),
                         None => return self.violation(),
                     }
                 }
@@ -216,35 +273,49 @@ impl<M: Model> Search<'_, M> {
         CheckResult::Ok
     }
 
+    /// The scan phase in which operation `op` is tried.
+    fn phase_of(&self, op: usize) -> Phase {
+        if self.linearized.is_determinate(op) || std::env::var_os("ONEPHASE").is_some() {
+            Phase::Determinate
+        } else {
+            Phase::Indeterminate
+        }
+    }
+
     /// Linearizes the operation of `call_entry` next if the model allows it and the resulting
-    /// (set, state) pair is new. Returns whether it did.
-    fn try_linearize(&mut self, call_entry: usize) -> bool {
+    /// configuration is not dominated. Returns whether it did.
+    fn try_linearize(&mut self, call_entry: usize, phase: Phase) -> bool {
         let op_position = self.list.entry(call_entry).op;
         let op = &self.history[op_position];
         let Some(next_state) = self.model.step(&self.state, &op.input, op.output.as_ref()) else {
             return false;
         };
         self.linearized.insert(op_position);
-        if !self.memo.insert((self.linearized.clone(), next_state.clone())) {
+        if !self.memo.insert(&self.linearized, &next_state) {
             self.linearized.remove(op_position);
             return false;
         }
+        self.symmetry.linearize(op_position);
+        self.tries[op_position] += 1;
         let state_before = std::mem::replace(&mut self.state, next_state);
         self.stack.push(Frame {
             call_entry,
+            phase,
             state_before,
         });
         self.list.lift(call_entry);
         true
     }
 
-    /// Undoes the last choice and returns its call entry, or `None` if there is none.
-    fn backtrack(&mut self) -> Option<usize> {
+    /// Undoes the last choice and returns its call entry and phase, or `None` if there is none.
+    fn backtrack(&mut self) -> Option<(usize, Phase)> {
         let frame = self.stack.pop()?;
         self.state = frame.state_before;
-        self.linearized.remove(self.list.entry(frame.call_entry).op);
+        let op = self.list.entry(frame.call_entry).op;
+        self.linearized.remove(op);
+        self.symmetry.undo(op);
         self.list.unlift(frame.call_entry);
-        Some(frame.call_entry)
+        Some((frame.call_entry, frame.phase))
     }
 
     /// Records the current path if it is the deepest one that got stuck, `return_entry` being

@@ -1,0 +1,381 @@
+//! The node loop: inputs go into the Raft core, and each `Ready` that comes out is carried out in its
+//! contract's order: persist (one sync), send, apply, answer reads.
+
+use std::collections::BTreeMap;
+
+use tally_raft::{EntryPayload, LogIndex, MembershipChange, Message, NodeId, Raft, Ready, Term};
+
+use crate::disk::{Disk, DiskError};
+use crate::request::{Completion, ReadConsistency, Reply, RequestError, RequestId};
+use crate::state_machine::StateMachine;
+use crate::transport::{Clock, Transport};
+
+/// Configuration of one node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The consensus core's configuration.
+    pub raft: tally_raft::Config,
+    /// Milliseconds per Raft tick.
+    pub tick_interval_ms: u64,
+    /// Take a state machine snapshot (and compact the log) every this many applied entries.
+    pub snapshot_interval_entries: u64,
+    /// Log entries kept behind a snapshot, so followers a little behind catch up from the log.
+    pub snapshot_keep_entries: u64,
+}
+
+impl NodeConfig {
+    /// Defaults: 100 ms ticks (1 s minimum election timeout), a snapshot every 10,000 entries, keeping 1,000.
+    pub fn new(id: NodeId, seed: u64) -> NodeConfig {
+        NodeConfig {
+            raft: tally_raft::Config::new(id, seed),
+            tick_interval_ms: 100,
+            snapshot_interval_entries: 10_000,
+            snapshot_keep_entries: 1_000,
+        }
+    }
+}
+
+/// A read waiting for its read index to be applied.
+#[derive(Clone, Debug)]
+struct WaitingRead<Q> {
+    /// The request.
+    id: RequestId,
+    /// The question.
+    query: Q,
+}
+
+/// One Tally node: the Raft core, the state machine, and the I/O it is driven through.
+///
+/// Invariant: `state_machine.applied_index() == raft.applied_index()` between calls.
+pub struct Node<S: StateMachine, D: Disk, T: Transport, C: Clock> {
+    /// The consensus core.
+    raft: Raft,
+    /// The replicated state.
+    state_machine: S,
+    /// Durable storage.
+    disk: D,
+    /// Outgoing messages.
+    transport: T,
+    /// Time, turned into ticks.
+    clock: C,
+    /// Tuning.
+    config: NodeConfig,
+    /// The clock reading of the last tick.
+    last_tick_ms: u64,
+    /// Proposals waiting to be applied: log index -> (term it was proposed in, request).
+    proposals: BTreeMap<LogIndex, (Term, RequestId)>,
+    /// Linearizable reads waiting for their read index, by context (= request id).
+    reads_awaiting_index: BTreeMap<u64, S::Query>,
+    /// Reads whose read index is known, waiting for it to be applied: read index -> reads.
+    reads_awaiting_apply: BTreeMap<LogIndex, Vec<WaitingRead<S::Query>>>,
+    /// Finished requests not yet taken by the caller.
+    completions: Vec<Completion<S>>,
+    /// Set after a storage failure: the node then refuses all input (it must be restarted).
+    failure: Option<DiskError>,
+}
+
+impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
+    /// Starts a node from what `disk` holds: the snapshot is restored into `state_machine`, and committed
+    /// entries after it are re-applied as the core hands them out.
+    ///
+    /// # Errors
+    /// If the disk cannot be read or the snapshot cannot be decoded.
+    pub fn start(config: NodeConfig, mut disk: D, transport: T, clock: C, mut state_machine: S) -> Result<Self, DiskError> {
+        let restored = disk.load()?;
+        if restored.snapshot.meta.index > LogIndex(0) {
+            state_machine.restore(&restored.snapshot.data).map_err(DiskError::Corrupt)?;
+        }
+        assert_eq!(
+            state_machine.applied_index(),
+            restored.snapshot.meta.index,
+            "state machine does not match the snapshot"
+        );
+        let raft = Raft::new(config.raft.clone(), restored);
+        let last_tick_ms = clock.now_ms();
+        let mut node = Node {
+            raft,
+            state_machine,
+            disk,
+            transport,
+            clock,
+            config,
+            last_tick_ms,
+            proposals: BTreeMap::new(),
+            reads_awaiting_index: BTreeMap::new(),
+            reads_awaiting_apply: BTreeMap::new(),
+            completions: Vec::new(),
+            failure: None,
+        };
+        node.process_ready()?;
+        Ok(node)
+    }
+
+    // ----- inputs -----
+
+    /// Handles a message from another node.
+    ///
+    /// # Errors
+    /// A storage failure: the node has stopped.
+    pub fn receive(&mut self, message: Message) -> Result<(), DiskError> {
+        self.check_running()?;
+        self.raft.step(message);
+        self.process_ready()
+    }
+
+    /// Turns elapsed clock time into ticks.
+    ///
+    /// # Errors
+    /// A storage failure: the node has stopped.
+    pub fn advance_clock(&mut self) -> Result<(), DiskError> {
+        self.check_running()?;
+        let now = self.clock.now_ms();
+        while now.saturating_sub(self.last_tick_ms) >= self.config.tick_interval_ms {
+            self.last_tick_ms += self.config.tick_interval_ms;
+            self.raft.tick();
+        }
+        self.process_ready()
+    }
+
+    /// Proposes a command; the completion comes once it is applied (or known lost).
+    ///
+    /// # Errors
+    /// A storage failure: the node has stopped.
+    pub fn propose(&mut self, id: RequestId, command: Vec<u8>) -> Result<(), DiskError> {
+        self.check_running()?;
+        let result = self.raft.propose(command);
+        self.track_proposal(id, result);
+        self.process_ready()
+    }
+
+    /// Remembers an accepted proposal until its entry is applied, or completes a refused one. A proposal
+    /// that was waiting at the same index is now certainly overwritten by this leader's new entry.
+    fn track_proposal(&mut self, id: RequestId, result: Result<LogIndex, tally_raft::ProposeError>) {
+        match result {
+            Ok(index) => {
+                if let Some((_, old)) = self.proposals.insert(index, (self.raft.term(), id)) {
+                    self.completions.push(Completion { id: old, result: Err(RequestError::Dropped) });
+                }
+            }
+            Err(error) => self.completions.push(Completion { id, result: Err(error.into()) }),
+        }
+    }
+
+    /// Proposes a membership change; the completion comes once it is applied.
+    ///
+    /// # Errors
+    /// A storage failure: the node has stopped.
+    pub fn propose_membership(&mut self, id: RequestId, change: MembershipChange) -> Result<(), DiskError> {
+        self.check_running()?;
+        let result = self.raft.propose_membership(change);
+        self.track_proposal(id, result);
+        self.process_ready()
+    }
+
+    /// Reads from the state machine at the given consistency. `id` must be unique among reads in flight.
+    ///
+    /// # Errors
+    /// A storage failure: the node has stopped.
+    pub fn read(&mut self, id: RequestId, query: S::Query, consistency: ReadConsistency) -> Result<(), DiskError> {
+        self.check_running()?;
+        match consistency {
+            ReadConsistency::Stale => self.answer_read(id, &query),
+            ReadConsistency::Linearizable => match self.raft.read_index(id) {
+                Ok(()) => {
+                    self.reads_awaiting_index.insert(id, query);
+                }
+                Err(error) => self.completions.push(Completion { id, result: Err(error.into()) }),
+            },
+        }
+        self.process_ready()
+    }
+
+    /// Asks the leader to hand leadership to `target`.
+    ///
+    /// # Errors
+    /// A storage failure, or the core's refusal.
+    pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), RequestError> {
+        self.check_running().map_err(|e| RequestError::Stopped(e.to_string()))?;
+        self.raft.transfer_leader(target)?;
+        self.process_ready().map_err(|e| RequestError::Stopped(e.to_string()))
+    }
+
+    /// Takes the requests finished since the last call.
+    pub fn take_completions(&mut self) -> Vec<Completion<S>> {
+        std::mem::take(&mut self.completions)
+    }
+
+    /// Forgets a request the caller gave up on (timed out): its completion will not be reported. A write may
+    /// still be applied.
+    pub fn abandon(&mut self, id: RequestId) {
+        self.proposals.retain(|_, (_, request)| *request != id);
+        self.reads_awaiting_index.remove(&id);
+        for reads in self.reads_awaiting_apply.values_mut() {
+            reads.retain(|r| r.id != id);
+        }
+    }
+
+    // ----- the Ready loop -----
+
+    /// Carries out every `Ready` the core has, in contract order.
+    fn process_ready(&mut self) -> Result<(), DiskError> {
+        while self.raft.has_ready() {
+            let ready = self.raft.ready();
+            if let Err(error) = self.handle_ready(ready) {
+                self.failure = Some(error.clone());
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Persist, send, apply, answer reads, maybe snapshot.
+    fn handle_ready(&mut self, ready: Ready) -> Result<(), DiskError> {
+        self.persist(&ready)?;
+        for message in ready.messages {
+            self.transport.send(message);
+        }
+        if let Some(snapshot) = &ready.snapshot {
+            self.install_snapshot(snapshot)?;
+        }
+        for entry in &ready.committed_entries {
+            self.apply(entry);
+        }
+        for read in ready.read_states {
+            if let Some(query) = self.reads_awaiting_index.remove(&read.context) {
+                let waiting = WaitingRead { id: read.context, query };
+                self.reads_awaiting_apply.entry(read.index).or_default().push(waiting);
+            }
+        }
+        self.answer_applied_reads();
+        self.maybe_snapshot()
+    }
+
+    /// Step 1 of the contract: snapshot, entries and hard state, then one sync.
+    fn persist(&mut self, ready: &Ready) -> Result<(), DiskError> {
+        if let Some(snapshot) = &ready.snapshot {
+            self.disk.save_snapshot(snapshot, true)?;
+        }
+        if !ready.entries.is_empty() {
+            self.disk.append(&ready.entries)?;
+        }
+        if let Some(hard_state) = ready.hard_state {
+            self.disk.set_hard_state(hard_state)?;
+        }
+        if ready.snapshot.is_some() || !ready.entries.is_empty() || ready.hard_state.is_some() {
+            self.disk.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the state machine with a snapshot from the leader. Proposals it covers end indeterminate:
+    /// the snapshot does not say which entries it holds.
+    fn install_snapshot(&mut self, snapshot: &tally_raft::Snapshot) -> Result<(), DiskError> {
+        self.state_machine.restore(&snapshot.data).map_err(DiskError::Corrupt)?;
+        let index = snapshot.meta.index;
+        assert_eq!(self.state_machine.applied_index(), index, "snapshot data does not match its index");
+        let covered: Vec<LogIndex> = self.proposals.range(..=index).map(|(&i, _)| i).collect();
+        for i in covered {
+            let (_, id) = self.proposals.remove(&i).expect("listed above");
+            let result = Err(RequestError::Indeterminate("log replaced by a snapshot".to_string()));
+            self.completions.push(Completion { id, result });
+        }
+        Ok(())
+    }
+
+    /// Applies one committed entry and completes the proposal waiting on it.
+    fn apply(&mut self, entry: &tally_raft::Entry) {
+        let reply = match &entry.payload {
+            EntryPayload::Command(data) => {
+                Reply::Written { index: entry.index, output: self.state_machine.apply(entry.index, data) }
+            }
+            EntryPayload::Noop => {
+                self.state_machine.skip(entry.index);
+                Reply::MembershipChanged { index: entry.index }
+            }
+            EntryPayload::Membership(_) => {
+                self.state_machine.skip(entry.index);
+                Reply::MembershipChanged { index: entry.index }
+            }
+        };
+        assert_eq!(self.state_machine.applied_index(), entry.index, "state machine skipped an entry");
+        if let Some((term, id)) = self.proposals.remove(&entry.index) {
+            let result = if term == entry.term { Ok(reply) } else { Err(RequestError::Dropped) };
+            self.completions.push(Completion { id, result });
+        }
+    }
+
+    /// Answers the reads whose read index is now applied.
+    fn answer_applied_reads(&mut self) {
+        let applied = self.state_machine.applied_index();
+        let ready: Vec<LogIndex> = self.reads_awaiting_apply.range(..=applied).map(|(&i, _)| i).collect();
+        for index in ready {
+            for read in self.reads_awaiting_apply.remove(&index).expect("listed above") {
+                self.answer_read(read.id, &read.query);
+            }
+        }
+    }
+
+    /// Answers a read from the current state.
+    fn answer_read(&mut self, id: RequestId, query: &S::Query) {
+        let output = self.state_machine.query(query);
+        let index = self.state_machine.applied_index();
+        self.completions.push(Completion { id, result: Ok(Reply::Read { index, output }) });
+    }
+
+    /// Every `snapshot_interval_entries` applied entries: snapshot the state machine, store it, and let
+    /// the core compact its log.
+    fn maybe_snapshot(&mut self) -> Result<(), DiskError> {
+        let applied = self.state_machine.applied_index();
+        let last_snapshot = self.raft.snapshot().meta.index;
+        if applied.0 - last_snapshot.0 < self.config.snapshot_interval_entries {
+            return Ok(());
+        }
+        let data = self.state_machine.snapshot();
+        self.raft.compact(applied, data, self.config.snapshot_keep_entries);
+        self.disk.save_snapshot(self.raft.snapshot(), false)?;
+        self.disk.compact(self.raft.first_index().prev())?;
+        self.disk.sync()
+    }
+
+    /// Refuses input after a storage failure.
+    fn check_running(&self) -> Result<(), DiskError> {
+        self.failure.clone().map_or(Ok(()), Err)
+    }
+
+    // ----- introspection -----
+
+    /// The consensus core, read-only.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The state machine, read-only.
+    pub fn state_machine(&self) -> &S {
+        &self.state_machine
+    }
+
+    /// The transport (to drain an [`crate::Outbox`]).
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    /// The clock (to move a [`crate::ManualClock`]).
+    pub fn clock_mut(&mut self) -> &mut C {
+        &mut self.clock
+    }
+
+    /// The disk (to inject faults).
+    pub fn disk_mut(&mut self) -> &mut D {
+        &mut self.disk
+    }
+
+    /// Stops the node and returns its disk (to restart it, or crash it first).
+    pub fn into_disk(self) -> D {
+        self.disk
+    }
+
+    /// Whether the node stopped after a storage failure.
+    pub fn has_failed(&self) -> bool {
+        self.failure.is_some()
+    }
+}

@@ -1,0 +1,101 @@
+//! The replicated state machine the node drives, and its key/value implementation.
+
+use tally_kv::{KvStore, Response, Versioned};
+use tally_raft::LogIndex;
+
+/// A deterministic state machine fed with committed log entries. Every node applies the same entries in
+/// the same order and must reach the same state: implementations must not read clocks, randomness or
+/// anything local.
+pub trait StateMachine {
+    /// What applying one command produced, returned to the client that proposed it.
+    type Output: Clone + std::fmt::Debug;
+    /// A read-only question asked of the state.
+    type Query: Clone + std::fmt::Debug;
+    /// The answer to a query.
+    type QueryOutput: Clone + std::fmt::Debug;
+
+    /// Applies the command carried by entry `index`. Called once per entry, in strictly increasing index
+    /// order. A command that cannot be applied must produce a deterministic error output, never a panic.
+    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Self::Output;
+    /// Records that entry `index` carried no command (a no-op or membership entry).
+    fn skip(&mut self, index: LogIndex);
+    /// Answers a query from the current state.
+    fn query(&self, query: &Self::Query) -> Self::QueryOutput;
+    /// The index of the last entry applied (or skipped).
+    fn applied_index(&self) -> LogIndex;
+    /// Encodes the whole state.
+    fn snapshot(&self) -> Vec<u8>;
+    /// Replaces the whole state with a decoded snapshot.
+    ///
+    /// # Errors
+    /// If the bytes are not a valid snapshot; the state is then unchanged.
+    fn restore(&mut self, data: &[u8]) -> Result<(), String>;
+    /// A fingerprint of the state: equal on two nodes iff their states are equal.
+    fn state_checksum(&self) -> u64;
+}
+
+/// A question about the key/value state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvQuery {
+    /// One key.
+    Get(Vec<u8>),
+    /// Keys starting with `prefix`, strictly after `after`, at most `limit`.
+    Scan {
+        /// The key prefix.
+        prefix: Vec<u8>,
+        /// Resume after this key.
+        after: Option<Vec<u8>>,
+        /// At most this many results.
+        limit: usize,
+    },
+}
+
+/// The answer to a [`KvQuery`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvQueryOutput {
+    /// The key's value, if present.
+    Get(Option<Versioned>),
+    /// One page of a scan and whether more remain.
+    Scan(Vec<(Vec<u8>, Versioned)>, bool),
+}
+
+impl StateMachine for KvStore {
+    type Output = Response;
+    type Query = KvQuery;
+    type QueryOutput = KvQueryOutput;
+
+    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Response {
+        KvStore::apply(self, index.0, command)
+    }
+
+    fn skip(&mut self, index: LogIndex) {
+        KvStore::skip(self, index.0);
+    }
+
+    fn query(&self, query: &KvQuery) -> KvQueryOutput {
+        match query {
+            KvQuery::Get(key) => KvQueryOutput::Get(self.get(key).cloned()),
+            KvQuery::Scan { prefix, after, limit } => {
+                let (page, more) = self.scan(prefix, after.as_deref(), *limit);
+                KvQueryOutput::Scan(page, more)
+            }
+        }
+    }
+
+    fn applied_index(&self) -> LogIndex {
+        LogIndex(KvStore::applied_index(self))
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        KvStore::snapshot(self)
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+        *self = KvStore::restore(data).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn state_checksum(&self) -> u64 {
+        KvStore::state_checksum(self)
+    }
+}

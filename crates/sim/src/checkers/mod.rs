@@ -1,0 +1,39 @@
+//! The safety properties of Raft (paper Figure 3), checked after every simulated millisecond, one file per
+//! property, plus the client-visible ones (acknowledged writes survive, linearizability).
+
+mod durability;
+mod election_safety;
+mod leader_completeness;
+mod log_matching;
+mod state_machine_safety;
+
+pub use durability::Durability;
+pub use election_safety::ElectionSafety;
+pub use leader_completeness::LeaderCompleteness;
+pub use log_matching::LogMatching;
+pub use state_machine_safety::StateMachineSafety;
+
+use std::fmt;
+
+/// A broken property: which checker saw it, and what it saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The checker's name, e.g. `election_safety`.
+    pub checker: &'static str,
+    /// What went wrong, with the values involved.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.checker, self.detail)
+    }
+}
+
+/// Shorthand for a checker result.
+pub type Check = Result<(), Violation>;
+
+/// Builds a violation.
+pub fn violation(checker: &'static str, detail: String) -> Check {
+    Err(Violation { checker, detail })
+}

@@ -1,0 +1,80 @@
+//! Everything about one simulated run that is derived from its seed.
+
+use tally_raft::{Faults, SplitMix64};
+
+/// The knobs of one run. Every field is derived from the seed by [`SimParams::from_seed`], so a seed names
+/// a run completely; tests may override fields after derivation (fault switches, node count).
+#[derive(Clone, Debug)]
+pub struct SimParams {
+    /// The seed everything else comes from.
+    pub seed: u64,
+    /// 3 or 5 nodes.
+    pub nodes: usize,
+    /// Milliseconds per Raft tick on a node whose clock runs at the nominal rate.
+    pub tick_interval_ms: u64,
+    /// Length of the safety phase (faults on), in simulated milliseconds.
+    pub safety_ms: u64,
+    /// Bound on the liveness phase: after healing, a leader must be elected, a write committed and all
+    /// nodes converged within this many milliseconds.
+    pub liveness_ms: u64,
+    /// Network delay range in ms; random delays within it reorder messages.
+    pub delay_ms: (u64, u64),
+    /// Probability (per mille) a message is lost.
+    pub loss_permille: u64,
+    /// Probability (per mille) a message is delivered twice.
+    pub duplicate_permille: u64,
+    /// Probability (per mille, per simulated millisecond) that the partition changes.
+    pub partition_permille: u64,
+    /// Probability (per mille, per simulated millisecond) that a node crashes.
+    pub crash_permille: u64,
+    /// Of crashes, the share (per mille) that happen in the middle of a Ready (the sync fails): the node
+    /// dies after computing outputs but before they are durable or sent.
+    pub crash_mid_ready_permille: u64,
+    /// How long a crashed node stays down, in ms.
+    pub downtime_ms: (u64, u64),
+    /// Each node's clock rate in per mille of real time (tick skew).
+    pub clock_rate_permille: Vec<u64>,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Keys the clients work on (few, so operations collide).
+    pub keys: usize,
+    /// A client gives up on a request after this many ms; a write then becomes indeterminate.
+    pub request_timeout_ms: u64,
+    /// Snapshot every this many applied entries.
+    pub snapshot_interval_entries: u64,
+    /// Entries kept behind a snapshot.
+    pub snapshot_keep_entries: u64,
+    /// Broken behaviours switched on in every node (tests only).
+    pub faults: Faults,
+}
+
+impl SimParams {
+    /// Derives a run from `seed`; `nodes` forces the cluster size (else 3 for even seeds, 5 for odd).
+    pub fn from_seed(seed: u64, nodes: Option<usize>) -> SimParams {
+        let mut rng = SplitMix64::new(seed ^ 0x5EED_5EED_5EED_5EED);
+        let nodes = nodes.unwrap_or(if seed % 2 == 0 { 3 } else { 5 });
+        let harsh = rng.chance(1, 2);
+        let delay_max = rng.range(2, if harsh { 40 } else { 15 });
+        SimParams {
+            seed,
+            nodes,
+            tick_interval_ms: 10,
+            safety_ms: 8_000,
+            liveness_ms: 6_000,
+            delay_ms: (1, delay_max),
+            loss_permille: if harsh { rng.range(0, 150) } else { rng.range(0, 20) },
+            duplicate_permille: rng.range(0, 50),
+            partition_permille: if harsh { rng.range(1, 6) } else { rng.range(0, 3) },
+            crash_permille: if harsh { rng.range(1, 4) } else { rng.range(0, 2) },
+            crash_mid_ready_permille: rng.range(0, 600),
+            downtime_ms: (50, rng.range(100, 2_000)),
+            clock_rate_permille: (0..nodes).map(|_| rng.range(850, 1_150)).collect(),
+            clients: rng.range(2, 6) as usize,
+            keys: rng.range(1, 5) as usize,
+            request_timeout_ms: rng.range(200, 1_000),
+            snapshot_interval_entries: if rng.chance(1, 2) { rng.range(20, 200) } else { 10_000 },
+            snapshot_keep_entries: rng.range(0, 50),
+            faults: Faults::default(),
+        }
+    }
+}

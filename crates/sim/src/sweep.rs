@@ -1,0 +1,130 @@
+//! Running one seed (catching panics: a failed assertion in the core is a violation too) or many seeds in
+//! parallel.
+
+use std::cell::RefCell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tally_raft::Faults;
+
+use crate::checkers::Violation;
+use crate::params::SimParams;
+use crate::world::Simulation;
+
+/// The result of one seed.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// The violation, if any.
+    pub violation: Option<Violation>,
+    /// Client operations completed.
+    pub ops: u64,
+    /// The trace, if asked for.
+    pub trace: Vec<String>,
+}
+
+/// The result of a sweep.
+#[derive(Debug, Default)]
+pub struct SweepReport {
+    /// Seeds run.
+    pub seeds: u64,
+    /// Failing runs, by seed.
+    pub failures: Vec<RunReport>,
+    /// Client operations completed over all seeds.
+    pub ops: u64,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+impl SweepReport {
+    /// The summary line: `seeds=N violations=V ops=... elapsed=...`.
+    pub fn summary(&self) -> String {
+        format!(
+            "seeds={} violations={} ops={} elapsed={:.1}s",
+            self.seeds,
+            self.failures.len(),
+            self.ops,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+thread_local! {
+    /// The message and location of the last panic on this thread, captured by the quiet panic hook.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs (once) a panic hook that records panics of simulation threads instead of printing them: a
+/// panic in a run is reported as that seed's violation.
+fn install_quiet_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let in_sim = LAST_PANIC.with(|p| p.borrow().is_some());
+            if !in_sim {
+                default(info);
+                return;
+            }
+            let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{message} (at {location})")));
+        }));
+    });
+}
+
+/// Runs one seed. `configure` may adjust the derived parameters (tests switch faults on this way).
+pub fn run_seed(seed: u64, nodes: Option<usize>, faults: Faults, trace: bool) -> RunReport {
+    install_quiet_hook();
+    let mut params = SimParams::from_seed(seed, nodes);
+    params.faults = faults;
+    let nodes = params.nodes;
+    LAST_PANIC.with(|p| *p.borrow_mut() = Some(String::new()));
+    let result = panic::catch_unwind(AssertUnwindSafe(|| Simulation::new(params, trace).run()));
+    let panic_message = LAST_PANIC.with(|p| p.borrow_mut().take());
+    match result {
+        Ok(outcome) => RunReport { seed, nodes, violation: outcome.violation, ops: outcome.ops, trace: outcome.trace },
+        Err(_) => {
+            let detail = panic_message.unwrap_or_default();
+            RunReport { seed, nodes, violation: Some(Violation { checker: "assertion", detail }), ops: 0, trace: Vec::new() }
+        }
+    }
+}
+
+/// Runs seeds `start .. start + count` on `threads` threads.
+pub fn sweep(start: u64, count: u64, nodes: Option<usize>, faults: Faults, threads: usize) -> SweepReport {
+    let began = Instant::now();
+    let next = AtomicU64::new(start);
+    let end = start + count;
+    let mut reports: Vec<RunReport> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let seed = next.fetch_add(1, Ordering::Relaxed);
+                        if seed >= end {
+                            break mine;
+                        }
+                        mine.push(run_seed(seed, nodes, faults, false));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("sweep worker panicked outside a run")).collect()
+    });
+    reports.sort_by_key(|r| r.seed);
+    let ops = reports.iter().map(|r| r.ops).sum();
+    let failures = reports.into_iter().filter(|r| r.violation.is_some()).collect();
+    SweepReport { seeds: count, failures, ops, elapsed: began.elapsed() }
+}

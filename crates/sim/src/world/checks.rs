@@ -1,0 +1,127 @@
+//! Running the checkers: after every step, at the end of the liveness phase, and over the whole history.
+
+use tally_node::StateMachine;
+use tally_raft::{LogIndex, NodeId};
+
+use super::{Simulation, Slot};
+use crate::checkers::Violation;
+use crate::linearizability::check_kv_history;
+
+/// Search budget of the linearizability checker, per key.
+const LINEARIZABILITY_BUDGET_PER_KEY: u64 = 2_000_000;
+
+/// How often (ms) the O(n) invariant checks of each core run.
+const DEEP_CHECK_INTERVAL_MS: u64 = 50;
+
+impl Simulation {
+    /// Feeds the entries each node applied this step to the state machine safety checker.
+    pub(super) fn record_applies(&mut self) -> Result<(), Violation> {
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Slot::Up(node) = slot else { continue };
+            let (id, term) = (node.raft().id(), node.raft().term());
+            let applied = node.state_machine().take_applied();
+            let state = (node.state_machine().applied_index(), node.state_machine().state_checksum());
+            for (index, fingerprint) in applied {
+                self.state_machine_safety.record_apply(id, term, index, fingerprint)?;
+            }
+            if state.0 != self.observed[i].2 {
+                self.observed[i].2 = state.0;
+                self.state_machine_safety.record_state(id, state.0, state.1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-step checks: election safety, log matching, leader completeness, core invariants.
+    pub(super) fn check_step(&mut self) -> Result<(), Violation> {
+        let rafts: Vec<_> =
+            self.slots.iter().filter_map(|s| if let Slot::Up(n) = s { Some(n.raft()) } else { None }).collect();
+        let new_leaders = self.election_safety.check(rafts.iter().copied())?;
+        for raft in &rafts {
+            self.log_matching.check(raft)?;
+        }
+        for id in new_leaders {
+            let raft = rafts.iter().find(|r| r.id() == id).expect("leader is up");
+            self.leader_completeness.check(raft, &self.state_machine_safety)?;
+        }
+        if self.now % DEEP_CHECK_INTERVAL_MS == 0 {
+            for raft in &rafts {
+                raft.check_invariants();
+            }
+        }
+        self.trace_role_changes();
+        Ok(())
+    }
+
+    /// Traces each node's role and term when they change.
+    fn trace_role_changes(&mut self) {
+        for i in 0..self.ids.len() {
+            let Some(node) = self.node(i) else { continue };
+            let (role, term) = (node.raft().role(), node.raft().term());
+            if (role, term) != (self.observed[i].0, self.observed[i].1) {
+                self.observed[i].0 = role;
+                self.observed[i].1 = term;
+                let id = self.ids[i];
+                self.trace_event(|| format!("{id}: {role:?} in term {term}"));
+            }
+        }
+    }
+
+    /// Whether every node is up, one leader leads them all, and every node applied the same last index
+    /// with the same state.
+    pub(super) fn converged(&self) -> bool {
+        self.convergence_problem().is_none()
+    }
+
+    /// What keeps the cluster from having converged, if anything.
+    fn convergence_problem(&self) -> Option<String> {
+        let nodes: Vec<_> = (0..self.ids.len()).filter_map(|i| self.node(i)).collect();
+        if nodes.len() != self.ids.len() {
+            return Some("not every node is up".to_string());
+        }
+        let leaders: Vec<_> = nodes.iter().filter(|n| n.raft().is_leader()).collect();
+        let [leader] = leaders.as_slice() else { return Some(format!("{} leaders", leaders.len())) };
+        let target = (leader.raft().last_index(), leader.state_machine().state_checksum());
+        for node in &nodes {
+            let raft = node.raft();
+            if raft.leader_id() != Some(leader.raft().id()) || raft.term() != leader.raft().term() {
+                return Some(format!("{} follows {:?} in term {}", raft.id(), raft.leader_id(), raft.term()));
+            }
+            let state = (node.state_machine().applied_index(), node.state_machine().state_checksum());
+            if state != target {
+                return Some(format!("{} applied {} (state {:x}), leader has {:?}", raft.id(), state.0, state.1, target));
+            }
+        }
+        None
+    }
+
+    /// After healing: a leader was elected, a write committed, and all nodes converged within the bound.
+    pub(super) fn check_liveness(&self, acked_before_heal: u64) -> Result<(), Violation> {
+        if let Some(problem) = self.convergence_problem() {
+            let detail = format!("not converged {} ms after healing: {problem}", self.params.liveness_ms);
+            return Err(Violation { checker: "liveness", detail });
+        }
+        if self.writes_acked == acked_before_heal {
+            let detail = format!("no write acknowledged within {} ms of healing", self.params.liveness_ms);
+            return Err(Violation { checker: "liveness", detail });
+        }
+        Ok(())
+    }
+
+    /// End of run: every acknowledged write is on every node, and the history is linearizable.
+    pub(super) fn check_final(&self) -> Result<(), Violation> {
+        let applied: Vec<(NodeId, LogIndex)> = (0..self.ids.len())
+            .filter_map(|i| self.node(i))
+            .map(|n| (n.raft().id(), n.state_machine().applied_index()))
+            .collect();
+        self.durability.check_final(&applied)?;
+        let ops: Vec<_> =
+            self.history.iter().zip(&self.discarded).filter(|(_, discarded)| !**discarded).map(|(op, _)| op.clone()).collect();
+        let report = check_kv_history(&ops, LINEARIZABILITY_BUDGET_PER_KEY);
+        if let Some(violation) = report.violations.first() {
+            let detail = format!("key {}: {}", String::from_utf8_lossy(&violation.key), violation.explanation);
+            return Err(Violation { checker: "linearizability", detail });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,203 @@
+//! Driving the simulated clients: issuing requests, timing them out, and turning completions into history.
+
+use tally_kv::Response;
+use tally_node::{KvQuery, KvQueryOutput, ReadConsistency, Reply, RequestError};
+use tally_raft::NodeId;
+
+use super::Simulation;
+use crate::checkers::Violation;
+use crate::client::{Client, Pending};
+use crate::hash::fnv1a;
+use crate::linearizability::{KvInput, KvOp, KvOutput};
+
+impl Simulation {
+    /// Each client: give up on a request that took too long, or issue the next one.
+    pub(super) fn drive_clients(&mut self) {
+        for c in 0..self.clients.len() {
+            if let Some(pending) = self.clients[c].pending.clone()
+                && self.now - pending.sent_at > self.params.request_timeout_ms
+            {
+                self.give_up(c, &pending);
+            }
+            let client = &self.clients[c];
+            if client.pending.is_none() && !self.quiesced && self.now >= client.next_at {
+                self.issue(c);
+            }
+        }
+    }
+
+    /// A request timed out: a write becomes indeterminate (it may still be applied), a read is discarded.
+    fn give_up(&mut self, c: usize, pending: &Pending) {
+        let i = self.slot_of(pending.node);
+        if let Some(node) = self.node_mut(i) {
+            node.abandon(pending.request);
+        }
+        self.owners.remove(&pending.request);
+        self.end_unknown(pending.op);
+        let client = &mut self.clients[c];
+        client.pending = None;
+        client.target = self.ids[self.rng.range(0, self.ids.len() as u64) as usize];
+        client.next_at = self.now + 1;
+        self.trace_event(|| format!("client {c}: op {} timed out", pending.op));
+    }
+
+    /// Marks an operation whose outcome the client will never learn: reads had no effect, writes may have.
+    fn end_unknown(&mut self, op: usize) {
+        if self.history[op].output.is_none() && matches!(self.history[op].input, KvInput::Get) {
+            self.discarded[op] = true;
+        }
+    }
+
+    /// Sends client `c`'s next request to the node it believes leads.
+    fn issue(&mut self, c: usize) {
+        let target = self.clients[c].target;
+        let i = self.slot_of(target);
+        if self.node(i).is_none() {
+            self.retarget(c, None);
+            return;
+        }
+        let intent = self.clients[c].next_intent(&mut self.rng, self.params.keys);
+        let op = self.history.len();
+        let client_id = self.clients[c].id;
+        self.history.push(KvOp {
+            client: client_id,
+            key: intent.key.clone(),
+            call: self.now,
+            ret: None,
+            input: intent.input.clone(),
+            output: None,
+        });
+        self.discarded.push(false);
+        let request = self.next_request;
+        self.next_request += 1;
+        self.owners.insert(request, c);
+        let command = intent.command.map(|command| command.encode());
+        let fingerprint = command.as_deref().map(fnv1a);
+        self.clients[c].pending = Some(Pending { request, node: target, op, sent_at: self.now, fingerprint });
+        self.trace_event(|| format!("client {c}: op {op} {:?} {} -> {target}", intent.input, show(&intent.key)));
+        let node = self.node_mut(i).expect("checked above");
+        let result = match command {
+            Some(data) => node.propose(request, data),
+            None => node.read(request, KvQuery::Get(intent.key), ReadConsistency::Linearizable),
+        };
+        if result.is_err() {
+            self.crash(i, "sync failed on a client request");
+        }
+    }
+
+    /// Points client `c` at the hinted leader, or a random node, and makes it wait a little.
+    fn retarget(&mut self, c: usize, hint: Option<NodeId>) {
+        let random = self.ids[self.rng.range(0, self.ids.len() as u64) as usize];
+        let delay = self.rng.range(1, 10);
+        let client: &mut Client = &mut self.clients[c];
+        client.target = hint.unwrap_or(random);
+        client.next_at = self.now + delay;
+    }
+
+    /// Ends the requests of clients waiting on a node that crashed.
+    pub(crate) fn fail_requests_at(&mut self, node: NodeId) {
+        for c in 0..self.clients.len() {
+            let Some(pending) = self.clients[c].pending.clone() else { continue };
+            if pending.node != node {
+                continue;
+            }
+            self.owners.remove(&pending.request);
+            self.end_unknown(pending.op);
+            self.clients[c].pending = None;
+            self.retarget(c, None);
+        }
+    }
+
+    /// Clients stop issuing requests and give up on the ones in flight.
+    pub(super) fn quiesce(&mut self) {
+        self.quiesced = true;
+        for c in 0..self.clients.len() {
+            if let Some(pending) = self.clients[c].pending.clone() {
+                self.give_up(c, &pending);
+            }
+        }
+    }
+
+    /// Turns every node's finished requests into history entries.
+    pub(super) fn collect_completions(&mut self) -> Result<(), Violation> {
+        for i in 0..self.ids.len() {
+            let Some(node) = self.node_mut(i) else { continue };
+            for completion in node.take_completions() {
+                let Some(c) = self.owners.remove(&completion.id) else { continue };
+                let pending = self.clients[c].pending.take().expect("owner has a pending request");
+                assert_eq!(pending.request, completion.id, "completion for another request");
+                self.complete(c, &pending, completion.result)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records how one request ended.
+    fn complete(
+        &mut self,
+        c: usize,
+        pending: &Pending,
+        result: Result<Reply<crate::state_machine::RecordingKv>, RequestError>,
+    ) -> Result<(), Violation> {
+        let op = pending.op;
+        self.clients[c].next_at = self.now + self.rng.range(0, 5);
+        match result {
+            Ok(Reply::Written { index, output }) => {
+                let fingerprint = pending.fingerprint.expect("a write has a fingerprint");
+                self.durability.acknowledge(index, fingerprint, &self.state_machine_safety)?;
+                let output = write_output(&self.history[op].input, &output)?;
+                self.finish(c, op, output);
+                self.writes_acked += 1;
+            }
+            Ok(Reply::Read { output: KvQueryOutput::Get(value), .. }) => {
+                let output = KvOutput::Get(value.map(|v| (v.value, v.modify_index)));
+                self.finish(c, op, output);
+            }
+            Ok(other) => unreachable!("unexpected reply {other:?}"),
+            Err(RequestError::Indeterminate(_) | RequestError::Stopped(_)) => self.end_unknown(op),
+            Err(error) => {
+                // Refused or overwritten: certainly no effect.
+                self.discarded[op] = true;
+                self.retarget(c, error.leader_hint());
+            }
+        }
+        let outcome = format!("{:?}", self.history[op].output);
+        self.trace_event(|| format!("client {c}: op {op} -> {outcome}"));
+        Ok(())
+    }
+
+    /// Records a completed operation and what the client learned from it.
+    fn finish(&mut self, c: usize, op: usize, output: KvOutput) {
+        let seen = match &output {
+            KvOutput::Get(Some((_, index))) | KvOutput::Put { index } | KvOutput::Cas(Ok(index)) => Some(*index),
+            KvOutput::Get(None) | KvOutput::Delete { .. } => Some(0),
+            KvOutput::Cas(Err(())) => None,
+        };
+        if let Some(index) = seen {
+            self.clients[c].seen_index.insert(self.history[op].key.clone(), index);
+        }
+        self.history[op].ret = Some(self.now);
+        self.history[op].output = Some(output);
+        self.ops += 1;
+    }
+}
+
+/// Maps the kv store's response to what the history records for the operation's kind.
+fn write_output(input: &KvInput, response: &Response) -> Result<KvOutput, Violation> {
+    let output = match (input, response) {
+        (KvInput::Put { .. }, Response::Put { index }) => KvOutput::Put { index: *index },
+        (KvInput::Cas { .. }, Response::Put { index }) => KvOutput::Cas(Ok(*index)),
+        (KvInput::Cas { .. }, Response::CasFailed { .. }) => KvOutput::Cas(Err(())),
+        (KvInput::Delete, Response::Delete { index, deleted }) => KvOutput::Delete { index: *index, deleted: *deleted },
+        _ => {
+            let detail = format!("{input:?} answered with {response:?}");
+            return Err(Violation { checker: "kv_response", detail });
+        }
+    };
+    Ok(output)
+}
+
+/// A key for the trace.
+fn show(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}

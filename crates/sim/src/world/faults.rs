@@ -1,0 +1,139 @@
+//! The fault schedule: partitions of every shape, crashes (between events, or in the middle of a Ready so
+//! that the un-synced writes are lost), restarts, and healing for the liveness phase.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tally_node::DiskState;
+use tally_raft::{Membership, NodeId, Snapshot, SnapshotMeta};
+
+use super::{Simulation, Slot};
+use crate::checkers::Violation;
+
+/// The disk of a brand-new node of a new cluster: no entries, and the initial voters at index 0.
+pub fn bootstrap_disk(ids: &[NodeId]) -> DiskState {
+    let meta = SnapshotMeta { membership: Membership::with_voters(ids.iter().copied()), ..SnapshotMeta::default() };
+    DiskState { snapshot: Snapshot { meta, data: Arc::new(Vec::new()) }, ..DiskState::default() }
+}
+
+impl Simulation {
+    /// Maybe changes the partition, maybe crashes a node, as the run's rates say.
+    pub(super) fn inject_faults(&mut self) {
+        if self.rng.chance(self.params.partition_permille, 1_000) {
+            self.change_partition();
+        }
+        if self.rng.chance(self.params.crash_permille, 1_000) {
+            self.crash_someone();
+        }
+    }
+
+    /// Picks a new partition: heal, a random split (minority/majority), the leader isolated, or one-way links.
+    fn change_partition(&mut self) {
+        let all = self.ids.clone();
+        match self.rng.range(0, 10) {
+            0..=3 => {
+                self.network.heal();
+                self.trace_event(|| "partition healed".to_string());
+            }
+            4..=6 => {
+                let size = self.rng.range(1, all.len() as u64);
+                let mut side = BTreeSet::new();
+                while side.len() < size as usize {
+                    side.insert(all[self.rng.range(0, all.len() as u64) as usize]);
+                }
+                self.network.partition(&side, &all);
+                self.trace_event(|| format!("partition {side:?} | rest"));
+            }
+            7 | 8 => {
+                let Some(leader) = self.current_leader() else { return };
+                self.network.partition(&BTreeSet::from([leader]), &all);
+                self.trace_event(|| format!("partition: leader {leader} isolated"));
+            }
+            _ => {
+                let from = all[self.rng.range(0, all.len() as u64) as usize];
+                let to = all[self.rng.range(0, all.len() as u64) as usize];
+                if from != to {
+                    self.network.block_one_way(from, to);
+                    self.trace_event(|| format!("partition: one-way {from} -> {to} blocked"));
+                }
+            }
+        }
+    }
+
+    /// Crashes a running node, the leader more often than not. Some crashes hit in the middle of the node's
+    /// next Ready: its sync fails, so nothing of that Ready becomes durable or is sent.
+    fn crash_someone(&mut self) {
+        let up: Vec<usize> = (0..self.slots.len()).filter(|&i| self.node(i).is_some()).collect();
+        if up.is_empty() {
+            return;
+        }
+        let leader = self.current_leader().map(|id| self.slot_of(id));
+        let i = match leader {
+            Some(l) if self.rng.chance(1, 2) => l,
+            _ => up[self.rng.range(0, up.len() as u64) as usize],
+        };
+        if self.rng.chance(self.params.crash_mid_ready_permille, 1_000) {
+            let id = self.ids[i];
+            self.trace_event(|| format!("{id}: disk will fail its next sync"));
+            if let Some(node) = self.node_mut(i) {
+                node.disk_mut().fail_next_sync();
+            }
+        } else {
+            self.crash(i, "crash");
+        }
+    }
+
+    /// Crashes the node in slot `i`: unsynced writes are lost, in-flight messages to it vanish, and its
+    /// clients' requests end: writes as indeterminate, reads as discarded.
+    pub(crate) fn crash(&mut self, i: usize, why: &str) {
+        let Slot::Up(node) = std::mem::replace(&mut self.slots[i], Slot::Empty) else {
+            unreachable!("crashing a node that is not up");
+        };
+        let mut disk = node.into_disk();
+        disk.crash();
+        let id = self.ids[i];
+        let downtime = self.rng.range(self.params.downtime_ms.0, self.params.downtime_ms.1 + 1);
+        self.slots[i] = Slot::Down { disk, restart_at: self.now + downtime };
+        self.network.drop_to(id);
+        self.trace_event(|| format!("{id}: {why}; down for {downtime} ms"));
+        self.fail_requests_at(id);
+    }
+
+    /// Restarts the nodes whose downtime is over.
+    pub(super) fn restart_due(&mut self) -> Result<(), Violation> {
+        for i in 0..self.slots.len() {
+            if matches!(self.slots[i], Slot::Down { restart_at, .. } if restart_at <= self.now) {
+                self.restarts[i] += 1;
+                self.start_node(i)?;
+                let id = self.ids[i];
+                self.trace_event(|| format!("{id}: restarted from its disk"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Liveness phase: heal the network, stop losing and duplicating messages, restart everyone.
+    pub(super) fn heal_everything(&mut self) -> Result<(), Violation> {
+        self.network.heal();
+        self.network.loss_permille = 0;
+        self.network.duplicate_permille = 0;
+        for i in 0..self.slots.len() {
+            if let Some(node) = self.node_mut(i) {
+                node.disk_mut().clear_injected_failure();
+            }
+            if let Slot::Down { restart_at, .. } = &mut self.slots[i] {
+                *restart_at = self.now;
+            }
+        }
+        self.restart_due()
+    }
+
+    /// The node that is leader in the highest term, if any.
+    pub(crate) fn current_leader(&self) -> Option<NodeId> {
+        (0..self.slots.len())
+            .filter_map(|i| self.node(i))
+            .filter(|n| n.raft().is_leader())
+            .max_by_key(|n| n.raft().term())
+            .map(|n| n.raft().id())
+    }
+}

@@ -1,0 +1,297 @@
+//! One simulated run: real `tally-node` instances on a simulated network, disk and clock, with clients, a
+//! fault schedule, and the checkers run after every simulated millisecond.
+//!
+//! ```text
+//!  seed ──▶ SimParams ──▶ safety phase (faults on) ──▶ liveness phase (healed) ──▶ linearizability check
+//!                              each millisecond: faults → deliver messages → tick clocks → clients
+//!                                                → send outputs → record applies → completions → checkers
+//! ```
+
+mod checks;
+mod clients;
+mod faults;
+
+use std::collections::BTreeMap;
+
+use tally_node::{ManualClock, MemDisk, Node, NodeConfig, Outbox, RequestId};
+use tally_raft::{LogIndex, NodeId, Role, SplitMix64, Term};
+
+use crate::checkers::{Durability, ElectionSafety, LeaderCompleteness, LogMatching, StateMachineSafety, Violation};
+use crate::client::Client;
+use crate::linearizability::KvOp;
+use crate::network::Network;
+use crate::params::SimParams;
+use crate::state_machine::RecordingKv;
+
+/// A node as the simulator runs it.
+pub type SimNode = Node<RecordingKv, MemDisk, Outbox, ManualClock>;
+
+/// A node's slot: running, or crashed with its disk waiting for a restart.
+enum Slot {
+    /// Running.
+    Up(Box<SimNode>),
+    /// Crashed; restarts at `restart_at`.
+    Down {
+        /// What survived the crash.
+        disk: MemDisk,
+        /// When it comes back (in the safety phase; the liveness phase restarts everyone).
+        restart_at: u64,
+    },
+    /// Transiently empty while being replaced.
+    Empty,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The first violation found, if any.
+    pub violation: Option<Violation>,
+    /// Client operations that completed (acknowledged writes and answered reads).
+    pub ops: u64,
+    /// Terms that had a leader.
+    pub elections: usize,
+    /// The trace, if it was asked for.
+    pub trace: Vec<String>,
+}
+
+/// A simulated cluster and everything around it.
+pub struct Simulation {
+    /// The run's knobs.
+    pub(crate) params: SimParams,
+    /// The only source of randomness of the run (besides each core's own seeded generator).
+    pub(crate) rng: SplitMix64,
+    /// Simulated time in ms.
+    pub(crate) now: u64,
+    /// Node ids, `ids[i]` lives in `slots[i]`.
+    pub(crate) ids: Vec<NodeId>,
+    /// The nodes.
+    slots: Vec<Slot>,
+    /// Restarts per node, mixed into the core's seed so a restarted node draws new timeouts.
+    restarts: Vec<u64>,
+    /// Messages in flight and partitions.
+    pub(crate) network: Network,
+    /// The clients.
+    pub(crate) clients: Vec<Client>,
+    /// Clients stop issuing requests once quiesced (end of the liveness phase).
+    pub(crate) quiesced: bool,
+    /// Every operation issued, in call order.
+    pub(crate) history: Vec<KvOp>,
+    /// Operations known to have had no effect (refused, dropped, or reads that timed out).
+    pub(crate) discarded: Vec<bool>,
+    /// Request id -> client index.
+    pub(crate) owners: BTreeMap<RequestId, usize>,
+    /// Next request id.
+    pub(crate) next_request: RequestId,
+    /// Completed client operations.
+    pub(crate) ops: u64,
+    /// Writes acknowledged.
+    pub(crate) writes_acked: u64,
+    /// Checkers.
+    pub(crate) election_safety: ElectionSafety,
+    pub(crate) log_matching: LogMatching,
+    pub(crate) leader_completeness: LeaderCompleteness,
+    pub(crate) state_machine_safety: StateMachineSafety,
+    pub(crate) durability: Durability,
+    /// Per node: the last (role, term) traced, and the last applied index checked.
+    observed: Vec<(Role, Term, LogIndex)>,
+    /// The trace, when enabled.
+    trace: Option<Vec<String>>,
+}
+
+impl Simulation {
+    /// Sets up the cluster of `params`: every node a voter, empty logs.
+    pub fn new(params: SimParams, trace: bool) -> Simulation {
+        let ids: Vec<NodeId> = (1..=params.nodes as u64).map(NodeId).collect();
+        let mut rng = SplitMix64::new(params.seed);
+        let clients =
+            (0..params.clients).map(|c| Client::new(c as u64, ids[rng.range(0, ids.len() as u64) as usize])).collect();
+        let mut network = Network::default();
+        network.loss_permille = params.loss_permille;
+        network.duplicate_permille = params.duplicate_permille;
+        network.delay_ms = params.delay_ms;
+        let mut sim = Simulation {
+            rng,
+            now: 0,
+            slots: Vec::new(),
+            restarts: vec![0; ids.len()],
+            network,
+            clients,
+            quiesced: false,
+            history: Vec::new(),
+            discarded: Vec::new(),
+            owners: BTreeMap::new(),
+            next_request: 1,
+            ops: 0,
+            writes_acked: 0,
+            election_safety: ElectionSafety::default(),
+            log_matching: LogMatching::default(),
+            leader_completeness: LeaderCompleteness,
+            state_machine_safety: StateMachineSafety::default(),
+            durability: Durability::default(),
+            observed: vec![(Role::Follower, Term(0), LogIndex(0)); ids.len()],
+            trace: trace.then(Vec::new),
+            ids,
+            params,
+        };
+        for i in 0..sim.ids.len() {
+            let disk = MemDisk::new(faults::bootstrap_disk(&sim.ids));
+            sim.slots.push(Slot::Down { disk, restart_at: 0 });
+            sim.start_node(i).expect("a fresh node starts");
+        }
+        sim
+    }
+
+    /// Runs the safety phase, then the liveness phase, then the final checks.
+    pub fn run(mut self) -> Outcome {
+        let result = self.run_phases();
+        Outcome {
+            violation: result.err(),
+            ops: self.ops,
+            elections: self.election_safety.terms_with_leader(),
+            trace: self.trace.unwrap_or_default(),
+        }
+    }
+
+    /// The phases; stops at the first violation.
+    fn run_phases(&mut self) -> Result<(), Violation> {
+        while self.now < self.params.safety_ms {
+            self.step(true)?;
+        }
+        self.trace_event(|| "=== liveness phase: heal everything ===".to_string());
+        self.heal_everything()?;
+        let healed_at = self.now;
+        let acked_before = self.writes_acked;
+        while self.now < healed_at + self.params.liveness_ms / 2 {
+            self.step(false)?;
+        }
+        self.quiesce();
+        while self.now < healed_at + self.params.liveness_ms && !self.converged() {
+            self.step(false)?;
+        }
+        self.check_liveness(acked_before)?;
+        self.check_final()
+    }
+
+    /// One simulated millisecond.
+    fn step(&mut self, faults_on: bool) -> Result<(), Violation> {
+        self.now += 1;
+        if faults_on {
+            self.inject_faults();
+        }
+        self.restart_due()?;
+        self.deliver_messages();
+        self.advance_clocks();
+        self.drive_clients();
+        self.flush_outboxes();
+        self.record_applies()?;
+        self.collect_completions()?;
+        self.check_step()
+    }
+
+    /// Appends a line to the trace, if tracing.
+    pub(crate) fn trace_event(&mut self, line: impl FnOnce() -> String) {
+        let now = self.now;
+        if let Some(trace) = self.trace.as_mut() {
+            trace.push(format!("{now:>6} {}", line()));
+        }
+    }
+
+    /// The running node in slot `i`.
+    pub(crate) fn node(&self, i: usize) -> Option<&SimNode> {
+        match &self.slots[i] {
+            Slot::Up(node) => Some(node),
+            _ => None,
+        }
+    }
+
+    /// The running node in slot `i`, mutably.
+    pub(crate) fn node_mut(&mut self, i: usize) -> Option<&mut SimNode> {
+        match &mut self.slots[i] {
+            Slot::Up(node) => Some(node),
+            _ => None,
+        }
+    }
+
+    /// Slot index of a node id.
+    pub(crate) fn slot_of(&self, id: NodeId) -> usize {
+        (id.0 - 1) as usize
+    }
+
+    /// The node's configuration for its current incarnation.
+    fn node_config(&self, i: usize) -> NodeConfig {
+        let id = self.ids[i];
+        let seed = self.params.seed.wrapping_mul(31).wrapping_add(self.restarts[i]);
+        let mut config = NodeConfig::new(id, seed);
+        config.raft.faults = self.params.faults;
+        config.tick_interval_ms = self.params.tick_interval_ms;
+        config.snapshot_interval_entries = self.params.snapshot_interval_entries;
+        config.snapshot_keep_entries = self.params.snapshot_keep_entries;
+        config
+    }
+
+    /// The node's local clock reading: simulated time at its own rate (tick skew).
+    pub(crate) fn local_time(&self, i: usize) -> u64 {
+        self.now * self.params.clock_rate_permille[i] / 1_000
+    }
+
+    /// Starts (or restarts) the node in slot `i` from its disk.
+    fn start_node(&mut self, i: usize) -> Result<(), Violation> {
+        let Slot::Down { disk, .. } = std::mem::replace(&mut self.slots[i], Slot::Empty) else {
+            unreachable!("starting node {} that is not down", self.ids[i]);
+        };
+        let clock = ManualClock { now_ms: self.local_time(i) };
+        let config = self.node_config(i);
+        match Node::start(config, disk, Outbox::default(), clock, RecordingKv::default()) {
+            Ok(node) => {
+                self.slots[i] = Slot::Up(Box::new(node));
+                self.observed[i].2 = LogIndex(0);
+                Ok(())
+            }
+            Err(error) => Err(Violation { checker: "recovery", detail: format!("{} failed to restart: {error}", self.ids[i]) }),
+        }
+    }
+
+    /// Delivers the messages due now; messages across a partition or to a crashed node are dropped.
+    fn deliver_messages(&mut self) {
+        let (deliverable, blocked) = self.network.take_due(self.now);
+        for message in blocked {
+            self.trace_event(|| format!("drop (partition) {message}"));
+        }
+        for message in deliverable {
+            let i = self.slot_of(message.to);
+            let Some(node) = self.node_mut(i) else { continue };
+            let line = format!("deliver {message}");
+            let result = node.receive(message);
+            self.trace_event(|| line);
+            if result.is_err() {
+                self.crash(i, "sync failed while handling a message");
+            }
+        }
+    }
+
+    /// Moves every node's clock to the current time at its own rate.
+    fn advance_clocks(&mut self) {
+        for i in 0..self.slots.len() {
+            let now = self.local_time(i);
+            let Some(node) = self.node_mut(i) else { continue };
+            node.clock_mut().now_ms = now;
+            if node.advance_clock().is_err() {
+                self.crash(i, "sync failed on a tick");
+            }
+        }
+    }
+
+    /// Hands every message the nodes sent to the network.
+    fn flush_outboxes(&mut self) {
+        for i in 0..self.slots.len() {
+            let Some(node) = self.node_mut(i) else { continue };
+            let messages = std::mem::take(&mut node.transport_mut().messages);
+            for message in messages {
+                let fate = self.network.send(self.now, message.clone(), &mut self.rng);
+                if let crate::network::Fate::Lost = fate {
+                    self.trace_event(|| format!("lose {message}"));
+                }
+            }
+        }
+    }
+}
