@@ -29,10 +29,7 @@ pub(crate) trait Sink {
     /// HTTP layer), so a longer field is a programmer error.
     fn put_bytes(&mut self, bytes: &[u8]) {
         let Ok(len) = u32::try_from(bytes.len()) else {
-            panic!(
-                "field of {} bytes exceeds the u32 length prefix",
-                bytes.len()
-            );
+            panic!("field of {} bytes exceeds the u32 length prefix", bytes.len());
         };
         self.put(&len.to_le_bytes());
         self.put(bytes);
@@ -60,9 +57,7 @@ impl Fnv1a {
 
     /// A hash of the empty input.
     pub(crate) fn new() -> Self {
-        Fnv1a {
-            state: Self::OFFSET_BASIS,
-        }
+        Fnv1a { state: Self::OFFSET_BASIS }
     }
 
     /// The hash of everything put so far.
@@ -106,11 +101,7 @@ impl<'a> Reader<'a> {
     pub(crate) fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
         let available = self.bytes.len() - self.offset;
         if len > available {
-            return Err(DecodeError::Truncated {
-                offset: self.offset,
-                needed: len,
-                available,
-            });
+            return Err(DecodeError::Truncated { offset: self.offset, needed: len, available });
         }
         let taken = &self.bytes[self.offset..self.offset + len];
         self.offset += len;
@@ -161,14 +152,7 @@ impl<'a> Reader<'a> {
     /// Succeeds only if all input was consumed, so concatenated or padded input is rejected.
     pub(crate) fn finish(self) -> Result<(), DecodeError> {
         let count = self.bytes.len() - self.offset;
-        if count == 0 {
-            Ok(())
-        } else {
-            Err(DecodeError::TrailingBytes {
-                offset: self.offset,
-                count,
-            })
-        }
+        if count == 0 { Ok(()) } else { Err(DecodeError::TrailingBytes { offset: self.offset, count }) }
     }
 }
 
@@ -211,26 +195,13 @@ mod tests {
         buf.put_bytes(b"hello");
         buf.truncate(7);
         let mut reader = Reader::new(&buf);
-        assert_eq!(
-            reader.bytes(),
-            Err(DecodeError::Truncated {
-                offset: 4,
-                needed: 5,
-                available: 3
-            })
-        );
+        assert_eq!(reader.bytes(), Err(DecodeError::Truncated { offset: 4, needed: 5, available: 3 }));
     }
 
     #[test]
     fn reader_rejects_trailing_bytes() {
         let mut reader = Reader::new(&[1, 2, 3]);
         assert_eq!(reader.u8(), Ok(1));
-        assert_eq!(
-            reader.finish(),
-            Err(DecodeError::TrailingBytes {
-                offset: 1,
-                count: 2
-            })
-        );
+        assert_eq!(reader.finish(), Err(DecodeError::TrailingBytes { offset: 1, count: 2 }));
     }
 }

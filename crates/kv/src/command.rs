@@ -106,11 +106,7 @@ impl Command {
         let mut reader = Reader::new(bytes);
         let version = reader.u8()?;
         if version != FORMAT_VERSION {
-            return Err(DecodeError::UnknownVersion {
-                what: "command",
-                found: version,
-                expected: FORMAT_VERSION,
-            });
+            return Err(DecodeError::UnknownVersion { what: "command", found: version, expected: FORMAT_VERSION });
         }
         let kind_offset = reader.offset();
         let command = match reader.u8()? {
@@ -126,11 +122,7 @@ impl Command {
                 Command::Delete { key, cas }
             }
             tag => {
-                return Err(DecodeError::BadTag {
-                    what: "command kind",
-                    tag,
-                    offset: kind_offset,
-                });
+                return Err(DecodeError::BadTag { what: "command kind", tag, offset: kind_offset });
             }
         };
         reader.finish()?;
@@ -154,11 +146,7 @@ fn read_cas(reader: &mut Reader<'_>) -> Result<Option<u64>, DecodeError> {
     match reader.u8()? {
         CAS_NONE => Ok(None),
         CAS_SOME => Ok(Some(reader.u64()?)),
-        tag => Err(DecodeError::BadTag {
-            what: "cas flag",
-            tag,
-            offset,
-        }),
+        tag => Err(DecodeError::BadTag { what: "cas flag", tag, offset }),
     }
 }
 
@@ -171,79 +159,42 @@ mod tests {
         let bytes = || proptest::collection::vec(any::<u8>(), 0..24);
         let cas = proptest::option::of(any::<u64>());
         prop_oneof![
-            (bytes(), bytes(), cas.clone()).prop_map(|(key, value, cas)| Command::Put {
-                key,
-                value,
-                cas
-            }),
+            (bytes(), bytes(), cas.clone()).prop_map(|(key, value, cas)| Command::Put { key, value, cas }),
             (bytes(), cas).prop_map(|(key, cas)| Command::Delete { key, cas }),
         ]
     }
 
     #[test]
     fn encoding_is_the_documented_layout() {
-        let put = Command::Put {
-            key: b"k".to_vec(),
-            value: b"vv".to_vec(),
-            cas: Some(5),
-        };
-        let expected = [
-            1, 1, 1, 0, 0, 0, b'k', 2, 0, 0, 0, b'v', b'v', 1, 5, 0, 0, 0, 0, 0, 0, 0,
-        ];
+        let put = Command::Put { key: b"k".to_vec(), value: b"vv".to_vec(), cas: Some(5) };
+        let expected = [1, 1, 1, 0, 0, 0, b'k', 2, 0, 0, 0, b'v', b'v', 1, 5, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(put.encode(), expected);
-        let delete = Command::Delete {
-            key: b"k".to_vec(),
-            cas: None,
-        };
+        let delete = Command::Delete { key: b"k".to_vec(), cas: None };
         assert_eq!(delete.encode(), [1, 2, 1, 0, 0, 0, b'k', 0]);
     }
 
     #[test]
     fn decode_names_what_is_wrong() {
-        assert_eq!(
-            Command::decode(&[]),
-            Err(DecodeError::Truncated {
-                offset: 0,
-                needed: 1,
-                available: 0
-            })
-        );
-        assert!(matches!(
-            Command::decode(&[9, 1]),
-            Err(DecodeError::UnknownVersion { found: 9, .. })
-        ));
+        assert_eq!(Command::decode(&[]), Err(DecodeError::Truncated { offset: 0, needed: 1, available: 0 }));
+        assert!(matches!(Command::decode(&[9, 1]), Err(DecodeError::UnknownVersion { found: 9, .. })));
         assert!(matches!(
             Command::decode(&[1, 3]),
-            Err(DecodeError::BadTag {
-                what: "command kind",
-                tag: 3,
-                offset: 1
-            })
+            Err(DecodeError::BadTag { what: "command kind", tag: 3, offset: 1 })
         ));
         assert!(matches!(
             Command::decode(&[1, 2, 0, 0, 0, 0, 7]),
-            Err(DecodeError::BadTag {
-                what: "cas flag",
-                tag: 7,
-                offset: 6
-            })
+            Err(DecodeError::BadTag { what: "cas flag", tag: 7, offset: 6 })
         ));
         assert_eq!(
             Command::decode(&[1, 2, 0, 0, 0, 0, 0, 0xff]),
-            Err(DecodeError::TrailingBytes {
-                offset: 7,
-                count: 1
-            })
+            Err(DecodeError::TrailingBytes { offset: 7, count: 1 })
         );
     }
 
     #[test]
     fn huge_length_prefix_is_truncation_not_allocation() {
         let bytes = [1, 2, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(
-            Command::decode(&bytes),
-            Err(DecodeError::Truncated { offset: 6, .. })
-        ));
+        assert!(matches!(Command::decode(&bytes), Err(DecodeError::Truncated { offset: 6, .. })));
     }
 
     proptest! {

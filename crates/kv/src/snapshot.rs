@@ -77,10 +77,7 @@ impl KvStore {
             entries.insert(key.to_vec(), versioned);
         }
         reader.finish()?;
-        let store = KvStore {
-            entries,
-            applied_index,
-        };
+        let store = KvStore { entries, applied_index };
         store.check_invariants();
         Ok(store)
     }
@@ -116,11 +113,7 @@ fn read_header(reader: &mut Reader<'_>) -> Result<(), DecodeError> {
     }
     let version = reader.u8()?;
     if version != FORMAT_VERSION {
-        return Err(DecodeError::UnknownVersion {
-            what: "snapshot",
-            found: version,
-            expected: FORMAT_VERSION,
-        });
+        return Err(DecodeError::UnknownVersion { what: "snapshot", found: version, expected: FORMAT_VERSION });
     }
     Ok(())
 }
@@ -128,11 +121,7 @@ fn read_header(reader: &mut Reader<'_>) -> Result<(), DecodeError> {
 /// Checks the trailing CRC32 and returns the bytes it covers.
 fn verify_checksum(bytes: &[u8]) -> Result<&[u8], DecodeError> {
     let Some(body_len) = bytes.len().checked_sub(CHECKSUM_LEN) else {
-        return Err(DecodeError::Truncated {
-            offset: 0,
-            needed: CHECKSUM_LEN,
-            available: bytes.len(),
-        });
+        return Err(DecodeError::Truncated { offset: 0, needed: CHECKSUM_LEN, available: bytes.len() });
     };
     let (body, stored) = bytes.split_at(body_len);
     let mut stored_bytes = [0; CHECKSUM_LEN];
@@ -151,35 +140,18 @@ fn read_entry<'a>(reader: &mut Reader<'a>) -> Result<(&'a [u8], Versioned), Deco
     let value = reader.bytes()?.to_vec();
     let create_index = reader.u64()?;
     let modify_index = reader.u64()?;
-    let versioned = Versioned {
-        value,
-        create_index,
-        modify_index,
-    };
+    let versioned = Versioned { value, create_index, modify_index };
     Ok((key, versioned))
 }
 
 /// Rejects an entry that breaks `1 <= create_index <= modify_index <= applied_index`, so a
 /// restored store always satisfies the store invariant.
-fn check_indexes(
-    versioned: &Versioned,
-    applied_index: u64,
-    offset: usize,
-) -> Result<(), DecodeError> {
-    let Versioned {
-        create_index,
-        modify_index,
-        ..
-    } = *versioned;
+fn check_indexes(versioned: &Versioned, applied_index: u64, offset: usize) -> Result<(), DecodeError> {
+    let Versioned { create_index, modify_index, .. } = *versioned;
     if 1 <= create_index && create_index <= modify_index && modify_index <= applied_index {
         Ok(())
     } else {
-        Err(DecodeError::BadIndexes {
-            offset,
-            create_index,
-            modify_index,
-            applied_index,
-        })
+        Err(DecodeError::BadIndexes { offset, create_index, modify_index, applied_index })
     }
 }
 

@@ -52,10 +52,7 @@ impl KvStore {
             Ok(command) => self.apply_command(index, &command),
             Err(error) => {
                 self.advance(index);
-                Response::Invalid {
-                    index,
-                    reason: error.to_string(),
-                }
+                Response::Invalid { index, reason: error.to_string() }
             }
         }
     }
@@ -70,18 +67,14 @@ impl KvStore {
         let current_modify_index = self.get(command.key()).map_or(0, |v| v.modify_index);
         if let Some(expected) = command.cas() {
             if expected != current_modify_index {
-                return Response::CasFailed {
-                    index,
-                    current_modify_index,
-                };
+                return Response::CasFailed { index, current_modify_index };
             }
         }
         match command {
             Command::Put { key, value, .. } => self.put(index, key, value),
-            Command::Delete { key, .. } => Response::Delete {
-                index,
-                deleted: self.entries.remove(key.as_slice()).is_some(),
-            },
+            Command::Delete { key, .. } => {
+                Response::Delete { index, deleted: self.entries.remove(key.as_slice()).is_some() }
+            }
         }
     }
 
@@ -109,25 +102,15 @@ impl KvStore {
     ///
     /// `limit == 0` returns no entries, and `more` still says whether any key matches. To page,
     /// pass the last returned key as `after` of the next call.
-    pub fn scan(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> (Vec<(Vec<u8>, Versioned)>, bool) {
+    pub fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> (Vec<(Vec<u8>, Versioned)>, bool) {
         let start = match after {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
         };
-        let mut matching = self
-            .entries
-            .range::<[u8], _>((start, Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix));
-        let page: Vec<_> = matching
-            .by_ref()
-            .take(limit)
-            .map(|(key, versioned)| (key.clone(), versioned.clone()))
-            .collect();
+        let mut matching =
+            self.entries.range::<[u8], _>((start, Bound::Unbounded)).take_while(|(key, _)| key.starts_with(prefix));
+        let page: Vec<_> =
+            matching.by_ref().take(limit).map(|(key, versioned)| (key.clone(), versioned.clone())).collect();
         let more = matching.next().is_some();
         (page, more)
     }
@@ -171,11 +154,7 @@ impl KvStore {
             existing.modify_index = index;
             check_versioned(key, existing, index);
         } else {
-            let created = Versioned {
-                value: value.to_vec(),
-                create_index: index,
-                modify_index: index,
-            };
+            let created = Versioned { value: value.to_vec(), create_index: index, modify_index: index };
             check_versioned(key, &created, index);
             self.entries.insert(key.to_vec(), created);
         }
@@ -185,20 +164,10 @@ impl KvStore {
 
 /// Asserts `1 <= create_index <= modify_index <= applied_index` for one key.
 fn check_versioned(key: &[u8], versioned: &Versioned, applied_index: u64) {
-    let Versioned {
-        create_index,
-        modify_index,
-        ..
-    } = *versioned;
+    let Versioned { create_index, modify_index, .. } = *versioned;
     assert!(create_index >= 1, "key {key:?}: create_index is 0");
-    assert!(
-        create_index <= modify_index,
-        "key {key:?}: create_index {create_index} > modify_index {modify_index}"
-    );
-    assert!(
-        modify_index <= applied_index,
-        "key {key:?}: modify_index {modify_index} > applied_index {applied_index}"
-    );
+    assert!(create_index <= modify_index, "key {key:?}: create_index {create_index} > modify_index {modify_index}");
+    assert!(modify_index <= applied_index, "key {key:?}: modify_index {modify_index} > applied_index {applied_index}");
 }
 
 #[cfg(test)]

@@ -63,11 +63,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
 
 /// Keys share prefixes so scans by prefix are meaningful.
 fn key_bytes(key: u8) -> Vec<u8> {
-    format!("k/{}", key % 2)
-        .into_bytes()
-        .into_iter()
-        .chain([key])
-        .collect()
+    format!("k/{}", key % 2).into_bytes().into_iter().chain([key]).collect()
 }
 
 fn resolve(cas: &Cas, model: &Model, key: &[u8]) -> Option<u64> {
@@ -89,10 +85,7 @@ fn model_apply(model: &mut Model, index: u64, command: &Command) -> Response {
         Command::Put { cas, .. } | Command::Delete { cas, .. } => *cas,
     };
     if cas.is_some_and(|cas| cas != current) {
-        return Response::CasFailed {
-            index,
-            current_modify_index: current,
-        };
+        return Response::CasFailed { index, current_modify_index: current };
     }
     match command {
         Command::Put { value, .. } => {
@@ -100,10 +93,7 @@ fn model_apply(model: &mut Model, index: u64, command: &Command) -> Response {
             model.insert(key, (value.clone(), create, index));
             Response::Put { index }
         }
-        Command::Delete { .. } => Response::Delete {
-            index,
-            deleted: model.remove(&key).is_some(),
-        },
+        Command::Delete { .. } => Response::Delete { index, deleted: model.remove(&key).is_some() },
     }
 }
 
@@ -116,11 +106,8 @@ fn assert_same(store: &KvStore, model: &Model, applied_index: u64) -> Result<(),
     let expected: Vec<(Vec<u8>, Versioned)> = model
         .iter()
         .map(|(key, (value, create_index, modify_index))| {
-            let versioned = Versioned {
-                value: value.clone(),
-                create_index: *create_index,
-                modify_index: *modify_index,
-            };
+            let versioned =
+                Versioned { value: value.clone(), create_index: *create_index, modify_index: *modify_index };
             (key.clone(), versioned)
         })
         .collect();
@@ -129,11 +116,7 @@ fn assert_same(store: &KvStore, model: &Model, applied_index: u64) -> Result<(),
         prop_assert_eq!(store.get(key), Some(versioned));
     }
     // A prefix scan with a small limit agrees with filtering the model.
-    let prefixed: Vec<_> = expected
-        .iter()
-        .filter(|(key, _)| key.starts_with(b"k/1"))
-        .cloned()
-        .collect();
+    let prefixed: Vec<_> = expected.iter().filter(|(key, _)| key.starts_with(b"k/1")).cloned().collect();
     let (page, more) = store.scan(b"k/1", None, 1);
     prop_assert_eq!(&page[..], &prefixed[..prefixed.len().min(1)]);
     prop_assert_eq!(more, prefixed.len() > 1);

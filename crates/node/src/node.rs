@@ -80,7 +80,13 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
     ///
     /// # Errors
     /// If the disk cannot be read or the snapshot cannot be decoded.
-    pub fn start(config: NodeConfig, mut disk: D, transport: T, clock: C, mut state_machine: S) -> Result<Self, DiskError> {
+    pub fn start(
+        config: NodeConfig,
+        mut disk: D,
+        transport: T,
+        clock: C,
+        mut state_machine: S,
+    ) -> Result<Self, DiskError> {
         let restored = disk.load()?;
         if restored.snapshot.meta.index > LogIndex(0) {
             state_machine.restore(&restored.snapshot.data).map_err(DiskError::Corrupt)?;
@@ -270,8 +276,11 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
     /// Replaces the state machine with a snapshot from the leader. Proposals it covers end indeterminate:
     /// the snapshot does not say which entries it holds.
     fn install_snapshot(&mut self, snapshot: &tally_raft::Snapshot) -> Result<(), DiskError> {
-        self.state_machine.restore(&snapshot.data).map_err(DiskError::Corrupt)?;
         let index = snapshot.meta.index;
+        if index == LogIndex(0) {
+            return Ok(()); // a joining node's membership base: no state to restore
+        }
+        self.state_machine.restore(&snapshot.data).map_err(DiskError::Corrupt)?;
         assert_eq!(self.state_machine.applied_index(), index, "snapshot data does not match its index");
         let covered: Vec<LogIndex> = self.proposals.range(..=index).map(|(&i, _)| i).collect();
         for i in covered {

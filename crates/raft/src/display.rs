@@ -23,7 +23,9 @@ impl fmt::Display for Message {
             MessageBody::VoteRequest { last_log_term, last_log_index, .. } => {
                 write!(f, " last={last_log_index}@{last_log_term}")
             }
-            MessageBody::VoteResponse { granted, .. } => write!(f, " {}", if *granted { "granted" } else { "rejected" }),
+            MessageBody::VoteResponse { granted, .. } => {
+                write!(f, " {}", if *granted { "granted" } else { "rejected" })
+            }
             MessageBody::Append { prev_log_index, prev_log_term, entries, leader_commit } => {
                 write!(f, " prev={prev_log_index}@{prev_log_term} commit={leader_commit} [")?;
                 for (i, entry) in entries.iter().enumerate() {
@@ -42,7 +44,14 @@ impl fmt::Display for Message {
             MessageBody::HeartbeatResponse { read_seq } => write!(f, " read_seq={read_seq}"),
             MessageBody::InstallSnapshot { snapshot } => {
                 let meta = &snapshot.meta;
-                write!(f, " {}@{} voters={:?} learners={:?}", meta.index, meta.term, meta.voters_list(), meta.learners_list())
+                write!(
+                    f,
+                    " {}@{} voters={:?} learners={:?}",
+                    meta.index,
+                    meta.term,
+                    meta.voters_list(),
+                    meta.learners_list()
+                )
             }
             MessageBody::ReadIndexRequest { context } => write!(f, " ctx={context}"),
             MessageBody::ReadIndexResponse { context, index } => write!(f, " ctx={context} index={index}"),

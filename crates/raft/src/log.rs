@@ -85,11 +85,6 @@ impl RaftLog {
         self.applied
     }
 
-    /// The highest index handed out for persistence.
-    pub fn persisted(&self) -> LogIndex {
-        self.persisted
-    }
-
     /// The term of the entry at `index`, or `None` if it was compacted away or does not exist yet.
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
         if index == self.offset {
@@ -159,7 +154,12 @@ impl RaftLog {
             match self.term_at(entry.index) {
                 Some(term) if term == entry.term => continue,
                 Some(_) => {
-                    assert!(entry.index > self.commit, "truncating committed entry {} (commit {})", entry.index, self.commit);
+                    assert!(
+                        entry.index > self.commit,
+                        "truncating committed entry {} (commit {})",
+                        entry.index,
+                        self.commit
+                    );
                     self.truncate_from(entry.index);
                     truncated = Some(entry.index);
                 }
@@ -206,11 +206,7 @@ impl RaftLog {
     /// Hands out the entries not yet handed out for persistence.
     pub fn take_unstable(&mut self) -> Vec<Entry> {
         let from = self.persisted.next();
-        let out = if from <= self.last_index() {
-            self.entries_from(from, usize::MAX, usize::MAX)
-        } else {
-            Vec::new()
-        };
+        let out = if from <= self.last_index() { self.entries_from(from, usize::MAX, usize::MAX) } else { Vec::new() };
         self.persisted = self.last_index();
         out
     }

@@ -75,7 +75,11 @@ impl Progress {
                 if last_index >= self.next_index {
                     self.next_index = last_index.next();
                     self.inflight.push_back(last_index);
-                    assert!(self.inflight.len() <= max_inflight, "inflight {} > max {max_inflight}", self.inflight.len());
+                    assert!(
+                        self.inflight.len() <= max_inflight,
+                        "inflight {} > max {max_inflight}",
+                        self.inflight.len()
+                    );
                 }
             }
             ReplicationState::Probe { .. } => self.state = ReplicationState::Probe { paused: true },

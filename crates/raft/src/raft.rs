@@ -316,10 +316,7 @@ impl Raft {
         }
         let term = self.log.term_at(index).expect("applied entry is held in the log");
         let membership = self.membership_at(index);
-        self.snapshot = Snapshot {
-            meta: crate::types::SnapshotMeta { index, term, membership },
-            data: Arc::new(data),
-        };
+        self.snapshot = Snapshot { meta: crate::types::SnapshotMeta { index, term, membership }, data: Arc::new(data) };
         self.log.compact_to(LogIndex(index.0.saturating_sub(keep_entries)).max(self.log.offset()));
     }
 
@@ -473,12 +470,7 @@ impl Raft {
     /// # Panics
     /// If this node is itself the leader of the term: two leaders in one term break Election Safety.
     fn become_follower_of(&mut self, leader: NodeId) {
-        assert!(
-            self.role != Role::Leader,
-            "two leaders in term {}: {} and {leader}",
-            self.term,
-            self.config.id
-        );
+        assert!(self.role != Role::Leader, "two leaders in term {}: {} and {leader}", self.term, self.config.id);
         if self.role != Role::Follower || self.leader_id != Some(leader) {
             self.become_follower(self.term, Some(leader));
         }

@@ -124,6 +124,14 @@ impl Raft {
         entries: &[Entry],
         leader_commit: LogIndex,
     ) {
+        if !self.has_membership_base() {
+            // A new node that has not been sent a snapshot cannot tell which membership the entries' changes
+            // apply to (the initial one is in the snapshot, not the log). Ask for the snapshot first.
+            let rejection =
+                AppendRejection { rejected_index: prev_log_index, hint_index: LogIndex(0), hint_term: Term(0) };
+            self.send(from, MessageBody::AppendResponse { result: Err(rejection) });
+            return;
+        }
         if prev_log_index < self.log.commit() {
             // Everything up to our commit index is committed, so it matches the leader's log.
             let result = Ok(self.log.commit());
@@ -157,12 +165,18 @@ impl Raft {
     pub(crate) fn handle_install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
         let meta = &snapshot.meta;
         let index = meta.index;
-        if index <= self.log.commit() {
+        if index <= self.log.commit() && self.has_membership_base() {
             let result = Ok(self.log.commit());
             self.send(from, MessageBody::AppendResponse { result });
             return;
         }
-        if self.log.matches(index, meta.term) {
+        if index <= self.log.commit() {
+            // A new node (empty log, commit 0) takes the leader's never-compacted snapshot at index 0 for its
+            // membership base.
+            self.snapshot = snapshot.clone();
+            self.snapshot_to_install = Some(snapshot);
+            self.recompute_membership();
+        } else if self.log.matches(index, meta.term) {
             self.log.commit_to(index); // our log already holds it: no need to replace anything
         } else {
             self.log.install_snapshot(meta);
@@ -171,6 +185,13 @@ impl Raft {
             self.recompute_membership();
         }
         self.send(from, MessageBody::AppendResponse { result: Ok(index) });
+    }
+
+    /// Whether this node knows the membership its log's changes apply to: every member of a cluster has a
+    /// snapshot (at index 0, the initial one) with at least one voter; a new node that will join an existing
+    /// cluster starts with an empty one and gets it from the leader's snapshot.
+    fn has_membership_base(&self) -> bool {
+        !self.snapshot.meta.membership.voters.is_empty()
     }
 
     /// Leader: a follower answered an Append or a snapshot.
@@ -196,6 +217,12 @@ impl Raft {
             }
             Err(rejection) => {
                 if !progress.reject(rejection.rejected_index, next) {
+                    return;
+                }
+                if rejection.rejected_index <= offset {
+                    // The follower does not even hold our snapshot point (a new node without a membership base):
+                    // only the snapshot can bring it up.
+                    self.send_snapshot(from);
                     return;
                 }
             }

@@ -17,6 +17,6 @@ pub mod state_machine;
 pub mod sweep;
 pub mod world;
 
-pub use params::SimParams;
-pub use sweep::{RunReport, SweepReport, run_seed, sweep};
+pub use params::{Profile, SimParams};
+pub use sweep::{RunOptions, RunReport, SweepReport, hunt, run_seed, sweep};
 pub use world::{Outcome, Simulation};

@@ -12,6 +12,7 @@
 //!   ├─ ValueTable::build            value_table.rs: value -> log index, contradictions
 //!   └─ check(KvModel, key ops)      wgl.rs: generic search over any `Model`
 //!        ├─ EntryList               entry_list.rs: call/return entries, lift/unlift
+//!        ├─ IndeterminateOps        indeterminate.rs: unknown outcomes, interchangeable groups
 //!        ├─ Linearized, Memo        memo.rs: visited configurations, with dominance
 //!        │   └─ Bitset              bitset.rs: sets of linearized ops
 //!        └─ explain_violation       explain.rs: longest prefix + stuck ops
@@ -19,10 +20,11 @@
 //!
 //! The generic core ([`check`]) is Wing & Gong's search with Lowe's memoization (the "WGL"
 //! of Porcupine and Knossos), iterative with an explicit stack and bounded by a step budget.
-//! One extension keeps operations with unknown outcomes affordable: a configuration that
-//! only adds indeterminate operations to one already visited (same state) is pruned, since
-//! those operations could equally never have taken effect; and each window is scanned for
-//! determinate operations before indeterminate ones, so the smaller configurations come first.
+//! Three extensions keep operations with unknown outcomes affordable. They have no return
+//! entries and are kept out of the list, tried only once a window's determinate candidates
+//! are exhausted. A configuration that only adds indeterminate operations to one already
+//! visited with the same state is pruned, since those could equally never have taken effect.
+//! And indeterminate operations the model cannot tell apart are tried in one canonical order.
 //!
 //! # Time
 //!
@@ -56,17 +58,30 @@
 //!   index; if a success relies on that, `expected` becomes the last known write index. The
 //!   checker errs toward accepting there: it does not remember that assumption for the mismatches.
 //!
-//! A first pass per key leaves out indeterminate writes whose value no read returned (if the
-//! rest is linearizable, they simply never took effect); only if that fails is every
-//! operation searched, with what is left of the budget.
+//! Two reductions per key keep the search small without changing the verdict. An
+//! indeterminate put or cas whose value a get returned must have succeeded, at the index the
+//! get revealed, before that get returned: it is checked as if it had returned then. The other
+//! indeterminate writes wrote a value nobody saw, so the model gives them one shared value and
+//! they become interchangeable. A first pass leaves those unseen writes out (if the rest is
+//! linearizable, they simply never took effect); only if it fails is every operation searched,
+//! with what is left of the budget.
+//!
+//! # Cost
+//!
+//! A step is one candidate considered, tens of nanoseconds. Accepting a linearizable history
+//! is nearly linear: about 10^5 steps for 3000 ops on one key. Proving a violation means
+//! exhausting every alternative before the bad operation, which costs more with concurrency
+//! and unknown outcomes: 10^6 to 10^7 steps for 3000 ops on one key with 5 to 10 clients and
+//! 2 to 5% unknown outcomes (`stress_large_single_key_histories` measures this). The memo
+//! grows with the steps taken: at most one configuration (`ops / 8` bytes and a state) per step.
 
 mod bitset;
 mod entry_list;
 mod explain;
+mod indeterminate;
 mod kv;
 mod kv_model;
 mod memo;
-mod symmetry;
 mod value_table;
 mod wgl;
 

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tally_raft::Faults;
-use tally_sim::{run_seed, sweep};
+use tally_sim::{Profile, RunOptions, run_seed, sweep};
 
 /// Deterministic simulation of Tally clusters under faults.
 #[derive(Parser, Debug)]
@@ -25,16 +25,57 @@ struct Args {
     /// With --seed: print the trace of the run.
     #[arg(long)]
     trace: bool,
+    /// Break the core on purpose (to show the checkers catch it): commit-previous-term, skip-vote-log-check,
+    /// read-without-quorum, forget-vote.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(FAULTS))]
+    fault: Option<String>,
+    /// Which mix of runs: `mixed` (calm, harsh and chaotic) or `chaos` (every run chaotic).
+    #[arg(long, default_value = "mixed", value_parser = clap::builder::PossibleValuesParser::new(["mixed", "chaos"]))]
+    profile: String,
     /// Worker threads for a sweep.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     threads: usize,
 }
 
+/// Names of the fault switches.
+const FAULTS: [&str; 4] = ["commit-previous-term", "skip-vote-log-check", "read-without-quorum", "forget-vote"];
+
+/// The fault switches for a `--fault` name.
+fn faults(name: Option<&str>) -> Faults {
+    let mut faults = Faults::default();
+    match name {
+        None => {}
+        Some("commit-previous-term") => faults.commit_previous_term_by_count = true,
+        Some("skip-vote-log-check") => faults.skip_vote_log_check = true,
+        Some("read-without-quorum") => faults.read_without_quorum_check = true,
+        Some("forget-vote") => faults.forget_to_persist_vote = true,
+        Some(other) => unreachable!("clap admitted unknown fault {other}"),
+    }
+    faults
+}
+
+/// The flags besides the seed that a replay needs to reproduce a run of this sweep.
+fn replay_flags(args: &Args) -> String {
+    let mut flags = String::new();
+    if let Some(nodes) = &args.nodes {
+        flags += &format!(" --nodes {nodes}");
+    }
+    if args.profile != "mixed" {
+        flags += &format!(" --profile {}", args.profile);
+    }
+    if let Some(fault) = &args.fault {
+        flags += &format!(" --fault {fault}");
+    }
+    flags
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    let profile = if args.profile == "chaos" { Profile::Chaos } else { Profile::Mixed };
     let nodes = args.nodes.as_deref().map(|n| n.parse::<usize>().expect("validated by clap"));
+    let options = RunOptions { nodes, profile, faults: faults(args.fault.as_deref()) };
     if let Some(seed) = args.seed {
-        let report = run_seed(seed, nodes, Faults::default(), args.trace);
+        let report = run_seed(seed, options, args.trace);
         for line in &report.trace {
             println!("{line}");
         }
@@ -49,12 +90,15 @@ fn main() -> ExitCode {
             }
         };
     }
-    let report = sweep(args.start_seed, args.seeds, nodes, Faults::default(), args.threads);
+    let report = sweep(args.start_seed, args.seeds, options, args.threads);
     for failure in &report.failures {
         let violation = failure.violation.as_ref().expect("failures have a violation");
         println!(
-            "FAIL seed={} nodes={} {violation}\n  replay: cargo run --release -p tally-sim -- --seed {} --trace",
-            failure.seed, failure.nodes, failure.seed
+            "FAIL seed={} nodes={} {violation}\n  replay: cargo run --release -p tally-sim -- --seed {} --trace{}",
+            failure.seed,
+            failure.nodes,
+            failure.seed,
+            replay_flags(&args)
         );
     }
     println!("{}", report.summary());

@@ -2,6 +2,16 @@
 
 use tally_raft::{Faults, SplitMix64};
 
+/// Which mix of runs a seed is drawn from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// Calm, harsh and chaotic runs mixed (one in five chaotic): the default.
+    Mixed,
+    /// Every run chaotic: heavy loss, frequent partitions, crash-restart storms and targeted crashes. For
+    /// hunting rare interleavings (e.g. the Figure 8 scenario of the Raft paper).
+    Chaos,
+}
+
 /// The knobs of one run. Every field is derived from the seed by [`SimParams::from_seed`], so a seed names
 /// a run completely; tests may override fields after derivation (fault switches, node count).
 #[derive(Clone, Debug)]
@@ -30,6 +40,10 @@ pub struct SimParams {
     /// Of crashes, the share (per mille) that happen in the middle of a Ready (the sync fails): the node
     /// dies after computing outputs but before they are durable or sent.
     pub crash_mid_ready_permille: u64,
+    /// Probability (per mille) that a node crashes right after an interesting send: a granted vote, or a
+    /// leader's Append carrying entries (targeted crashes, like FoundationDB's "buggify": they make the rare
+    /// interleavings of Raft's trickiest proofs common).
+    pub crash_after_event_permille: u64,
     /// How long a crashed node stays down, in ms.
     pub downtime_ms: (u64, u64),
     /// Each node's clock rate in per mille of real time (tick skew).
@@ -44,16 +58,27 @@ pub struct SimParams {
     pub snapshot_interval_entries: u64,
     /// Entries kept behind a snapshot.
     pub snapshot_keep_entries: u64,
+    /// Raft: pre-vote on (most seeds) or off, to cover both code paths.
+    pub pre_vote: bool,
+    /// Raft: check-quorum on (most seeds) or off.
+    pub check_quorum: bool,
+    /// Raft: heartbeat interval in ticks (the election timeout is 10 ticks).
+    pub heartbeat_interval_ticks: u32,
+    /// Raft: entries per Append (1 forces one message per entry, which exposes ordering bugs).
+    pub max_entries_per_message: usize,
+    /// Raft: Append messages in flight per follower.
+    pub max_inflight_messages: usize,
     /// Broken behaviours switched on in every node (tests only).
     pub faults: Faults,
 }
 
 impl SimParams {
     /// Derives a run from `seed`; `nodes` forces the cluster size (else 3 for even seeds, 5 for odd).
-    pub fn from_seed(seed: u64, nodes: Option<usize>) -> SimParams {
+    pub fn from_seed(seed: u64, nodes: Option<usize>, profile: Profile) -> SimParams {
         let mut rng = SplitMix64::new(seed ^ 0x5EED_5EED_5EED_5EED);
         let nodes = nodes.unwrap_or(if seed % 2 == 0 { 3 } else { 5 });
         let harsh = rng.chance(1, 2);
+        let chaos = profile == Profile::Chaos || rng.chance(1, 5); // crash-restart storms: nodes die every few hundred ms and come back fast
         let delay_max = rng.range(2, if harsh { 40 } else { 15 });
         SimParams {
             seed,
@@ -62,18 +87,42 @@ impl SimParams {
             safety_ms: 8_000,
             liveness_ms: 6_000,
             delay_ms: (1, delay_max),
-            loss_permille: if harsh { rng.range(0, 150) } else { rng.range(0, 20) },
+            loss_permille: if chaos {
+                rng.range(100, 300)
+            } else if harsh {
+                rng.range(0, 150)
+            } else {
+                rng.range(0, 20)
+            },
             duplicate_permille: rng.range(0, 50),
-            partition_permille: if harsh { rng.range(1, 6) } else { rng.range(0, 3) },
-            crash_permille: if harsh { rng.range(1, 4) } else { rng.range(0, 2) },
+            partition_permille: if chaos {
+                rng.range(5, 30)
+            } else if harsh {
+                rng.range(1, 6)
+            } else {
+                rng.range(0, 3)
+            },
+            crash_permille: if chaos {
+                rng.range(3, 15)
+            } else if harsh {
+                rng.range(1, 4)
+            } else {
+                rng.range(0, 2)
+            },
             crash_mid_ready_permille: rng.range(0, 600),
-            downtime_ms: (50, rng.range(100, 2_000)),
+            crash_after_event_permille: if chaos { rng.range(50, 300) } else { 0 },
+            downtime_ms: if chaos { (1, rng.range(2, 100)) } else { (50, rng.range(100, 2_000)) },
             clock_rate_permille: (0..nodes).map(|_| rng.range(850, 1_150)).collect(),
             clients: rng.range(2, 6) as usize,
             keys: rng.range(1, 5) as usize,
             request_timeout_ms: rng.range(200, 1_000),
             snapshot_interval_entries: if rng.chance(1, 2) { rng.range(20, 200) } else { 10_000 },
             snapshot_keep_entries: rng.range(0, 50),
+            pre_vote: rng.chance(4, 5),
+            check_quorum: rng.chance(4, 5),
+            heartbeat_interval_ticks: rng.range(1, 4) as u32,
+            max_entries_per_message: if rng.chance(1, 3) { 1 } else { rng.range(2, 64) as usize },
+            max_inflight_messages: rng.range(1, 64) as usize,
             faults: Faults::default(),
         }
     }

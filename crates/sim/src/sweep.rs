@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tally_raft::Faults;
 
 use crate::checkers::Violation;
-use crate::params::SimParams;
+use crate::params::{Profile, SimParams};
 use crate::world::Simulation;
 
 /// The result of one seed.
@@ -83,10 +83,28 @@ fn install_quiet_hook() {
     });
 }
 
-/// Runs one seed. `configure` may adjust the derived parameters (tests switch faults on this way).
-pub fn run_seed(seed: u64, nodes: Option<usize>, faults: Faults, trace: bool) -> RunReport {
+/// What a sweep or a single run is made of, besides the seed.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// Force the cluster size (3 or 5); else it alternates by seed.
+    pub nodes: Option<usize>,
+    /// Which mix of runs to draw from.
+    pub profile: Profile,
+    /// Broken behaviours to switch on (tests and `--fault` only).
+    pub faults: Faults,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions { nodes: None, profile: Profile::Mixed, faults: Faults::default() }
+    }
+}
+
+/// Runs one seed, catching panics (a failed assertion is reported as the `assertion` checker).
+pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
     install_quiet_hook();
-    let mut params = SimParams::from_seed(seed, nodes);
+    let mut params = SimParams::from_seed(seed, options.nodes, options.profile);
+    let faults = options.faults;
     params.faults = faults;
     let nodes = params.nodes;
     LAST_PANIC.with(|p| *p.borrow_mut() = Some(String::new()));
@@ -96,13 +114,19 @@ pub fn run_seed(seed: u64, nodes: Option<usize>, faults: Faults, trace: bool) ->
         Ok(outcome) => RunReport { seed, nodes, violation: outcome.violation, ops: outcome.ops, trace: outcome.trace },
         Err(_) => {
             let detail = panic_message.unwrap_or_default();
-            RunReport { seed, nodes, violation: Some(Violation { checker: "assertion", detail }), ops: 0, trace: Vec::new() }
+            RunReport {
+                seed,
+                nodes,
+                violation: Some(Violation { checker: "assertion", detail }),
+                ops: 0,
+                trace: Vec::new(),
+            }
         }
     }
 }
 
 /// Runs seeds `start .. start + count` on `threads` threads.
-pub fn sweep(start: u64, count: u64, nodes: Option<usize>, faults: Faults, threads: usize) -> SweepReport {
+pub fn sweep(start: u64, count: u64, options: RunOptions, threads: usize) -> SweepReport {
     let began = Instant::now();
     let next = AtomicU64::new(start);
     let end = start + count;
@@ -116,7 +140,7 @@ pub fn sweep(start: u64, count: u64, nodes: Option<usize>, faults: Faults, threa
                         if seed >= end {
                             break mine;
                         }
-                        mine.push(run_seed(seed, nodes, faults, false));
+                        mine.push(run_seed(seed, options, false));
                     }
                 })
             })
@@ -127,4 +151,37 @@ pub fn sweep(start: u64, count: u64, nodes: Option<usize>, faults: Faults, threa
     let ops = reports.iter().map(|r| r.ops).sum();
     let failures = reports.into_iter().filter(|r| r.violation.is_some()).collect();
     SweepReport { seeds: count, failures, ops, elapsed: began.elapsed() }
+}
+
+/// Runs seeds from `start` on `threads` threads until one fails or `max_seeds` ran; returns the failing run
+/// with the lowest seed among those found, and how many seeds ran.
+pub fn hunt(start: u64, max_seeds: u64, options: RunOptions, threads: usize) -> (Option<RunReport>, u64) {
+    let next = AtomicU64::new(start);
+    let found = std::sync::atomic::AtomicBool::new(false);
+    let end = start + max_seeds;
+    let mut failures: Vec<RunReport> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    while !found.load(Ordering::Relaxed) {
+                        let seed = next.fetch_add(1, Ordering::Relaxed);
+                        if seed >= end {
+                            break;
+                        }
+                        let report = run_seed(seed, options, false);
+                        if report.violation.is_some() {
+                            found.store(true, Ordering::Relaxed);
+                            mine.push(report);
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("hunt worker panicked outside a run")).collect()
+    });
+    failures.sort_by_key(|r| r.seed);
+    let ran = next.load(Ordering::Relaxed).min(end) - start;
+    (failures.into_iter().next(), ran)
 }

@@ -4,27 +4,12 @@ use proptest::prelude::*;
 
 fn sample_store() -> KvStore {
     let mut store = KvStore::new();
-    let commands = [
-        ("b", &b"two"[..]),
-        ("a", b"one"),
-        ("c", b""),
-        ("b", b"two again"),
-    ];
+    let commands = [("b", &b"two"[..]), ("a", b"one"), ("c", b""), ("b", b"two again")];
     for (i, (key, value)) in commands.iter().enumerate() {
-        let command = Command::Put {
-            key: key.as_bytes().to_vec(),
-            value: value.to_vec(),
-            cas: None,
-        };
+        let command = Command::Put { key: key.as_bytes().to_vec(), value: value.to_vec(), cas: None };
         store.apply_command(i as u64 + 1, &command);
     }
-    store.apply_command(
-        9,
-        &Command::Delete {
-            key: b"c".to_vec(),
-            cas: None,
-        },
-    );
+    store.apply_command(9, &Command::Delete { key: b"c".to_vec(), cas: None });
     store.skip(12);
     store
 }
@@ -69,14 +54,7 @@ fn empty_store_round_trips() {
 fn snapshot_bytes_are_pinned() {
     // Changing the format must be a deliberate, versioned decision: this pins version 1.
     let mut store = KvStore::new();
-    store.apply_command(
-        2,
-        &Command::Put {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-            cas: None,
-        },
-    );
+    store.apply_command(2, &Command::Put { key: b"k".to_vec(), value: b"v".to_vec(), cas: None });
     let snapshot = store.snapshot();
     let mut expected = b"TKVS\x01".to_vec();
     expected.extend_from_slice(&2u64.to_le_bytes());
@@ -97,14 +75,7 @@ fn state_checksum_tracks_every_part_of_the_state() {
     skipped.skip(13);
     assert_ne!(skipped.state_checksum(), base);
     let mut changed = store.clone();
-    changed.apply_command(
-        13,
-        &Command::Put {
-            key: b"a".to_vec(),
-            value: b"one".to_vec(),
-            cas: None,
-        },
-    );
+    changed.apply_command(13, &Command::Put { key: b"a".to_vec(), value: b"one".to_vec(), cas: None });
     let mut only_index = store.clone();
     only_index.skip(13);
     assert_ne!(changed.state_checksum(), only_index.state_checksum());
@@ -116,10 +87,7 @@ fn every_corrupted_byte_is_detected() {
     for position in 0..snapshot.len() {
         let mut corrupted = snapshot.clone();
         corrupted[position] ^= 0x01;
-        assert!(
-            KvStore::restore(&corrupted).is_err(),
-            "flipped bit at {position} went undetected"
-        );
+        assert!(KvStore::restore(&corrupted).is_err(), "flipped bit at {position} went undetected");
     }
 }
 
@@ -127,10 +95,7 @@ fn every_corrupted_byte_is_detected() {
 fn every_truncation_is_detected() {
     let snapshot = sample_store().snapshot();
     for len in 0..snapshot.len() {
-        assert!(
-            KvStore::restore(&snapshot[..len]).is_err(),
-            "truncation to {len} went undetected"
-        );
+        assert!(KvStore::restore(&snapshot[..len]).is_err(), "truncation to {len} went undetected");
     }
 }
 
@@ -143,13 +108,7 @@ fn trailing_bytes_are_detected() {
     let mut state = Vec::new();
     KvStore::new().write_state(&mut state);
     state.push(0);
-    assert_eq!(
-        KvStore::restore(&seal(&state)),
-        Err(DecodeError::TrailingBytes {
-            offset: 21,
-            count: 1
-        })
-    );
+    assert_eq!(KvStore::restore(&seal(&state)), Err(DecodeError::TrailingBytes { offset: 21, count: 1 }));
 }
 
 #[test]
@@ -158,21 +117,12 @@ fn header_errors_are_named() {
         KvStore::restore(b"NOPE\x01rest-of-file"),
         Err(DecodeError::BadMagic { found }) if &found == b"NOPE"
     ));
-    assert!(matches!(
-        KvStore::restore(b"TKVS\x02rest-of-file"),
-        Err(DecodeError::UnknownVersion { found: 2, .. })
-    ));
-    assert!(matches!(
-        KvStore::restore(b"TK"),
-        Err(DecodeError::Truncated { offset: 0, .. })
-    ));
+    assert!(matches!(KvStore::restore(b"TKVS\x02rest-of-file"), Err(DecodeError::UnknownVersion { found: 2, .. })));
+    assert!(matches!(KvStore::restore(b"TK"), Err(DecodeError::Truncated { offset: 0, .. })));
     let mut snapshot = sample_store().snapshot();
     let last = snapshot.len() - 1;
     snapshot[last] ^= 0xff;
-    assert!(matches!(
-        KvStore::restore(&snapshot),
-        Err(DecodeError::ChecksumMismatch { .. })
-    ));
+    assert!(matches!(KvStore::restore(&snapshot), Err(DecodeError::ChecksumMismatch { .. })));
 }
 
 #[test]
@@ -183,10 +133,7 @@ fn non_canonical_key_order_is_rejected() {
         state.put_u64(2);
         state.extend_from_slice(&entry(keys[0], 1, 1));
         state.extend_from_slice(&entry(keys[1], 1, 1));
-        assert!(matches!(
-            KvStore::restore(&seal(&state)),
-            Err(DecodeError::KeysOutOfOrder { .. })
-        ));
+        assert!(matches!(KvStore::restore(&seal(&state)), Err(DecodeError::KeysOutOfOrder { .. })));
     }
 }
 
@@ -199,12 +146,7 @@ fn entries_breaking_the_index_invariant_are_rejected() {
         state.extend_from_slice(&entry(b"k", create_index, modify_index));
         assert_eq!(
             KvStore::restore(&seal(&state)),
-            Err(DecodeError::BadIndexes {
-                offset: 21,
-                create_index,
-                modify_index,
-                applied_index: 5
-            })
+            Err(DecodeError::BadIndexes { offset: 21, create_index, modify_index, applied_index: 5 })
         );
     }
 }
@@ -214,10 +156,7 @@ fn huge_entry_count_is_truncation() {
     let mut state = Vec::new();
     state.put_u64(5);
     state.put_u64(u64::MAX);
-    assert!(matches!(
-        KvStore::restore(&seal(&state)),
-        Err(DecodeError::Truncated { offset: 21, .. })
-    ));
+    assert!(matches!(KvStore::restore(&seal(&state)), Err(DecodeError::Truncated { offset: 21, .. })));
 }
 
 proptest! {

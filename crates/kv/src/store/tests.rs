@@ -1,18 +1,11 @@
 use super::*;
 
 fn put(key: &str, value: &str, cas: Option<u64>) -> Command {
-    Command::Put {
-        key: key.as_bytes().to_vec(),
-        value: value.as_bytes().to_vec(),
-        cas,
-    }
+    Command::Put { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec(), cas }
 }
 
 fn delete(key: &str, cas: Option<u64>) -> Command {
-    Command::Delete {
-        key: key.as_bytes().to_vec(),
-        cas,
-    }
+    Command::Delete { key: key.as_bytes().to_vec(), cas }
 }
 
 fn keys(page: &[(Vec<u8>, Versioned)]) -> Vec<&[u8]> {
@@ -42,27 +35,13 @@ fn new_store_is_empty_at_index_zero() {
 fn put_creates_then_overwrite_keeps_create_index() {
     // Phase 1: the first put sets both indexes to the entry index.
     let mut store = KvStore::new();
-    assert_eq!(
-        store.apply_command(3, &put("k", "a", None)),
-        Response::Put { index: 3 }
-    );
-    let expected = Versioned {
-        value: b"a".to_vec(),
-        create_index: 3,
-        modify_index: 3,
-    };
+    assert_eq!(store.apply_command(3, &put("k", "a", None)), Response::Put { index: 3 });
+    let expected = Versioned { value: b"a".to_vec(), create_index: 3, modify_index: 3 };
     assert_eq!(store.get(b"k"), Some(&expected));
 
     // Phase 2: an overwrite moves only the modify index.
-    assert_eq!(
-        store.apply_command(7, &put("k", "b", None)),
-        Response::Put { index: 7 }
-    );
-    let expected = Versioned {
-        value: b"b".to_vec(),
-        create_index: 3,
-        modify_index: 7,
-    };
+    assert_eq!(store.apply_command(7, &put("k", "b", None)), Response::Put { index: 7 });
+    let expected = Versioned { value: b"b".to_vec(), create_index: 3, modify_index: 7 };
     assert_eq!(store.get(b"k"), Some(&expected));
     assert_eq!(store.applied_index(), 7);
     assert_eq!(store.len(), 1);
@@ -72,21 +51,9 @@ fn put_creates_then_overwrite_keeps_create_index() {
 #[test]
 fn delete_removes_and_reports_whether_present() {
     let mut store = store_with(&["k"]);
-    assert_eq!(
-        store.apply_command(2, &delete("k", None)),
-        Response::Delete {
-            index: 2,
-            deleted: true
-        }
-    );
+    assert_eq!(store.apply_command(2, &delete("k", None)), Response::Delete { index: 2, deleted: true });
     assert_eq!(store.get(b"k"), None);
-    assert_eq!(
-        store.apply_command(3, &delete("k", None)),
-        Response::Delete {
-            index: 3,
-            deleted: false
-        }
-    );
+    assert_eq!(store.apply_command(3, &delete("k", None)), Response::Delete { index: 3, deleted: false });
     assert!(store.is_empty());
     assert_eq!(store.applied_index(), 3);
 }
@@ -97,28 +64,19 @@ fn recreated_key_gets_new_create_index() {
     store.apply_command(2, &delete("k", None));
     store.apply_command(5, &put("k", "again", None));
     let versioned = store.get(b"k").cloned();
-    assert_eq!(
-        versioned.map(|v| (v.create_index, v.modify_index)),
-        Some((5, 5))
-    );
+    assert_eq!(versioned.map(|v| (v.create_index, v.modify_index)), Some((5, 5)));
 }
 
 #[test]
 fn cas_zero_only_writes_absent_keys() {
     // Phase 1: cas 0 on an absent key creates it.
     let mut store = KvStore::new();
-    assert_eq!(
-        store.apply_command(1, &put("k", "a", Some(0))),
-        Response::Put { index: 1 }
-    );
+    assert_eq!(store.apply_command(1, &put("k", "a", Some(0))), Response::Put { index: 1 });
     // Phase 2: cas 0 on a present key fails, reports the current index, changes nothing.
     let before = store.clone();
     assert_eq!(
         store.apply_command(2, &put("k", "b", Some(0))),
-        Response::CasFailed {
-            index: 2,
-            current_modify_index: 1
-        }
+        Response::CasFailed { index: 2, current_modify_index: 1 }
     );
     assert_eq!(store.get(b"k"), before.get(b"k"));
     assert_eq!(store.applied_index(), 2);
@@ -131,20 +89,11 @@ fn cas_on_present_key_compares_modify_index() {
     // A stale cas (the create index) fails.
     assert_eq!(
         store.apply_command(3, &put("k", "c", Some(1))),
-        Response::CasFailed {
-            index: 3,
-            current_modify_index: 2
-        }
+        Response::CasFailed { index: 3, current_modify_index: 2 }
     );
-    assert_eq!(
-        store.get(b"k").map(|v| v.value.clone()),
-        Some(b"b".to_vec())
-    );
+    assert_eq!(store.get(b"k").map(|v| v.value.clone()), Some(b"b".to_vec()));
     // The current modify index succeeds.
-    assert_eq!(
-        store.apply_command(4, &put("k", "c", Some(2))),
-        Response::Put { index: 4 }
-    );
+    assert_eq!(store.apply_command(4, &put("k", "c", Some(2))), Response::Put { index: 4 });
     assert_eq!(store.get(b"k").map(|v| v.modify_index), Some(4));
 }
 
@@ -153,17 +102,11 @@ fn cas_on_absent_key_with_nonzero_index_fails() {
     let mut store = KvStore::new();
     assert_eq!(
         store.apply_command(1, &put("k", "a", Some(9))),
-        Response::CasFailed {
-            index: 1,
-            current_modify_index: 0
-        }
+        Response::CasFailed { index: 1, current_modify_index: 0 }
     );
     assert_eq!(
         store.apply_command(2, &delete("k", Some(9))),
-        Response::CasFailed {
-            index: 2,
-            current_modify_index: 0
-        }
+        Response::CasFailed { index: 2, current_modify_index: 0 }
     );
     assert!(store.is_empty());
 }
@@ -173,27 +116,12 @@ fn cas_delete_compares_modify_index() {
     let mut store = store_with(&["k"]);
     assert_eq!(
         store.apply_command(2, &delete("k", Some(0))),
-        Response::CasFailed {
-            index: 2,
-            current_modify_index: 1
-        }
+        Response::CasFailed { index: 2, current_modify_index: 1 }
     );
     assert!(store.get(b"k").is_some());
-    assert_eq!(
-        store.apply_command(3, &delete("k", Some(1))),
-        Response::Delete {
-            index: 3,
-            deleted: true
-        }
-    );
+    assert_eq!(store.apply_command(3, &delete("k", Some(1))), Response::Delete { index: 3, deleted: true });
     // "Only if absent" on an absent key holds, so the delete succeeds as a no-op.
-    assert_eq!(
-        store.apply_command(4, &delete("k", Some(0))),
-        Response::Delete {
-            index: 4,
-            deleted: false
-        }
-    );
+    assert_eq!(store.apply_command(4, &delete("k", Some(0))), Response::Delete { index: 4, deleted: false });
 }
 
 #[test]
@@ -201,23 +129,14 @@ fn apply_decodes_payload() {
     let mut store = KvStore::new();
     let response = store.apply(1, &put("k", "v", None).encode());
     assert_eq!(response, Response::Put { index: 1 });
-    assert_eq!(
-        store.get(b"k").map(|v| v.value.clone()),
-        Some(b"v".to_vec())
-    );
+    assert_eq!(store.get(b"k").map(|v| v.value.clone()), Some(b"v".to_vec()));
 }
 
 #[test]
 fn undecodable_payload_is_invalid_and_advances_index() {
     let mut store = KvStore::new();
     let response = store.apply(4, &[1, 9]);
-    assert_eq!(
-        response,
-        Response::Invalid {
-            index: 4,
-            reason: "bad command kind tag 9 at offset 1".to_string()
-        }
-    );
+    assert_eq!(response, Response::Invalid { index: 4, reason: "bad command kind tag 9 at offset 1".to_string() });
     assert_eq!(response.index(), 4);
     assert_eq!(store.applied_index(), 4);
     assert!(store.is_empty());
@@ -314,10 +233,7 @@ fn scan_after_pages_through_keys() {
             break;
         }
     }
-    let expected: Vec<Vec<u8>> = ["p1", "p2", "p3", "p4", "p5"]
-        .iter()
-        .map(|k| k.as_bytes().to_vec())
-        .collect();
+    let expected: Vec<Vec<u8>> = ["p1", "p2", "p3", "p4", "p5"].iter().map(|k| k.as_bytes().to_vec()).collect();
     assert_eq!(seen, expected);
 }
 
@@ -342,15 +258,8 @@ fn scan_after_outside_prefix() {
 #[test]
 fn scan_handles_binary_keys() {
     let mut store = KvStore::new();
-    for (i, key) in [vec![0xff], vec![0xff, 0x00], vec![0xff, 0xff], vec![0x00]]
-        .into_iter()
-        .enumerate()
-    {
-        let command = Command::Put {
-            key,
-            value: vec![],
-            cas: None,
-        };
+    for (i, key) in [vec![0xff], vec![0xff, 0x00], vec![0xff, 0xff], vec![0x00]].into_iter().enumerate() {
+        let command = Command::Put { key, value: vec![], cas: None };
         store.apply_command(i as u64 + 1, &command);
     }
     let (page, more) = store.scan(&[0xff], None, 10);

@@ -62,11 +62,6 @@ impl Disk {
         }
     }
 
-    /// The index of the last durable entry.
-    pub fn last_index(&self) -> LogIndex {
-        LogIndex(self.snapshot.meta.index.0 + self.entries.len() as u64)
-    }
-
     /// What a restarting node reads back.
     fn restored(&self) -> Restored {
         Restored { hard_state: self.hard_state, snapshot: self.snapshot.clone(), entries: self.entries.clone() }
@@ -113,6 +108,9 @@ pub struct Node {
     pub state: Vec<(LogIndex, String)>,
     /// The soft state last reported, so only changes are printed.
     soft: SoftState,
+    /// The Raft group (cluster) the node belongs to: a script may run independent clusters side by side,
+    /// and the safety checks apply within each.
+    group: usize,
 }
 
 /// The whole simulated cluster. Deterministic: everything is kept in id order.
@@ -125,10 +123,10 @@ pub struct Env {
     /// The groups of a partition: a message between two groups (or to or from a node in none) is dropped at
     /// delivery. Empty when the network is whole.
     partition: Vec<BTreeSet<NodeId>>,
-    /// Election safety: the leader seen in each term.
-    leaders: BTreeMap<Term, NodeId>,
-    /// State machine safety: the term of the entry any node applied at each index.
-    applied: BTreeMap<LogIndex, Term>,
+    /// Election safety: the leader seen in each group and term.
+    leaders: BTreeMap<(usize, Term), NodeId>,
+    /// State machine safety: the term of the entry any node of the group applied at each index.
+    applied: BTreeMap<(usize, LogIndex), Term>,
     /// The output of the command under way, one line each.
     out: Vec<String>,
 }
@@ -147,15 +145,24 @@ impl Env {
     }
 
     /// Adds a brand-new node with an empty log whose snapshot holds the initial `membership` (empty for a
-    /// node that waits to be contacted by a leader).
+    /// node that waits to be contacted by a leader). It joins the group of the existing members it names,
+    /// or, naming none, a new group; a node with an empty membership joins the group added last.
     pub fn add_node(&mut self, config: Config, membership: Membership) {
         let id = config.id;
         assert!(!self.nodes.contains_key(&id), "{id} already exists");
+        let last_group = self.nodes.values().map(|n| n.group).max();
+        let named_group = membership.members().find_map(|m| self.nodes.get(&m)).map(|n| n.group);
+        let group = match (named_group, last_group) {
+            (Some(group), _) => group,
+            (None, Some(last)) if membership.members().next().is_none() => last,
+            (None, Some(last)) => last + 1,
+            (None, None) => 0,
+        };
         let snapshot = Snapshot { meta: SnapshotMeta { membership, ..SnapshotMeta::default() }, data: Arc::default() };
         let disk = Disk { snapshot, ..Disk::default() };
         let raft = Raft::new(config.clone(), disk.restored());
         let soft = SoftState::of(&raft);
-        self.nodes.insert(id, Node { raft: Some(raft), config, disk, state: Vec::new(), soft });
+        self.nodes.insert(id, Node { raft: Some(raft), config, disk, state: Vec::new(), soft, group });
     }
 
     /// The node `id`.
@@ -193,7 +200,7 @@ impl Env {
         let raft = node.raft.as_ref().expect("caller checked");
         let soft = SoftState::of(raft);
         if raft.is_leader() {
-            let leader = *self.leaders.entry(soft.term).or_insert(id);
+            let leader = *self.leaders.entry((node.group, soft.term)).or_insert(id);
             assert_eq!(leader, id, "two leaders in term {}: {leader} and {id}", soft.term);
         }
         if soft != node.soft {
@@ -227,17 +234,12 @@ impl Env {
 
     /// Applies one committed entry to node `id`'s state machine, checking State Machine Safety.
     fn apply(&mut self, id: NodeId, entry: Entry) {
-        let term = *self.applied.entry(entry.index).or_insert(entry.term);
+        let node = self.nodes.get_mut(&id).expect("caller checked");
+        let term = *self.applied.entry((node.group, entry.index)).or_insert(entry.term);
         assert_eq!(term, entry.term, "{id} applies {entry} but another node applied term {term} there");
         if let EntryPayload::Command(data) = &entry.payload {
-            let node = self.nodes.get_mut(&id).expect("caller checked");
             node.state.push((entry.index, String::from_utf8_lossy(data).into_owned()));
         }
-    }
-
-    /// Whether node `id` has messages waiting for it.
-    pub fn has_inbox(&self, id: NodeId) -> bool {
-        self.inbox.get(&id).is_some_and(|queue| !queue.is_empty())
     }
 
     /// Delivers (or drops, across a partition or to a node that is down) every message waiting for node `id`,
@@ -331,12 +333,14 @@ impl Env {
         Ok(())
     }
 
-    /// Restarts a crashed node `id` from its disk.
+    /// Restarts a crashed node `id` from its disk. Messages sent to it while it was down are dropped.
     pub fn restart(&mut self, id: NodeId) -> Result<(), String> {
         let node = self.nodes.get_mut(&id).ok_or_else(|| format!("{id} does not exist"))?;
         if node.raft.is_some() {
             return Err(format!("{id} is running"));
         }
+        self.drop_inbox(id, 0); // sent while it was down: nobody was listening
+        let node = self.nodes.get_mut(&id).expect("checked above");
         let raft = Raft::new(node.config.clone(), node.disk.restored());
         node.state = decode_state(&node.disk.snapshot.data);
         node.soft = SoftState::of(&raft);
@@ -371,9 +375,8 @@ fn print_ready(env: &mut Env, indent: usize, ready: &Ready) {
         env.emit(indent, format!("Snapshot {}", describe_snapshot(snapshot)));
     }
     print_list(env, indent, "Entries:", &ready.entries);
-    if let Some(hs) = ready.hard_state {
-        let vote = hs.vote.map_or("none".to_string(), |v| v.to_string());
-        env.emit(indent, format!("HardState term={} vote={vote} commit={}", hs.term, hs.commit));
+    if let Some(hard_state) = ready.hard_state {
+        env.emit(indent, describe_hard_state(&hard_state));
     }
     print_list(env, indent, "Messages:", &ready.messages);
     print_list(env, indent, "Committed:", &ready.committed_entries);
@@ -391,6 +394,12 @@ fn print_list<T: Display>(env: &mut Env, indent: usize, title: &str, items: &[T]
     for item in items {
         env.emit(indent + 2, item);
     }
+}
+
+/// `HardState term=2 vote=n1 commit=5`.
+pub fn describe_hard_state(hard_state: &HardState) -> String {
+    let vote = hard_state.vote.map_or("none".to_string(), |v| v.to_string());
+    format!("HardState term={} vote={vote} commit={}", hard_state.term, hard_state.commit)
 }
 
 /// `5@2 voters=[1, 2, 3] learners=[] data=[3:a 4:b]`.

@@ -5,18 +5,25 @@ use std::collections::BTreeSet;
 
 use tally_raft::{Config, LogIndex, Membership, MembershipChange, NodeId, Raft};
 
-use super::env::{Env, describe_membership, describe_snapshot};
+use super::env::{Env, describe_hard_state, describe_membership, describe_snapshot};
 use super::script::Command;
 
 /// Runs one command against `env` and returns what it printed. A refused input (say, a proposal to a
 /// follower) prints `error: ...`; a malformed command panics.
 pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
+    cmd.expect_keys(match cmd.name.as_str() {
+        "add-nodes" => ADD_NODES_KEYS,
+        "deliver-msgs" => &["drop"],
+        "compact" => &["keep"],
+        _ => &[],
+    });
     let result = match cmd.name.as_str() {
         // add-nodes N [voters=1,2,3] [learners=4] [pre-vote=true] [check-quorum=true] [seed=S]
         //   [election-timeout=10] [heartbeat=2] [max-inflight=64] [max-entries=256] [max-uncommitted=10000]
         // Creates N brand-new nodes with the next free ids. In an empty environment the initial membership
         // defaults to all N nodes as voters; later nodes default to an empty membership (they join when a
-        // leader contacts them). Other options default to `Config::new`.
+        // leader contacts them). Nodes whose membership names no existing node form a new, independent
+        // cluster (the safety checks apply per cluster). Other options default to `Config::new`.
         "add-nodes" => add_nodes(env, cmd),
         // campaign ID: ticks the node until its randomized election timeout fires and it campaigns
         // (pre-vote first if enabled). At most 2 * election-timeout ticks. The node should have no Ready
@@ -26,14 +33,14 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
         "tick" => {
             let ids = node_ids(env, &cmd.positional[..1.min(cmd.positional.len())]);
             let times = cmd.positional.get(1).map_or(1, |n| number(n));
-            tick(env, cmd, &ids, |_| times)
+            tick(env, &ids, |_| times)
         }
         // tick-heartbeat ID...: ticks each node heartbeat-interval times (a leader sends one round).
-        "tick-heartbeat" => tick(env, cmd, &node_ids(env, &cmd.positional), |c| c.heartbeat_interval_ticks.into()),
+        "tick-heartbeat" => tick(env, &node_ids(env, &cmd.positional), |c| c.heartbeat_interval_ticks.into()),
         // tick-election ID...: ticks each node election-timeout times (the minimum election timeout: a
         // leader runs one check-quorum round, a follower's leader lease runs out; a follower campaigns only
         // if it drew the minimum randomized timeout).
-        "tick-election" => tick(env, cmd, &node_ids(env, &cmd.positional), |c| c.election_timeout_ticks.into()),
+        "tick-election" => tick(env, &node_ids(env, &cmd.positional), |c| c.election_timeout_ticks.into()),
         // process-ready [ID...]: each node (default all) hands out its Ready, which is persisted to its
         // disk, its messages queued, its committed entries applied, and printed.
         "process-ready" => process_ready(env, cmd),
@@ -43,11 +50,7 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
         "deliver-msgs" => deliver_msgs(env, cmd),
         // stabilize [ID...]: repeats process-ready and deliver-msgs among the nodes (default all) until
         // none has anything left to do.
-        "stabilize" => {
-            cmd.expect_keys(&[]);
-            let ids = node_ids(env, &cmd.positional);
-            env.stabilize(&ids)
-        }
+        "stabilize" => env.stabilize(&node_ids(env, &cmd.positional)),
         // propose ID DATA: the node proposes a command entry.
         "propose" => {
             let data = cmd.arg(1).as_bytes().to_vec();
@@ -88,7 +91,8 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
         }
         // crash ID: the node loses everything but its disk; messages to and from it are dropped.
         "crash" => env.crash(node_id(cmd.arg(0))),
-        // restart ID: a crashed node restarts from its disk. Prints its status.
+        // restart ID: a crashed node restarts from its disk; messages sent to it while it was down are
+        // dropped. Prints its status.
         "restart" => {
             let id = node_id(cmd.arg(0));
             env.restart(id).and_then(|()| status(env, id))
@@ -107,37 +111,37 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
     env.take_output()
 }
 
+/// The `key=value` arguments of `add-nodes`.
+const ADD_NODES_KEYS: &[&str] = &[
+    "voters",
+    "learners",
+    "pre-vote",
+    "check-quorum",
+    "seed",
+    "election-timeout",
+    "heartbeat",
+    "max-inflight",
+    "max-entries",
+    "max-uncommitted",
+];
+
 /// `add-nodes`: see [`run`].
 fn add_nodes(env: &mut Env, cmd: &Command) -> Result<(), String> {
-    cmd.expect_keys(&[
-        "voters",
-        "learners",
-        "pre-vote",
-        "check-quorum",
-        "seed",
-        "election-timeout",
-        "heartbeat",
-        "max-inflight",
-        "max-entries",
-        "max-uncommitted",
-    ]);
     let count = number(cmd.arg(0));
     let first = env.nodes.keys().last().map_or(1, |id| id.0 + 1);
     let new_ids: Vec<NodeId> = (first..first + count).map(NodeId).collect();
     let list = |key: &str| cmd.key(key).map(|v| v.split(',').map(node_id).collect::<BTreeSet<_>>());
     let default_voters = if env.nodes.is_empty() { new_ids.iter().copied().collect() } else { BTreeSet::new() };
-    let membership = Membership {
-        voters: list("voters").unwrap_or(default_voters),
-        learners: list("learners").unwrap_or_default(),
-    };
+    let membership =
+        Membership { voters: list("voters").unwrap_or(default_voters), learners: list("learners").unwrap_or_default() };
     for &id in &new_ids {
         let mut config = Config::new(id, cmd.key("seed").map_or(1, number));
         let flag = |key: &str, default: bool| cmd.key(key).map_or(default, |v| v.parse().expect("true or false"));
         config.pre_vote = flag("pre-vote", config.pre_vote);
         config.check_quorum = flag("check-quorum", config.check_quorum);
-        config.election_timeout_ticks = cmd.key("election-timeout").map_or(config.election_timeout_ticks, |v| {
-            u32::try_from(number(v)).expect("a small number")
-        });
+        config.election_timeout_ticks = cmd
+            .key("election-timeout")
+            .map_or(config.election_timeout_ticks, |v| u32::try_from(number(v)).expect("a small number"));
         config.heartbeat_interval_ticks = cmd
             .key("heartbeat")
             .map_or(config.heartbeat_interval_ticks, |v| u32::try_from(number(v)).expect("a small number"));
@@ -170,8 +174,7 @@ fn campaign(env: &mut Env, id: NodeId) -> Result<(), String> {
 }
 
 /// `tick`, `tick-heartbeat`, `tick-election`: ticks each of `ids` the number of times `times` says.
-fn tick(env: &mut Env, cmd: &Command, ids: &[NodeId], times: impl Fn(&Config) -> u64) -> Result<(), String> {
-    cmd.expect_keys(&[]);
+fn tick(env: &mut Env, ids: &[NodeId], times: impl Fn(&Config) -> u64) -> Result<(), String> {
     for &id in ids {
         for _ in 0..times(&env.node(id)?.config) {
             env.input(id, 0, Raft::tick)?;
@@ -182,7 +185,6 @@ fn tick(env: &mut Env, cmd: &Command, ids: &[NodeId], times: impl Fn(&Config) ->
 
 /// `process-ready`: see [`run`].
 fn process_ready(env: &mut Env, cmd: &Command) -> Result<(), String> {
-    cmd.expect_keys(&[]);
     for id in node_ids(env, &cmd.positional) {
         env.process_ready(id, 0)?;
     }
@@ -191,7 +193,6 @@ fn process_ready(env: &mut Env, cmd: &Command) -> Result<(), String> {
 
 /// `deliver-msgs`: see [`run`].
 fn deliver_msgs(env: &mut Env, cmd: &Command) -> Result<(), String> {
-    cmd.expect_keys(&["drop"]);
     let dropped: Vec<NodeId> = cmd.key("drop").map(|v| v.split(',').map(node_id).collect()).unwrap_or_default();
     for &id in &dropped {
         env.drop_inbox(id, 0);
@@ -209,23 +210,21 @@ fn deliver_msgs(env: &mut Env, cmd: &Command) -> Result<(), String> {
 
 /// `compact`: see [`run`].
 fn compact(env: &mut Env, cmd: &Command) -> Result<(), String> {
-    cmd.expect_keys(&["keep"]);
     let id = node_id(cmd.arg(0));
     env.compact(id, LogIndex(number(cmd.arg(1))), cmd.key("keep").map_or(0, number))?;
     let raft = env.raft(id)?;
-    let line = format!(
-        "{id} snapshot {}; log holds {}..={}",
-        describe_snapshot(raft.snapshot()),
-        raft.first_index(),
-        raft.last_index()
-    );
+    let log = if raft.first_index() > raft.last_index() {
+        "log empty".to_string()
+    } else {
+        format!("log holds {}..={}", raft.first_index(), raft.last_index())
+    };
+    let line = format!("{id} snapshot {}; {log}", describe_snapshot(raft.snapshot()));
     env.emit(0, line);
     Ok(())
 }
 
 /// `partition`: the positional words are ids, commas and `|` separators.
 fn partition(env: &mut Env, cmd: &Command) {
-    cmd.expect_keys(&[]);
     let words = cmd.positional.join(" ");
     let groups = words
         .split('|')
@@ -239,7 +238,13 @@ fn status(env: &mut Env, id: NodeId) -> Result<(), String> {
     let raft = env.raft(id)?;
     let show = |id: Option<NodeId>| id.map_or("none".to_string(), |id| id.to_string());
     let mut lines = vec![
-        format!("{id} {:?} term={} vote={} leader={}", raft.role(), raft.term(), show(raft.vote()), show(raft.leader_id())),
+        format!(
+            "{id} {:?} term={} vote={} leader={}",
+            raft.role(),
+            raft.term(),
+            show(raft.vote()),
+            show(raft.leader_id())
+        ),
         format!(
             "  log: snapshot={}@{} last={}@{} commit={} applied={}",
             raft.snapshot().meta.index,
@@ -278,7 +283,7 @@ fn raft_log(env: &mut Env, id: NodeId) -> Result<(), String> {
         }
         None => {
             lines.push(format!("{id} is down; its disk holds:"));
-            lines.push(format!("hard state: {:?}", node.disk.hard_state));
+            lines.push(describe_hard_state(&node.disk.hard_state));
             if node.disk.snapshot.meta.index > LogIndex(0) {
                 lines.push(format!("snapshot {}", describe_snapshot(&node.disk.snapshot)));
             }

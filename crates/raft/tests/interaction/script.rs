@@ -91,7 +91,13 @@ fn parse(text: &str, path: &Path) -> Vec<Item> {
             continue;
         }
         let command_line = i + 1;
-        assert_eq!(lines.get(i + 1).copied(), Some("----"), "{}:{}: expected ---- after the command", path.display(), i + 2);
+        assert_eq!(
+            lines.get(i + 1).copied(),
+            Some("----"),
+            "{}:{}: expected ---- after the command",
+            path.display(),
+            i + 2
+        );
         i += 2;
         let mut expected = Vec::new();
         while i < lines.len() && !lines[i].trim().is_empty() {
@@ -161,8 +167,7 @@ fn diff(expected: &[String], actual: &[String]) -> String {
     let mut lcs = vec![vec![0usize; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            lcs[i][j] =
-                if expected[i] == actual[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if expected[i] == actual[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
         }
     }
     let (mut i, mut j, mut out) = (0, 0, String::new());
@@ -170,12 +175,12 @@ fn diff(expected: &[String], actual: &[String]) -> String {
         if i < n && j < m && expected[i] == actual[j] {
             out += &format!("  {}\n", expected[i]);
             (i, j) = (i + 1, j + 1);
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out += &format!("+ {}\n", actual[j]);
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out += &format!("- {}\n", expected[i]);
             i += 1;
+        } else {
+            out += &format!("+ {}\n", actual[j]);
+            j += 1;
         }
     }
     out

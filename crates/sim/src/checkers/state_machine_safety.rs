@@ -14,6 +14,9 @@ pub struct StateMachineSafety {
     /// index -> (fingerprint of the applied command, or 0 if skipped; the lowest term of a node seen applying
     /// it, an upper bound of the term in which it was committed).
     pub applied: BTreeMap<LogIndex, (u64, Term)>,
+    /// Every index some node knew committed -> (term of the entry there, lowest term of a node seen knowing
+    /// it committed: an upper bound of the term in which it was committed).
+    pub committed: BTreeMap<LogIndex, (Term, Term)>,
     /// applied index -> state checksum after it.
     checksums: HashMap<u64, u64>,
 }
@@ -27,6 +30,21 @@ impl StateMachineSafety {
         let known = self.applied.entry(index).or_insert((fingerprint, term));
         if known.0 != fingerprint {
             let detail = format!("{node} applied {fingerprint:x} at {index} but another node applied {:x}", known.0);
+            return violation("state_machine_safety", detail);
+        }
+        known.1 = known.1.min(term);
+        Ok(())
+    }
+
+    /// Records that `node`, in `term`, knows the entry of `entry_term` at `index` is committed.
+    ///
+    /// # Errors
+    /// Another node knew a different entry committed at that index.
+    pub fn record_commit(&mut self, node: NodeId, term: Term, index: LogIndex, entry_term: Term) -> Check {
+        let known = self.committed.entry(index).or_insert((entry_term, term));
+        if known.0 != entry_term {
+            let detail =
+                format!("{node} has entry {index}@{entry_term} committed but another node had {index}@{}", known.0);
             return violation("state_machine_safety", detail);
         }
         known.1 = known.1.min(term);

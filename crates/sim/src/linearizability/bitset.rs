@@ -15,10 +15,7 @@ pub(super) struct Bitset {
 impl Bitset {
     /// Creates an empty set able to hold positions `0..capacity`.
     pub(super) fn new(capacity: usize) -> Self {
-        Self {
-            words: vec![0; capacity.div_ceil(64)],
-            capacity,
-        }
+        Self { words: vec![0; capacity.div_ceil(64)], capacity }
     }
 
     /// Whether `position` is a member.
@@ -42,10 +39,7 @@ impl Bitset {
             self.capacity,
             other.capacity
         );
-        self.words
-            .iter()
-            .zip(&other.words)
-            .all(|(mine, theirs)| mine & !theirs == 0)
+        self.words.iter().zip(&other.words).all(|(mine, theirs)| mine & !theirs == 0)
     }
 
     /// Adds `position`, which must not be a member yet.
@@ -54,10 +48,7 @@ impl Bitset {
     /// If `position >= capacity` or `position` is already a member.
     pub(super) fn insert(&mut self, position: usize) {
         let (word, mask) = self.locate(position);
-        assert!(
-            self.words[word] & mask == 0,
-            "position {position} inserted twice"
-        );
+        assert!(self.words[word] & mask == 0, "position {position} inserted twice");
         self.words[word] |= mask;
     }
 
@@ -67,20 +58,13 @@ impl Bitset {
     /// If `position >= capacity` or `position` is not a member.
     pub(super) fn remove(&mut self, position: usize) {
         let (word, mask) = self.locate(position);
-        assert!(
-            self.words[word] & mask != 0,
-            "position {position} removed but absent"
-        );
+        assert!(self.words[word] & mask != 0, "position {position} removed but absent");
         self.words[word] &= !mask;
     }
 
     /// The word index and bit mask of `position`.
     fn locate(&self, position: usize) -> (usize, u64) {
-        assert!(
-            position < self.capacity,
-            "position {position} >= capacity {}",
-            self.capacity
-        );
+        assert!(position < self.capacity, "position {position} >= capacity {}", self.capacity);
         (position / 64, 1 << (position % 64))
     }
 }

@@ -1,6 +1,8 @@
 //! The doubly linked list of call and return entries that the WGL search walks.
 //!
-//! Entries are sorted by time; at equal times calls come before returns, so an operation
+//! Only operations with known outputs have entries: indeterminate ones never have to be
+//! linearized, so they are kept aside (see `indeterminate.rs`) instead of being walked past
+//! on every scan. Entries are sorted by time; at equal times calls come before returns, so an operation
 //! returning at `t` is concurrent with one called at `t` (the lenient choice: it never
 //! invents a real-time order the recorder did not see). Lifting a call entry unlinks it and
 //! its return entry; unlifting relinks them in place ("dancing links"), which is only valid
@@ -9,13 +11,12 @@
 /// What an entry marks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum EntryKind {
-    /// The operation was invoked. `ret` is the list position of its return entry, or `None`
-    /// for an indeterminate operation, which stays open until the end of the history.
+    /// The operation was invoked.
     Call {
-        /// Position of the matching return entry.
-        ret: Option<usize>,
+        /// List position of the matching return entry.
+        ret: usize,
     },
-    /// The operation returned a known output: it must be linearized before this point.
+    /// The operation returned: it must be linearized before this point.
     Return,
 }
 
@@ -24,17 +25,21 @@ pub(super) enum EntryKind {
 pub(super) struct Entry {
     /// Position of the operation in the checked history.
     pub(super) op: usize,
+    /// Logical time of the event.
+    pub(super) time: u64,
     /// Call or return.
     pub(super) kind: EntryKind,
 }
 
-/// The time at which an operation was called, and at which it returned if its output is known.
+/// When an operation with a known output was called and returned.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Span {
+    /// Position of the operation in the checked history.
+    pub(super) op: usize,
     /// Logical call time.
     pub(super) call: u64,
-    /// Logical return time of a determinate operation; `None` for an indeterminate one.
-    pub(super) ret: Option<u64>,
+    /// Logical return time.
+    pub(super) ret: u64,
 }
 
 /// The entries not yet lifted, in time order, between a head and a tail sentinel.
@@ -57,36 +62,33 @@ pub(super) struct EntryList {
 }
 
 impl EntryList {
-    /// Builds the list of the operations whose spans are `spans` (operation `i` has `spans[i]`).
+    /// Builds the list of the operations with spans `spans`.
     ///
     /// # Panics
     /// If a return time is before its call time.
     pub(super) fn new(spans: &[Span]) -> Self {
         let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(spans.len() * 2);
-        for (op, span) in spans.iter().enumerate() {
-            events.push((span.call, false, op));
-            if let Some(ret) = span.ret {
-                assert!(ret >= span.call, "op {op} returns at {ret} before its call at {}", span.call);
-                events.push((ret, true, op));
-            }
+        for span in spans {
+            assert!(span.ret >= span.call, "op {} returns at {} before its call at {}", span.op, span.ret, span.call);
+            events.push((span.call, false, span.op));
+            events.push((span.ret, true, span.op));
         }
         // `false < true`: at equal times calls sort before returns, making them concurrent.
         events.sort_unstable();
-        let mut ret_position = vec![None; spans.len()];
+        let op_bound = spans.iter().map(|span| span.op + 1).max().unwrap_or_default();
+        let mut ret_position = vec![usize::MAX; op_bound];
         for (position, &(_, is_return, op)) in events.iter().enumerate() {
             if is_return {
-                ret_position[op] = Some(position);
+                assert!(ret_position[op] == usize::MAX, "op {op} has two spans");
+                ret_position[op] = position;
             }
         }
         let entries: Vec<Entry> = events
             .iter()
-            .map(|&(_, is_return, op)| Entry {
+            .map(|&(time, is_return, op)| Entry {
                 op,
-                kind: if is_return {
-                    EntryKind::Return
-                } else {
-                    EntryKind::Call { ret: ret_position[op] }
-                },
+                time,
+                kind: if is_return { EntryKind::Return } else { EntryKind::Call { ret: ret_position[op] } },
             })
             .collect();
         Self::link(entries)
@@ -105,14 +107,7 @@ impl EntryList {
             prev[pair[1]] = pair[0];
         }
         let returns_linked = entries.iter().filter(|e| e.kind == EntryKind::Return).count();
-        Self {
-            linked: vec![true; len],
-            entries,
-            next,
-            prev,
-            lifted: Vec::new(),
-            returns_linked,
-        }
+        Self { linked: vec![true; len], entries, next, prev, lifted: Vec::new(), returns_linked }
     }
 
     /// The first linked entry, or the tail sentinel if none is left.
@@ -144,6 +139,11 @@ impl EntryList {
         self.returns_linked
     }
 
+    /// Number of call entries lifted: the determinate operations linearized.
+    pub(super) fn lifted_count(&self) -> usize {
+        self.lifted.len()
+    }
+
     /// Unlinks the call entry at `position` and its return entry, if any.
     ///
     /// # Panics
@@ -153,11 +153,9 @@ impl EntryList {
             unreachable!("lift of return entry {position}")
         };
         self.unlink(position);
-        if let Some(ret) = ret {
-            self.unlink(ret);
-            assert!(self.returns_linked > 0, "return entry {ret} was not counted");
-            self.returns_linked -= 1;
-        }
+        self.unlink(ret);
+        assert!(self.returns_linked > 0, "return entry {ret} was not counted");
+        self.returns_linked -= 1;
         self.lifted.push(position);
     }
 
@@ -172,10 +170,8 @@ impl EntryList {
             unreachable!("entry {position} was lifted but is a return entry")
         };
         // Reverse order of `lift`, as dancing links require.
-        if let Some(ret) = ret {
-            self.relink(ret);
-            self.returns_linked += 1;
-        }
+        self.relink(ret);
+        self.returns_linked += 1;
         self.relink(position);
     }
 
@@ -236,38 +232,32 @@ mod tests {
         out
     }
 
+    fn span(op: usize, call: u64, ret: u64) -> Span {
+        Span { op, call, ret }
+    }
+
     #[test]
     fn equal_times_put_calls_before_returns() {
         // Op 0 returns at 5 and op 1 is called at 5: they must be concurrent.
-        let list = EntryList::new(&[
-            Span { call: 1, ret: Some(5) },
-            Span { call: 5, ret: Some(6) },
-            Span { call: 2, ret: None },
-        ]);
+        let list = EntryList::new(&[span(0, 1, 5), span(1, 5, 6), span(2, 2, 3)]);
         list.check_invariants();
-        assert_eq!(
-            walk(&list),
-            vec![(0, false), (2, false), (1, false), (0, true), (1, true)]
-        );
-        assert_eq!(list.returns_linked(), 2);
+        assert_eq!(walk(&list), vec![(0, false), (2, false), (2, true), (1, false), (0, true), (1, true)]);
+        assert_eq!(list.returns_linked(), 3);
     }
 
     #[test]
     fn lift_and_unlift_restore_the_list() {
-        // Lifting unlinks both entries of a determinate op; unlifting in LIFO order restores them.
-        let mut list = EntryList::new(&[
-            Span { call: 1, ret: Some(2) },
-            Span { call: 3, ret: Some(4) },
-            Span { call: 0, ret: None },
-        ]);
+        // Lifting unlinks both entries of an op; unlifting in LIFO order restores them.
+        let mut list = EntryList::new(&[span(0, 1, 2), span(1, 3, 4)]);
         let before = walk(&list);
         let first = list.first();
         list.lift(first);
+        assert_eq!(walk(&list), vec![(1, false), (1, true)]);
         let second = list.first();
         list.lift(second);
         list.check_invariants();
-        assert_eq!(walk(&list), vec![(1, false), (1, true)]);
-        assert_eq!(list.returns_linked(), 1);
+        assert!(list.is_tail(list.first()));
+        assert_eq!(list.returns_linked(), 0);
         list.unlift(second);
         list.unlift(first);
         list.check_invariants();
@@ -277,7 +267,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "but last lifted is")]
     fn unlift_out_of_order_panics() {
-        let mut list = EntryList::new(&[Span { call: 1, ret: Some(2) }, Span { call: 1, ret: Some(2) }]);
+        let mut list = EntryList::new(&[span(0, 1, 2), span(1, 1, 2)]);
         let first = list.first();
         list.lift(first);
         let second = list.first();

@@ -14,6 +14,8 @@ const PENDING_SHOWN_MAX: usize = 20;
 pub(super) struct StuckPoint {
     /// Positions of the linearized operations, in linearization order.
     pub(super) prefix: Vec<usize>,
+    /// How many operations of `prefix` have known outputs.
+    pub(super) determinate_count: usize,
     /// The operation whose return was reached before it could be linearized.
     pub(super) overdue: usize,
     /// Operations called (and not linearized) before `overdue` returned, in call order; none
@@ -33,10 +35,10 @@ pub(super) fn explain_violation<M: Model>(
 ) -> String {
     let determinate = history.iter().filter(|op| op.is_determinate()).count();
     let mut text = format!(
-        "not linearizable: the longest linearizable prefix found has {} of the history's {} ops ({} with known outputs)\n",
-        stuck.prefix.len(),
-        history.len(),
+        "not linearizable: the longest linearizable prefix found places {} of the {} ops with known outputs (and {} with unknown outcomes):\n",
+        stuck.determinate_count,
         determinate,
+        stuck.prefix.len() - stuck.determinate_count,
     );
     write_prefix(&mut text, model, history, &stuck.prefix);
     let overdue = &history[stuck.overdue];
@@ -54,12 +56,7 @@ pub(super) fn explain_violation<M: Model>(
 }
 
 /// Appends the tail of the prefix, each operation followed by the model state after it.
-fn write_prefix<M: Model>(
-    text: &mut String,
-    model: &M,
-    history: &[Operation<M::Input, M::Output>],
-    prefix: &[usize],
-) {
+fn write_prefix<M: Model>(text: &mut String, model: &M, history: &[Operation<M::Input, M::Output>], prefix: &[usize]) {
     let omitted = prefix.len().saturating_sub(PREFIX_SHOWN_MAX);
     let mut state = model.init();
     if omitted == 0 {
@@ -82,12 +79,6 @@ fn write_prefix<M: Model>(
 /// One line describing `op`.
 fn describe<I: std::fmt::Debug, O: std::fmt::Debug>(op: &Operation<I, O>) -> String {
     let ret = op.ret.map_or_else(|| "-".to_string(), |ret| ret.to_string());
-    let output = op
-        .output
-        .as_ref()
-        .map_or_else(|| "unknown outcome".to_string(), |output| format!("{output:?}"));
-    format!(
-        "client {} [call {}, ret {}] {:?} -> {}",
-        op.client, op.call, ret, op.input, output
-    )
+    let output = op.output.as_ref().map_or_else(|| "unknown outcome".to_string(), |output| format!("{output:?}"));
+    format!("client {} [call {}, ret {}] {:?} -> {}", op.client, op.call, ret, op.input, output)
 }

@@ -5,7 +5,6 @@ use std::fmt;
 
 use super::kv_model::{KvCall, KvModel, KvResult};
 use super::value_table::ValueTable;
-use super::symmetry::Symmetry;
 use super::wgl::{CheckResult, Operation, check_counting_steps};
 
 /// What a client asked of one key.
@@ -138,18 +137,13 @@ pub fn check_kv_history(ops: &[KvOp], budget_steps_per_key: u64) -> KvCheckRepor
         assert_output_answers_input(op);
         by_key.entry(&op.key).or_default().push(op);
     }
-    let mut report = KvCheckReport {
-        keys_checked: by_key.len(),
-        ops_checked: ops.len(),
-        ..KvCheckReport::default()
-    };
+    let mut report = KvCheckReport { keys_checked: by_key.len(), ops_checked: ops.len(), ..KvCheckReport::default() };
     for (key, key_ops) in by_key {
         match check_key(&key_ops, budget_steps_per_key) {
             CheckResult::Ok => {}
-            CheckResult::Violation { explanation } => report.violations.push(KvViolation {
-                key: key.to_vec(),
-                explanation,
-            }),
+            CheckResult::Violation { explanation } => {
+                report.violations.push(KvViolation { key: key.to_vec(), explanation })
+            }
             CheckResult::Unknown => report.unknown_keys.push(key.to_vec()),
         }
     }
@@ -158,9 +152,9 @@ pub fn check_kv_history(ops: &[KvOp], budget_steps_per_key: u64) -> KvCheckRepor
 
 /// Checks the operations of one key.
 ///
-/// A first pass leaves out indeterminate writes whose value no read returned: if the rest is
+/// A first pass leaves out indeterminate writes whose value no get returned: if the rest is
 /// linearizable, so is the whole (they simply never took effect), and leaving them out
-/// avoids trying each one at every point. Otherwise a second pass, with what is left of the
+/// avoids trying them at every point. Otherwise a second pass, with what is left of the
 /// budget, decides with every operation.
 fn check_key(ops: &[&KvOp], budget_steps: u64) -> CheckResult {
     let table = match ValueTable::build(ops) {
@@ -169,28 +163,18 @@ fn check_key(ops: &[&KvOp], budget_steps: u64) -> CheckResult {
     };
     let model = KvModel::new(&table);
     // An indeterminate get constrains nothing.
-    let relevant: Vec<&KvOp> = ops
-        .iter()
-        .copied()
-        .filter(|op| op.output.is_some() || op.input != KvInput::Get)
-        .collect();
-    let observed: Vec<&KvOp> = relevant
-        .iter()
-        .copied()
-        .filter(|op| !is_unobserved_indeterminate_write(op, &table))
-        .collect();
+    let relevant: Vec<&KvOp> =
+        ops.iter().copied().filter(|op| op.output.is_some() || op.input != KvInput::Get).collect();
+    let read: Vec<&KvOp> = relevant.iter().copied().filter(|op| !is_unread_indeterminate_write(op, &table)).collect();
     let mut budget_left = budget_steps;
-    if observed.len() < relevant.len() {
-        let (result, steps) = check_ops(&model, &table, &observed, budget_steps);
-        if std::env::var("PROBE").is_ok() { eprintln!("pass1 {} ops ({} indet) -> {:?} in {steps}", observed.len(), observed.iter().filter(|o| o.output.is_none()).count(), result.is_ok()); }
+    if read.len() < relevant.len() {
+        let (result, steps) = check_ops(&model, &table, &read, budget_steps);
         if result.is_ok() {
             return result;
         }
         budget_left = budget_steps.saturating_sub(steps);
     }
-    let r = check_ops(&model, &table, &relevant, budget_left);
-        if std::env::var("PROBE").is_ok() { eprintln!("pass2 {} ops ({} indet) -> {:?} in {}", relevant.len(), relevant.iter().filter(|o| o.output.is_none()).count(), r.0.is_ok(), r.1); }
-    r.0
+    check_ops(&model, &table, &relevant, budget_left).0
 }
 
 /// Runs the search on `ops`, with indeterminate operations that the model cannot tell apart
@@ -198,7 +182,7 @@ fn check_key(ops: &[&KvOp], budget_steps: u64) -> CheckResult {
 fn check_ops(model: &KvModel<'_>, table: &ValueTable, ops: &[&KvOp], budget_steps: u64) -> (CheckResult, u64) {
     let history: Vec<Operation<KvCall, KvResult>> = ops.iter().map(|op| model.operation(op)).collect();
     let mut class_ids: BTreeMap<(u8, u64), usize> = BTreeMap::new();
-    let classes = ops
+    let classes: Vec<Option<usize>> = ops
         .iter()
         .map(|op| {
             let key = symmetry_key(op, table)?;
@@ -206,24 +190,22 @@ fn check_ops(model: &KvModel<'_>, table: &ValueTable, ops: &[&KvOp], budget_step
             Some(*class_ids.entry(key).or_insert(next_id))
         })
         .collect();
-    let call_times: Vec<u64> = ops.iter().map(|op| op.call).collect();
-    check_counting_steps(model, &history, Symmetry::new(classes, &call_times), budget_steps)
+    check_counting_steps(model, &history, &classes, budget_steps)
 }
 
 /// Indeterminate operations with equal keys behave identically in the model in every state:
 /// deletes; puts of an unread value; cas of an unread value with the same expected index.
 fn symmetry_key(op: &KvOp, table: &ValueTable) -> Option<(u8, u64)> {
-    let is_unread = |value: &[u8]| table.id(value).is_none_or(|value| !table.is_read(value));
-    match (&op.input, &op.output) {
-        (KvInput::Delete, None) => Some((0, 0)),
-        (KvInput::Put { value }, None) if is_unread(value) => Some((1, 0)),
-        (KvInput::Cas { expected, value }, None) if is_unread(value) => Some((2, *expected)),
+    match &op.input {
+        KvInput::Delete if op.output.is_none() => Some((0, 0)),
+        KvInput::Put { .. } if is_unread_indeterminate_write(op, table) => Some((1, 0)),
+        KvInput::Cas { expected, .. } if is_unread_indeterminate_write(op, table) => Some((2, *expected)),
         _ => None,
     }
 }
 
-/// Whether `op` is a put or cas with unknown outcome whose value no read returned.
-fn is_unobserved_indeterminate_write(op: &KvOp, table: &ValueTable) -> bool {
+/// Whether `op` is a put or cas with unknown outcome whose value no get returned.
+fn is_unread_indeterminate_write(op: &KvOp, table: &ValueTable) -> bool {
     match (&op.input, &op.output) {
         (KvInput::Put { value } | KvInput::Cas { value, .. }, None) => {
             table.id(value).is_none_or(|value| !table.is_read(value))
@@ -242,19 +224,14 @@ fn assert_output_answers_input(op: &KvOp) {
         (_, Some(_)) => false,
     };
     assert!(answers, "output does not answer input: {}", describe_op(op));
+    assert!(op.output.is_none() || op.ret.is_some(), "output without a return time: {}", describe_op(op));
 }
 
 /// One line describing `op`, in the format of checker explanations.
 pub(super) fn describe_op(op: &KvOp) -> String {
     let ret = op.ret.map_or_else(|| "-".to_string(), |ret| ret.to_string());
-    let output = op
-        .output
-        .as_ref()
-        .map_or_else(|| "unknown outcome".to_string(), ToString::to_string);
-    format!(
-        "client {} [call {}, ret {}] {} -> {}",
-        op.client, op.call, ret, op.input, output
-    )
+    let output = op.output.as_ref().map_or_else(|| "unknown outcome".to_string(), ToString::to_string);
+    format!("client {} [call {}, ret {}] {} -> {}", op.client, op.call, ret, op.input, output)
 }
 
 /// `bytes` as a quoted string if UTF-8, else as hex.

@@ -104,16 +104,36 @@ impl<'t> KvModel<'t> {
     /// the table (it is built from the same operations).
     pub(super) fn operation(&self, op: &KvOp) -> Operation<KvCall, KvResult> {
         let (command, call_label) = self.command(&op.input, op.output.is_none());
-        Operation {
-            client: op.client,
-            call: op.call,
-            ret: op.ret,
-            input: KvCall {
-                command,
-                label: call_label,
+        let (ret, output) = match &op.output {
+            Some(output) => (op.ret, Some(self.result(command, output))),
+            None => match self.seen_write(command, op.call) {
+                Some((ret, result)) => (Some(ret), Some(result)),
+                None => (op.ret, None),
             },
-            output: op.output.as_ref().map(|output| self.result(command, output)),
-        }
+        };
+        Operation { client: op.client, call: op.call, ret, input: KvCall { command, label: call_label }, output }
+    }
+
+    /// The return time and outcome of an indeterminate put or cas whose value a get returned.
+    /// It must have taken effect, successfully and at the index the get revealed, before that
+    /// get returned, so it is checked as if it had returned then with that outcome: the same
+    /// linearizations, but no longer an open choice at every later point of the search.
+    fn seen_write(&self, command: Command, call: u64) -> Option<(u64, KvResult)> {
+        let (Command::Put { value } | Command::Cas { value, .. }) = command else {
+            return None;
+        };
+        let read_ret = self.table.first_read_ret(value)?;
+        let Some(index) = self.table.index(value) else {
+            unreachable!("a get that returned {value} revealed its index")
+        };
+        let outcome = match command {
+            Command::Cas { .. } => Outcome::Cas(Ok(index)),
+            _ => Outcome::Put { index },
+        };
+        let label = format!("unknown outcome, but a get returning at {read_ret} saw it: ok @{index}");
+        // A get that returned before the call saw a value not yet written: the span
+        // [call, call] keeps that a violation without a return before the call.
+        Some((read_ret.max(call), KvResult { outcome, label }))
     }
 
     /// The command of `input`; `is_indeterminate` tells whether its outcome is unknown.
@@ -127,10 +147,7 @@ impl<'t> KvModel<'t> {
             }
             KvInput::Cas { expected, value } => {
                 let value = self.written_value_id(value, is_indeterminate);
-                let command = Command::Cas {
-                    expected: *expected,
-                    value,
-                };
+                let command = Command::Cas { expected: *expected, value };
                 (command, format!("{input} ({value})"))
             }
         }
@@ -139,11 +156,7 @@ impl<'t> KvModel<'t> {
     /// The id of a written value: [`ValueId::UNREAD`] for an indeterminate write no read saw.
     fn written_value_id(&self, bytes: &[u8], is_indeterminate: bool) -> ValueId {
         let value = self.value_id(bytes);
-        if is_indeterminate && !self.table.is_read(value) {
-            ValueId::UNREAD
-        } else {
-            value
-        }
+        if is_indeterminate && !self.table.is_read(value) { ValueId::UNREAD } else { value }
     }
 
     fn result(&self, command: Command, output: &KvOutput) -> KvResult {
@@ -153,19 +166,12 @@ impl<'t> KvModel<'t> {
                 let value = self.value_id(bytes);
                 (Outcome::Get(Some(value)), format!("{output} ({value})"))
             }
-            (Command::Put { .. }, KvOutput::Put { index }) => {
-                (Outcome::Put { index: *index }, output.to_string())
-            }
+            (Command::Put { .. }, KvOutput::Put { index }) => (Outcome::Put { index: *index }, output.to_string()),
             (Command::Delete, KvOutput::Delete { index, deleted }) => {
-                let outcome = Outcome::Delete {
-                    index: *index,
-                    deleted: *deleted,
-                };
+                let outcome = Outcome::Delete { index: *index, deleted: *deleted };
                 (outcome, output.to_string())
             }
-            (Command::Cas { .. }, KvOutput::Cas(result)) => {
-                (Outcome::Cas(*result), output.to_string())
-            }
+            (Command::Cas { .. }, KvOutput::Cas(result)) => (Outcome::Cas(*result), output.to_string()),
             (command, output) => panic!("output {output} does not answer {command:?}"),
         };
         KvResult { outcome, label }
@@ -200,9 +206,7 @@ impl<'t> KvModel<'t> {
     fn step_determinate(&self, state: &KvState, command: Command, outcome: Outcome) -> Option<KvState> {
         match (command, outcome) {
             (Command::Get, Outcome::Get(seen)) => (state.value == seen).then_some(*state),
-            (Command::Put { value }, Outcome::Put { index }) => {
-                write(state, Some(value), Some(index))
-            }
+            (Command::Put { value }, Outcome::Put { index }) => write(state, Some(value), Some(index)),
             (Command::Delete, Outcome::Delete { index, deleted }) => {
                 let was_present = state.value.is_some();
                 (deleted == was_present).then_some(())?;
@@ -212,12 +216,10 @@ impl<'t> KvModel<'t> {
                 let base = self.cas_success_base(state, expected)?;
                 write(&base, Some(value), Some(index))
             }
-            (Command::Cas { expected, .. }, Outcome::Cas(Err(()))) => {
-                match self.cas_match(state, expected) {
-                    CasMatch::Yes => None,
-                    CasMatch::No | CasMatch::Unknown => Some(*state),
-                }
-            }
+            (Command::Cas { expected, .. }, Outcome::Cas(Err(()))) => match self.cas_match(state, expected) {
+                CasMatch::Yes => None,
+                CasMatch::No | CasMatch::Unknown => Some(*state),
+            },
             (command, outcome) => {
                 unreachable!("outcome {outcome:?} does not answer {command:?}; checked when translated")
             }
@@ -230,10 +232,7 @@ impl<'t> KvModel<'t> {
     fn cas_success_base(&self, state: &KvState, expected: u64) -> Option<KvState> {
         match self.cas_match(state, expected) {
             CasMatch::Yes => Some(*state),
-            CasMatch::Unknown => Some(KvState {
-                last_write_index: expected,
-                ..*state
-            }),
+            CasMatch::Unknown => Some(KvState { last_write_index: expected, ..*state }),
             CasMatch::No => None,
         }
     }
@@ -249,9 +248,7 @@ impl<'t> KvModel<'t> {
             Some(_) => CasMatch::No,
             // The unknown index of the current write exceeds every earlier known index and
             // differs from every other known one.
-            None if expected > state.last_write_index && !self.table.is_known_index(expected) => {
-                CasMatch::Unknown
-            }
+            None if expected > state.last_write_index && !self.table.is_known_index(expected) => CasMatch::Unknown,
             None => CasMatch::No,
         }
     }
@@ -263,10 +260,7 @@ impl Model for KvModel<'_> {
     type Output = KvResult;
 
     fn init(&self) -> KvState {
-        KvState {
-            value: None,
-            last_write_index: 0,
-        }
+        KvState { value: None, last_write_index: 0 }
     }
 
     fn step(&self, state: &KvState, input: &KvCall, output: Option<&KvResult>) -> Option<KvState> {
@@ -290,8 +284,5 @@ fn write(state: &KvState, value: Option<ValueId>, index: Option<u64>) -> Option<
         "last write index went back from {} to {last_write_index}",
         state.last_write_index
     );
-    Some(KvState {
-        value,
-        last_write_index,
-    })
+    Some(KvState { value, last_write_index })
 }

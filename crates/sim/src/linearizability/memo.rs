@@ -41,23 +41,10 @@ impl Linearized {
             .map(|is_determinate| {
                 let counter = if is_determinate { &mut determinate } else { &mut indeterminate };
                 *counter += 1;
-                if is_determinate {
-                    Slot::Determinate(*counter - 1)
-                } else {
-                    Slot::Indeterminate(*counter - 1)
-                }
+                if is_determinate { Slot::Determinate(*counter - 1) } else { Slot::Indeterminate(*counter - 1) }
             })
             .collect();
-        Self {
-            slot_of,
-            determinate: Bitset::new(determinate),
-            indeterminate: Bitset::new(indeterminate),
-        }
-    }
-
-    /// Whether operation `op` has a known output.
-    pub(super) fn is_determinate(&self, op: usize) -> bool {
-        matches!(self.slot_of[op], Slot::Determinate(_))
+        Self { slot_of, determinate: Bitset::new(determinate), indeterminate: Bitset::new(indeterminate) }
     }
 
     /// Adds operation `op`, which must not be linearized yet.
@@ -87,12 +74,9 @@ pub(super) struct Memo<S> {
 }
 
 impl<S: Clone + Eq + Hash> Memo<S> {
-    pub(super) fn len(&self) -> usize { self.visited.len() }
     /// An empty memo.
     pub(super) fn new() -> Self {
-        Self {
-            visited: HashMap::new(),
-        }
+        Self { visited: HashMap::new() }
     }
 
     /// Records the configuration (`linearized`, `state`). Returns `false`, recording nothing,

@@ -17,17 +17,13 @@ pub(super) struct ValueId(usize);
 impl ValueId {
     /// Stands for every value that only indeterminate writes wrote and no read returned.
     /// Such writes differ only in a value nobody saw, so the model treats them as one, which
-    /// makes them interchangeable (see `symmetry.rs`).
+    /// makes them interchangeable (see `indeterminate.rs`).
     pub(super) const UNREAD: ValueId = ValueId(0);
 }
 
 impl fmt::Display for ValueId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if *self == Self::UNREAD {
-            f.write_str("unread value")
-        } else {
-            write!(f, "v#{}", self.0)
-        }
+        if *self == Self::UNREAD { f.write_str("unread value") } else { write!(f, "v#{}", self.0) }
     }
 }
 
@@ -37,8 +33,8 @@ struct ValueRecord {
     /// The log index of the write that produced it, if an operation revealed it, and the
     /// position of the first operation that did (for explanations).
     index: Option<(u64, usize)>,
-    /// Whether a get returned it.
-    is_read: bool,
+    /// The earliest return time of a get that returned it; `None` if none did.
+    first_read_ret: Option<u64>,
     /// The put or cas that writes it.
     writer: Option<usize>,
 }
@@ -75,11 +71,7 @@ impl ValueTable {
     /// # Panics
     /// If two operations write the same value: the simulator guarantees unique values.
     pub(super) fn build(ops: &[&KvOp]) -> Result<Self, String> {
-        let mut table = Self {
-            ids: HashMap::new(),
-            records: vec![ValueRecord::default()],
-            owners: HashMap::new(),
-        };
+        let mut table = Self { ids: HashMap::new(), records: vec![ValueRecord::default()], owners: HashMap::new() };
         for position in 0..ops.len() {
             table.record(ops, position)?;
         }
@@ -98,7 +90,13 @@ impl ValueTable {
 
     /// Whether a get returned `value`.
     pub(super) fn is_read(&self, value: ValueId) -> bool {
-        self.records[value.0].is_read
+        self.records[value.0].first_read_ret.is_some()
+    }
+
+    /// The earliest return time of a get that returned `value`, if any did: the write of
+    /// `value` must have taken effect by then.
+    pub(super) fn first_read_ret(&self, value: ValueId) -> Option<u64> {
+        self.records[value.0].first_read_ret
     }
 
     /// Whether some operation revealed a write with log index `index`.
@@ -110,9 +108,7 @@ impl ValueTable {
     fn record(&mut self, ops: &[&KvOp], position: usize) -> Result<(), String> {
         let op = ops[position];
         let written = match &op.input {
-            KvInput::Put { value } | KvInput::Cas { value, .. } => {
-                Some(self.record_writer(ops, value, position))
-            }
+            KvInput::Put { value } | KvInput::Cas { value, .. } => Some(self.record_writer(ops, value, position)),
             KvInput::Get | KvInput::Delete => None,
         };
         match (&op.output, written) {
@@ -121,7 +117,9 @@ impl ValueTable {
             }
             (Some(KvOutput::Get(Some((bytes, index)))), _) => {
                 let value = self.intern(bytes);
-                self.records[value.0].is_read = true;
+                let ret = op.ret.unwrap_or(u64::MAX);
+                let first = &mut self.records[value.0].first_read_ret;
+                *first = Some(first.map_or(ret, |first| first.min(ret)));
                 self.observe(ops, value, *index, position)
             }
             (Some(KvOutput::Delete { index, .. }), _) => {
@@ -175,10 +173,7 @@ impl ValueTable {
     /// Records that operation `witness` reported log index `index` for the write `owner`.
     fn claim(&mut self, ops: &[&KvOp], index: u64, owner: IndexOwner, witness: usize) -> Result<(), String> {
         if index == 0 {
-            return Err(format!(
-                "log index 0 reported by {}; log indexes start at 1",
-                describe_op(ops[witness])
-            ));
+            return Err(format!("log index 0 reported by {}; log indexes start at 1", describe_op(ops[witness])));
         }
         match self.owners.entry(index) {
             Entry::Vacant(vacant) => {

@@ -1,23 +1,23 @@
 //! Wing & Gong's search with Lowe's memoization, generic over a sequential [`Model`].
 //!
-//! The search walks the [`EntryList`] from its head. At a call entry it tries to linearize
-//! that operation next: if the model accepts it and the resulting configuration is not
-//! dominated by one reached before (see [`Memo`]), the entry is lifted, the previous state
-//! pushed on an explicit stack, and the walk restarts from the head. At a return entry the
-//! operation it belongs to should already have been linearized, so once the window before it
-//! has been scanned (operations with known outputs first, then indeterminate ones, see
-//! [`Phase`]) the search backtracks: it pops the last choice, unlifts it and resumes the scan
-//! after it. It succeeds when no return entry is left (indeterminate operations have none and
-//! may stay unlinearized), and fails when it must backtrack with an empty stack. Every loop
-//! iteration is one step of the budget.
+//! The search walks the [`EntryList`] of operations with known outputs from its head. At a
+//! call entry it tries to linearize that operation next: if the model accepts it and the
+//! resulting configuration is not dominated by one reached before (see [`Memo`]), the entry
+//! is lifted, the previous state pushed on an explicit stack, and the walk restarts from the
+//! head. At a return entry, the end of the window, it tries the indeterminate operations
+//! called by then ([`IndeterminateOps`]) the same way. When those are exhausted too, the
+//! operation of the return entry can no longer be linearized in time, so the search
+//! backtracks: it pops the last choice, undoes it and resumes the scan after it. It succeeds
+//! when no return entry is left (indeterminate operations may stay unlinearized), and fails
+//! when it must backtrack with an empty stack. Every loop iteration is one step of the budget.
 
 use std::fmt::Debug;
 use std::hash::Hash;
 
 use super::entry_list::{EntryKind, EntryList, Span};
 use super::explain::{StuckPoint, explain_violation};
+use super::indeterminate::IndeterminateOps;
 use super::memo::{Linearized, Memo};
-use super::symmetry::Symmetry;
 
 /// A sequential specification that histories are checked against.
 ///
@@ -42,12 +42,7 @@ pub trait Model {
     /// crashed): then `step` returns the state after the operation took effect. The checker
     /// separately considers that it never took effect, so an implementation may return `None`
     /// where taking effect leaves the state unchanged, to prune the search.
-    fn step(
-        &self,
-        state: &Self::State,
-        input: &Self::Input,
-        output: Option<&Self::Output>,
-    ) -> Option<Self::State>;
+    fn step(&self, state: &Self::State, input: &Self::Input, output: Option<&Self::Output>) -> Option<Self::State>;
 }
 
 /// One client operation of a history.
@@ -109,38 +104,32 @@ impl CheckResult {
 /// Checks whether `history` is linearizable with respect to `model`, spending at most
 /// `budget_steps` search steps.
 ///
-/// Memory is bounded by the steps taken: each step adds at most one (set, state) pair of
-/// `history.len() / 8` bytes plus a state to the memo cache.
+/// Memory is bounded by the steps taken: each step adds at most one configuration (two sets
+/// of `history.len() / 8` bytes in all, plus a state) to the memo.
 ///
 /// # Panics
 /// If an operation returns before it is called, or has an output but no return time.
-pub fn check<M: Model>(
-    model: &M,
-    history: &[Operation<M::Input, M::Output>],
-    budget_steps: u64,
-) -> CheckResult {
-    check_counting_steps(model, history, Symmetry::none(history.len()), budget_steps).0
+pub fn check<M: Model>(model: &M, history: &[Operation<M::Input, M::Output>], budget_steps: u64) -> CheckResult {
+    check_counting_steps(model, history, &vec![None; history.len()], budget_steps).0
 }
 
-/// Like [`check`], with interchangeable indeterminate operations given by `symmetry`, and also
-/// returning the number of steps spent.
+/// Like [`check`], with interchangeable indeterminate operations given by `classes` (see
+/// [`IndeterminateOps::new`]), and also returning the number of steps spent.
+///
+/// Operations of one class must behave identically in `model` in every state.
 ///
 /// # Panics
-/// As [`check`], and if an operation with a symmetry class is determinate.
+/// As [`check`], and if `classes` is not one per operation or gives a determinate one a class.
 pub(super) fn check_counting_steps<M: Model>(
     model: &M,
     history: &[Operation<M::Input, M::Output>],
-    symmetry: Symmetry,
+    classes: &[Option<usize>],
     budget_steps: u64,
 ) -> (CheckResult, u64) {
-    let spans: Vec<Span> = history.iter().enumerate().map(span_of).collect();
-    for (position, op) in history.iter().enumerate() {
-        assert!(
-            !(op.is_determinate() && symmetry.has_class(position)),
-            "op {position} has a symmetry class but a known output"
-        );
-    }
-    let linearized = Linearized::new(history.iter().map(Operation::is_determinate));
+    let spans: Vec<Span> = history.iter().enumerate().filter_map(determinate_span).collect();
+    let is_determinate: Vec<bool> = history.iter().map(Operation::is_determinate).collect();
+    let call_times: Vec<u64> = history.iter().map(|op| op.call).collect();
+    let linearized = Linearized::new(is_determinate.iter().copied());
     let state = model.init();
     let mut memo = Memo::new();
     let fresh = memo.insert(&linearized, &state);
@@ -149,79 +138,80 @@ pub(super) fn check_counting_steps<M: Model>(
         model,
         history,
         list: EntryList::new(&spans),
+        indeterminate: IndeterminateOps::new(&is_determinate, &call_times, classes),
         linearized,
         memo,
-        symmetry,
         stack: Vec::new(),
         state,
         stuck: None,
         steps: 0,
-        tries: vec![0; history.len()],
     };
     let result = search.run(budget_steps);
-    if std::env::var_os("PROBE2").is_some() && result == CheckResult::Unknown {
-        let mut counts: Vec<(u64, usize)> = search.tries.iter().enumerate().map(|(i, c)| (*c, i)).collect();
-        counts.sort_unstable_by(|a, b| b.cmp(a));
-        for (c, i) in counts.iter().take(15) {
-            let op = &history[*i];
-            eprintln!("{c} tries: op {i} client {} [{}, {:?}] {:?} -> {:?}", op.client, op.call, op.ret, op.input, op.output);
-        }
-        eprintln!("stack {} memo {}", search.stack.len(), search.memo.len());
-    }
     (result, search.steps)
 }
 
-/// The span of operation `position`, asserting the [`Operation`] invariant.
-fn span_of<I, O>((position, op): (usize, &Operation<I, O>)) -> Span {
+/// The span of operation `position` if its output is known, asserting the [`Operation`]
+/// invariant.
+fn determinate_span<I, O>((position, op): (usize, &Operation<I, O>)) -> Option<Span> {
     assert!(
         op.output.is_none() || op.ret.is_some(),
         "op {position} of client {} has an output but no return time",
         op.client
     );
-    Span {
-        call: op.call,
-        ret: if op.is_determinate() { op.ret } else { None },
+    match (op.ret, op.is_determinate()) {
+        (Some(ret), true) => Some(Span { op: position, call: op.call, ret }),
+        _ => None,
     }
 }
 
-/// Which candidates a scan of the pending window tries. Each window (the call entries before
-/// the first linked return entry) is scanned twice: operations with known outputs first,
-/// then indeterminate ones, so that configurations with fewer indeterminate operations are
-/// visited first and dominate the others in the [`Memo`].
+/// Where the search is in scanning the candidates of the current window: the call entries
+/// before the first linked return entry, then the indeterminate operations called by then.
+/// Operations with known outputs come first so that configurations with fewer indeterminate
+/// operations are visited first and dominate the others in the [`Memo`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Determinate,
-    Indeterminate,
+enum Cursor {
+    /// At this position of the entry list.
+    Entry(usize),
+    /// At this group of indeterminate operations.
+    Group {
+        /// Index of the group to try.
+        group: usize,
+        /// Groups from this index on have no member called within the window.
+        limit: usize,
+        /// The first linked return entry, which ends the window.
+        overdue: usize,
+    },
 }
 
 /// A choice the search can undo.
 struct Frame<S> {
-    /// The call entry that was linearized.
-    call_entry: usize,
-    /// The scan phase it was chosen in, to resume that scan after undoing it.
-    phase: Phase,
+    /// Where the choice was made, to undo it and resume the scan after it.
+    cursor: Cursor,
+    /// The operation linearized.
+    op: usize,
     /// The model state before it.
     state_before: S,
 }
 
 /// The state of one search.
 ///
-/// Invariant: `linearized` holds exactly the operations of the call entries in `stack`, and
-/// those are exactly the entries lifted from `list`.
+/// Invariant: `linearized` holds exactly the operations of the frames in `stack`; their
+/// call entries are exactly the entries lifted from `list`, and their indeterminate
+/// operations exactly those `indeterminate` counts as used.
 struct Search<'a, M: Model> {
     /// The sequential specification.
     model: &'a M,
     /// The operations being checked.
     history: &'a [Operation<M::Input, M::Output>],
-    /// Entries of operations not yet linearized.
+    /// Entries of determinate operations not yet linearized.
     list: EntryList,
+    /// Indeterminate operations, grouped.
+    indeterminate: IndeterminateOps,
     /// Operations linearized on the current path.
     linearized: Linearized,
     /// Configurations reached so far: one dominated by them cannot succeed where they did
     /// not (Lowe's memoization).
     memo: Memo<M::State>,
-    /// Interchangeable indeterminate operations, tried only in call order.
-    symmetry: Symmetry,
     /// The current path, oldest choice first; explicit so deep histories cannot overflow the
     /// call stack.
     stack: Vec<Frame<M::State>>,
@@ -231,40 +221,24 @@ struct Search<'a, M: Model> {
     stuck: Option<StuckPoint>,
     /// Steps spent.
     steps: u64,
-    tries: Vec<u64>,
 }
 
 impl<M: Model> Search<'_, M> {
     /// Runs the search to a verdict or until `budget_steps` are spent.
     fn run(&mut self, budget_steps: u64) -> CheckResult {
-        let mut position = self.list.first();
-        let mut phase = Phase::Determinate;
+        let mut cursor = Cursor::Entry(self.list.first());
         while self.list.returns_linked() > 0 {
             if self.steps >= budget_steps {
                 return CheckResult::Unknown;
             }
             self.steps += 1;
-            // A return entry is linked, and a scan never passes one, so it is ahead.
-            assert!(!self.list.is_tail(position), "scan passed every return entry");
-            let entry = self.list.entry(position);
-            (position, phase) = match entry.kind {
-                EntryKind::Call { .. }
-                    if self.phase_of(entry.op) != phase
-                        || !self.symmetry.is_canonical(entry.op) =>
-                {
-                    (self.list.next(position), phase)
-                }
-                EntryKind::Call { .. } if self.try_linearize(position, phase) => {
-                    (self.list.first(), Phase::Determinate)
-                }
-                EntryKind::Call { .. } => (self.list.next(position), phase),
-                EntryKind::Return if phase == Phase::Determinate => {
-                    (self.list.first(), Phase::Indeterminate)
-                }
-                EntryKind::Return => {
-                    self.note_stuck(position);
+            cursor = match cursor {
+                Cursor::Entry(position) => self.scan_entry(position),
+                Cursor::Group { group, limit, overdue } if group < limit => self.scan_group(group, limit, overdue),
+                Cursor::Group { overdue, .. } => {
+                    self.note_stuck(overdue);
                     match self.backtrack() {
-                        Some((call_entry, phase)) => (self.list.next(call_entry), phase),
+                        Some(cursor) => cursor,
                         None => return self.violation(),
                     }
                 }
@@ -273,87 +247,103 @@ impl<M: Model> Search<'_, M> {
         CheckResult::Ok
     }
 
-    /// The scan phase in which operation `op` is tried.
-    fn phase_of(&self, op: usize) -> Phase {
-        if self.linearized.is_determinate(op) || std::env::var_os("ONEPHASE").is_some() {
-            Phase::Determinate
-        } else {
-            Phase::Indeterminate
+    /// Tries the entry at `position` and returns where to continue.
+    fn scan_entry(&mut self, position: usize) -> Cursor {
+        // A return entry is linked, and a scan never passes one, so it is ahead.
+        assert!(!self.list.is_tail(position), "scan passed every return entry");
+        let entry = self.list.entry(position);
+        match entry.kind {
+            EntryKind::Call { .. } if self.try_linearize(entry.op, Cursor::Entry(position)) => {
+                Cursor::Entry(self.list.first())
+            }
+            EntryKind::Call { .. } => Cursor::Entry(self.list.next(position)),
+            EntryKind::Return => {
+                Cursor::Group { group: 0, limit: self.indeterminate.called_group_count(entry.time), overdue: position }
+            }
         }
     }
 
-    /// Linearizes the operation of `call_entry` next if the model allows it and the resulting
-    /// configuration is not dominated. Returns whether it did.
-    fn try_linearize(&mut self, call_entry: usize, phase: Phase) -> bool {
-        let op_position = self.list.entry(call_entry).op;
-        let op = &self.history[op_position];
-        let Some(next_state) = self.model.step(&self.state, &op.input, op.output.as_ref()) else {
+    /// Tries the next member of `group`, if called before `overdue`'s return, and returns
+    /// where to continue.
+    fn scan_group(&mut self, group: usize, limit: usize, overdue: usize) -> Cursor {
+        let cursor = Cursor::Group { group, limit, overdue };
+        let deadline = self.list.entry(overdue).time;
+        match self.indeterminate.candidate(group, deadline) {
+            Some(op) if self.try_linearize(op, cursor) => Cursor::Entry(self.list.first()),
+            _ => Cursor::Group { group: group + 1, limit, overdue },
+        }
+    }
+
+    /// Linearizes `op`, the candidate at `cursor`, next if the model allows it and the
+    /// resulting configuration is not dominated. Returns whether it did.
+    fn try_linearize(&mut self, op: usize, cursor: Cursor) -> bool {
+        let operation = &self.history[op];
+        let Some(next_state) = self.model.step(&self.state, &operation.input, operation.output.as_ref()) else {
             return false;
         };
-        self.linearized.insert(op_position);
+        self.linearized.insert(op);
         if !self.memo.insert(&self.linearized, &next_state) {
-            self.linearized.remove(op_position);
+            self.linearized.remove(op);
             return false;
         }
-        self.symmetry.linearize(op_position);
-        self.tries[op_position] += 1;
+        match cursor {
+            Cursor::Entry(position) => self.list.lift(position),
+            Cursor::Group { .. } => self.indeterminate.linearize(op),
+        }
         let state_before = std::mem::replace(&mut self.state, next_state);
-        self.stack.push(Frame {
-            call_entry,
-            phase,
-            state_before,
-        });
-        self.list.lift(call_entry);
+        self.stack.push(Frame { cursor, op, state_before });
         true
     }
 
-    /// Undoes the last choice and returns its call entry and phase, or `None` if there is none.
-    fn backtrack(&mut self) -> Option<(usize, Phase)> {
+    /// Undoes the last choice and returns where to resume scanning, or `None` if there is
+    /// no choice left to undo.
+    fn backtrack(&mut self) -> Option<Cursor> {
         let frame = self.stack.pop()?;
         self.state = frame.state_before;
-        let op = self.list.entry(frame.call_entry).op;
-        self.linearized.remove(op);
-        self.symmetry.undo(op);
-        self.list.unlift(frame.call_entry);
-        Some((frame.call_entry, frame.phase))
+        self.linearized.remove(frame.op);
+        Some(match frame.cursor {
+            Cursor::Entry(position) => {
+                self.list.unlift(position);
+                Cursor::Entry(self.list.next(position))
+            }
+            Cursor::Group { group, limit, overdue } => {
+                self.indeterminate.undo(frame.op);
+                Cursor::Group { group: group + 1, limit, overdue }
+            }
+        })
     }
 
-    /// Records the current path if it is the deepest one that got stuck, `return_entry` being
+    /// Records the current path if it is the deepest one that got stuck so far, `return_entry` being
     /// the return entry that forced the backtrack.
     fn note_stuck(&mut self, return_entry: usize) {
-        if self
-            .stuck
-            .as_ref()
-            .is_some_and(|stuck| stuck.prefix.len() >= self.stack.len())
-        {
+        // Deepest: the most determinate ops linearized, then the fewest indeterminate ones
+        // (those applied just before getting stuck only obscure the explanation).
+        let determinate_count = self.list.lifted_count();
+        let rank = |determinate_count: usize, total: usize| (determinate_count, std::cmp::Reverse(total));
+        if self.stuck.as_ref().is_some_and(|stuck| {
+            rank(stuck.determinate_count, stuck.prefix.len()) >= rank(determinate_count, self.stack.len())
+        }) {
             return;
         }
-        let prefix = self
-            .stack
-            .iter()
-            .map(|frame| self.list.entry(frame.call_entry).op)
-            .collect();
+        let prefix = self.stack.iter().map(|frame| frame.op).collect();
         let mut pending = Vec::new();
         let mut position = self.list.first();
         while position != return_entry {
             pending.push(self.list.entry(position).op);
             position = self.list.next(position);
         }
-        self.stuck = Some(StuckPoint {
-            prefix,
-            overdue: self.list.entry(return_entry).op,
-            pending,
-        });
+        let deadline = self.list.entry(return_entry).time;
+        pending.extend(
+            (0..self.indeterminate.called_group_count(deadline))
+                .filter_map(|group| self.indeterminate.candidate(group, deadline)),
+        );
+        self.stuck = Some(StuckPoint { prefix, determinate_count, overdue: self.list.entry(return_entry).op, pending });
     }
 
     /// The violation verdict, explained from the deepest stuck point.
     fn violation(&self) -> CheckResult {
-        let Some(stuck) = &self.stuck else {
-            unreachable!("the search failed without ever backtracking")
-        };
-        CheckResult::Violation {
-            explanation: explain_violation(self.model, self.history, stuck),
-        }
+        let Some(stuck) = &self.stuck else { unreachable!("the search failed without ever backtracking") };
+        CheckResult::Violation { explanation: explain_violation(self.model, self.history, stuck) }
     }
 }
 

@@ -20,6 +20,15 @@ impl Simulation {
             let Slot::Up(node) = slot else { continue };
             let (id, term) = (node.raft().id(), node.raft().term());
             let applied = node.state_machine().take_applied();
+            let raft = node.raft();
+            let mut index = self.commit_seen[i].max(raft.first_index().prev()).next();
+            while index <= raft.commit_index() {
+                if let Some(entry_term) = raft.term_at(index) {
+                    self.state_machine_safety.record_commit(id, term, index, entry_term)?;
+                }
+                index = index.next();
+            }
+            self.commit_seen[i] = raft.commit_index();
             let state = (node.state_machine().applied_index(), node.state_machine().state_checksum());
             for (index, fingerprint) in applied {
                 self.state_machine_safety.record_apply(id, term, index, fingerprint)?;
@@ -89,7 +98,13 @@ impl Simulation {
             }
             let state = (node.state_machine().applied_index(), node.state_machine().state_checksum());
             if state != target {
-                return Some(format!("{} applied {} (state {:x}), leader has {:?}", raft.id(), state.0, state.1, target));
+                return Some(format!(
+                    "{} applied {} (state {:x}), leader has {:?}",
+                    raft.id(),
+                    state.0,
+                    state.1,
+                    target
+                ));
             }
         }
         None
@@ -115,8 +130,13 @@ impl Simulation {
             .map(|n| (n.raft().id(), n.state_machine().applied_index()))
             .collect();
         self.durability.check_final(&applied)?;
-        let ops: Vec<_> =
-            self.history.iter().zip(&self.discarded).filter(|(_, discarded)| !**discarded).map(|(op, _)| op.clone()).collect();
+        let ops: Vec<_> = self
+            .history
+            .iter()
+            .zip(&self.discarded)
+            .filter(|(_, discarded)| !**discarded)
+            .map(|(op, _)| op.clone())
+            .collect();
         let report = check_kv_history(&ops, LINEARIZABILITY_BUDGET_PER_KEY);
         if let Some(violation) = report.violations.first() {
             let detail = format!("key {}: {}", String::from_utf8_lossy(&violation.key), violation.explanation);

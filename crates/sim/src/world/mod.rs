@@ -20,7 +20,7 @@ use crate::checkers::{Durability, ElectionSafety, LeaderCompleteness, LogMatchin
 use crate::client::Client;
 use crate::linearizability::KvOp;
 use crate::network::Network;
-use crate::params::SimParams;
+pub use crate::params::SimParams;
 use crate::state_machine::RecordingKv;
 
 /// A node as the simulator runs it.
@@ -72,6 +72,8 @@ pub struct Simulation {
     pub(crate) network: Network,
     /// The clients.
     pub(crate) clients: Vec<Client>,
+    /// Whether faults are injected (the safety phase) or not (the liveness phase).
+    faults_on: bool,
     /// Clients stop issuing requests once quiesced (end of the liveness phase).
     pub(crate) quiesced: bool,
     /// Every operation issued, in call order.
@@ -94,6 +96,8 @@ pub struct Simulation {
     pub(crate) durability: Durability,
     /// Per node: the last (role, term) traced, and the last applied index checked.
     observed: Vec<(Role, Term, LogIndex)>,
+    /// Per node: the commit index up to which committed entries were recorded.
+    commit_seen: Vec<LogIndex>,
     /// The trace, when enabled.
     trace: Option<Vec<String>>,
 }
@@ -116,6 +120,7 @@ impl Simulation {
             restarts: vec![0; ids.len()],
             network,
             clients,
+            faults_on: true,
             quiesced: false,
             history: Vec::new(),
             discarded: Vec::new(),
@@ -129,6 +134,7 @@ impl Simulation {
             state_machine_safety: StateMachineSafety::default(),
             durability: Durability::default(),
             observed: vec![(Role::Follower, Term(0), LogIndex(0)); ids.len()],
+            commit_seen: vec![LogIndex(0); ids.len()],
             trace: trace.then(Vec::new),
             ids,
             params,
@@ -155,27 +161,28 @@ impl Simulation {
     /// The phases; stops at the first violation.
     fn run_phases(&mut self) -> Result<(), Violation> {
         while self.now < self.params.safety_ms {
-            self.step(true)?;
+            self.step()?;
         }
+        self.faults_on = false;
         self.trace_event(|| "=== liveness phase: heal everything ===".to_string());
         self.heal_everything()?;
         let healed_at = self.now;
         let acked_before = self.writes_acked;
         while self.now < healed_at + self.params.liveness_ms / 2 {
-            self.step(false)?;
+            self.step()?;
         }
         self.quiesce();
         while self.now < healed_at + self.params.liveness_ms && !self.converged() {
-            self.step(false)?;
+            self.step()?;
         }
         self.check_liveness(acked_before)?;
         self.check_final()
     }
 
     /// One simulated millisecond.
-    fn step(&mut self, faults_on: bool) -> Result<(), Violation> {
+    fn step(&mut self) -> Result<(), Violation> {
         self.now += 1;
-        if faults_on {
+        if self.faults_on {
             self.inject_faults();
         }
         self.restart_due()?;
@@ -223,6 +230,11 @@ impl Simulation {
         let seed = self.params.seed.wrapping_mul(31).wrapping_add(self.restarts[i]);
         let mut config = NodeConfig::new(id, seed);
         config.raft.faults = self.params.faults;
+        config.raft.pre_vote = self.params.pre_vote;
+        config.raft.check_quorum = self.params.check_quorum;
+        config.raft.heartbeat_interval_ticks = self.params.heartbeat_interval_ticks;
+        config.raft.max_entries_per_message = self.params.max_entries_per_message;
+        config.raft.max_inflight_messages = self.params.max_inflight_messages;
         config.tick_interval_ms = self.params.tick_interval_ms;
         config.snapshot_interval_entries = self.params.snapshot_interval_entries;
         config.snapshot_keep_entries = self.params.snapshot_keep_entries;
@@ -245,9 +257,12 @@ impl Simulation {
             Ok(node) => {
                 self.slots[i] = Slot::Up(Box::new(node));
                 self.observed[i].2 = LogIndex(0);
+                self.commit_seen[i] = LogIndex(0);
                 Ok(())
             }
-            Err(error) => Err(Violation { checker: "recovery", detail: format!("{} failed to restart: {error}", self.ids[i]) }),
+            Err(error) => {
+                Err(Violation { checker: "recovery", detail: format!("{} failed to restart: {error}", self.ids[i]) })
+            }
         }
     }
 
@@ -281,17 +296,31 @@ impl Simulation {
         }
     }
 
-    /// Hands every message the nodes sent to the network.
+    /// Hands every message the nodes sent to the network; in chaos runs a node may crash right after an
+    /// interesting send (see [`SimParams::crash_after_event_permille`]).
     fn flush_outboxes(&mut self) {
         for i in 0..self.slots.len() {
             let Some(node) = self.node_mut(i) else { continue };
             let messages = std::mem::take(&mut node.transport_mut().messages);
+            let interesting = messages.iter().any(is_interesting);
             for message in messages {
                 let fate = self.network.send(self.now, message.clone(), &mut self.rng);
                 if let crate::network::Fate::Lost = fate {
                     self.trace_event(|| format!("lose {message}"));
                 }
             }
+            if interesting && self.faults_on && self.rng.chance(self.params.crash_after_event_permille, 1_000) {
+                self.crash(i, "crash right after an interesting send");
+            }
         }
+    }
+}
+
+/// A send after which a crash is most likely to expose a bug: a vote granted, or entries replicated.
+fn is_interesting(message: &tally_raft::Message) -> bool {
+    match &message.body {
+        tally_raft::MessageBody::VoteResponse { pre_vote: false, granted: true } => true,
+        tally_raft::MessageBody::Append { entries, .. } => !entries.is_empty(),
+        _ => false,
     }
 }

@@ -5,14 +5,7 @@ use super::{KvCheckReport, KvInput, KvOp, KvOutput, check_kv_history};
 const BUDGET: u64 = 1_000_000;
 
 fn op(client: u64, call: u64, ret: Option<u64>, input: KvInput, output: Option<KvOutput>) -> KvOp {
-    KvOp {
-        client,
-        key: b"k".to_vec(),
-        call,
-        ret,
-        input,
-        output,
-    }
+    KvOp { client, key: b"k".to_vec(), call, ret, input, output }
 }
 
 fn get(client: u64, call: u64, ret: u64, seen: Option<(&str, u64)>) -> KvOp {
@@ -21,16 +14,12 @@ fn get(client: u64, call: u64, ret: u64, seen: Option<(&str, u64)>) -> KvOp {
 }
 
 fn put(client: u64, call: u64, ret: u64, value: &str, index: u64) -> KvOp {
-    let input = KvInput::Put {
-        value: value.as_bytes().to_vec(),
-    };
+    let input = KvInput::Put { value: value.as_bytes().to_vec() };
     op(client, call, Some(ret), input, Some(KvOutput::Put { index }))
 }
 
 fn put_unknown(client: u64, call: u64, ret: Option<u64>, value: &str) -> KvOp {
-    let input = KvInput::Put {
-        value: value.as_bytes().to_vec(),
-    };
+    let input = KvInput::Put { value: value.as_bytes().to_vec() };
     op(client, call, ret, input, None)
 }
 
@@ -44,10 +33,7 @@ fn delete_unknown(client: u64, call: u64) -> KvOp {
 }
 
 fn cas(client: u64, call: u64, ret: u64, expected: u64, value: &str, result: Result<u64, ()>) -> KvOp {
-    let input = KvInput::Cas {
-        expected,
-        value: value.as_bytes().to_vec(),
-    };
+    let input = KvInput::Cas { expected, value: value.as_bytes().to_vec() };
     op(client, call, Some(ret), input, Some(KvOutput::Cas(result)))
 }
 
@@ -99,12 +85,8 @@ fn concurrent_put_and_get_may_linearize_either_way() {
 #[test]
 fn stale_read_is_a_violation() {
     // "b" was acknowledged before the read began, yet the read returns "a".
-    let explanation = assert_violation(&[
-        put(1, 0, 1, "a", 1),
-        put(1, 2, 3, "b", 2),
-        get(2, 4, 5, Some(("a", 1))),
-    ]);
-    assert!(explanation.contains("longest linearizable prefix found has 2"), "{explanation}");
+    let explanation = assert_violation(&[put(1, 0, 1, "a", 1), put(1, 2, 3, "b", 2), get(2, 4, 5, Some(("a", 1)))]);
+    assert!(explanation.contains("longest linearizable prefix found places 2 of the 3"), "{explanation}");
     assert!(explanation.contains("client 2 [call 4, ret 5] get -> \"a\" @1"), "{explanation}");
 }
 
@@ -123,25 +105,13 @@ fn lost_write_is_a_violation() {
 #[test]
 fn cas_success_without_its_condition_is_a_violation() {
     // Sequential: both cas expected index 1, but the first changed it to 2.
-    assert_violation(&[
-        put(1, 0, 1, "a", 1),
-        cas(1, 2, 3, 1, "b", Ok(2)),
-        cas(2, 4, 5, 1, "c", Ok(3)),
-    ]);
+    assert_violation(&[put(1, 0, 1, "a", 1), cas(1, 2, 3, 1, "b", Ok(2)), cas(2, 4, 5, 1, "c", Ok(3))]);
     // Concurrent: at most one of two cas on the same expected index can win.
-    assert_violation(&[
-        put(1, 0, 1, "a", 1),
-        cas(1, 2, 6, 1, "b", Ok(2)),
-        cas(2, 3, 5, 1, "c", Ok(3)),
-    ]);
+    assert_violation(&[put(1, 0, 1, "a", 1), cas(1, 2, 6, 1, "b", Ok(2)), cas(2, 3, 5, 1, "c", Ok(3))]);
     // Expected absent while present.
     assert_violation(&[put(1, 0, 1, "a", 1), cas(2, 2, 3, 0, "b", Ok(2))]);
     // One winner and one loser is fine.
-    assert_linearizable(&[
-        put(1, 0, 1, "a", 1),
-        cas(1, 2, 6, 1, "b", Ok(2)),
-        cas(2, 3, 5, 1, "c", Err(())),
-    ]);
+    assert_linearizable(&[put(1, 0, 1, "a", 1), cas(1, 2, 6, 1, "b", Ok(2)), cas(2, 3, 5, 1, "c", Err(()))]);
 }
 
 #[test]
@@ -149,46 +119,26 @@ fn cas_mismatch_while_condition_holds_is_a_violation() {
     assert_violation(&[put(1, 0, 1, "a", 1), cas(2, 2, 3, 1, "b", Err(()))]);
     assert_violation(&[cas(2, 0, 1, 0, "b", Err(()))]);
     // A concurrent write explains the mismatch.
-    assert_linearizable(&[
-        put(1, 0, 1, "a", 1),
-        put(1, 2, 6, "c", 2),
-        cas(2, 3, 5, 1, "b", Err(())),
-    ]);
+    assert_linearizable(&[put(1, 0, 1, "a", 1), put(1, 2, 6, "c", 2), cas(2, 3, 5, 1, "b", Err(()))]);
 }
 
 #[test]
 fn indeterminate_write_may_be_seen_late_or_never_but_not_undone() {
     // Not seen, then seen (long after it timed out): fine.
-    assert_linearizable(&[
-        put_unknown(1, 0, Some(1), "a"),
-        get(2, 2, 3, None),
-        get(2, 4, 5, Some(("a", 7))),
-    ]);
+    assert_linearizable(&[put_unknown(1, 0, Some(1), "a"), get(2, 2, 3, None), get(2, 4, 5, Some(("a", 7)))]);
     // Never seen: fine.
     assert_linearizable(&[put_unknown(1, 0, None, "a"), get(2, 2, 3, None)]);
     // Seen, then not seen by a later read: a write cannot be undone.
-    assert_violation(&[
-        put_unknown(1, 0, None, "a"),
-        get(2, 2, 3, Some(("a", 7))),
-        get(2, 4, 5, None),
-    ]);
+    assert_violation(&[put_unknown(1, 0, None, "a"), get(2, 2, 3, Some(("a", 7))), get(2, 4, 5, None)]);
 }
 
 #[test]
 fn indeterminate_write_revealed_by_a_read_keeps_index_order() {
     // "x" has index 2 (revealed by the read), so it precedes "y" (index 3), which completed
     // before the read: the read cannot see "x".
-    assert_violation(&[
-        put_unknown(1, 0, None, "x"),
-        put(2, 1, 2, "y", 3),
-        get(3, 3, 4, Some(("x", 2))),
-    ]);
+    assert_violation(&[put_unknown(1, 0, None, "x"), put(2, 1, 2, "y", 3), get(3, 3, 4, Some(("x", 2)))]);
     // With index 4 it follows "y": fine.
-    assert_linearizable(&[
-        put_unknown(1, 0, None, "x"),
-        put(2, 1, 2, "y", 3),
-        get(3, 3, 4, Some(("x", 4))),
-    ]);
+    assert_linearizable(&[put_unknown(1, 0, None, "x"), put(2, 1, 2, "y", 3), get(3, 3, 4, Some(("x", 4)))]);
 }
 
 #[test]
@@ -197,11 +147,7 @@ fn unobserved_indeterminate_write_can_explain_deletes_and_cas() {
     assert_linearizable(&[put_unknown(1, 0, None, "a"), delete(2, 1, 2, 3, true)]);
     assert_linearizable(&[put_unknown(1, 0, None, "a"), cas(2, 1, 2, 0, "b", Err(()))]);
     // A cas on its (unknown) index 7 succeeded.
-    assert_linearizable(&[
-        put_unknown(1, 0, None, "a"),
-        cas(2, 1, 2, 7, "b", Ok(8)),
-        get(2, 3, 4, Some(("b", 8))),
-    ]);
+    assert_linearizable(&[put_unknown(1, 0, None, "a"), cas(2, 1, 2, 7, "b", Ok(8)), get(2, 3, 4, Some(("b", 8)))]);
     // But not on an index below one linearized before it: "a" would follow "y" (index 9).
     assert_violation(&[
         put(3, 0, 1, "z", 7),
@@ -242,12 +188,7 @@ fn delete_reports_whether_the_key_existed() {
 fn indeterminate_delete_may_remove_the_key_once() {
     assert_linearizable(&[put(1, 0, 1, "a", 1), delete_unknown(2, 2), get(3, 4, 5, None)]);
     assert_linearizable(&[put(1, 0, 1, "a", 1), delete_unknown(2, 2), get(3, 4, 5, Some(("a", 1)))]);
-    assert_violation(&[
-        put(1, 0, 1, "a", 1),
-        delete_unknown(2, 2),
-        get(3, 4, 5, None),
-        get(3, 6, 7, Some(("a", 1))),
-    ]);
+    assert_violation(&[put(1, 0, 1, "a", 1), delete_unknown(2, 2), get(3, 4, 5, None), get(3, 6, 7, Some(("a", 1)))]);
 }
 
 #[test]
@@ -289,3 +230,4 @@ fn duplicate_written_values_panic() {
 }
 
 mod randomized;
+mod reference;

@@ -1,0 +1,90 @@
+//! The simulator's own acceptance tests: a sweep of seeds stays clean, a seed replays identically, and every
+//! fault switch that breaks the core on purpose is caught by a named checker within a bounded number of seeds.
+
+use tally_raft::Faults;
+use tally_sim::{Profile, RunOptions, hunt, run_seed, sweep};
+
+/// Threads for sweeps: the CI machine has 2 cores.
+const THREADS: usize = 2;
+
+#[test]
+fn sweep_of_300_seeds_over_3_and_5_nodes_finds_no_violation() {
+    // Why: this is the safety net of the whole consensus core; every seed mixes partitions, loss,
+    // duplication, reordering, crashes (some mid-Ready), clock skew and snapshots.
+    let report = sweep(0, 300, RunOptions::default(), THREADS);
+    for failure in &report.failures {
+        eprintln!(
+            "seed {} ({} nodes): {}\n  replay: cargo run --release -p tally-sim -- --seed {} --trace",
+            failure.seed,
+            failure.nodes,
+            failure.violation.as_ref().map(ToString::to_string).unwrap_or_default(),
+            failure.seed
+        );
+    }
+    println!("{}", report.summary());
+    assert!(report.failures.is_empty(), "{}", report.summary());
+    assert!(report.ops > 300 * 100, "clients completed only {} ops: the workload is not running", report.ops);
+}
+
+#[test]
+fn chaos_sweep_finds_no_violation() {
+    // Why: the chaos profile (crash storms, heavy loss, targeted crashes) is what catches the rare
+    // interleavings below; the correct core must survive it too.
+    let options = RunOptions { profile: Profile::Chaos, ..RunOptions::default() };
+    let report = sweep(10_000, 60, options, THREADS);
+    assert!(report.failures.is_empty(), "seed {:?}: {:?}", report.failures[0].seed, report.failures[0].violation);
+}
+
+#[test]
+fn same_seed_gives_identical_trace() {
+    // Why: a failure is only useful if `--seed S` replays it exactly.
+    for seed in [3, 8] {
+        let first = run_seed(seed, RunOptions::default(), true);
+        let second = run_seed(seed, RunOptions::default(), true);
+        assert!(first.trace.len() > 1_000, "seed {seed}: trace too short ({} lines)", first.trace.len());
+        assert_eq!(first.ops, second.ops, "seed {seed}: different op counts");
+        let diverged = first.trace.iter().zip(&second.trace).position(|(a, b)| a != b);
+        assert_eq!(diverged, None, "seed {seed}: traces diverge at line {diverged:?}");
+        assert_eq!(first.trace.len(), second.trace.len(), "seed {seed}: trace lengths differ");
+    }
+}
+
+/// Hunts for a violation with `faults` on, in chaotic 5-node runs, and asserts a checker in `expected`
+/// catches it within `max_seeds` seeds.
+fn assert_caught(faults: Faults, max_seeds: u64, expected: &[&str]) {
+    let options = RunOptions { nodes: Some(5), profile: Profile::Chaos, faults };
+    let (found, ran) = hunt(0, max_seeds, options, THREADS);
+    let Some(report) = found else { panic!("{faults:?} not caught within {ran} seeds") };
+    let violation = report.violation.expect("hunt returns failing runs");
+    println!("{faults:?}: caught after {ran} seeds at seed {} by {violation}", report.seed);
+    assert!(expected.contains(&violation.checker), "caught by unexpected checker: {violation}");
+}
+
+#[test]
+fn fault_commit_previous_term_by_count_is_caught() {
+    // Raft §5.4.2, Figure 8: committing an older term's entry by counting replicas lets a later leader
+    // overwrite a committed entry.
+    let faults = Faults { commit_previous_term_by_count: true, ..Faults::default() };
+    assert_caught(faults, 2_000, &["leader_completeness", "state_machine_safety", "durability", "assertion"]);
+}
+
+#[test]
+fn fault_skip_vote_log_check_is_caught() {
+    // Raft §5.4.1: electing a candidate whose log is behind loses committed entries.
+    let faults = Faults { skip_vote_log_check: true, ..Faults::default() };
+    assert_caught(faults, 200, &["leader_completeness", "state_machine_safety", "durability", "assertion"]);
+}
+
+#[test]
+fn fault_read_without_quorum_check_is_caught() {
+    // Dissertation §6.4: a deposed leader answering reads without a heartbeat round serves stale data.
+    let faults = Faults { read_without_quorum_check: true, ..Faults::default() };
+    assert_caught(faults, 500, &["linearizability"]);
+}
+
+#[test]
+fn fault_forget_to_persist_vote_is_caught() {
+    // Raft Figure 2: a vote not persisted before answering can be given twice in one term after a restart.
+    let faults = Faults { forget_to_persist_vote: true, ..Faults::default() };
+    assert_caught(faults, 1_000, &["election_safety", "assertion"]);
+}
