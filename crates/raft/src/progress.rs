@@ -155,16 +155,6 @@ impl Progress {
         }
     }
 
-    /// A heartbeat response arrived while the window is full: the Appends that filled it may all have been
-    /// lost, and without their acknowledgements it would never open again. Free the oldest slot so the
-    /// leader can send once more (etcd's `freeFirstOne`); if the follower missed those Appends, it rejects
-    /// the next one and the leader falls back to probing.
-    pub fn free_first_inflight_if_full(&mut self, max_inflight: usize) {
-        if self.state == ReplicationState::Replicate && self.inflight.len() >= max_inflight {
-            self.inflight.pop_front();
-        }
-    }
-
     /// Counts a tick; returns true when messages in flight went unanswered so long that they must have
     /// been lost, after switching to probe mode (the caller then sends again).
     pub fn tick_stalled(&mut self, timeout_ticks: u32) -> bool {
@@ -182,6 +172,7 @@ impl Progress {
             return false;
         }
         self.become_probe();
+        self.next_index = self.match_index.next(); // whatever was in flight is presumed lost
         true
     }
 

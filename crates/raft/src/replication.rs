@@ -104,10 +104,10 @@ impl Raft {
         }
     }
 
-    /// Gives up on Appends and snapshots unanswered for an election timeout (lost in the network) and
+    /// Gives up on Appends and snapshots unanswered for half an election timeout (lost in the network) and
     /// probes again from the match index.
     pub(crate) fn tick_replication(&mut self) {
-        let timeout = self.config.election_timeout_ticks;
+        let timeout = (self.config.election_timeout_ticks / 2).max(1);
         let stalled: Vec<NodeId> =
             self.progress.iter_mut().filter_map(|(&id, p)| p.tick_stalled(timeout).then_some(id)).collect();
         for id in stalled {
@@ -241,11 +241,12 @@ impl Raft {
         let Some(progress) = self.progress.get_mut(&from) else { return };
         progress.recent_active = true;
         progress.resume_probe();
-        progress.free_first_inflight_if_full(self.config.max_inflight_messages);
         progress.read_seq_acked = progress.read_seq_acked.max(read_seq);
         if progress.match_index < last_index {
-            // Appends may have been lost: send even an empty one, which the follower rejects if it is missing
-            // entries, so the leader falls back to probing and resends them (even with nothing new to send).
+            // The follower is behind. In probe mode this resends; in replicate mode with nothing new to send
+            // it sends an empty Append at the optimistic position, which the follower rejects if it lost the
+            // last Appends, so the leader falls back to probing (as etcd does). A full window of lost Appends
+            // is reopened by `tick_replication`.
             self.send_append(from, true);
         }
         self.advance_reads();

@@ -101,6 +101,12 @@ fn main() -> ExitCode {
             replay_flags(&args)
         );
     }
+    if report.unchecked_keys > 0 {
+        println!(
+            "note: {} key histories exceeded the linearizability search budget (not checked)",
+            report.unchecked_keys
+        );
+    }
     println!("{}", report.summary());
     if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -22,6 +22,10 @@ pub struct Network {
     pub duplicate_permille: u64,
     /// Delay range in ms.
     pub delay_ms: (u64, u64),
+    /// Deliver in order on each link (TCP-like) rather than reordering freely.
+    pub fifo_links: bool,
+    /// Per link: the latest delivery time scheduled, to keep FIFO links in order.
+    last_delivery: BTreeMap<(NodeId, NodeId), u64>,
 }
 
 /// What happened to a message handed to the network.
@@ -41,7 +45,12 @@ impl Network {
         let copies = if rng.chance(self.duplicate_permille, 1_000) { 2 } else { 1 };
         let mut times = Vec::new();
         for _ in 0..copies {
-            let at = now + rng.range(self.delay_ms.0, self.delay_ms.1 + 1);
+            let mut at = now + rng.range(self.delay_ms.0, self.delay_ms.1 + 1);
+            if self.fifo_links {
+                let last = self.last_delivery.entry((message.from, message.to)).or_insert(0);
+                at = at.max(*last); // same time is fine: the sequence number keeps the order
+                *last = at;
+            }
             self.in_flight.insert((at, self.next_seq), message.clone());
             self.next_seq += 1;
             times.push(at);

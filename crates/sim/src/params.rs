@@ -29,6 +29,8 @@ pub struct SimParams {
     pub liveness_ms: u64,
     /// Network delay range in ms; random delays within it reorder messages.
     pub delay_ms: (u64, u64),
+    /// Whether each link delivers in order (like a TCP connection); otherwise random delays reorder messages.
+    pub fifo_links: bool,
     /// Probability (per mille) a message is lost.
     pub loss_permille: u64,
     /// Probability (per mille) a message is delivered twice.
@@ -87,6 +89,7 @@ impl SimParams {
             safety_ms: 8_000,
             liveness_ms: 6_000,
             delay_ms: (1, delay_max),
+            fifo_links: rng.chance(2, 3),
             loss_permille: if chaos {
                 rng.range(100, 300)
             } else if harsh {

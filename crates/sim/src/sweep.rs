@@ -24,6 +24,8 @@ pub struct RunReport {
     pub violation: Option<Violation>,
     /// Client operations completed.
     pub ops: u64,
+    /// Keys too costly to check for linearizability within the budget.
+    pub unchecked_keys: usize,
     /// The trace, if asked for.
     pub trace: Vec<String>,
 }
@@ -37,6 +39,8 @@ pub struct SweepReport {
     pub failures: Vec<RunReport>,
     /// Client operations completed over all seeds.
     pub ops: u64,
+    /// Keys, over all seeds, whose history was too costly to check for linearizability.
+    pub unchecked_keys: usize,
     /// Wall-clock time.
     pub elapsed: Duration,
 }
@@ -111,7 +115,14 @@ pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
     let result = panic::catch_unwind(AssertUnwindSafe(|| Simulation::new(params, trace).run()));
     let panic_message = LAST_PANIC.with(|p| p.borrow_mut().take());
     match result {
-        Ok(outcome) => RunReport { seed, nodes, violation: outcome.violation, ops: outcome.ops, trace: outcome.trace },
+        Ok(outcome) => RunReport {
+            seed,
+            nodes,
+            violation: outcome.violation,
+            ops: outcome.ops,
+            unchecked_keys: outcome.unchecked_keys,
+            trace: outcome.trace,
+        },
         Err(_) => {
             let detail = panic_message.unwrap_or_default();
             RunReport {
@@ -119,6 +130,7 @@ pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
                 nodes,
                 violation: Some(Violation { checker: "assertion", detail }),
                 ops: 0,
+                unchecked_keys: 0,
                 trace: Vec::new(),
             }
         }
@@ -149,8 +161,9 @@ pub fn sweep(start: u64, count: u64, options: RunOptions, threads: usize) -> Swe
     });
     reports.sort_by_key(|r| r.seed);
     let ops = reports.iter().map(|r| r.ops).sum();
+    let unchecked_keys = reports.iter().map(|r| r.unchecked_keys).sum();
     let failures = reports.into_iter().filter(|r| r.violation.is_some()).collect();
-    SweepReport { seeds: count, failures, ops, elapsed: began.elapsed() }
+    SweepReport { seeds: count, failures, ops, unchecked_keys, elapsed: began.elapsed() }
 }
 
 /// Runs seeds from `start` on `threads` threads until one fails or `max_seeds` ran; returns the failing run

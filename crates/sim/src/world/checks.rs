@@ -124,7 +124,7 @@ impl Simulation {
     }
 
     /// End of run: every acknowledged write is on every node, and the history is linearizable.
-    pub(super) fn check_final(&self) -> Result<(), Violation> {
+    pub(super) fn check_final(&mut self) -> Result<(), Violation> {
         let applied: Vec<(NodeId, LogIndex)> = (0..self.ids.len())
             .filter_map(|i| self.node(i))
             .map(|n| (n.raft().id(), n.state_machine().applied_index()))
@@ -138,6 +138,7 @@ impl Simulation {
             .map(|(op, _)| op.clone())
             .collect();
         let report = check_kv_history(&ops, LINEARIZABILITY_BUDGET_PER_KEY);
+        self.unchecked_keys = report.unknown_keys.len();
         if let Some(violation) = report.violations.first() {
             let detail = format!("key {}: {}", String::from_utf8_lossy(&violation.key), violation.explanation);
             return Err(Violation { checker: "linearizability", detail });

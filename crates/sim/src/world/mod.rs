@@ -50,6 +50,8 @@ pub struct Outcome {
     pub ops: u64,
     /// Terms that had a leader.
     pub elections: usize,
+    /// Keys whose history was too costly to check for linearizability within the search budget.
+    pub unchecked_keys: usize,
     /// The trace, if it was asked for.
     pub trace: Vec<String>,
 }
@@ -96,6 +98,8 @@ pub struct Simulation {
     pub(crate) durability: Durability,
     /// Per node: the last (role, term) traced, and the last applied index checked.
     observed: Vec<(Role, Term, LogIndex)>,
+    /// Keys the linearizability checker could not decide within its budget.
+    unchecked_keys: usize,
     /// Per node: the commit index up to which committed entries were recorded.
     commit_seen: Vec<LogIndex>,
     /// The trace, when enabled.
@@ -113,6 +117,7 @@ impl Simulation {
         network.loss_permille = params.loss_permille;
         network.duplicate_permille = params.duplicate_permille;
         network.delay_ms = params.delay_ms;
+        network.fifo_links = params.fifo_links;
         let mut sim = Simulation {
             rng,
             now: 0,
@@ -135,10 +140,13 @@ impl Simulation {
             durability: Durability::default(),
             observed: vec![(Role::Follower, Term(0), LogIndex(0)); ids.len()],
             commit_seen: vec![LogIndex(0); ids.len()],
+            unchecked_keys: 0,
             trace: trace.then(Vec::new),
             ids,
             params,
         };
+        let params = format!("{:?}", sim.params);
+        sim.trace_event(|| params);
         for i in 0..sim.ids.len() {
             let disk = MemDisk::new(faults::bootstrap_disk(&sim.ids));
             sim.slots.push(Slot::Down { disk, restart_at: 0 });
@@ -154,6 +162,7 @@ impl Simulation {
             violation: result.err(),
             ops: self.ops,
             elections: self.election_safety.terms_with_leader(),
+            unchecked_keys: self.unchecked_keys,
             trace: self.trace.unwrap_or_default(),
         }
     }
