@@ -1,11 +1,11 @@
 //! `tally-node`: the one loop that drives the Raft core, durable storage and a state machine. The real
-//! server and the simulator both run this code; only the [`Disk`], [`Transport`] and [`Clock`] differ.
+//! server and the simulator both run this code; only the [`Storage`], [`Transport`] and [`Clock`] differ.
 //!
 //! ```text
 //!   receive(message) / advance_clock() / propose(id, command) / read(id, query)
 //!                          │
 //!                          ▼
-//!                  Raft core (sans-IO) ──ready()──▶ 1. Disk: snapshot + entries + hard state, one sync
+//!                  Raft core (sans-IO) ──ready()──▶ 1. Storage: snapshot + entries + hard state, one sync
 //!                                                   2. Transport: send messages
 //!                                                   3. StateMachine: install snapshot, apply entries
 //!                                                   4. answer reads whose index is applied
@@ -18,14 +18,14 @@
 //! decide when inputs arrive.
 #![deny(missing_docs)]
 
-mod disk;
 mod node;
 mod request;
 mod state_machine;
+mod storage;
 mod transport;
 
-pub use disk::{Disk, DiskError, DiskState, MemDisk};
 pub use node::{Node, NodeConfig};
 pub use request::{Completion, ReadConsistency, Reply, RequestError, RequestId};
 pub use state_machine::{KvQuery, KvQueryOutput, StateMachine};
+pub use storage::{MemStorage, Storage, StorageError, StorageState};
 pub use transport::{Clock, ManualClock, Outbox, Transport};

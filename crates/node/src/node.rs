@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use tally_raft::{EntryPayload, LogIndex, MembershipChange, Message, NodeId, Raft, Ready, Term};
 
-use crate::disk::{Disk, DiskError};
 use crate::request::{Completion, ReadConsistency, Reply, RequestError, RequestId};
 use crate::state_machine::StateMachine;
+use crate::storage::{Storage, StorageError};
 use crate::transport::{Clock, Transport};
 
 /// Configuration of one node.
@@ -47,13 +47,13 @@ struct WaitingRead<Q> {
 /// One Tally node: the Raft core, the state machine, and the I/O it is driven through.
 ///
 /// Invariant: `state_machine.applied_index() == raft.applied_index()` between calls.
-pub struct Node<S: StateMachine, D: Disk, T: Transport, C: Clock> {
+pub struct Node<S: StateMachine, D: Storage, T: Transport, C: Clock> {
     /// The consensus core.
     raft: Raft,
     /// The replicated state.
     state_machine: S,
     /// Durable storage.
-    disk: D,
+    storage: D,
     /// Outgoing messages.
     transport: T,
     /// Time, turned into ticks.
@@ -71,25 +71,25 @@ pub struct Node<S: StateMachine, D: Disk, T: Transport, C: Clock> {
     /// Finished requests not yet taken by the caller.
     completions: Vec<Completion<S>>,
     /// Set after a storage failure: the node then refuses all input (it must be restarted).
-    failure: Option<DiskError>,
+    failure: Option<StorageError>,
 }
 
-impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
-    /// Starts a node from what `disk` holds: the snapshot is restored into `state_machine`, and committed
+impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
+    /// Starts a node from what `storage` holds: the snapshot is restored into `state_machine`, and committed
     /// entries after it are re-applied as the core hands them out.
     ///
     /// # Errors
-    /// If the disk cannot be read or the snapshot cannot be decoded.
+    /// If the storage cannot be read or the snapshot cannot be decoded.
     pub fn start(
         config: NodeConfig,
-        mut disk: D,
+        mut storage: D,
         transport: T,
         clock: C,
         mut state_machine: S,
-    ) -> Result<Self, DiskError> {
-        let restored = disk.load()?;
+    ) -> Result<Self, StorageError> {
+        let restored = storage.load()?;
         if restored.snapshot.meta.index > LogIndex(0) {
-            state_machine.restore(&restored.snapshot.data).map_err(DiskError::Corrupt)?;
+            state_machine.restore(&restored.snapshot.data).map_err(StorageError::Corrupt)?;
         }
         assert_eq!(
             state_machine.applied_index(),
@@ -101,7 +101,7 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
         let mut node = Node {
             raft,
             state_machine,
-            disk,
+            storage,
             transport,
             clock,
             config,
@@ -122,7 +122,7 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
     ///
     /// # Errors
     /// A storage failure: the node has stopped.
-    pub fn receive(&mut self, message: Message) -> Result<(), DiskError> {
+    pub fn receive(&mut self, message: Message) -> Result<(), StorageError> {
         self.check_running()?;
         self.raft.step(message);
         self.process_ready()
@@ -132,7 +132,7 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
     ///
     /// # Errors
     /// A storage failure: the node has stopped.
-    pub fn advance_clock(&mut self) -> Result<(), DiskError> {
+    pub fn advance_clock(&mut self) -> Result<(), StorageError> {
         self.check_running()?;
         let now = self.clock.now_ms();
         while now.saturating_sub(self.last_tick_ms) >= self.config.tick_interval_ms {
@@ -146,7 +146,7 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
     ///
     /// # Errors
     /// A storage failure: the node has stopped.
-    pub fn propose(&mut self, id: RequestId, command: Vec<u8>) -> Result<(), DiskError> {
+    pub fn propose(&mut self, id: RequestId, command: Vec<u8>) -> Result<(), StorageError> {
         self.check_running()?;
         let result = self.raft.propose(command);
         self.track_proposal(id, result);
@@ -170,7 +170,7 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
     ///
     /// # Errors
     /// A storage failure: the node has stopped.
-    pub fn propose_membership(&mut self, id: RequestId, change: MembershipChange) -> Result<(), DiskError> {
+    pub fn propose_membership(&mut self, id: RequestId, change: MembershipChange) -> Result<(), StorageError> {
         self.check_running()?;
         let result = self.raft.propose_membership(change);
         self.track_proposal(id, result);
@@ -181,7 +181,7 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
     ///
     /// # Errors
     /// A storage failure: the node has stopped.
-    pub fn read(&mut self, id: RequestId, query: S::Query, consistency: ReadConsistency) -> Result<(), DiskError> {
+    pub fn read(&mut self, id: RequestId, query: S::Query, consistency: ReadConsistency) -> Result<(), StorageError> {
         self.check_running()?;
         match consistency {
             ReadConsistency::Stale => self.answer_read(id, &query),
@@ -223,7 +223,7 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
     // ----- the Ready loop -----
 
     /// Carries out every `Ready` the core has, in contract order.
-    fn process_ready(&mut self) -> Result<(), DiskError> {
+    fn process_ready(&mut self) -> Result<(), StorageError> {
         while self.raft.has_ready() {
             let ready = self.raft.ready();
             if let Err(error) = self.handle_ready(ready) {
@@ -235,7 +235,7 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
     }
 
     /// Persist, send, apply, answer reads, maybe snapshot.
-    fn handle_ready(&mut self, ready: Ready) -> Result<(), DiskError> {
+    fn handle_ready(&mut self, ready: Ready) -> Result<(), StorageError> {
         self.persist(&ready)?;
         for message in ready.messages {
             self.transport.send(message);
@@ -257,30 +257,30 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
     }
 
     /// Step 1 of the contract: snapshot, entries and hard state, then one sync.
-    fn persist(&mut self, ready: &Ready) -> Result<(), DiskError> {
+    fn persist(&mut self, ready: &Ready) -> Result<(), StorageError> {
         if let Some(snapshot) = &ready.snapshot {
-            self.disk.save_snapshot(snapshot, true)?;
+            self.storage.save_snapshot(snapshot, true)?;
         }
         if !ready.entries.is_empty() {
-            self.disk.append(&ready.entries)?;
+            self.storage.append(&ready.entries)?;
         }
         if let Some(hard_state) = ready.hard_state {
-            self.disk.set_hard_state(hard_state)?;
+            self.storage.set_hard_state(hard_state)?;
         }
         if ready.snapshot.is_some() || !ready.entries.is_empty() || ready.hard_state.is_some() {
-            self.disk.sync()?;
+            self.storage.sync()?;
         }
         Ok(())
     }
 
     /// Replaces the state machine with a snapshot from the leader. Proposals it covers end indeterminate:
     /// the snapshot does not say which entries it holds.
-    fn install_snapshot(&mut self, snapshot: &tally_raft::Snapshot) -> Result<(), DiskError> {
+    fn install_snapshot(&mut self, snapshot: &tally_raft::Snapshot) -> Result<(), StorageError> {
         let index = snapshot.meta.index;
         if index == LogIndex(0) {
             return Ok(()); // a joining node's membership base: no state to restore
         }
-        self.state_machine.restore(&snapshot.data).map_err(DiskError::Corrupt)?;
+        self.state_machine.restore(&snapshot.data).map_err(StorageError::Corrupt)?;
         assert_eq!(self.state_machine.applied_index(), index, "snapshot data does not match its index");
         let covered: Vec<LogIndex> = self.proposals.range(..=index).map(|(&i, _)| i).collect();
         for i in covered {
@@ -333,7 +333,7 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
 
     /// Every `snapshot_interval_entries` applied entries: snapshot the state machine, store it, and let
     /// the core compact its log.
-    fn maybe_snapshot(&mut self) -> Result<(), DiskError> {
+    fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
         let applied = self.state_machine.applied_index();
         let last_snapshot = self.raft.snapshot().meta.index;
         if applied.0 - last_snapshot.0 < self.config.snapshot_interval_entries {
@@ -341,13 +341,13 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
         }
         let data = self.state_machine.snapshot();
         self.raft.compact(applied, data, self.config.snapshot_keep_entries);
-        self.disk.save_snapshot(self.raft.snapshot(), false)?;
-        self.disk.compact(self.raft.first_index().prev())?;
-        self.disk.sync()
+        self.storage.save_snapshot(self.raft.snapshot(), false)?;
+        self.storage.compact(self.raft.first_index().prev())?;
+        self.storage.sync()
     }
 
     /// Refuses input after a storage failure.
-    fn check_running(&self) -> Result<(), DiskError> {
+    fn check_running(&self) -> Result<(), StorageError> {
         self.failure.clone().map_or(Ok(()), Err)
     }
 
@@ -373,14 +373,14 @@ impl<S: StateMachine, D: Disk, T: Transport, C: Clock> Node<S, D, T, C> {
         &mut self.clock
     }
 
-    /// The disk (to inject faults).
-    pub fn disk_mut(&mut self) -> &mut D {
-        &mut self.disk
+    /// The storage (to inject faults).
+    pub fn storage_mut(&mut self) -> &mut D {
+        &mut self.storage
     }
 
-    /// Stops the node and returns its disk (to restart it, or crash it first).
-    pub fn into_disk(self) -> D {
-        self.disk
+    /// Stops the node and returns its storage (to restart it, or crash it first).
+    pub fn into_storage(self) -> D {
+        self.storage
     }
 
     /// Whether the node stopped after a storage failure.

@@ -4,16 +4,16 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use tally_node::DiskState;
+use tally_node::StorageState;
 use tally_raft::{Membership, NodeId, Snapshot, SnapshotMeta};
 
 use super::{Simulation, Slot};
 use crate::checkers::Violation;
 
 /// The disk of a brand-new node of a new cluster: no entries, and the initial voters at index 0.
-pub fn bootstrap_disk(ids: &[NodeId]) -> DiskState {
+pub fn bootstrap_disk(ids: &[NodeId]) -> StorageState {
     let meta = SnapshotMeta { membership: Membership::with_voters(ids.iter().copied()), ..SnapshotMeta::default() };
-    DiskState { snapshot: Snapshot { meta, data: Arc::new(Vec::new()) }, ..DiskState::default() }
+    StorageState { snapshot: Snapshot { meta, data: Arc::new(Vec::new()) }, ..StorageState::default() }
 }
 
 impl Simulation {
@@ -76,7 +76,7 @@ impl Simulation {
             let id = self.ids[i];
             self.trace_event(|| format!("{id}: disk will fail its next sync"));
             if let Some(node) = self.node_mut(i) {
-                node.disk_mut().fail_next_sync();
+                node.storage_mut().fail_next_sync();
             }
         } else {
             self.crash(i, "crash");
@@ -89,7 +89,7 @@ impl Simulation {
         let Slot::Up(node) = std::mem::replace(&mut self.slots[i], Slot::Empty) else {
             unreachable!("crashing a node that is not up");
         };
-        let mut disk = node.into_disk();
+        let mut disk = node.into_storage();
         disk.crash();
         let id = self.ids[i];
         let downtime = self.rng.range(self.params.downtime_ms.0, self.params.downtime_ms.1 + 1);
@@ -119,7 +119,7 @@ impl Simulation {
         self.network.duplicate_permille = 0;
         for i in 0..self.slots.len() {
             if let Some(node) = self.node_mut(i) {
-                node.disk_mut().clear_injected_failure();
+                node.storage_mut().clear_injected_failure();
             }
             if let Slot::Down { restart_at, .. } = &mut self.slots[i] {
                 *restart_at = self.now;

@@ -13,7 +13,7 @@ mod faults;
 
 use std::collections::BTreeMap;
 
-use tally_node::{ManualClock, MemDisk, Node, NodeConfig, Outbox, RequestId};
+use tally_node::{ManualClock, MemStorage, Node, NodeConfig, Outbox, RequestId};
 use tally_raft::{LogIndex, NodeId, Role, SplitMix64, Term};
 
 use crate::checkers::{Durability, ElectionSafety, LeaderCompleteness, LogMatching, StateMachineSafety, Violation};
@@ -24,7 +24,7 @@ pub use crate::params::SimParams;
 use crate::state_machine::RecordingKv;
 
 /// A node as the simulator runs it.
-pub type SimNode = Node<RecordingKv, MemDisk, Outbox, ManualClock>;
+pub type SimNode = Node<RecordingKv, MemStorage, Outbox, ManualClock>;
 
 /// A node's slot: running, or crashed with its disk waiting for a restart.
 enum Slot {
@@ -33,7 +33,7 @@ enum Slot {
     /// Crashed; restarts at `restart_at`.
     Down {
         /// What survived the crash.
-        disk: MemDisk,
+        disk: MemStorage,
         /// When it comes back (in the safety phase; the liveness phase restarts everyone).
         restart_at: u64,
     },
@@ -148,7 +148,7 @@ impl Simulation {
         let params = format!("{:?}", sim.params);
         sim.trace_event(|| params);
         for i in 0..sim.ids.len() {
-            let disk = MemDisk::new(faults::bootstrap_disk(&sim.ids));
+            let disk = MemStorage::new(faults::bootstrap_disk(&sim.ids));
             sim.slots.push(Slot::Down { disk, restart_at: 0 });
             sim.start_node(i).expect("a fresh node starts");
         }
