@@ -18,6 +18,7 @@
 //! decide when inputs arrive.
 #![deny(missing_docs)]
 
+pub mod codec;
 mod node;
 mod request;
 mod state_machine;
