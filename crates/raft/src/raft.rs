@@ -392,6 +392,12 @@ impl Raft {
         &self.membership
     }
 
+    /// The index of the entry that set the membership in force (the snapshot's index if none in the log).
+    /// The membership is committed once the commit index reaches it.
+    pub fn membership_index(&self) -> LogIndex {
+        self.membership_index
+    }
+
     /// The newest snapshot held.
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot

@@ -18,8 +18,14 @@ pub enum Profile {
 pub struct SimParams {
     /// The seed everything else comes from.
     pub seed: u64,
-    /// 3 or 5 nodes.
+    /// 3 or 5 nodes: the initial voters.
     pub nodes: usize,
+    /// Extra nodes that start empty, outside the cluster, and may be added by membership changes (they
+    /// catch up by snapshot). Ids `nodes + 1 ..= nodes + spares`.
+    pub spares: usize,
+    /// Probability (per mille, per simulated millisecond) that the operator asks the leader for a
+    /// membership change: add a spare as learner, promote a learner, demote or remove a member.
+    pub membership_permille: u64,
     /// Milliseconds per Raft tick on a node whose clock runs at the nominal rate.
     pub tick_interval_ms: u64,
     /// Length of the safety phase (faults on), in simulated milliseconds.
@@ -86,9 +92,13 @@ impl SimParams {
         // overtakes an earlier one, which sends the leader back to probing (as in etcd): still safe, but catch-up
         // is slower, so those runs get a longer liveness bound.
         let fifo_links = rng.chance(2, 3);
+        let membership = rng.chance(1, 3);
+        let spares = if membership { rng.range(1, 3) as usize } else { 0 };
         SimParams {
             seed,
             nodes,
+            spares,
+            membership_permille: if membership { rng.range(1, 4) } else { 0 },
             tick_interval_ms: 10,
             safety_ms: 8_000,
             liveness_ms: if fifo_links { 6_000 } else { 12_000 },
@@ -119,7 +129,7 @@ impl SimParams {
             crash_mid_ready_permille: rng.range(0, 600),
             crash_after_event_permille: if chaos { rng.range(50, 300) } else { 0 },
             downtime_ms: if chaos { (1, rng.range(2, 100)) } else { (50, rng.range(100, 2_000)) },
-            clock_rate_permille: (0..nodes).map(|_| rng.range(850, 1_150)).collect(),
+            clock_rate_permille: (0..nodes + spares).map(|_| rng.range(850, 1_150)).collect(),
             clients: rng.range(2, 6) as usize,
             keys: rng.range(1, 5) as usize,
             request_timeout_ms: rng.range(200, 1_000),

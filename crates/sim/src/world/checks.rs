@@ -82,16 +82,15 @@ impl Simulation {
         self.convergence_problem().is_none()
     }
 
-    /// What keeps the cluster from having converged, if anything.
+    /// What keeps the cluster from having converged, if anything: every member of the leader's membership
+    /// must be up, follow the one leader, and have applied the leader's last index with the same state.
     fn convergence_problem(&self) -> Option<String> {
-        let nodes: Vec<_> = (0..self.ids.len()).filter_map(|i| self.node(i)).collect();
-        if nodes.len() != self.ids.len() {
-            return Some("not every node is up".to_string());
-        }
-        let leaders: Vec<_> = nodes.iter().filter(|n| n.raft().is_leader()).collect();
+        let up: Vec<_> = (0..self.ids.len()).filter_map(|i| self.node(i)).collect();
+        let leaders: Vec<_> = up.iter().filter(|n| n.raft().is_leader()).collect();
         let [leader] = leaders.as_slice() else { return Some(format!("{} leaders", leaders.len())) };
         let target = (leader.raft().last_index(), leader.state_machine().state_checksum());
-        for node in &nodes {
+        for member in leader.raft().membership().members() {
+            let Some(node) = self.node(self.slot_of(member)) else { return Some(format!("member {member} is down")) };
             let raft = node.raft();
             if raft.leader_id() != Some(leader.raft().id()) || raft.term() != leader.raft().term() {
                 return Some(format!("{} follows {:?} in term {}", raft.id(), raft.leader_id(), raft.term()));
@@ -125,8 +124,11 @@ impl Simulation {
 
     /// End of run: every acknowledged write is on every node, and the history is linearizable.
     pub(super) fn check_final(&mut self) -> Result<(), Violation> {
-        let applied: Vec<(NodeId, LogIndex)> = (0..self.ids.len())
-            .filter_map(|i| self.node(i))
+        let leader = self.current_leader().expect("converged: one leader");
+        let members: Vec<NodeId> = self.node(self.slot_of(leader)).expect("up").raft().membership().members().collect();
+        let applied: Vec<(NodeId, LogIndex)> = members
+            .iter()
+            .filter_map(|&id| self.node(self.slot_of(id)))
             .map(|n| (n.raft().id(), n.state_machine().applied_index()))
             .collect();
         self.durability.check_final(&applied)?;

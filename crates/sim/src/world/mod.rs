@@ -10,10 +10,11 @@
 mod checks;
 mod clients;
 mod faults;
+mod membership;
 
 use std::collections::BTreeMap;
 
-use tally_node::{ManualClock, MemStorage, Node, NodeConfig, Outbox, RequestId};
+use tally_node::{ManualClock, MemStorage, Node, NodeConfig, Outbox, RequestId, StorageState};
 use tally_raft::{LogIndex, NodeId, Role, SplitMix64, Term};
 
 use crate::checkers::{Durability, ElectionSafety, LeaderCompleteness, LogMatching, StateMachineSafety, Violation};
@@ -37,6 +38,8 @@ enum Slot {
         /// When it comes back (in the safety phase; the liveness phase restarts everyone).
         restart_at: u64,
     },
+    /// Removed from the cluster and shut down for good (ids are never reused).
+    Removed,
     /// Transiently empty while being replaced.
     Empty,
 }
@@ -68,6 +71,8 @@ pub struct Simulation {
     pub(crate) ids: Vec<NodeId>,
     /// The nodes.
     slots: Vec<Slot>,
+    /// Per node: whether it was ever a member since the start (spares become members when added).
+    added: Vec<bool>,
     /// Restarts per node, mixed into the core's seed so a restarted node draws new timeouts.
     restarts: Vec<u64>,
     /// Messages in flight and partitions.
@@ -109,10 +114,12 @@ pub struct Simulation {
 impl Simulation {
     /// Sets up the cluster of `params`: every node a voter, empty logs.
     pub fn new(params: SimParams, trace: bool) -> Simulation {
-        let ids: Vec<NodeId> = (1..=params.nodes as u64).map(NodeId).collect();
+        let ids: Vec<NodeId> = (1..=(params.nodes + params.spares) as u64).map(NodeId).collect();
+        let voters = &ids[..params.nodes];
         let mut rng = SplitMix64::new(params.seed);
-        let clients =
-            (0..params.clients).map(|c| Client::new(c as u64, ids[rng.range(0, ids.len() as u64) as usize])).collect();
+        let clients = (0..params.clients)
+            .map(|c| Client::new(c as u64, voters[rng.range(0, voters.len() as u64) as usize]))
+            .collect();
         let mut network = Network::default();
         network.loss_permille = params.loss_permille;
         network.duplicate_permille = params.duplicate_permille;
@@ -123,6 +130,7 @@ impl Simulation {
             now: 0,
             slots: Vec::new(),
             restarts: vec![0; ids.len()],
+            added: vec![false; ids.len()],
             network,
             clients,
             faults_on: true,
@@ -147,8 +155,11 @@ impl Simulation {
         };
         let params = format!("{:?}", sim.params);
         sim.trace_event(|| params);
+        let voters = sim.ids[..sim.params.nodes].to_vec();
         for i in 0..sim.ids.len() {
-            let disk = MemStorage::new(faults::bootstrap_disk(&sim.ids));
+            // Spares start outside the cluster: no membership, they wait for the leader's snapshot.
+            let state = if i < voters.len() { faults::bootstrap_disk(&voters) } else { StorageState::default() };
+            let disk = MemStorage::new(state);
             sim.slots.push(Slot::Down { disk, restart_at: 0 });
             sim.start_node(i).expect("a fresh node starts");
         }
@@ -193,7 +204,9 @@ impl Simulation {
         self.now += 1;
         if self.faults_on {
             self.inject_faults();
+            self.change_membership();
         }
+        self.shut_down_removed();
         self.restart_due()?;
         self.deliver_messages();
         self.advance_clocks();
