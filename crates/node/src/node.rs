@@ -64,8 +64,11 @@ pub struct Node<S: StateMachine, D: Storage, T: Transport, C: Clock> {
     last_tick_ms: u64,
     /// Proposals waiting to be applied: log index -> (term it was proposed in, request).
     proposals: BTreeMap<LogIndex, (Term, RequestId)>,
-    /// Linearizable reads waiting for their read index, by context (= request id).
-    reads_awaiting_index: BTreeMap<u64, S::Query>,
+    /// Linearizable reads waiting for their read index, by the context given to the core.
+    reads_awaiting_index: BTreeMap<u64, WaitingRead<S::Query>>,
+    /// The context of the next ReadIndex request. Contexts are never reused, not even across restarts (they
+    /// start from the clock), so a late answer to an abandoned read can never be taken for a newer read's.
+    next_read_context: u64,
     /// Reads whose read index is known, waiting for it to be applied: read index -> reads.
     reads_awaiting_apply: BTreeMap<LogIndex, Vec<WaitingRead<S::Query>>>,
     /// Finished requests not yet taken by the caller.
@@ -108,6 +111,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
             last_tick_ms,
             proposals: BTreeMap::new(),
             reads_awaiting_index: BTreeMap::new(),
+            next_read_context: last_tick_ms.wrapping_mul(1 << 20),
             reads_awaiting_apply: BTreeMap::new(),
             completions: Vec::new(),
             failure: None,
@@ -177,7 +181,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         self.process_ready()
     }
 
-    /// Reads from the state machine at the given consistency. `id` must be unique among reads in flight.
+    /// Reads from the state machine at the given consistency. `id` must be unique among requests in flight.
     ///
     /// # Errors
     /// A storage failure: the node has stopped.
@@ -185,9 +189,10 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         self.check_running()?;
         match consistency {
             ReadConsistency::Stale => self.answer_read(id, &query),
-            ReadConsistency::Linearizable => match self.raft.read_index(id) {
+            ReadConsistency::Linearizable => match self.raft.read_index(self.next_read_context) {
                 Ok(()) => {
-                    self.reads_awaiting_index.insert(id, query);
+                    self.reads_awaiting_index.insert(self.next_read_context, WaitingRead { id, query });
+                    self.next_read_context = self.next_read_context.wrapping_add(1);
                 }
                 Err(error) => self.completions.push(Completion { id, result: Err(error.into()) }),
             },
@@ -214,7 +219,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     /// still be applied.
     pub fn abandon(&mut self, id: RequestId) {
         self.proposals.retain(|_, (_, request)| *request != id);
-        self.reads_awaiting_index.remove(&id);
+        self.reads_awaiting_index.retain(|_, read| read.id != id);
         for reads in self.reads_awaiting_apply.values_mut() {
             reads.retain(|r| r.id != id);
         }
@@ -247,8 +252,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
             self.apply(entry);
         }
         for read in ready.read_states {
-            if let Some(query) = self.reads_awaiting_index.remove(&read.context) {
-                let waiting = WaitingRead { id: read.context, query };
+            if let Some(waiting) = self.reads_awaiting_index.remove(&read.context) {
                 self.reads_awaiting_apply.entry(read.index).or_default().push(waiting);
             }
         }

@@ -2,7 +2,6 @@
 //! leader transfer (§3.10).
 
 use crate::message::{CampaignKind, MessageBody};
-use crate::progress::Progress;
 use crate::quorum::{self, VoteResult};
 use crate::raft::{Raft, Role};
 use crate::types::{EntryPayload, LogIndex, NodeId, Term};
@@ -97,13 +96,7 @@ impl Raft {
         self.votes.clear();
         self.heartbeat_elapsed = 0;
         self.election_elapsed = 0;
-        let next = self.log.last_index().next();
-        let others: Vec<NodeId> = self.membership.members().filter(|&m| m != self.config.id).collect();
-        for id in others {
-            let mut progress = Progress::new(next);
-            progress.recent_active = true; // give every member a full round before check-quorum judges
-            self.progress.insert(id, progress);
-        }
+        self.sync_progress();
         self.log.append_new(self.term, EntryPayload::Noop);
         self.broadcast_append();
         self.maybe_commit();

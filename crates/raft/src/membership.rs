@@ -5,6 +5,8 @@
 use crate::error::ProposeError;
 use crate::progress::Progress;
 use crate::raft::{Raft, Role};
+use std::collections::BTreeSet;
+
 use crate::types::{EntryPayload, LogIndex, Membership, MembershipChange, NodeId};
 
 impl Raft {
@@ -20,6 +22,9 @@ impl Raft {
             return Err(ProposeError::MembershipChangePending);
         }
         self.membership.validate(change).map_err(ProposeError::InvalidMembershipChange)?;
+        if let MembershipChange::AddVoter(id) = change {
+            self.check_ready_to_vote(id)?;
+        }
         let index = self.log.append_new(self.term, EntryPayload::Membership(change));
         self.recompute_membership();
         self.broadcast_append();
@@ -36,13 +41,32 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
+        self.sync_progress();
+    }
+
+    /// The nodes a leader replicates to: every other member, and the members an uncommitted change removed,
+    /// so that they receive their own removal and stop campaigning.
+    pub(crate) fn replication_targets(&self) -> BTreeSet<NodeId> {
+        let mut targets: BTreeSet<NodeId> = self.membership.members().collect();
+        if self.membership_index > self.log.commit() {
+            targets.extend(self.membership_at(self.log.commit()).members());
+        }
+        targets.remove(&self.config.id);
+        targets
+    }
+
+    /// Leader: keeps exactly one progress per replication target; new ones start probing at the end of the log.
+    pub(crate) fn sync_progress(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
         let next = self.log.last_index().next();
-        let members: Vec<NodeId> = self.membership.members().filter(|&m| m != self.config.id).collect();
-        self.progress.retain(|id, _| members.contains(id));
-        for id in members {
+        let targets = self.replication_targets();
+        self.progress.retain(|id, _| targets.contains(id));
+        for id in targets {
             self.progress.entry(id).or_insert_with(|| {
                 let mut progress = Progress::new(next);
-                progress.recent_active = true;
+                progress.recent_active = true; // a full round before check-quorum judges it
                 progress
             });
         }
@@ -72,13 +96,42 @@ impl Raft {
         self.membership_up_to(index).0
     }
 
-    /// Called after the commit index advanced on the leader: start waiting reads, and step down if a
-    /// committed change removed this leader from the voters.
+    /// Dissertation §4.2.1: a node becomes a voter only once it is a learner that has caught up (its match
+    /// index reached the commit index), or a slow new voter could stall commits, or cost the cluster its
+    /// quorum.
+    fn check_ready_to_vote(&self, id: NodeId) -> Result<(), ProposeError> {
+        if !self.membership.learners.contains(&id) {
+            return Err(ProposeError::InvalidMembershipChange(format!("{id} must first be added as a learner")));
+        }
+        let matched = self.progress.get(&id).map_or(LogIndex(0), |p| p.match_index);
+        if matched < self.log.commit() {
+            let commit = self.log.commit();
+            let reason = format!("{id} has not caught up yet (match {matched}, commit {commit})");
+            return Err(ProposeError::InvalidMembershipChange(reason));
+        }
+        Ok(())
+    }
+
+    /// Called after the commit index advanced on the leader: start waiting reads, stop replicating to
+    /// members whose removal committed, and step down if a committed change removed this leader from the
+    /// voters, handing leadership to the most up-to-date voter so the cluster need not wait for a timeout.
     pub(crate) fn on_commit_advanced(&mut self) {
         self.start_reads_awaiting_commit();
         self.advance_reads();
+        self.sync_progress();
         let removed = !self.membership.is_voter(self.config.id) && self.membership_index <= self.log.commit();
         if self.role == Role::Leader && removed {
+            let successor = self
+                .progress
+                .iter()
+                .filter(|(id, _)| self.membership.is_voter(**id))
+                .max_by_key(|(id, p)| (p.match_index, std::cmp::Reverse(**id)))
+                .map(|(&id, p)| (id, p.match_index));
+            if let Some((successor, matched)) = successor
+                && matched == self.log.last_index()
+            {
+                self.send(successor, crate::message::MessageBody::TimeoutNow);
+            }
             self.become_follower(self.term, None);
         }
     }

@@ -157,18 +157,18 @@ impl Progress {
 
     /// Counts a tick; returns true when messages in flight went unanswered so long that they must have
     /// been lost, after switching to probe mode (the caller then sends again).
-    pub fn tick_stalled(&mut self, timeout_ticks: u32) -> bool {
-        let waiting = match self.state {
-            ReplicationState::Replicate => !self.inflight.is_empty(),
-            ReplicationState::Snapshot { .. } => true,
-            ReplicationState::Probe { .. } => false,
+    /// Appends are given `timeout_ticks`; a snapshot, which may be large, `snapshot_timeout_ticks`.
+    pub fn tick_stalled(&mut self, timeout_ticks: u32, snapshot_timeout_ticks: u32) -> bool {
+        let timeout = match self.state {
+            ReplicationState::Replicate if !self.inflight.is_empty() => timeout_ticks,
+            ReplicationState::Snapshot { .. } => snapshot_timeout_ticks,
+            ReplicationState::Replicate | ReplicationState::Probe { .. } => {
+                self.stalled_ticks = 0;
+                return false;
+            }
         };
-        if !waiting {
-            self.stalled_ticks = 0;
-            return false;
-        }
         self.stalled_ticks += 1;
-        if self.stalled_ticks < timeout_ticks {
+        if self.stalled_ticks < timeout {
             return false;
         }
         self.become_probe();

@@ -169,11 +169,14 @@ impl Raft {
     /// Handles one message from another node. Messages with a stale term are dropped (or answered so the
     /// sender learns the newer term); a newer term makes this node a follower of that term first.
     ///
+    /// A message addressed to another node is dropped.
+    ///
     /// # Panics
-    /// If the message is not addressed to this node, or reveals a broken safety invariant (two leaders
-    /// in one term).
+    /// If the message reveals a broken safety invariant (two leaders in one term).
     pub fn step(&mut self, message: Message) {
-        assert_eq!(message.to, self.config.id, "message for {} delivered to {}", message.to, self.config.id);
+        if message.to != self.config.id {
+            return; // misrouted by a peer: drop it, the sender will retry towards the right node
+        }
         if message.term > self.term && !self.step_higher_term(&message) {
             return;
         }
@@ -398,6 +401,12 @@ impl Raft {
         self.membership_index
     }
 
+    /// The membership in force at the commit index: the newest this node knows to be committed. O(entries
+    /// since the snapshot).
+    pub fn committed_membership(&self) -> Membership {
+        self.membership_at(self.log.commit())
+    }
+
     /// The newest snapshot held.
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot
@@ -424,8 +433,9 @@ impl Raft {
         if self.role == Role::Leader {
             assert_eq!(self.leader_id, Some(self.config.id), "leader does not know it leads");
             assert!(self.log.last_term() == self.term, "leader's last entry is not of its term");
+            let targets = self.replication_targets();
             for id in self.progress.keys() {
-                assert!(self.membership.contains(*id), "progress for non-member {id}");
+                assert!(targets.contains(id), "progress for {id}, not a replication target");
             }
         } else {
             assert!(self.progress.is_empty(), "non-leader keeps progress");
@@ -447,8 +457,14 @@ impl Raft {
     }
 
     /// Whether this node may start an election: only voters campaign.
+    ///
+    /// A node that an uncommitted change removed (or demoted) still campaigns while it is a voter of the
+    /// committed membership: it may be needed to elect a leader until the change commits (dissertation
+    /// §4.2.2). It does not count its own vote then, since vote counting uses the latest membership.
     pub(crate) fn can_campaign(&self) -> bool {
-        self.membership.is_voter(self.config.id)
+        let id = self.config.id;
+        self.membership.is_voter(id)
+            || (self.membership_index > self.log.commit() && self.membership_at(self.log.commit()).is_voter(id))
     }
 
     /// Draws a new election timeout in `[timeout, 2 * timeout)`.

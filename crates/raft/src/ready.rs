@@ -10,7 +10,7 @@ use crate::types::{Entry, HardState, LogIndex, Snapshot};
 /// ```text
 ///  1. snapshot, entries, hard_state  -> write all three, then ONE fsync      (persist)
 ///  2. messages                       -> send, only after step 1 is durable   (communicate)
-///  3. committed_entries              -> apply to the state machine, in order (apply)
+///  3. snapshot, committed_entries    -> install, then apply in order         (apply)
 ///  4. read_states                    -> answer reads once applied >= index   (read)
 /// ```
 ///
@@ -19,8 +19,9 @@ use crate::types::{Entry, HardState, LogIndex, Snapshot};
 #[derive(Debug, Default)]
 #[must_use = "a Ready must be persisted, sent and applied"]
 pub struct Ready {
-    /// A snapshot received from the leader. Persist it (and install it in the state machine) **before**
-    /// `entries`, which follow it, and before sending `messages`, which acknowledge it. Every log entry the
+    /// A snapshot received from the leader. Persist it **before** `entries`, which follow it, and before
+    /// sending `messages`, which acknowledge it; install it in the state machine before applying
+    /// `committed_entries`. Every log entry the
     /// driver holds up to `snapshot.meta.index` is superseded and may be dropped; entries after it are gone
     /// from the core's log and must be dropped too.
     pub snapshot: Option<Snapshot>,

@@ -104,12 +104,16 @@ impl Raft {
         }
     }
 
-    /// Gives up on Appends and snapshots unanswered for half an election timeout (lost in the network) and
-    /// probes again from the match index.
+    /// Gives up on Appends unanswered for half an election timeout, and on snapshots unanswered for four
+    /// election timeouts (lost in the network), and probes again from the match index.
     pub(crate) fn tick_replication(&mut self) {
         let timeout = (self.config.election_timeout_ticks / 2).max(1);
-        let stalled: Vec<NodeId> =
-            self.progress.iter_mut().filter_map(|(&id, p)| p.tick_stalled(timeout).then_some(id)).collect();
+        let snapshot_timeout = self.config.election_timeout_ticks * 4;
+        let stalled: Vec<NodeId> = self
+            .progress
+            .iter_mut()
+            .filter_map(|(&id, p)| p.tick_stalled(timeout, snapshot_timeout).then_some(id))
+            .collect();
         for id in stalled {
             self.send_append(id, false);
         }
@@ -249,6 +253,7 @@ impl Raft {
             // is reopened by `tick_replication`.
             self.send_append(from, true);
         }
+        self.maybe_send_timeout_now(from); // a lost TimeoutNow is sent again
         self.advance_reads();
     }
 

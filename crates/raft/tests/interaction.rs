@@ -44,6 +44,7 @@ scripts!(
     leader_transfer,
     snapshot,
     crash_restart,
+    membership_uncommitted,
 );
 
 /// A script nobody runs is a test that silently stopped existing.

@@ -24,7 +24,8 @@ pub struct SimParams {
     /// catch up by snapshot). Ids `nodes + 1 ..= nodes + spares`.
     pub spares: usize,
     /// Probability (per mille, per simulated millisecond) that the operator asks the leader for a
-    /// membership change: add a spare as learner, promote a learner, demote or remove a member.
+    /// membership change (add a spare as learner, promote a learner, demote or remove a member) or a
+    /// leadership transfer.
     pub membership_permille: u64,
     /// Milliseconds per Raft tick on a node whose clock runs at the nominal rate.
     pub tick_interval_ms: u64,
@@ -91,8 +92,8 @@ impl SimParams {
         // Most links deliver in order, as TCP does. Reordering links make a follower reject every Append that
         // overtakes an earlier one, which sends the leader back to probing (as in etcd): still safe, but catch-up
         // is slower, so those runs get a longer liveness bound.
-        let fifo_links = rng.chance(2, 3);
-        let membership = rng.chance(1, 3);
+        let fifo_links = rng.chance(2, 3) && !chaos;
+        let membership = rng.chance(1, 2) && profile == Profile::Mixed;
         let spares = if membership { rng.range(1, 3) as usize } else { 0 };
         SimParams {
             seed,
@@ -138,8 +139,8 @@ impl SimParams {
             pre_vote: rng.chance(4, 5),
             check_quorum: rng.chance(4, 5),
             heartbeat_interval_ticks: rng.range(1, 4) as u32,
-            max_entries_per_message: if rng.chance(1, 3) { 1 } else { rng.range(2, 64) as usize },
-            max_inflight_messages: rng.range(1, 64) as usize,
+            max_entries_per_message: if rng.chance(1, 4) { 1 } else { rng.range(2, 64) as usize },
+            max_inflight_messages: rng.range(8, 64) as usize,
             faults: Faults::default(),
         }
     }

@@ -65,7 +65,7 @@ fn fault_commit_previous_term_by_count_is_caught() {
     // Raft §5.4.2, Figure 8: committing an older term's entry by counting replicas lets a later leader
     // overwrite a committed entry.
     let faults = Faults { commit_previous_term_by_count: true, ..Faults::default() };
-    assert_caught(faults, 2_000, &["leader_completeness", "state_machine_safety", "durability", "assertion"]);
+    assert_caught(faults, 3_000, &["leader_completeness", "state_machine_safety", "durability", "assertion"]);
 }
 
 #[test]

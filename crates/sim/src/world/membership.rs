@@ -1,5 +1,5 @@
-//! The operator: single-server membership changes proposed to the leader during the safety phase, and
-//! removed nodes shut down once their removal is committed.
+//! The operator: single-server membership changes and leadership transfers asked of the leader during the
+//! safety phase, and removed nodes shut down once their removal is committed.
 
 use tally_raft::{MembershipChange, NodeId};
 
@@ -19,10 +19,28 @@ impl Simulation {
             .ids
             .iter()
             .copied()
-            .filter(|&id| !membership.contains(id) && !matches!(self.slots[self.slot_of(id)], Slot::Removed))
+            .filter(|&id| {
+                // Ids are never reused: only a spare that was never a member may be added.
+                let i = self.slot_of(id);
+                !membership.contains(id)
+                    && i >= self.params.nodes
+                    && !self.added[i]
+                    && !matches!(self.slots[i], Slot::Removed)
+            })
             .collect();
         let learners: Vec<NodeId> = membership.learners.iter().copied().collect();
         let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
+        if self.rng.chance(1, 4) && voters.len() > 1 {
+            let target = self.pick(&voters);
+            if target != leader {
+                let result = self.node_mut(i).expect("the leader is up").transfer_leader(target);
+                self.trace_event(|| format!("operator: transfer leadership {leader} -> {target}: {result:?}"));
+                if let Err(tally_node::RequestError::Stopped(_)) = result {
+                    self.crash(i, "sync failed on a leadership transfer");
+                }
+            }
+            return;
+        }
         let change = match self.rng.range(0, 4) {
             0 if !outsiders.is_empty() => MembershipChange::AddLearner(self.pick(&outsiders)),
             1 if !learners.is_empty() => MembershipChange::AddVoter(self.pick(&learners)),
@@ -48,15 +66,23 @@ impl Simulation {
         ids[self.rng.range(0, ids.len() as u64) as usize]
     }
 
-    /// Shuts down, for good, every node whose removal the leader has committed (an operator would
+    /// Shuts down, for good, every node whose removal has been committed (an operator would
     /// decommission it), so a removed node cannot disrupt the cluster with elections it can never win.
     pub(super) fn shut_down_removed(&mut self) {
-        let Some(leader) = self.current_leader() else { return };
-        let raft = self.node(self.slot_of(leader)).expect("the leader is up").raft();
-        if raft.membership_index() > raft.commit_index() {
-            return;
+        // The newest committed membership ever known: the one at the highest commit index seen (not just
+        // the leader's, which may be stale, nor only the running nodes', since the most advanced may crash).
+        // Spares that were never added know no membership at all.
+        let newest = (0..self.ids.len())
+            .filter_map(|i| self.node(i))
+            .map(|n| n.raft())
+            .filter(|r| !r.membership().voters.is_empty())
+            .max_by_key(|r| r.commit_index());
+        if let Some(raft) = newest
+            && raft.commit_index() > self.committed_membership.0
+        {
+            self.committed_membership = (raft.commit_index(), raft.committed_membership());
         }
-        let membership = raft.membership().clone();
+        let membership = self.committed_membership.1.clone();
         let bootstrapped = self.params.nodes;
         for i in 0..self.ids.len() {
             let id = self.ids[i];

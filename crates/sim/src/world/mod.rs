@@ -71,6 +71,8 @@ pub struct Simulation {
     pub(crate) ids: Vec<NodeId>,
     /// The nodes.
     slots: Vec<Slot>,
+    /// The newest committed membership seen, with the commit index it was seen at.
+    committed_membership: (LogIndex, tally_raft::Membership),
     /// Per node: whether it was ever a member since the start (spares become members when added).
     added: Vec<bool>,
     /// Restarts per node, mixed into the core's seed so a restarted node draws new timeouts.
@@ -131,6 +133,10 @@ impl Simulation {
             slots: Vec::new(),
             restarts: vec![0; ids.len()],
             added: vec![false; ids.len()],
+            committed_membership: (
+                LogIndex(0),
+                tally_raft::Membership::with_voters(ids[..params.nodes].iter().copied()),
+            ),
             network,
             clients,
             faults_on: true,
@@ -206,7 +212,9 @@ impl Simulation {
             self.inject_faults();
             self.change_membership();
         }
-        self.shut_down_removed();
+        if self.now % 10 == 0 {
+            self.shut_down_removed(); // O(log) per call: every 10 ms is soon enough
+        }
         self.restart_due()?;
         self.deliver_messages();
         self.advance_clocks();
@@ -319,19 +327,34 @@ impl Simulation {
     }
 
     /// Hands every message the nodes sent to the network; in chaos runs a node may crash right after an
-    /// interesting send (see [`SimParams::crash_after_event_permille`]).
+    /// interesting send, and a leader may be cut off right after it advanced its commit index (see
+    /// [`SimParams::crash_after_event_permille`]).
     fn flush_outboxes(&mut self) {
         for i in 0..self.slots.len() {
             let Some(node) = self.node_mut(i) else { continue };
             let messages = std::mem::take(&mut node.transport_mut().messages);
             let interesting = messages.iter().any(is_interesting);
+            let raft = node.raft();
+            let leader_committed = raft.is_leader() && raft.commit_index() > self.commit_seen[i];
+            if leader_committed && self.faults_on && self.rng.chance(self.params.crash_after_event_permille, 1_000) {
+                // The leader just advanced its commit index: cut it off before its followers hear of it.
+                let id = self.ids[i];
+                self.network.partition(&std::collections::BTreeSet::from([id]), &self.ids);
+                self.trace_event(|| format!("partition: leader {id} isolated right after committing"));
+            }
+            let crash = interesting && self.faults_on && self.rng.chance(self.params.crash_after_event_permille, 1_000);
+            if crash && self.rng.chance(1, 2) {
+                // Between steps 1 and 2 of the Ready contract: durable, but nothing sent.
+                self.crash(i, "crash after persisting an interesting Ready, before sending it");
+                continue;
+            }
             for message in messages {
                 let fate = self.network.send(self.now, message.clone(), &mut self.rng);
                 if let crate::network::Fate::Lost = fate {
                     self.trace_event(|| format!("lose {message}"));
                 }
             }
-            if interesting && self.faults_on && self.rng.chance(self.params.crash_after_event_permille, 1_000) {
+            if crash {
                 self.crash(i, "crash right after an interesting send");
             }
         }
