@@ -24,9 +24,11 @@ mod request;
 mod state_machine;
 mod storage;
 mod transport;
+mod wal_storage;
 
 pub use node::{Node, NodeConfig};
 pub use request::{Completion, ReadConsistency, Reply, RequestError, RequestId};
 pub use state_machine::{KvQuery, KvQueryOutput, StateMachine};
 pub use storage::{MemStorage, Storage, StorageError, StorageState};
 pub use transport::{Clock, ManualClock, Outbox, Transport};
+pub use wal_storage::WalStorage;

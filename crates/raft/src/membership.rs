@@ -76,6 +76,12 @@ impl Raft {
     pub(crate) fn membership_up_to(&self, index: LogIndex) -> (Membership, LogIndex) {
         let base = &self.snapshot.meta;
         assert!(index >= base.index, "membership at {index} before snapshot {}", base.index);
+        if base.membership.voters.is_empty() {
+            // No membership base yet (a joining node, possibly restarted with entries but without the base,
+            // which is not persisted): the log's changes cannot be interpreted, so no membership is known
+            // until the leader sends its snapshot.
+            return (Membership::default(), base.index);
+        }
         let mut membership = base.membership.clone();
         let mut set_at = base.index;
         let mut i = base.index.next();

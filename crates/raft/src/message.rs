@@ -111,6 +111,9 @@ pub struct AppendRejection {
     pub hint_index: LogIndex,
     /// The term of the follower's entry at `hint_index`.
     pub hint_term: Term,
+    /// The follower has no membership base (a joining node, possibly restarted before it persisted one):
+    /// only the leader's snapshot can bring it up, whatever its log holds.
+    pub needs_snapshot: bool,
 }
 
 impl Message {

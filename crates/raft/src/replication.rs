@@ -131,8 +131,12 @@ impl Raft {
         if !self.has_membership_base() {
             // A new node that has not been sent a snapshot cannot tell which membership the entries' changes
             // apply to (the initial one is in the snapshot, not the log). Ask for the snapshot first.
-            let rejection =
-                AppendRejection { rejected_index: prev_log_index, hint_index: LogIndex(0), hint_term: Term(0) };
+            let rejection = AppendRejection {
+                rejected_index: prev_log_index,
+                hint_index: LogIndex(0),
+                hint_term: Term(0),
+                needs_snapshot: true,
+            };
             self.send(from, MessageBody::AppendResponse { result: Err(rejection) });
             return;
         }
@@ -145,7 +149,8 @@ impl Raft {
         if !self.log.matches(prev_log_index, prev_log_term) {
             let hint_index = self.log.find_conflict_by_term(prev_log_index, prev_log_term);
             let hint_term = self.log.term_at(hint_index).expect("hint index is held");
-            let rejection = AppendRejection { rejected_index: prev_log_index, hint_index, hint_term };
+            let rejection =
+                AppendRejection { rejected_index: prev_log_index, hint_index, hint_term, needs_snapshot: false };
             self.send(from, MessageBody::AppendResponse { result: Err(rejection) });
             return;
         }
@@ -219,14 +224,14 @@ impl Raft {
                 }
                 self.maybe_send_timeout_now(from);
             }
+            Err(rejection) if rejection.needs_snapshot => {
+                if !matches!(progress.state, ReplicationState::Snapshot { .. }) {
+                    self.send_snapshot(from);
+                }
+                return;
+            }
             Err(rejection) => {
                 if !progress.reject(rejection.rejected_index, next) {
-                    return;
-                }
-                if rejection.rejected_index <= offset {
-                    // The follower does not even hold our snapshot point (a new node without a membership base):
-                    // only the snapshot can bring it up.
-                    self.send_snapshot(from);
                     return;
                 }
             }

@@ -63,6 +63,10 @@ pub struct SimParams {
     pub keys: usize,
     /// A client gives up on a request after this many ms; a write then becomes indeterminate.
     pub request_timeout_ms: u64,
+    /// Of crashes, the share (per mille) that tear the last unsynced write instead of losing it whole.
+    pub torn_write_permille: u64,
+    /// Size of one write-ahead log segment (small, so segments roll and get compacted).
+    pub segment_bytes: u64,
     /// Snapshot every this many applied entries.
     pub snapshot_interval_entries: u64,
     /// Entries kept behind a snapshot.
@@ -134,6 +138,8 @@ impl SimParams {
             clients: rng.range(2, 6) as usize,
             keys: rng.range(1, 5) as usize,
             request_timeout_ms: rng.range(200, 1_000),
+            torn_write_permille: rng.range(0, 1_000),
+            segment_bytes: rng.range(1 << 10, 64 << 10),
             snapshot_interval_entries: if rng.chance(1, 2) { rng.range(20, 200) } else { 10_000 },
             snapshot_keep_entries: rng.range(0, 50),
             pre_vote: rng.chance(4, 5),

@@ -2,19 +2,11 @@
 //! that the un-synced writes are lost), restarts, and healing for the liveness phase.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use tally_node::StorageState;
-use tally_raft::{Membership, NodeId, Snapshot, SnapshotMeta};
+use tally_raft::NodeId;
 
 use super::{Simulation, Slot};
 use crate::checkers::Violation;
-
-/// The disk of a brand-new node of a new cluster: no entries, and the initial voters at index 0.
-pub fn bootstrap_disk(ids: &[NodeId]) -> StorageState {
-    let meta = SnapshotMeta { membership: Membership::with_voters(ids.iter().copied()), ..SnapshotMeta::default() };
-    StorageState { snapshot: Snapshot { meta, data: Arc::new(Vec::new()) }, ..StorageState::default() }
-}
 
 impl Simulation {
     /// Maybe changes the partition, maybe crashes a node, as the run's rates say.
@@ -75,9 +67,8 @@ impl Simulation {
         if self.rng.chance(self.params.crash_mid_ready_permille, 1_000) {
             let id = self.ids[i];
             self.trace_event(|| format!("{id}: disk will fail its next sync"));
-            if let Some(node) = self.node_mut(i) {
-                node.storage_mut().fail_next_sync();
-            }
+            self.disks[i].fail_sync_after(0);
+            self.dying_disk[i] = true;
         } else {
             self.crash(i, "crash");
         }
@@ -89,13 +80,17 @@ impl Simulation {
         let Slot::Up(node) = std::mem::replace(&mut self.slots[i], Slot::Empty) else {
             unreachable!("crashing a node that is not up");
         };
-        let mut disk = node.into_storage();
-        disk.crash();
+        drop(node);
+        let torn = self.rng.chance(self.params.torn_write_permille, 1_000) && self.disks[i].crash_tearing();
+        if !torn {
+            self.disks[i].crash();
+        }
         let id = self.ids[i];
         let downtime = self.rng.range(self.params.downtime_ms.0, self.params.downtime_ms.1 + 1);
-        self.slots[i] = Slot::Down { disk, restart_at: self.now + downtime };
+        self.slots[i] = Slot::Down { restart_at: self.now + downtime };
+        let how = if torn { "; its last unsynced write torn" } else { "" };
+        self.trace_event(|| format!("{id}: {why}{how}; down for {downtime} ms"));
         self.network.drop_to(id);
-        self.trace_event(|| format!("{id}: {why}; down for {downtime} ms"));
         self.fail_requests_at(id);
     }
 
@@ -118,8 +113,8 @@ impl Simulation {
         self.network.loss_permille = 0;
         self.network.duplicate_permille = 0;
         for i in 0..self.slots.len() {
-            if let Some(node) = self.node_mut(i) {
-                node.storage_mut().clear_injected_failure();
+            if self.dying_disk[i] && self.node(i).is_some() {
+                self.crash(i, "disk replaced before healing"); // its injected sync failure is cleared
             }
             if let Slot::Down { restart_at, .. } = &mut self.slots[i] {
                 *restart_at = self.now;

@@ -14,8 +14,9 @@ mod membership;
 
 use std::collections::BTreeMap;
 
-use tally_node::{ManualClock, MemStorage, Node, NodeConfig, Outbox, RequestId, StorageState};
+use tally_node::{ManualClock, Node, NodeConfig, Outbox, RequestId, WalStorage};
 use tally_raft::{LogIndex, NodeId, Role, SplitMix64, Term};
+use tally_wal::{FaultDisk, WalOptions};
 
 use crate::checkers::{Durability, ElectionSafety, LeaderCompleteness, LogMatching, StateMachineSafety, Violation};
 use crate::client::Client;
@@ -25,16 +26,14 @@ pub use crate::params::SimParams;
 use crate::state_machine::RecordingKv;
 
 /// A node as the simulator runs it.
-pub type SimNode = Node<RecordingKv, MemStorage, Outbox, ManualClock>;
+pub type SimNode = Node<RecordingKv, WalStorage<FaultDisk>, Outbox, ManualClock>;
 
 /// A node's slot: running, or crashed with its disk waiting for a restart.
 enum Slot {
     /// Running.
     Up(Box<SimNode>),
-    /// Crashed; restarts at `restart_at`.
+    /// Crashed; restarts from its disk at `restart_at`.
     Down {
-        /// What survived the crash.
-        disk: MemStorage,
         /// When it comes back (in the safety phase; the liveness phase restarts everyone).
         restart_at: u64,
     },
@@ -73,6 +72,11 @@ pub struct Simulation {
     slots: Vec<Slot>,
     /// The newest committed membership seen, with the commit index it was seen at.
     committed_membership: (LogIndex, tally_raft::Membership),
+    /// Per node: its simulated disk (a handle; the node's write-ahead log holds another). It outlives
+    /// crashes: a restarted node recovers from it.
+    disks: Vec<FaultDisk>,
+    /// Per node: a sync failure was injected and has not happened yet.
+    dying_disk: Vec<bool>,
     /// Per node: whether it was ever a member since the start (spares become members when added).
     added: Vec<bool>,
     /// Restarts per node, mixed into the core's seed so a restarted node draws new timeouts.
@@ -133,6 +137,10 @@ impl Simulation {
             slots: Vec::new(),
             restarts: vec![0; ids.len()],
             added: vec![false; ids.len()],
+            disks: (0..ids.len() as u64)
+                .map(|i| FaultDisk::new(params.seed ^ (i + 1).wrapping_mul(0x9E37_79B9)))
+                .collect(),
+            dying_disk: vec![false; ids.len()],
             committed_membership: (
                 LogIndex(0),
                 tally_raft::Membership::with_voters(ids[..params.nodes].iter().copied()),
@@ -161,12 +169,8 @@ impl Simulation {
         };
         let params = format!("{:?}", sim.params);
         sim.trace_event(|| params);
-        let voters = sim.ids[..sim.params.nodes].to_vec();
         for i in 0..sim.ids.len() {
-            // Spares start outside the cluster: no membership, they wait for the leader's snapshot.
-            let state = if i < voters.len() { faults::bootstrap_disk(&voters) } else { StorageState::default() };
-            let disk = MemStorage::new(state);
-            sim.slots.push(Slot::Down { disk, restart_at: 0 });
+            sim.slots.push(Slot::Down { restart_at: 0 });
             sim.start_node(i).expect("a fresh node starts");
         }
         sim
@@ -276,24 +280,33 @@ impl Simulation {
         self.now * self.params.clock_rate_permille[i] / 1_000
     }
 
-    /// Starts (or restarts) the node in slot `i` from its disk.
+    /// Starts (or restarts) the node in slot `i` from its disk: the write-ahead log recovers what was
+    /// synced. The initial voters know the initial membership; spares start with none.
     fn start_node(&mut self, i: usize) -> Result<(), Violation> {
-        let Slot::Down { disk, .. } = std::mem::replace(&mut self.slots[i], Slot::Empty) else {
+        let Slot::Down { .. } = std::mem::replace(&mut self.slots[i], Slot::Empty) else {
             unreachable!("starting node {} that is not down", self.ids[i]);
         };
+        let voters = &self.ids[..self.params.nodes];
+        let bootstrap = if i < voters.len() {
+            tally_raft::Membership::with_voters(voters.iter().copied())
+        } else {
+            tally_raft::Membership::default()
+        };
+        let options = WalOptions { segment_bytes_max: self.params.segment_bytes };
+        let recovery =
+            |error| Violation { checker: "recovery", detail: format!("{} failed to restart: {error}", self.ids[i]) };
+        let storage = WalStorage::open(self.disks[i].clone(), options, bootstrap).map_err(recovery)?;
         let clock = ManualClock { now_ms: self.local_time(i) };
-        let config = self.node_config(i);
-        match Node::start(config, disk, Outbox::default(), clock, RecordingKv::default()) {
-            Ok(node) => {
-                self.slots[i] = Slot::Up(Box::new(node));
-                self.observed[i].2 = LogIndex(0);
-                self.commit_seen[i] = LogIndex(0);
-                Ok(())
-            }
-            Err(error) => {
-                Err(Violation { checker: "recovery", detail: format!("{} failed to restart: {error}", self.ids[i]) })
-            }
-        }
+        let node = Node::start(self.node_config(i), storage, Outbox::default(), clock, RecordingKv::default())
+            .map_err(|error| Violation {
+                checker: "recovery",
+                detail: format!("{} failed to restart: {error}", self.ids[i]),
+            })?;
+        self.slots[i] = Slot::Up(Box::new(node));
+        self.observed[i].2 = LogIndex(0);
+        self.commit_seen[i] = LogIndex(0);
+        self.dying_disk[i] = false;
+        Ok(())
     }
 
     /// Delivers the messages due now; messages across a partition or to a crashed node are dropped.

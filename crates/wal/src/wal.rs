@@ -1,0 +1,407 @@
+//! [`Wal`]: the writer. Appends records to the active segment, commits them in batches with one
+//! fsync, rolls segments, and poisons itself on the first I/O failure.
+
+mod maintenance;
+mod open;
+
+use std::collections::VecDeque;
+use std::io;
+
+use crate::disk::{Disk, DiskFile};
+use crate::error::WalError;
+use crate::record::{BATCH_END_LEN, PREAMBLE_LEN, RecordRef, align_up};
+use crate::recovery::truncate_live;
+use crate::segment::Segment;
+use crate::types::{ENTRY_DATA_MAX, HardState, WalEntry, WalOptions};
+
+/// Encoded records are written to the file once this many are buffered, so a caller appending a
+/// lot without syncing holds bounded memory. Everything is written at the latest by `sync`.
+const BUFFER_FLUSH_BYTES: usize = 1 << 20;
+
+/// Zeros for preallocating segments (in `.bss`, costs no binary size).
+static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
+/// The durable log of one node: entries, hard state and snapshots on a [`Disk`].
+///
+/// Writes are grouped: [`Wal::append`] and [`Wal::set_hard_state`] only buffer records, and one
+/// [`Wal::sync`] makes all of them durable with one fsync, atomically: after a crash, recovery
+/// returns either everything a sync covered or none of it. The caller acknowledges only what a
+/// successful `sync` covered.
+///
+/// Invariants (checked by `check_invariants` after every call in debug builds):
+/// - `segments` is non-empty and its sequence numbers strictly increase; the last is active.
+/// - `snapshot_index <= last_index`, and `terms` holds one term per entry in between.
+/// - `hard_state.commit <= max(last_index, snapshot_index)` at every sync.
+/// - The buffered records end inside the active segment's preallocated capacity.
+/// - Once poisoned, the log never writes again.
+pub struct Wal<D: Disk> {
+    /// Where the files live.
+    disk: D,
+    /// Segment size.
+    options: WalOptions,
+    /// Every segment on disk, oldest first; the last is the active one.
+    segments: Vec<Segment>,
+    /// The open active segment.
+    active: D::File,
+    /// Bytes preallocated in the active segment: records go below this.
+    active_capacity: u64,
+    /// Encoded records not yet written to the active segment.
+    buffer: Vec<u8>,
+    /// The file offset where `buffer[0]` goes; always a record boundary.
+    buffer_offset: u64,
+    /// Records since the last batch marker: anything to sync?
+    batch_records: u64,
+    /// Records since the last batch marker or the start of the active segment, whichever is
+    /// later: the count the next marker carries. Per segment, because compaction may remove the
+    /// segment holding the start of a batch that spans segments.
+    marker_count: u64,
+    /// The active segment was written since its last fsync.
+    active_unsynced: bool,
+    /// A segment was created since the last directory fsync.
+    dir_unsynced: bool,
+    /// The sequence number of the next segment.
+    next_seq: u64,
+    /// The index of the last entry (the snapshot's index when no entry follows it).
+    last_index: u64,
+    /// The term of every entry after the snapshot, oldest first, so appends and snapshots can be
+    /// checked against the log. Invariant: `terms.len() == last_index - snapshot_index`.
+    terms: VecDeque<u64>,
+    /// `(index, term)` of the newest durable snapshot.
+    snapshot: Option<(u64, u64)>,
+    /// The latest hard state handed in (durable after the next sync).
+    hard_state: HardState,
+    /// Why the log refuses writes, after the first I/O failure.
+    poisoned: Option<String>,
+}
+
+impl<D: Disk> std::fmt::Debug for Wal<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("segments", &self.segments.len())
+            .field("last_index", &self.last_index)
+            .field("snapshot", &self.snapshot)
+            .field("hard_state", &self.hard_state)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which file an I/O failure happened on, resolved to a name only on the error path.
+enum Target<'a> {
+    Active,
+    Directory,
+    Named(&'a str),
+}
+
+impl<D: Disk> Wal<D> {
+    /// Appends entries (buffered: durable after the next [`Wal::sync`]). If `entries[0].index`
+    /// is not past the last index, the entries from there on are replaced: a follower's
+    /// conflicting suffix. The replacement is logical (see `FORMAT.md`), so a crash before the
+    /// next sync leaves the old suffix, as the last sync left it.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`] after an earlier failure; [`WalError::Io`] if a write fails (a
+    /// segment roll writes and fsyncs), which poisons the log.
+    ///
+    /// # Panics
+    /// On a programmer error: a gap after the last index, indexes not consecutive, terms going
+    /// down, replacing an entry at or below the commit index or the snapshot, or an entry larger
+    /// than [`ENTRY_DATA_MAX`].
+    pub fn append(&mut self, entries: &[WalEntry]) -> Result<(), WalError> {
+        self.check_writable()?;
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        self.check_append(entries);
+        if first.index <= self.last_index {
+            self.terms.truncate((first.index - 1 - self.snapshot_index()) as usize);
+            let mut live: Vec<_> = self.segments.iter().map(|segment| segment.live).collect();
+            truncate_live(&mut live, first.index);
+            self.segments.iter_mut().zip(live).for_each(|(segment, live)| segment.live = live);
+        }
+        for entry in entries {
+            self.push(RecordRef::Entry(entry))?;
+            let segment = self.segments.last_mut().unwrap_or_else(|| unreachable!("no active segment"));
+            segment.live = Some((segment.live.map_or(entry.index, |(first, _)| first), entry.index));
+            self.last_index = entry.index;
+            self.terms.push_back(entry.term);
+        }
+        self.check_invariants();
+        Ok(())
+    }
+
+    fn check_append(&self, entries: &[WalEntry]) {
+        let first = &entries[0];
+        let snapshot_index = self.snapshot_index();
+        assert!(first.index > snapshot_index, "append at {} rewrites the snapshot at {snapshot_index}", first.index);
+        assert!(first.index <= self.last_index + 1, "append at {} leaves a gap after {}", first.index, self.last_index);
+        if first.index <= self.last_index {
+            let commit = self.hard_state.commit;
+            assert!(first.index > commit, "append at {} replaces committed entries (commit {commit})", first.index);
+        }
+        let previous = self.term_at(first.index - 1);
+        assert!(first.term >= previous, "append term {} < term {previous} of entry {}", first.term, first.index - 1);
+        for pair in entries.windows(2) {
+            assert_eq!(pair[1].index, pair[0].index + 1, "append indexes not consecutive");
+            assert!(pair[1].term >= pair[0].term, "append terms go down: {} then {}", pair[0].term, pair[1].term);
+        }
+        for entry in entries {
+            assert!(entry.data.len() <= ENTRY_DATA_MAX, "entry {} of {} bytes > max", entry.index, entry.data.len());
+        }
+    }
+
+    /// Records a new hard state (buffered: durable with the entries of the same batch, after the
+    /// next [`Wal::sync`]). A hard state equal to the current one writes nothing.
+    ///
+    /// # Errors
+    /// As [`Wal::append`].
+    ///
+    /// # Panics
+    /// If the term goes down, the vote changes within a term, or the commit index goes down.
+    pub fn set_hard_state(&mut self, hard_state: HardState) -> Result<(), WalError> {
+        self.check_writable()?;
+        let old = self.hard_state;
+        assert!(hard_state.term >= old.term, "hard state term {} < {}", hard_state.term, old.term);
+        if hard_state.term == old.term && old.vote != 0 {
+            assert_eq!(hard_state.vote, old.vote, "vote changed within term {}", old.term);
+        }
+        assert!(hard_state.commit >= old.commit, "commit {} < {}", hard_state.commit, old.commit);
+        if hard_state == old {
+            return Ok(());
+        }
+        self.push(RecordRef::HardState(hard_state))?;
+        self.hard_state = hard_state;
+        Ok(())
+    }
+
+    /// Makes every record since the last sync durable, as one atomic batch: writes them and a
+    /// batch marker, fsyncs the active segment once, and fsyncs the directory if a segment was
+    /// created. Does nothing if nothing was appended. This is the group commit: one call covers
+    /// any number of appends.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`] after an earlier failure; [`WalError::Io`] if the write or an
+    /// fsync fails. Then the log is poisoned and nothing of the batch may be acknowledged.
+    ///
+    /// # Panics
+    /// If the hard state's commit index is past the last index.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        self.check_writable()?;
+        if self.batch_records == 0 {
+            assert!(self.buffer.is_empty(), "buffered bytes without records");
+            assert!(!self.dir_unsynced, "segment created outside a batch");
+            return Ok(());
+        }
+        let bound = self.last_index.max(self.snapshot_index());
+        assert!(self.hard_state.commit <= bound, "commit {} > last index {bound}", self.hard_state.commit);
+        self.push(RecordRef::BatchEnd { records: self.marker_count })?;
+        self.flush()?;
+        if let Err(source) = self.active.sync() {
+            return Err(self.fail("fsync", Target::Active, source));
+        }
+        self.active_unsynced = false;
+        if self.dir_unsynced {
+            if let Err(source) = self.disk.sync_dir() {
+                return Err(self.fail("fsync", Target::Directory, source));
+            }
+            self.dir_unsynced = false;
+        }
+        self.batch_records = 0;
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// The index of the last entry (the snapshot's index when no entry follows it, 0 for an
+    /// empty log).
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    /// The index of the first entry recovery would return: one past the snapshot.
+    pub fn first_index(&self) -> u64 {
+        self.snapshot_index() + 1
+    }
+
+    /// The term of entry `index`, which must lie between the snapshot and the last index (the
+    /// snapshot's own index gives the snapshot's term; 0 gives 0).
+    fn term_at(&self, index: u64) -> u64 {
+        let snapshot_index = self.snapshot_index();
+        assert!(index >= snapshot_index && index <= self.last_index, "no term for {index}");
+        match index.checked_sub(snapshot_index + 1) {
+            None => self.snapshot.map_or(0, |(_, term)| term),
+            Some(offset) => self.terms[offset as usize],
+        }
+    }
+
+    /// The index of the newest durable snapshot, 0 if there is none.
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.map_or(0, |(index, _)| index)
+    }
+
+    /// The latest hard state handed in.
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// Whether an I/O failure poisoned the log: it then refuses every write, and the node must
+    /// stop accepting writes.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    fn check_writable(&self) -> Result<(), WalError> {
+        match &self.poisoned {
+            Some(cause) => Err(WalError::Poisoned { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Poisons the log and builds the error for a failed I/O call.
+    fn fail(&mut self, operation: &'static str, target: Target<'_>, source: io::Error) -> WalError {
+        let file = match target {
+            Target::Active => self.segments.last().map_or_else(String::new, |segment| segment.name.clone()),
+            Target::Directory => "<directory>".to_owned(),
+            Target::Named(name) => name.to_owned(),
+        };
+        let error = WalError::Io { operation, file, source };
+        if self.poisoned.is_none() {
+            self.poisoned = Some(error.to_string());
+        }
+        error
+    }
+
+    /// The file offset the next record goes to.
+    fn active_offset(&self) -> u64 {
+        self.buffer_offset + self.buffer.len() as u64
+    }
+
+    /// Encodes one record into the buffer, rolling (or growing) the segment first if it would
+    /// not leave room for the batch marker.
+    fn push(&mut self, record: RecordRef<'_>) -> Result<(), WalError> {
+        let len = record.encoded_len();
+        let is_marker = matches!(record, RecordRef::BatchEnd { .. });
+        if !is_marker && self.active_offset() + len + BATCH_END_LEN > self.active_capacity {
+            if self.active_offset() > PREAMBLE_LEN {
+                self.roll(len)?;
+            } else {
+                self.grow(len)?;
+            }
+        }
+        let offset = self.active_offset();
+        record.encode(offset, &mut self.buffer);
+        assert!(self.active_offset() <= self.active_capacity, "record at {offset} passes the segment capacity");
+        if is_marker {
+            self.marker_count = 0;
+        } else {
+            self.batch_records += 1;
+            self.marker_count += 1;
+        }
+        if self.buffer.len() >= BUFFER_FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered records to the active segment (not durable until fsync).
+    fn flush(&mut self) -> Result<(), WalError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        if let Err(source) = self.active.write_at(self.buffer_offset, &self.buffer) {
+            return Err(self.fail("write", Target::Active, source));
+        }
+        self.buffer_offset += self.buffer.len() as u64;
+        self.buffer.clear();
+        self.active_unsynced = true;
+        Ok(())
+    }
+
+    /// Seals the active segment and starts the next one, with room for a record of `len` bytes.
+    /// The sealed segment is fsynced *before* the new one exists, so only the last segment can
+    /// ever hold a torn write.
+    fn roll(&mut self, len: u64) -> Result<(), WalError> {
+        self.flush()?;
+        if self.active_unsynced {
+            if let Err(source) = self.active.sync() {
+                return Err(self.fail("fsync", Target::Active, source));
+            }
+            self.active_unsynced = false;
+        }
+        let segment = Segment::new(self.next_seq);
+        let capacity = align_up(self.options.segment_bytes_max.max(PREAMBLE_LEN + len + BATCH_END_LEN));
+        let mut file = match self.disk.create(&segment.name) {
+            Ok(file) => file,
+            Err(source) => return Err(self.fail("create", Target::Named(&segment.name), source)),
+        };
+        if let Err(source) = zero_fill(&mut file, capacity) {
+            return Err(self.fail("preallocate", Target::Named(&segment.name), source));
+        }
+        self.next_seq += 1;
+        self.active = file;
+        self.active_capacity = capacity;
+        self.active_unsynced = true;
+        self.buffer_offset = 0;
+        self.marker_count = 0;
+        self.dir_unsynced = true;
+        let seq = segment.seq;
+        self.segments.push(segment);
+        self.push(RecordRef::SegmentHeader { seq })?;
+        self.push(RecordRef::HardState(self.hard_state))
+    }
+
+    /// Extends a segment that holds nothing but its preamble so one oversized record fits.
+    fn grow(&mut self, len: u64) -> Result<(), WalError> {
+        let capacity = align_up(self.active_offset() + len + BATCH_END_LEN);
+        assert!(capacity > self.active_capacity, "grow to {capacity} from {}", self.active_capacity);
+        if let Err(source) = zero_fill(&mut self.active, capacity) {
+            return Err(self.fail("preallocate", Target::Active, source));
+        }
+        self.active_capacity = capacity;
+        self.active_unsynced = true;
+        Ok(())
+    }
+
+    /// Debug-build check of the invariants in the type's doc comment.
+    fn check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        assert!(!self.segments.is_empty(), "no active segment");
+        for pair in self.segments.windows(2) {
+            assert!(pair[0].seq < pair[1].seq, "segment sequence {} then {}", pair[0].seq, pair[1].seq);
+        }
+        let last_seq = self.segments[self.segments.len() - 1].seq;
+        assert!(last_seq < self.next_seq, "next sequence {} <= {last_seq}", self.next_seq);
+        let ranges: Vec<(u64, u64)> = self.segments.iter().filter_map(|segment| segment.live).collect();
+        for pair in ranges.windows(2) {
+            assert_eq!(pair[1].0, pair[0].1 + 1, "live ranges {:?} and {:?} not contiguous", pair[0], pair[1]);
+        }
+        if let Some(&(_, last)) = ranges.last() {
+            assert_eq!(last, self.last_index, "live entries end at {last}, last index {}", self.last_index);
+        }
+        assert!(
+            self.snapshot_index() <= self.last_index,
+            "snapshot {} > last {}",
+            self.snapshot_index(),
+            self.last_index
+        );
+        assert!(self.active_offset() <= self.active_capacity, "buffer passes the segment capacity");
+        assert_eq!(self.buffer_offset % 8, 0, "buffer offset {} not aligned", self.buffer_offset);
+        assert!(self.buffer.is_empty() || self.batch_records > 0, "buffered bytes without records");
+        assert!(
+            self.marker_count <= self.batch_records,
+            "marker count {} > batch {}",
+            self.marker_count,
+            self.batch_records
+        );
+    }
+}
+
+/// Appends zeros to `file` until it is `capacity` bytes long.
+fn zero_fill<F: DiskFile>(file: &mut F, capacity: u64) -> io::Result<()> {
+    while file.len() < capacity {
+        let chunk = (capacity - file.len()).min(ZEROS.len() as u64) as usize;
+        file.append(&ZEROS[..chunk])?;
+    }
+    Ok(())
+}
