@@ -27,8 +27,13 @@ pub struct Config {
     pub max_inflight_messages: usize,
     /// Most entries in one Append message.
     pub max_entries_per_message: usize,
-    /// Most payload bytes in one Append message (at least one entry is always sent).
+    /// Most payload bytes in one Append message (at least one entry is always sent), and the size of a
+    /// snapshot chunk, so that no message grows past it whatever the snapshot's size. At least 1.
     pub max_bytes_per_message: usize,
+    /// The largest snapshot a follower accepts from a leader. Chunks of a bigger one are ignored before
+    /// anything is buffered, so a corrupted or hostile `total_len` cannot make a follower grow without
+    /// bound (the buffer grows only as chunks arrive, never from the announced size).
+    pub max_snapshot_bytes: u64,
     /// Most proposals the leader accepts that are not yet committed; beyond it proposals are refused, so
     /// an overloaded leader pushes back instead of growing without bound.
     pub max_uncommitted_entries: usize,
@@ -39,7 +44,7 @@ pub struct Config {
 
 impl Config {
     /// A configuration with the defaults used by Tally: 10-tick election timeout, heartbeats every
-    /// 2 ticks, pre-vote and check-quorum on.
+    /// 2 ticks, pre-vote and check-quorum on, 1 MiB messages (and snapshot chunks), snapshots up to 4 GiB.
     pub fn new(id: NodeId, seed: u64) -> Config {
         Config {
             id,
@@ -51,6 +56,7 @@ impl Config {
             max_inflight_messages: 64,
             max_entries_per_message: 256,
             max_bytes_per_message: 1 << 20,
+            max_snapshot_bytes: 4 << 30,
             max_uncommitted_entries: 10_000,
             faults: Faults::default(),
         }
@@ -71,6 +77,7 @@ impl Config {
         );
         assert!(self.max_inflight_messages >= 1, "max_inflight_messages must be >= 1");
         assert!(self.max_entries_per_message >= 1, "max_entries_per_message must be >= 1");
+        assert!(self.max_bytes_per_message >= 1, "max_bytes_per_message must be >= 1 (the snapshot chunk size)");
         assert!(self.max_uncommitted_entries >= 1, "max_uncommitted_entries must be >= 1");
     }
 }

@@ -42,32 +42,15 @@ impl fmt::Display for Message {
             }
             MessageBody::Heartbeat { commit, read_seq } => write!(f, " commit={commit} read_seq={read_seq}"),
             MessageBody::HeartbeatResponse { read_seq } => write!(f, " read_seq={read_seq}"),
-            MessageBody::InstallSnapshot { snapshot } => {
-                let meta = &snapshot.meta;
-                write!(
-                    f,
-                    " {}@{} voters={:?} learners={:?}",
-                    meta.index,
-                    meta.term,
-                    meta.voters_list(),
-                    meta.learners_list()
-                )
+            MessageBody::InstallSnapshot(chunk) => {
+                let meta = &chunk.meta;
+                let (offset, end, total) = (chunk.offset, chunk.end(), chunk.total_len);
+                write!(f, " {}@{} [{offset}..{end}/{total}] crc={:08x}", meta.index, meta.term, chunk.checksum)
             }
+            MessageBody::SnapshotResponse { index, next_offset } => write!(f, " index={index} next={next_offset}"),
             MessageBody::ReadIndexRequest { context } => write!(f, " ctx={context}"),
             MessageBody::ReadIndexResponse { context, index } => write!(f, " ctx={context} index={index}"),
             MessageBody::TimeoutNow => Ok(()),
         }
-    }
-}
-
-impl crate::types::SnapshotMeta {
-    /// Voter ids, for display.
-    fn voters_list(&self) -> Vec<u64> {
-        self.membership.voters.iter().map(|id| id.0).collect()
-    }
-
-    /// Learner ids, for display.
-    fn learners_list(&self) -> Vec<u64> {
-        self.membership.learners.iter().map(|id| id.0).collect()
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! It owns the Raft protocol (election with pre-vote and check-quorum, log replication with pipelining and
 //! fast backtracking, commit, ReadIndex, learners and single-server membership changes, leader transfer,
-//! snapshot installation). It owns no I/O: no clock, no files, no sockets, no threads, no OS randomness.
+//! snapshot transfer in verified chunks). It owns no I/O: no clock, no files, no sockets, no threads, no OS randomness.
 //! The driver (`tally-node`) feeds it inputs and carries out its outputs:
 //!
 //! ```text
@@ -32,11 +32,12 @@ mod read_index;
 mod ready;
 mod replication;
 mod rng;
+mod snapshot;
 mod types;
 
 pub use config::{Config, Faults};
 pub use error::ProposeError;
-pub use message::{AppendRejection, CampaignKind, Message, MessageBody};
+pub use message::{AppendRejection, CampaignKind, Message, MessageBody, SnapshotChunk};
 pub use raft::{Raft, Restored, Role};
 pub use ready::{ReadState, Ready};
 pub use rng::SplitMix64;

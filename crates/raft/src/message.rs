@@ -1,7 +1,7 @@
 //! The messages Raft nodes exchange. The core never sends them itself: they come out in a
 //! [`crate::Ready`] and go in through [`crate::Raft::step`].
 
-use crate::types::{Entry, LogIndex, NodeId, Snapshot, Term};
+use crate::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
 
 /// One message from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +61,8 @@ pub enum MessageBody {
         /// The leader's commit index.
         leader_commit: LogIndex,
     },
-    /// The answer to an [`MessageBody::Append`] or [`MessageBody::InstallSnapshot`].
+    /// The answer to an [`MessageBody::Append`], or to the [`MessageBody::InstallSnapshot`] chunk that
+    /// completed a snapshot (or showed the follower already holds what the snapshot covers).
     AppendResponse {
         /// `Ok(match_index)`: the follower's log matches the leader's up to this index.
         /// `Err(rejection)`: the consistency check failed.
@@ -80,10 +81,23 @@ pub enum MessageBody {
         /// Echo of the heartbeat's `read_seq`.
         read_seq: u64,
     },
-    /// The leader sends its snapshot to a follower whose needed entries were compacted away.
-    InstallSnapshot {
-        /// The snapshot.
-        snapshot: Snapshot,
+    /// One chunk of the leader's snapshot, for a follower whose needed entries were compacted away (or a
+    /// joining node without a membership base). The leader sends the chunks in order, a few ahead of the
+    /// follower's acknowledgements. The follower keeps only a contiguous prefix and answers each chunk that
+    /// does not complete the snapshot with a [`MessageBody::SnapshotResponse`]; the chunk that completes it
+    /// (checksum verified, snapshot installed) with an [`MessageBody::AppendResponse`] matching up to
+    /// `meta.index`, as an Append would be answered.
+    InstallSnapshot(SnapshotChunk),
+    /// A follower's answer to a snapshot chunk that did not complete the snapshot: how much of the snapshot
+    /// at `index` it holds, so the leader sends on from there. Lost, duplicated and reordered chunks are
+    /// all handled by this one number: the follower ignores a chunk not at `next_offset`.
+    SnapshotResponse {
+        /// `meta.index` of the snapshot the follower is assembling, so the leader can tell answers about a
+        /// transfer it gave up from answers about the current one.
+        index: LogIndex,
+        /// How many bytes of the snapshot the follower holds contiguously from its start: the offset of the
+        /// next chunk it accepts. 0 after a checksum mismatch (the leader starts over).
+        next_offset: u64,
     },
     /// A follower asks the leader for a read index on behalf of one of its clients.
     ReadIndexRequest {
@@ -99,6 +113,45 @@ pub enum MessageBody {
     },
     /// The leader tells a caught-up voter to start an election at once (leader transfer, dissertation §3.10).
     TimeoutNow,
+}
+
+/// One piece of a snapshot in transfer: `data` holds the snapshot's bytes `offset..offset + data.len()`.
+///
+/// Invariant of a well-formed chunk ([`SnapshotChunk::is_well_formed`]; checked by the receiver, since it
+/// comes from the network): `offset + data.len() <= total_len`, and `done` exactly when the chunk ends at
+/// `total_len`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// Position and membership of the snapshot. With `total_len` and `checksum` it identifies which
+    /// snapshot the chunk belongs to, so chunks of different snapshots are never mixed.
+    pub meta: SnapshotMeta,
+    /// Where `data` starts in the snapshot's bytes.
+    pub offset: u64,
+    /// The bytes: at most `max_bytes_per_message` of the leader's config, empty only in the single chunk of
+    /// an empty snapshot.
+    pub data: Vec<u8>,
+    /// The size of the whole snapshot, so the follower can refuse one beyond its limit before it buffers
+    /// anything. Unverified until the checksum matches: never allocate from it.
+    pub total_len: u64,
+    /// CRC32 of the whole snapshot's bytes, in every chunk: the follower verifies the assembled snapshot
+    /// before installing it, so a corrupted or mis-assembled one is never installed.
+    pub checksum: u32,
+    /// Whether this is the last chunk.
+    pub done: bool,
+}
+
+impl SnapshotChunk {
+    /// The offset just past this chunk's bytes (saturating: a malformed chunk must not overflow).
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.data.len() as u64)
+    }
+
+    /// Whether the chunk is consistent with itself: it ends within the snapshot, and is marked `done`
+    /// exactly when it ends at its end.
+    pub fn is_well_formed(&self) -> bool {
+        let end = self.offset.checked_add(self.data.len() as u64);
+        end.is_some_and(|end| end <= self.total_len && self.done == (end == self.total_len))
+    }
 }
 
 /// Why a follower rejected an [`MessageBody::Append`], with hints for fast backtracking.
@@ -128,7 +181,8 @@ impl Message {
             MessageBody::AppendResponse { .. } => "AppendResp",
             MessageBody::Heartbeat { .. } => "Heartbeat",
             MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
-            MessageBody::InstallSnapshot { .. } => "Snapshot",
+            MessageBody::InstallSnapshot(_) => "SnapshotChunk",
+            MessageBody::SnapshotResponse { .. } => "SnapshotResp",
             MessageBody::ReadIndexRequest { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
             MessageBody::TimeoutNow => "TimeoutNow",

@@ -2,10 +2,11 @@
 
 use std::collections::VecDeque;
 
+use crate::snapshot::{SnapshotAck, SnapshotTransfer};
 use crate::types::LogIndex;
 
 /// How the leader is currently replicating to one follower.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplicationState {
     /// The follower's log may have diverged: send one Append at a time and wait for its answer (or the
     /// next heartbeat response) before sending another, backtracking `next` until the logs match.
@@ -15,11 +16,9 @@ pub enum ReplicationState {
     },
     /// The follower's log matches: stream Appends optimistically, up to the in-flight window.
     Replicate,
-    /// The follower needs entries that were compacted; a snapshot up to `index` is on its way.
-    Snapshot {
-        /// The index of the snapshot being sent.
-        index: LogIndex,
-    },
+    /// The follower needs entries that were compacted; a snapshot is on its way, in chunks. No Appends are
+    /// sent until the follower acknowledges a match at the snapshot's index (or beyond).
+    Snapshot(SnapshotTransfer),
 }
 
 /// The leader's view of one follower.
@@ -39,8 +38,9 @@ pub struct Progress {
     pub recent_active: bool,
     /// The highest ReadIndex round (`read_seq`) the follower acknowledged.
     pub read_seq_acked: u64,
-    /// Ticks without progress while something is in flight (a snapshot, or Appends in replicate mode); past
-    /// an election timeout the leader assumes the messages were lost and probes again from the match index.
+    /// Ticks without progress while something is in flight (Appends in replicate mode, or snapshot chunks);
+    /// past a timeout the leader assumes the messages were lost: it probes again from the match index, or
+    /// resends snapshot chunks from the acknowledged offset. Any acknowledged progress resets it.
     pub stalled_ticks: u32,
 }
 
@@ -63,7 +63,7 @@ impl Progress {
         match self.state {
             ReplicationState::Probe { paused } => paused,
             ReplicationState::Replicate => self.inflight.len() >= max_inflight,
-            ReplicationState::Snapshot { .. } => true,
+            ReplicationState::Snapshot(_) => true,
         }
     }
 
@@ -83,7 +83,7 @@ impl Progress {
                 }
             }
             ReplicationState::Probe { .. } => self.state = ReplicationState::Probe { paused: true },
-            ReplicationState::Snapshot { .. } => unreachable!("append sent while a snapshot is in flight"),
+            ReplicationState::Snapshot(_) => unreachable!("append sent while a snapshot is in flight"),
         }
     }
 
@@ -100,13 +100,29 @@ impl Progress {
         while self.inflight.front().is_some_and(|&last| last <= index) {
             self.inflight.pop_front();
         }
-        match self.state {
+        match &self.state {
             ReplicationState::Probe { .. } => self.become_replicate(),
-            ReplicationState::Snapshot { index: snapshot } if self.match_index >= snapshot => self.become_probe(),
-            _ => {}
+            ReplicationState::Snapshot(transfer) if self.match_index >= transfer.index() => self.become_probe(),
+            ReplicationState::Snapshot(_) | ReplicationState::Replicate => {}
         }
         self.assert_valid();
         advanced
+    }
+
+    /// The follower answered a chunk of the snapshot at `index` with how much of it it holds. Progress
+    /// resets the stall timer, so a long transfer that keeps moving never times out.
+    pub fn acknowledge_snapshot(&mut self, index: LogIndex, next_offset: u64) -> SnapshotAck {
+        let ReplicationState::Snapshot(transfer) = &mut self.state else {
+            return SnapshotAck::Stale; // the transfer ended (or was never started) in this leader's view
+        };
+        if transfer.index() != index {
+            return SnapshotAck::Stale; // about a transfer the leader gave up
+        }
+        let ack = transfer.acknowledge(next_offset);
+        if ack == SnapshotAck::Progress {
+            self.stalled_ticks = 0;
+        }
+        ack
     }
 
     /// The follower rejected an Append: move `next_index` back to `next` (never at or below the match
@@ -115,7 +131,7 @@ impl Progress {
         match self.state {
             ReplicationState::Replicate if rejected_index <= self.match_index => return false,
             ReplicationState::Probe { .. } if rejected_index != self.next_index.prev() => return false,
-            ReplicationState::Snapshot { .. } => return false,
+            ReplicationState::Snapshot(_) => return false,
             _ => {}
         }
         self.next_index = next.min(rejected_index).max(self.match_index.next());
@@ -125,8 +141,8 @@ impl Progress {
 
     /// Switch to probing: one message at a time from `next_index`.
     pub fn become_probe(&mut self) {
-        if let ReplicationState::Snapshot { index } = self.state {
-            self.next_index = self.match_index.max(index).next();
+        if let ReplicationState::Snapshot(transfer) = &self.state {
+            self.next_index = self.match_index.max(transfer.index()).next();
         }
         self.state = ReplicationState::Probe { paused: false };
         self.inflight.clear();
@@ -141,9 +157,9 @@ impl Progress {
         self.inflight.clear();
     }
 
-    /// Switch to sending a snapshot up to `index`.
-    pub fn become_snapshot(&mut self, index: LogIndex) {
-        self.state = ReplicationState::Snapshot { index };
+    /// Switch to sending a snapshot, from its first chunk.
+    pub fn become_snapshot(&mut self, transfer: SnapshotTransfer) {
+        self.state = ReplicationState::Snapshot(transfer);
         self.inflight.clear();
         self.stalled_ticks = 0;
     }
@@ -156,12 +172,14 @@ impl Progress {
     }
 
     /// Counts a tick; returns true when messages in flight went unanswered so long that they must have
-    /// been lost, after switching to probe mode (the caller then sends again).
-    /// Appends are given `timeout_ticks`; a snapshot, which may be large, `snapshot_timeout_ticks`.
+    /// been lost (the caller then sends again): Appends after switching to probe mode from the match index,
+    /// snapshot chunks after rewinding to the acknowledged offset.
+    /// Appends are given `timeout_ticks`; snapshot chunks, whose last one may take the follower long to
+    /// persist and install, `snapshot_timeout_ticks` since the last acknowledged progress.
     pub fn tick_stalled(&mut self, timeout_ticks: u32, snapshot_timeout_ticks: u32) -> bool {
         let timeout = match self.state {
             ReplicationState::Replicate if !self.inflight.is_empty() => timeout_ticks,
-            ReplicationState::Snapshot { .. } => snapshot_timeout_ticks,
+            ReplicationState::Snapshot(_) => snapshot_timeout_ticks,
             ReplicationState::Replicate | ReplicationState::Probe { .. } => {
                 self.stalled_ticks = 0;
                 return false;
@@ -170,6 +188,11 @@ impl Progress {
         self.stalled_ticks += 1;
         if self.stalled_ticks < timeout {
             return false;
+        }
+        self.stalled_ticks = 0;
+        if let ReplicationState::Snapshot(transfer) = &mut self.state {
+            transfer.rewind(); // the chunks after the acknowledged offset are presumed lost
+            return true;
         }
         self.become_probe();
         self.next_index = self.match_index.next(); // whatever was in flight is presumed lost

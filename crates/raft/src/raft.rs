@@ -7,9 +7,10 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::log::RaftLog;
 use crate::message::{CampaignKind, Message, MessageBody};
-use crate::progress::Progress;
+use crate::progress::{Progress, ReplicationState};
 use crate::ready::{ReadState, Ready};
 use crate::rng::SplitMix64;
+use crate::snapshot::IncomingSnapshot;
 use crate::types::{Entry, HardState, LogIndex, Membership, NodeId, Snapshot, Term};
 
 /// The role a node plays in its current term.
@@ -57,7 +58,8 @@ pub(crate) struct PendingRead {
 /// - the term never decreases; the vote changes only with the term or from `None`;
 /// - a leader's log holds an entry of its own term (the no-op) from the moment it is elected;
 /// - `log.applied <= log.commit <= log.last_index`, and the commit index never decreases;
-/// - `progress` is non-empty only on a leader and holds exactly the other members.
+/// - `progress` is non-empty only on a leader and holds exactly the other members;
+/// - only a follower (or pre-candidate) assembles an incoming snapshot, and only from the leader of its term.
 pub struct Raft {
     /// Tuning and fault switches.
     pub(crate) config: Config,
@@ -105,6 +107,9 @@ pub struct Raft {
     pub(crate) read_states: Vec<ReadState>,
     /// Output: a snapshot received from the leader, to hand out in the next `Ready`.
     pub(crate) snapshot_to_install: Option<Snapshot>,
+    /// Follower only: the snapshot the leader of this term is sending, chunk by chunk. Dropped with a new
+    /// term (another leader sends its own), and never persisted: after a restart the leader starts over.
+    pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     /// The hard state handed out last, to detect changes.
     pub(crate) persisted_hard_state: HardState,
 }
@@ -140,6 +145,7 @@ impl Raft {
             messages: Vec::new(),
             read_states: Vec::new(),
             snapshot_to_install: None,
+            incoming_snapshot: None,
             persisted_hard_state: restored.hard_state,
         };
         raft.recompute_membership();
@@ -205,11 +211,14 @@ impl Raft {
                 self.become_follower_of(from);
                 self.handle_heartbeat(from, commit, read_seq);
             }
-            MessageBody::InstallSnapshot { snapshot } => {
+            MessageBody::InstallSnapshot(chunk) => {
                 self.become_follower_of(from);
-                self.handle_install_snapshot(from, snapshot);
+                self.handle_snapshot_chunk(from, chunk);
             }
             MessageBody::AppendResponse { result } => self.handle_append_response(from, result),
+            MessageBody::SnapshotResponse { index, next_offset } => {
+                self.handle_snapshot_response(from, index, next_offset)
+            }
             MessageBody::HeartbeatResponse { read_seq } => self.handle_heartbeat_response(from, read_seq),
             MessageBody::ReadIndexRequest { context } => self.handle_read_index_request(from, context),
             MessageBody::ReadIndexResponse { context, index } => {
@@ -236,7 +245,7 @@ impl Raft {
                 self.become_follower(message.term, None);
             }
             MessageBody::VoteResponse { pre_vote: true, granted: true } => {} // counted by the pre-candidate
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot(_) => {
                 self.become_follower(message.term, Some(message.from));
             }
             _ => self.become_follower(message.term, None),
@@ -248,7 +257,7 @@ impl Raft {
     /// drop everything else.
     fn step_lower_term(&mut self, message: &Message) {
         match &message.body {
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot(_) => {
                 self.send(message.from, MessageBody::HeartbeatResponse { read_seq: 0 });
             }
             MessageBody::VoteRequest { kind, .. } => {
@@ -434,11 +443,18 @@ impl Raft {
             assert_eq!(self.leader_id, Some(self.config.id), "leader does not know it leads");
             assert!(self.log.last_term() == self.term, "leader's last entry is not of its term");
             let targets = self.replication_targets();
-            for id in self.progress.keys() {
+            for (id, progress) in &self.progress {
                 assert!(targets.contains(id), "progress for {id}, not a replication target");
+                if let ReplicationState::Snapshot(transfer) = &progress.state {
+                    transfer.assert_valid();
+                }
             }
         } else {
             assert!(self.progress.is_empty(), "non-leader keeps progress");
+        }
+        if let Some(incoming) = &self.incoming_snapshot {
+            assert!(matches!(self.role, Role::Follower | Role::PreCandidate), "{:?} assembles a snapshot", self.role);
+            incoming.assert_valid(self.config.max_snapshot_bytes);
         }
     }
 
@@ -479,6 +495,7 @@ impl Raft {
         if term > self.term {
             self.term = term;
             self.vote = None;
+            self.incoming_snapshot = None; // only the leader of its term may complete it
         }
         self.role = Role::Follower;
         self.leader_id = leader;

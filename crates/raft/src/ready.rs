@@ -19,11 +19,11 @@ use crate::types::{Entry, HardState, LogIndex, Snapshot};
 #[derive(Debug, Default)]
 #[must_use = "a Ready must be persisted, sent and applied"]
 pub struct Ready {
-    /// A snapshot received from the leader. Persist it **before** `entries`, which follow it, and before
+    /// A snapshot received from the leader: always whole, its chunks assembled and its CRC32 verified by
+    /// the core (the driver never sees chunks). Persist it **before** `entries`, which follow it, and before
     /// sending `messages`, which acknowledge it; install it in the state machine before applying
-    /// `committed_entries`. Every log entry the
-    /// driver holds up to `snapshot.meta.index` is superseded and may be dropped; entries after it are gone
-    /// from the core's log and must be dropped too.
+    /// `committed_entries`. Every log entry the driver holds up to `snapshot.meta.index` is superseded and
+    /// may be dropped; entries after it are gone from the core's log and must be dropped too.
     pub snapshot: Option<Snapshot>,
     /// Entries to append to the durable log, consecutive. If the first one's index is not past the last
     /// durable index, the durable log is truncated from that index first (a conflicting suffix). Persist

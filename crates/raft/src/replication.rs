@@ -5,7 +5,7 @@ use crate::message::{AppendRejection, MessageBody};
 use crate::progress::ReplicationState;
 use crate::quorum;
 use crate::raft::{Raft, Role};
-use crate::types::{Entry, EntryPayload, LogIndex, NodeId, Snapshot, Term};
+use crate::types::{Entry, EntryPayload, LogIndex, NodeId, Term};
 
 impl Raft {
     /// Appends `data` to the log as a new command entry. It is committed, and may be applied, once a
@@ -62,7 +62,7 @@ impl Raft {
         let next = progress.next_index;
         let prev_log_index = next.prev();
         let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
-            self.send_snapshot(to);
+            self.start_snapshot_transfer(to);
             return;
         };
         let entries = if next <= self.log.last_index() {
@@ -80,19 +80,6 @@ impl Raft {
         self.send(to, MessageBody::Append { prev_log_index, prev_log_term, entries, leader_commit });
     }
 
-    /// Sends the newest snapshot to a follower that needs compacted entries.
-    fn send_snapshot(&mut self, to: NodeId) {
-        let snapshot = self.snapshot.clone();
-        assert!(
-            snapshot.meta.index >= self.log.offset(),
-            "snapshot {} older than compaction point {}",
-            snapshot.meta.index,
-            self.log.offset()
-        );
-        self.progress.get_mut(&to).expect("caller checked").become_snapshot(snapshot.meta.index);
-        self.send(to, MessageBody::InstallSnapshot { snapshot });
-    }
-
     /// Sends every member a heartbeat carrying the current ReadIndex round.
     pub(crate) fn broadcast_heartbeat(&mut self) {
         let commit = self.log.commit();
@@ -104,8 +91,9 @@ impl Raft {
         }
     }
 
-    /// Gives up on Appends unanswered for half an election timeout, and on snapshots unanswered for four
-    /// election timeouts (lost in the network), and probes again from the match index.
+    /// Gives up on Appends unanswered for half an election timeout (lost in the network) and probes again
+    /// from the match index; resends snapshot chunks from the acknowledged offset after four election
+    /// timeouts without an acknowledgement.
     pub(crate) fn tick_replication(&mut self) {
         let timeout = (self.config.election_timeout_ticks / 2).max(1);
         let snapshot_timeout = self.config.election_timeout_ticks * 4;
@@ -115,7 +103,11 @@ impl Raft {
             .filter_map(|(&id, p)| p.tick_stalled(timeout, snapshot_timeout).then_some(id))
             .collect();
         for id in stalled {
-            self.send_append(id, false);
+            if self.progress.get(&id).is_some_and(|p| matches!(p.state, ReplicationState::Snapshot(_))) {
+                self.resend_snapshot(id);
+            } else {
+                self.send_append(id, false);
+            }
         }
     }
 
@@ -170,40 +162,14 @@ impl Raft {
         self.send(from, MessageBody::HeartbeatResponse { read_seq });
     }
 
-    /// Follower: the leader's snapshot. Install it unless the log already covers it.
-    pub(crate) fn handle_install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
-        let meta = &snapshot.meta;
-        let index = meta.index;
-        if index <= self.log.commit() && self.has_membership_base() {
-            let result = Ok(self.log.commit());
-            self.send(from, MessageBody::AppendResponse { result });
-            return;
-        }
-        if index <= self.log.commit() {
-            // A new node (empty log, commit 0) takes the leader's never-compacted snapshot at index 0 for its
-            // membership base.
-            self.snapshot = snapshot.clone();
-            self.snapshot_to_install = Some(snapshot);
-            self.recompute_membership();
-        } else if self.log.matches(index, meta.term) {
-            self.log.commit_to(index); // our log already holds it: no need to replace anything
-        } else {
-            self.log.install_snapshot(meta);
-            self.snapshot = snapshot.clone();
-            self.snapshot_to_install = Some(snapshot);
-            self.recompute_membership();
-        }
-        self.send(from, MessageBody::AppendResponse { result: Ok(index) });
-    }
-
     /// Whether this node knows the membership its log's changes apply to: every member of a cluster has a
     /// snapshot (at index 0, the initial one) with at least one voter; a new node that will join an existing
     /// cluster starts with an empty one and gets it from the leader's snapshot.
-    fn has_membership_base(&self) -> bool {
+    pub(crate) fn has_membership_base(&self) -> bool {
         !self.snapshot.meta.membership.voters.is_empty()
     }
 
-    /// Leader: a follower answered an Append or a snapshot.
+    /// Leader: a follower answered an Append, or the snapshot chunk that completed a snapshot.
     pub(crate) fn handle_append_response(&mut self, from: NodeId, result: Result<LogIndex, AppendRejection>) {
         if self.role != Role::Leader {
             return;
@@ -225,8 +191,8 @@ impl Raft {
                 self.maybe_send_timeout_now(from);
             }
             Err(rejection) if rejection.needs_snapshot => {
-                if !matches!(progress.state, ReplicationState::Snapshot { .. }) {
-                    self.send_snapshot(from);
+                if !matches!(progress.state, ReplicationState::Snapshot(_)) {
+                    self.start_snapshot_transfer(from);
                 }
                 return;
             }

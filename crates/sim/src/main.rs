@@ -1,5 +1,6 @@
 //! `tally-sim`: run a sweep of seeds, or replay one seed with a trace.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -76,9 +77,13 @@ fn main() -> ExitCode {
     let options = RunOptions { nodes, profile, faults: faults(args.fault.as_deref()) };
     if let Some(seed) = args.seed {
         let report = run_seed(seed, options, args.trace);
+        let mut out = std::io::stdout().lock();
         for line in &report.trace {
-            println!("{line}");
+            if writeln!(out, "{line}").is_err() {
+                return ExitCode::SUCCESS; // the reader went away (e.g. `| head`): nothing left to say
+            }
         }
+        drop(out);
         return match report.violation {
             None => {
                 println!("seed={seed} nodes={} ops={} ok", report.nodes, report.ops);

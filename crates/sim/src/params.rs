@@ -79,6 +79,8 @@ pub struct SimParams {
     pub heartbeat_interval_ticks: u32,
     /// Raft: entries per Append (1 forces one message per entry, which exposes ordering bugs).
     pub max_entries_per_message: usize,
+    /// Raft: bytes per Append and per snapshot chunk (tiny values split snapshots into many chunks).
+    pub max_bytes_per_message: usize,
     /// Raft: Append messages in flight per follower.
     pub max_inflight_messages: usize,
     /// Broken behaviours switched on in every node (tests only).
@@ -147,6 +149,7 @@ impl SimParams {
             heartbeat_interval_ticks: rng.range(1, 4) as u32,
             max_entries_per_message: if rng.chance(1, 4) { 1 } else { rng.range(2, 64) as usize },
             max_inflight_messages: rng.range(8, 64) as usize,
+            max_bytes_per_message: if rng.chance(1, 3) { rng.range(7, 64) as usize } else { 1 << 20 },
             faults: Faults::default(),
         }
     }

@@ -19,7 +19,9 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
     });
     let result = match cmd.name.as_str() {
         // add-nodes N [voters=1,2,3] [learners=4] [pre-vote=true] [check-quorum=true] [seed=S]
-        //   [election-timeout=10] [heartbeat=2] [max-inflight=64] [max-entries=256] [max-uncommitted=10000]
+        //   [election-timeout=10] [heartbeat=2] [max-inflight=64] [max-entries=256] [max-bytes=1048576]
+        //   [max-uncommitted=10000]
+        // (max-bytes also sets the snapshot chunk size.)
         // Creates N brand-new nodes with the next free ids. In an empty environment the initial membership
         // defaults to all N nodes as voters; later nodes default to an empty membership (they join when a
         // leader contacts them). Nodes whose membership names no existing node form a new, independent
@@ -122,6 +124,7 @@ const ADD_NODES_KEYS: &[&str] = &[
     "heartbeat",
     "max-inflight",
     "max-entries",
+    "max-bytes",
     "max-uncommitted",
 ];
 
@@ -147,6 +150,7 @@ fn add_nodes(env: &mut Env, cmd: &Command) -> Result<(), String> {
             .map_or(config.heartbeat_interval_ticks, |v| u32::try_from(number(v)).expect("a small number"));
         config.max_inflight_messages = cmd.key("max-inflight").map_or(config.max_inflight_messages, count_arg);
         config.max_entries_per_message = cmd.key("max-entries").map_or(config.max_entries_per_message, count_arg);
+        config.max_bytes_per_message = cmd.key("max-bytes").map_or(config.max_bytes_per_message, count_arg);
         config.max_uncommitted_entries = cmd.key("max-uncommitted").map_or(config.max_uncommitted_entries, count_arg);
         env.add_node(config, membership.clone());
         env.emit(0, format!("{id}: {}", describe_membership(&membership)));

@@ -269,6 +269,7 @@ impl Simulation {
         config.raft.heartbeat_interval_ticks = self.params.heartbeat_interval_ticks;
         config.raft.max_entries_per_message = self.params.max_entries_per_message;
         config.raft.max_inflight_messages = self.params.max_inflight_messages;
+        config.raft.max_bytes_per_message = self.params.max_bytes_per_message;
         config.tick_interval_ms = self.params.tick_interval_ms;
         config.snapshot_interval_entries = self.params.snapshot_interval_entries;
         config.snapshot_keep_entries = self.params.snapshot_keep_entries;
