@@ -99,6 +99,7 @@ impl SimParams {
         // overtakes an earlier one, which sends the leader back to probing (as in etcd): still safe, but catch-up
         // is slower, so those runs get a longer liveness bound.
         let fifo_links = rng.chance(2, 3) && !chaos;
+        let mood = Mood { chaos, harsh };
         let membership = rng.chance(1, 2) && profile == Profile::Mixed;
         let spares = if membership { rng.range(1, 3) as usize } else { 0 };
         SimParams {
@@ -111,28 +112,10 @@ impl SimParams {
             liveness_ms: if fifo_links { 6_000 } else { 12_000 },
             delay_ms: (1, delay_max),
             fifo_links,
-            loss_permille: if chaos {
-                rng.range(100, 300)
-            } else if harsh {
-                rng.range(0, 150)
-            } else {
-                rng.range(0, 20)
-            },
+            loss_permille: mood.pick(&mut rng, (100, 300), (0, 150), (0, 20)),
             duplicate_permille: rng.range(0, 50),
-            partition_permille: if chaos {
-                rng.range(5, 30)
-            } else if harsh {
-                rng.range(1, 6)
-            } else {
-                rng.range(0, 3)
-            },
-            crash_permille: if chaos {
-                rng.range(3, 15)
-            } else if harsh {
-                rng.range(1, 4)
-            } else {
-                rng.range(0, 2)
-            },
+            partition_permille: mood.pick(&mut rng, (5, 30), (1, 6), (0, 3)),
+            crash_permille: mood.pick(&mut rng, (3, 15), (1, 4), (0, 2)),
             crash_mid_ready_permille: rng.range(0, 600),
             crash_after_event_permille: if chaos { rng.range(50, 300) } else { 0 },
             downtime_ms: if chaos { (1, rng.range(2, 100)) } else { (50, rng.range(100, 2_000)) },
@@ -152,5 +135,27 @@ impl SimParams {
             max_bytes_per_message: if rng.chance(1, 3) { rng.range(7, 64) as usize } else { 1 << 20 },
             faults: Faults::default(),
         }
+    }
+}
+
+/// How rough a run is: chaotic, harsh, or calm.
+struct Mood {
+    /// Crash-restart storms, heavy loss, frequent partitions.
+    chaos: bool,
+    /// More loss, partitions and crashes than a calm run.
+    harsh: bool,
+}
+
+impl Mood {
+    /// A value from the range of this mood: `[low, high)` for chaotic, harsh and calm runs.
+    fn pick(&self, rng: &mut SplitMix64, chaos: (u64, u64), harsh: (u64, u64), calm: (u64, u64)) -> u64 {
+        let (low, high) = if self.chaos {
+            chaos
+        } else if self.harsh {
+            harsh
+        } else {
+            calm
+        };
+        rng.range(low, high)
     }
 }

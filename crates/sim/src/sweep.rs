@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tally_raft::Faults;
@@ -137,29 +137,42 @@ pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
     }
 }
 
-/// Runs seeds `start .. start + count` on `threads` threads.
-pub fn sweep(start: u64, count: u64, options: RunOptions, threads: usize) -> SweepReport {
-    let began = Instant::now();
+/// Runs seeds `start .. end` on `threads` threads, in seed order per worker. With `stop_at_failure`, workers
+/// stop taking seeds once any run failed. Returns the reports (sorted by seed) and how many seeds ran.
+fn run_many(start: u64, end: u64, options: RunOptions, threads: usize, stop_at_failure: bool) -> (Vec<RunReport>, u64) {
     let next = AtomicU64::new(start);
-    let end = start + count;
+    let failed = AtomicBool::new(false);
     let mut reports: Vec<RunReport> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 scope.spawn(|| {
                     let mut mine = Vec::new();
-                    loop {
+                    while !(stop_at_failure && failed.load(Ordering::Relaxed)) {
                         let seed = next.fetch_add(1, Ordering::Relaxed);
                         if seed >= end {
-                            break mine;
+                            break;
                         }
-                        mine.push(run_seed(seed, options, false));
+                        let report = run_seed(seed, options, false);
+                        if report.violation.is_some() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        mine.push(report);
                     }
+                    mine
                 })
             })
             .collect();
         workers.into_iter().flat_map(|w| w.join().expect("sweep worker panicked outside a run")).collect()
     });
     reports.sort_by_key(|r| r.seed);
+    let ran = next.load(Ordering::Relaxed).min(end) - start;
+    (reports, ran)
+}
+
+/// Runs seeds `start .. start + count` on `threads` threads.
+pub fn sweep(start: u64, count: u64, options: RunOptions, threads: usize) -> SweepReport {
+    let began = Instant::now();
+    let (reports, _) = run_many(start, start + count, options, threads, false);
     let ops = reports.iter().map(|r| r.ops).sum();
     let unchecked_keys = reports.iter().map(|r| r.unchecked_keys).sum();
     let failures = reports.into_iter().filter(|r| r.violation.is_some()).collect();
@@ -169,32 +182,6 @@ pub fn sweep(start: u64, count: u64, options: RunOptions, threads: usize) -> Swe
 /// Runs seeds from `start` on `threads` threads until one fails or `max_seeds` ran; returns the failing run
 /// with the lowest seed among those found, and how many seeds ran.
 pub fn hunt(start: u64, max_seeds: u64, options: RunOptions, threads: usize) -> (Option<RunReport>, u64) {
-    let next = AtomicU64::new(start);
-    let found = std::sync::atomic::AtomicBool::new(false);
-    let end = start + max_seeds;
-    let mut failures: Vec<RunReport> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.max(1))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    while !found.load(Ordering::Relaxed) {
-                        let seed = next.fetch_add(1, Ordering::Relaxed);
-                        if seed >= end {
-                            break;
-                        }
-                        let report = run_seed(seed, options, false);
-                        if report.violation.is_some() {
-                            found.store(true, Ordering::Relaxed);
-                            mine.push(report);
-                        }
-                    }
-                    mine
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("hunt worker panicked outside a run")).collect()
-    });
-    failures.sort_by_key(|r| r.seed);
-    let ran = next.load(Ordering::Relaxed).min(end) - start;
-    (failures.into_iter().next(), ran)
+    let (reports, ran) = run_many(start, start + max_seeds, options, threads, true);
+    (reports.into_iter().find(|r| r.violation.is_some()), ran)
 }
