@@ -245,7 +245,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         for message in ready.messages {
             self.transport.send(message);
         }
-        if let Some(snapshot) = &ready.snapshot {
+        if let Some(snapshot) = ready.snapshot.as_ref().filter(|_| ready.snapshot_replaces_log) {
             self.install_snapshot(snapshot)?;
         }
         for entry in &ready.committed_entries {
@@ -263,7 +263,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     /// Step 1 of the contract: snapshot, entries and hard state, then one sync.
     fn persist(&mut self, ready: &Ready) -> Result<(), StorageError> {
         if let Some(snapshot) = &ready.snapshot {
-            self.storage.save_snapshot(snapshot, true)?;
+            self.storage.save_snapshot(snapshot, ready.snapshot_replaces_log)?;
         }
         if !ready.entries.is_empty() {
             self.storage.append(&ready.entries)?;

@@ -2,8 +2,7 @@
 //! the log's opaque records (see [`crate::codec`]).
 //!
 //! A joining node's membership base (the index-0 snapshot the leader sends it, which carries only the
-//! initial membership) is not written: the log stores snapshots from index 1. After a restart such a node
-//! simply rejects Appends again until the leader resends the base, which the core already handles.
+//! initial membership) is stored as a snapshot at index 0, so a restarted joiner still knows it.
 
 use std::sync::Arc;
 
@@ -95,15 +94,14 @@ impl<D: Disk> Storage for WalStorage<D> {
 
     fn save_snapshot(&mut self, snapshot: &Snapshot, replace_log: bool) -> Result<(), StorageError> {
         let meta = &snapshot.meta;
-        if meta.index == LogIndex(0) {
-            return Ok(()); // a joining node's membership base: see the module doc
-        }
         let file = SnapshotFile {
             index: meta.index.0,
             term: meta.term.0,
             data: encode_snapshot(&meta.membership, &snapshot.data),
         };
-        let result = if replace_log { self.wal.replace_with_snapshot(&file) } else { self.wal.save_snapshot(&file) };
+        // An index-0 snapshot (a joining node's membership base) covers no entry: nothing to replace.
+        let replace = replace_log && meta.index > LogIndex(0);
+        let result = if replace { self.wal.replace_with_snapshot(&file) } else { self.wal.save_snapshot(&file) };
         result.map_err(storage_error)
     }
 

@@ -107,6 +107,9 @@ pub struct Raft {
     pub(crate) read_states: Vec<ReadState>,
     /// Output: a snapshot received from the leader, to hand out in the next `Ready`.
     pub(crate) snapshot_to_install: Option<Snapshot>,
+    /// Output: whether that snapshot replaces the whole log (false: it only gives a node that had lost its
+    /// membership base the base again, and the log after it stays).
+    pub(crate) snapshot_replaces_log: bool,
     /// Follower only: the snapshot the leader of this term is sending, chunk by chunk. Dropped with a new
     /// term (another leader sends its own), and never persisted: after a restart the leader starts over.
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
@@ -145,6 +148,7 @@ impl Raft {
             messages: Vec::new(),
             read_states: Vec::new(),
             snapshot_to_install: None,
+            snapshot_replaces_log: false,
             incoming_snapshot: None,
             persisted_hard_state: restored.hard_state,
         };
@@ -295,6 +299,7 @@ impl Raft {
         self.persisted_hard_state = hard_state;
         Ready {
             snapshot: self.snapshot_to_install.take(),
+            snapshot_replaces_log: self.snapshot_replaces_log,
             entries: self.log.take_unstable(),
             hard_state: changed.then_some(hard_state),
             messages: std::mem::take(&mut self.messages),

@@ -25,6 +25,11 @@ pub struct Ready {
     /// `committed_entries`. Every log entry the driver holds up to `snapshot.meta.index` is superseded and
     /// may be dropped; entries after it are gone from the core's log and must be dropped too.
     pub snapshot: Option<Snapshot>,
+    /// With `snapshot`: true if it replaces the whole log (drop every stored entry, restore the state machine
+    /// from it); false if it only gives a node without a membership base its base (store it, keep the stored
+    /// entries after its index, leave the state machine alone: the log at or below the commit index already
+    /// matches it).
+    pub snapshot_replaces_log: bool,
     /// Entries to append to the durable log, consecutive. If the first one's index is not past the last
     /// durable index, the durable log is truncated from that index first (a conflicting suffix). Persist
     /// **before** sending `messages`: a follower's acknowledgement and a leader's own vote in the commit

@@ -364,12 +364,14 @@ impl Raft {
     /// to its index.
     fn install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
         let index = snapshot.meta.index;
-        if index > self.log.commit() {
+        self.snapshot_replaces_log = index > self.log.commit();
+        if self.snapshot_replaces_log {
             assert!(!self.log.matches(index, snapshot.meta.term), "installing snapshot {index} the log holds");
             self.log.install_snapshot(&snapshot.meta);
         } else {
-            // A new node (empty log, commit 0) takes the leader's never-compacted snapshot at index 0 for its
-            // membership base.
+            // A node without a membership base (a new node, or one restarted before it persisted the base)
+            // takes the leader's snapshot at or below its commit index as the base only: its log, which
+            // matches the leader's up to the commit index, stays.
             assert!(!self.has_membership_base(), "snapshot {index} within commit {} not needed", self.log.commit());
         }
         self.snapshot = snapshot.clone();

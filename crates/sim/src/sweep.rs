@@ -11,7 +11,7 @@ use tally_raft::Faults;
 
 use crate::checkers::Violation;
 use crate::params::{Profile, SimParams};
-use crate::world::Simulation;
+use crate::world::{Simulation, Trace};
 
 /// The result of one seed.
 #[derive(Debug)]
@@ -112,7 +112,8 @@ pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
     params.faults = faults;
     let nodes = params.nodes;
     LAST_PANIC.with(|p| *p.borrow_mut() = Some(String::new()));
-    let result = panic::catch_unwind(AssertUnwindSafe(|| Simulation::new(params, trace).run()));
+    let shared = trace.then(Trace::default);
+    let result = panic::catch_unwind(AssertUnwindSafe(|| Simulation::new(params, shared.clone()).run()));
     let panic_message = LAST_PANIC.with(|p| p.borrow_mut().take());
     match result {
         Ok(outcome) => RunReport {
@@ -131,7 +132,7 @@ pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
                 violation: Some(Violation { checker: "assertion", detail }),
                 ops: 0,
                 unchecked_keys: 0,
-                trace: Vec::new(),
+                trace: shared.map(|t| t.lines()).unwrap_or_default(),
             }
         }
     }

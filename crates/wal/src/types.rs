@@ -39,7 +39,8 @@ pub struct HardState {
 /// A snapshot of the replicated state as of log entry `index`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SnapshotFile {
-    /// The last log index the snapshot covers, `>= 1`.
+    /// The last log index the snapshot covers; 0 (with term 0) for a snapshot that covers no entry and only
+    /// carries the caller's data (a joining node's initial membership).
     pub index: u64,
     /// The term of the entry at `index`.
     pub term: u64,

@@ -42,7 +42,11 @@ impl Disk {
     fn persist(&mut self, id: NodeId, ready: &Ready) {
         if let Some(snapshot) = &ready.snapshot {
             self.snapshot = snapshot.clone();
-            self.entries.clear(); // the core dropped its whole log; so does the disk
+            if ready.snapshot_replaces_log {
+                self.entries.clear(); // the core dropped its whole log; so does the disk
+            } else {
+                self.entries.retain(|e| e.index > snapshot.meta.index); // only a membership base: keep the log
+            }
         }
         if let Some(first) = ready.entries.first() {
             let base = self.snapshot.meta.index;
@@ -220,7 +224,7 @@ impl Env {
         print_ready(self, indent + 2, &ready);
         let node = self.nodes.get_mut(&id).expect("checked above");
         node.disk.persist(id, &ready);
-        if let Some(snapshot) = &ready.snapshot {
+        if let Some(snapshot) = ready.snapshot.as_ref().filter(|_| ready.snapshot_replaces_log) {
             node.state = decode_state(&snapshot.data);
         }
         for message in ready.messages {

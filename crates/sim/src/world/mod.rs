@@ -25,6 +25,23 @@ use crate::network::Network;
 pub use crate::params::SimParams;
 use crate::state_machine::RecordingKv;
 
+/// The lines of a run's trace, shared between the run and its caller (so a panicking run still leaves its
+/// trace behind for the report).
+#[derive(Clone, Default, Debug)]
+pub struct Trace(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Trace {
+    /// Appends a line.
+    fn push(&self, line: String) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line);
+    }
+
+    /// The lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
 /// A node as the simulator runs it.
 pub type SimNode = Node<RecordingKv, WalStorage<FaultDisk>, Outbox, ManualClock>;
 
@@ -54,7 +71,7 @@ pub struct Outcome {
     pub elections: usize,
     /// Keys whose history was too costly to check for linearizability within the search budget.
     pub unchecked_keys: usize,
-    /// The trace, if it was asked for.
+    /// The trace, if it was asked for (also in [`Trace`], which survives a panic).
     pub trace: Vec<String>,
 }
 
@@ -113,13 +130,13 @@ pub struct Simulation {
     unchecked_keys: usize,
     /// Per node: the commit index up to which committed entries were recorded.
     commit_seen: Vec<LogIndex>,
-    /// The trace, when enabled.
-    trace: Option<Vec<String>>,
+    /// The trace, when enabled: shared with the caller so it survives a panic in the run.
+    trace: Option<Trace>,
 }
 
 impl Simulation {
     /// Sets up the cluster of `params`: every node a voter, empty logs.
-    pub fn new(params: SimParams, trace: bool) -> Simulation {
+    pub fn new(params: SimParams, trace: Option<Trace>) -> Simulation {
         let ids: Vec<NodeId> = (1..=(params.nodes + params.spares) as u64).map(NodeId).collect();
         let voters = &ids[..params.nodes];
         let mut rng = SplitMix64::new(params.seed);
@@ -163,7 +180,7 @@ impl Simulation {
             observed: vec![(Role::Follower, Term(0), LogIndex(0)); ids.len()],
             commit_seen: vec![LogIndex(0); ids.len()],
             unchecked_keys: 0,
-            trace: trace.then(Vec::new),
+            trace,
             ids,
             params,
         };
@@ -184,7 +201,7 @@ impl Simulation {
             ops: self.ops,
             elections: self.election_safety.terms_with_leader(),
             unchecked_keys: self.unchecked_keys,
-            trace: self.trace.unwrap_or_default(),
+            trace: self.trace.map(|t| t.lines()).unwrap_or_default(),
         }
     }
 
@@ -232,7 +249,7 @@ impl Simulation {
     /// Appends a line to the trace, if tracing.
     pub(crate) fn trace_event(&mut self, line: impl FnOnce() -> String) {
         let now = self.now;
-        if let Some(trace) = self.trace.as_mut() {
+        if let Some(trace) = self.trace.as_ref() {
             trace.push(format!("{now:>6} {}", line()));
         }
     }

@@ -121,7 +121,9 @@ impl<D: Disk> Wal<D> {
 
     fn check_snapshot(&self, snapshot: &SnapshotFile) {
         let current = self.snapshot_index();
-        assert!(snapshot.index >= 1, "snapshot at index 0");
+        // Index 0 is the empty prefix: a snapshot there covers no entry and only carries the caller's data (for
+        // Tally, a joining node's initial membership), so its term must be 0 too.
+        assert!(snapshot.index >= 1 || snapshot.term == 0, "snapshot at index 0 with term {}", snapshot.term);
         assert!(snapshot.index >= current, "snapshot at {} older than the current one at {current}", snapshot.index);
         let len = snapshot.data.len() as u64;
         assert!(len <= SNAPSHOT_DATA_MAX, "snapshot of {len} bytes > max {SNAPSHOT_DATA_MAX}");
