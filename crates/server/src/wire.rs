@@ -1,0 +1,326 @@
+//! The binary encoding of Raft messages between peers (the payload of a [`crate::frame`]).
+//!
+//! ```text
+//! message  := from u64, to u64, term u64, kind u8, body
+//! bytes    := length u32, bytes            (entry payloads use tally_node::codec)
+//! entry    := index u64, term u64, bytes
+//! membership := voters (count u32, ids u64...), learners (count u32, ids u64...)
+//! ```
+//! All integers little-endian. Counts are checked against the bytes left before anything is allocated.
+
+use tally_node::codec::{decode_payload, encode_payload};
+use tally_raft::{
+    AppendRejection, CampaignKind, Entry, LogIndex, Membership, Message, MessageBody, NodeId, SnapshotChunk,
+    SnapshotMeta, Term,
+};
+
+/// Why a payload is not a valid message. The connection that sent it should be closed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The payload ended early.
+    #[error("message truncated at byte {offset}: {needed} more bytes needed")]
+    Truncated {
+        /// Where the missing bytes start.
+        offset: usize,
+        /// How many more were needed.
+        needed: usize,
+    },
+    /// A tag byte has no meaning.
+    #[error("unknown {what} tag {tag} at byte {offset}")]
+    BadTag {
+        /// What was being decoded.
+        what: &'static str,
+        /// The tag found.
+        tag: u8,
+        /// Where.
+        offset: usize,
+    },
+    /// The message decoded but bytes are left over.
+    #[error("{count} unexpected bytes after the message")]
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
+    /// The content is invalid (e.g. an entry payload that does not decode).
+    #[error("invalid message: {0}")]
+    Invalid(String),
+}
+
+// Message kinds on the wire. Never renumber: peers of other builds read them.
+const VOTE_REQUEST: u8 = 1;
+const VOTE_RESPONSE: u8 = 2;
+const APPEND: u8 = 3;
+const APPEND_RESPONSE: u8 = 4;
+const HEARTBEAT: u8 = 5;
+const HEARTBEAT_RESPONSE: u8 = 6;
+const INSTALL_SNAPSHOT: u8 = 7;
+const SNAPSHOT_RESPONSE: u8 = 8;
+const READ_INDEX_REQUEST: u8 = 9;
+const READ_INDEX_RESPONSE: u8 = 10;
+const TIMEOUT_NOW: u8 = 11;
+
+/// Encodes a message.
+pub fn encode(message: &Message) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(64));
+    w.u64(message.from.0);
+    w.u64(message.to.0);
+    w.u64(message.term.0);
+    match &message.body {
+        MessageBody::VoteRequest { kind, last_log_term, last_log_index } => {
+            w.u8(VOTE_REQUEST);
+            w.u8(match kind {
+                CampaignKind::PreVote => 0,
+                CampaignKind::Election => 1,
+                CampaignKind::Transfer => 2,
+            });
+            w.u64(last_log_term.0);
+            w.u64(last_log_index.0);
+        }
+        MessageBody::VoteResponse { pre_vote, granted } => {
+            w.u8(VOTE_RESPONSE);
+            w.bool(*pre_vote);
+            w.bool(*granted);
+        }
+        MessageBody::Append { prev_log_index, prev_log_term, entries, leader_commit } => {
+            w.u8(APPEND);
+            w.u64(prev_log_index.0);
+            w.u64(prev_log_term.0);
+            w.u64(leader_commit.0);
+            w.u32(entries.len() as u32);
+            for entry in entries {
+                w.u64(entry.index.0);
+                w.u64(entry.term.0);
+                w.bytes(&encode_payload(&entry.payload));
+            }
+        }
+        MessageBody::AppendResponse { result } => {
+            w.u8(APPEND_RESPONSE);
+            match result {
+                Ok(index) => {
+                    w.u8(0);
+                    w.u64(index.0);
+                }
+                Err(r) => {
+                    w.u8(1);
+                    w.u64(r.rejected_index.0);
+                    w.u64(r.hint_index.0);
+                    w.u64(r.hint_term.0);
+                    w.bool(r.needs_snapshot);
+                }
+            }
+        }
+        MessageBody::Heartbeat { commit, read_seq } => {
+            w.u8(HEARTBEAT);
+            w.u64(commit.0);
+            w.u64(*read_seq);
+        }
+        MessageBody::HeartbeatResponse { read_seq } => {
+            w.u8(HEARTBEAT_RESPONSE);
+            w.u64(*read_seq);
+        }
+        MessageBody::InstallSnapshot(chunk) => {
+            w.u8(INSTALL_SNAPSHOT);
+            w.u64(chunk.meta.index.0);
+            w.u64(chunk.meta.term.0);
+            w.membership(&chunk.meta.membership);
+            w.u64(chunk.offset);
+            w.u64(chunk.total_len);
+            w.u32(chunk.checksum);
+            w.bool(chunk.done);
+            w.bytes(&chunk.data);
+        }
+        MessageBody::SnapshotResponse { index, next_offset } => {
+            w.u8(SNAPSHOT_RESPONSE);
+            w.u64(index.0);
+            w.u64(*next_offset);
+        }
+        MessageBody::ReadIndexRequest { context } => {
+            w.u8(READ_INDEX_REQUEST);
+            w.u64(*context);
+        }
+        MessageBody::ReadIndexResponse { context, index } => {
+            w.u8(READ_INDEX_RESPONSE);
+            w.u64(*context);
+            w.u64(index.0);
+        }
+        MessageBody::TimeoutNow => w.u8(TIMEOUT_NOW),
+    }
+    w.0
+}
+
+/// Decodes a message; never panics.
+///
+/// # Errors
+/// Any malformation, named with its byte offset.
+pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
+    let mut r = Reader { bytes, offset: 0 };
+    let (from, to, term) = (NodeId(r.u64()?), NodeId(r.u64()?), Term(r.u64()?));
+    let kind_offset = r.offset;
+    let body = match r.u8()? {
+        VOTE_REQUEST => {
+            let kind = match r.u8()? {
+                0 => CampaignKind::PreVote,
+                1 => CampaignKind::Election,
+                2 => CampaignKind::Transfer,
+                tag => return Err(WireError::BadTag { what: "campaign kind", tag, offset: r.offset - 1 }),
+            };
+            MessageBody::VoteRequest { kind, last_log_term: Term(r.u64()?), last_log_index: LogIndex(r.u64()?) }
+        }
+        VOTE_RESPONSE => MessageBody::VoteResponse { pre_vote: r.bool()?, granted: r.bool()? },
+        APPEND => decode_append(&mut r)?,
+        APPEND_RESPONSE => {
+            let result = match r.u8()? {
+                0 => Ok(LogIndex(r.u64()?)),
+                1 => Err(AppendRejection {
+                    rejected_index: LogIndex(r.u64()?),
+                    hint_index: LogIndex(r.u64()?),
+                    hint_term: Term(r.u64()?),
+                    needs_snapshot: r.bool()?,
+                }),
+                tag => return Err(WireError::BadTag { what: "append result", tag, offset: r.offset - 1 }),
+            };
+            MessageBody::AppendResponse { result }
+        }
+        HEARTBEAT => MessageBody::Heartbeat { commit: LogIndex(r.u64()?), read_seq: r.u64()? },
+        HEARTBEAT_RESPONSE => MessageBody::HeartbeatResponse { read_seq: r.u64()? },
+        INSTALL_SNAPSHOT => {
+            let meta = SnapshotMeta { index: LogIndex(r.u64()?), term: Term(r.u64()?), membership: r.membership()? };
+            let (offset, total_len, checksum, done) = (r.u64()?, r.u64()?, r.u32()?, r.bool()?);
+            let data = r.bytes()?.to_vec();
+            MessageBody::InstallSnapshot(SnapshotChunk { meta, offset, data, total_len, checksum, done })
+        }
+        SNAPSHOT_RESPONSE => MessageBody::SnapshotResponse { index: LogIndex(r.u64()?), next_offset: r.u64()? },
+        READ_INDEX_REQUEST => MessageBody::ReadIndexRequest { context: r.u64()? },
+        READ_INDEX_RESPONSE => MessageBody::ReadIndexResponse { context: r.u64()?, index: LogIndex(r.u64()?) },
+        TIMEOUT_NOW => MessageBody::TimeoutNow,
+        tag => return Err(WireError::BadTag { what: "message kind", tag, offset: kind_offset }),
+    };
+    let count = bytes.len() - r.offset;
+    if count > 0 {
+        return Err(WireError::TrailingBytes { count });
+    }
+    Ok(Message { from, to, term, body })
+}
+
+/// The body of an Append.
+fn decode_append(r: &mut Reader<'_>) -> Result<MessageBody, WireError> {
+    let (prev_log_index, prev_log_term, leader_commit) = (LogIndex(r.u64()?), Term(r.u64()?), LogIndex(r.u64()?));
+    let count = r.count(8 + 8 + 4)?;
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (index, term) = (LogIndex(r.u64()?), Term(r.u64()?));
+        let payload = decode_payload(r.bytes()?).map_err(|e| WireError::Invalid(e.to_string()))?;
+        entries.push(Entry { index, term, payload });
+    }
+    check_consecutive(prev_log_index, prev_log_term, &entries)?;
+    Ok(MessageBody::Append { prev_log_index, prev_log_term, entries, leader_commit })
+}
+
+/// The core asserts that an Append's entries follow `prev` consecutively with terms that never decrease;
+/// a peer must not be able to trip that assertion, so the boundary checks it.
+fn check_consecutive(prev_index: LogIndex, prev_term: Term, entries: &[Entry]) -> Result<(), WireError> {
+    let (mut index, mut term) = (prev_index, prev_term);
+    for entry in entries {
+        if entry.index != index.next() || entry.term < term {
+            let reason = format!("entry {}@{} does not follow {index}@{term}", entry.index, entry.term);
+            return Err(WireError::Invalid(reason));
+        }
+        (index, term) = (entry.index, entry.term);
+    }
+    Ok(())
+}
+
+/// Appends little-endian fields.
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn bool(&mut self, v: bool) {
+        self.0.push(u8::from(v));
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.u32(u32::try_from(v.len()).expect("a message field fits in u32"));
+        self.0.extend_from_slice(v);
+    }
+    fn membership(&mut self, m: &Membership) {
+        for set in [&m.voters, &m.learners] {
+            self.u32(set.len() as u32);
+            for id in set {
+                self.u64(id.0);
+            }
+        }
+    }
+}
+
+/// Reads little-endian fields, failing (never panicking) past the end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let left = self.bytes.len() - self.offset;
+        if n > left {
+            return Err(WireError::Truncated { offset: self.offset, needed: n - left });
+        }
+        let out = &self.bytes[self.offset..self.offset + n];
+        self.offset += n;
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn bool(&mut self) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            tag => Err(WireError::BadTag { what: "bool", tag, offset: self.offset - 1 }),
+        }
+    }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], WireError> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+    /// A count of items of at least `min_item_bytes` each, checked against the bytes left so a forged count
+    /// cannot make the decoder allocate more than the message itself.
+    fn count(&mut self, min_item_bytes: usize) -> Result<usize, WireError> {
+        let count = self.u32()? as usize;
+        let left = self.bytes.len() - self.offset;
+        if count.saturating_mul(min_item_bytes) > left {
+            return Err(WireError::Truncated { offset: self.offset, needed: count * min_item_bytes - left });
+        }
+        Ok(count)
+    }
+    fn membership(&mut self) -> Result<Membership, WireError> {
+        let mut sets = [std::collections::BTreeSet::new(), std::collections::BTreeSet::new()];
+        for set in &mut sets {
+            for _ in 0..self.count(8)? {
+                set.insert(NodeId(self.u64()?));
+            }
+        }
+        let [voters, learners] = sets;
+        if let Some(id) = voters.intersection(&learners).next() {
+            return Err(WireError::Invalid(format!("{id} is both voter and learner")));
+        }
+        Ok(Membership { voters, learners })
+    }
+}
+
+#[cfg(test)]
+mod tests;
