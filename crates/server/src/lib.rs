@@ -1,15 +1,20 @@
-//! `tally-server`: the process around the node loop. So far it holds the peer wire format, the part of
-//! the peer transport that needs no sockets:
+//! `tally-server`: the process around the node loop. So far it holds the peer wire format and the tokio
+//! peer transport that carries it:
 //!
 //! ```text
 //!  Raft Message ──wire::encode──▶ payload ──frame::encode──▶ [magic, version, length, crc32, payload] ──▶ TCP
 //!  TCP bytes ──FrameDecoder::push/next──▶ payload (length bounded, checksum verified) ──wire::decode──▶ Message
+//!
+//!  peer::PeerTransport::send ──▶ per peer: control lane (votes, appends, heartbeats) ──TCP──▶ peer
+//!                                          bulk lane (snapshot chunks)             ──TCP──▶ peer
+//!  listener ──▶ per connection: frames ──▶ messages for this node ──▶ bounded inbox ──▶ node loop
 //! ```
 //!
 //! Every decoder is total: any byte string gives a message or a clear error, never a panic, and nothing is
-//! allocated from an unverified length beyond the configured maximum frame size. The tokio transport, the
-//! HTTP API and graceful shutdown come with the server issue.
+//! allocated from an unverified length beyond the configured maximum frame size. The HTTP API and graceful
+//! shutdown of the whole process come with the server issue.
 #![deny(missing_docs)]
 
 pub mod frame;
+pub mod peer;
 pub mod wire;

@@ -1,0 +1,181 @@
+//! One outbound lane to one peer: a task that owns a TCP connection and writes the lane's queue into it.
+//!
+//! ```text
+//!  LaneQueue ──pop──▶ wire::encode ──▶ frame::encode ──write_all──▶ TcpStream (TCP_NODELAY)
+//!      ▲ messages wait here while disconnected        connect on the first message, reconnect with backoff
+//! ```
+//!
+//! The connection is write-only: the peer never answers on it (its answers come on its own outbound
+//! connection), so a read that returns is the peer closing it, and the lane reconnects.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tally_raft::{Message, NodeId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::watch;
+
+use super::queue::LaneQueue;
+use super::{Lane, PeerConfig, stopped};
+use crate::{frame, wire};
+
+/// How long a connection attempt may take before it counts as failed (an unreachable host may never answer).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Everything one lane's task needs.
+pub(crate) struct LaneTask {
+    /// The peer this lane writes to, for logs.
+    pub(crate) peer: NodeId,
+    /// Which lane, for logs.
+    pub(crate) lane: Lane,
+    /// The messages to write.
+    pub(crate) queue: Arc<LaneQueue>,
+    /// The peer's address; a change reconnects, the sender's drop (peer removed) ends the task.
+    pub(crate) addr: watch::Receiver<SocketAddr>,
+    /// Set to `true` (or dropped) when the transport shuts down.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Frame limit and backoff bounds.
+    pub(crate) config: PeerConfig,
+    /// The transport's count of dropped messages.
+    pub(crate) dropped: Arc<AtomicU64>,
+}
+
+/// Why a connection ended.
+enum Exit {
+    /// The transport shut down or the peer was removed: end the task.
+    Stop,
+    /// The connection broke or the address changed: connect again.
+    Reconnect,
+}
+
+impl LaneTask {
+    /// Connects, writes, reconnects with backoff, until shutdown or the peer's removal.
+    pub(crate) async fn run(mut self) {
+        let mut backoff = self.config.reconnect_backoff_min;
+        loop {
+            if !self.wait_for_message().await {
+                return;
+            }
+            let addr = *self.addr.borrow_and_update();
+            let exit = match self.connect(addr).await {
+                Some(Ok(stream)) => self.serve(stream, addr, &mut backoff).await,
+                Some(Err(error)) => {
+                    tracing::debug!(peer = %self.peer, lane = ?self.lane, %addr, %error, "peer connect failed");
+                    Exit::Reconnect
+                }
+                None => Exit::Stop,
+            };
+            if matches!(exit, Exit::Stop) || !self.pause(backoff).await {
+                return;
+            }
+            backoff = backoff.saturating_mul(2).min(self.config.reconnect_backoff_max);
+        }
+    }
+
+    /// Waits until there is something to send, so connections are made lazily; `false` if the lane must stop.
+    async fn wait_for_message(&mut self) -> bool {
+        loop {
+            tokio::select! {
+                _ = stopped(&mut self.shutdown) => return false,
+                changed = self.addr.changed() => if changed.is_err() { return false },
+                () = self.queue.wait_nonempty() => return true,
+            }
+        }
+    }
+
+    /// One connection attempt; `None` if the lane must stop instead.
+    async fn connect(&mut self, addr: SocketAddr) -> Option<std::io::Result<TcpStream>> {
+        tokio::select! {
+            _ = stopped(&mut self.shutdown) => None,
+            result = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)) => {
+                Some(result.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())))
+            }
+        }
+    }
+
+    /// Waits `backoff` before the next attempt, cut short by an address change; `false` if the lane must stop.
+    async fn pause(&mut self, backoff: Duration) -> bool {
+        tokio::select! {
+            _ = stopped(&mut self.shutdown) => false,
+            changed = self.addr.changed() => changed.is_ok(),
+            () = tokio::time::sleep(backoff) => true,
+        }
+    }
+
+    /// Writes queued messages into `stream` until it breaks, the address changes, or the lane stops. Resets
+    /// `backoff` once a frame is written, so a peer that accepts and closes at once is still backed off.
+    async fn serve(&mut self, stream: TcpStream, addr: SocketAddr, backoff: &mut Duration) -> Exit {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(peer = %self.peer, %addr, %error, "cannot set TCP_NODELAY");
+        }
+        tracing::debug!(peer = %self.peer, lane = ?self.lane, %addr, "peer connected");
+        let (mut reader, mut writer) = stream.into_split();
+        let mut probe = [0u8; 64];
+        loop {
+            tokio::select! {
+                _ = stopped(&mut self.shutdown) => return Exit::Stop,
+                changed = self.addr.changed() => {
+                    return if changed.is_ok() { Exit::Reconnect } else { Exit::Stop };
+                }
+                read = reader.read(&mut probe) => {
+                    if closed_by_peer(&read) {
+                        tracing::debug!(peer = %self.peer, lane = ?self.lane, %addr, "peer closed connection");
+                        return Exit::Reconnect;
+                    }
+                }
+                message = self.queue.pop() => {
+                    match self.write(&mut writer, &message).await {
+                        Some(true) => *backoff = self.config.reconnect_backoff_min,
+                        Some(false) => {}
+                        None => return Exit::Reconnect,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes one message: `Some(true)` if written, `Some(false)` if dropped as too large, `None` if the
+    /// connection broke (or the lane is stopping; the next select sees that).
+    async fn write(&mut self, writer: &mut OwnedWriteHalf, message: &Message) -> Option<bool> {
+        let Some(frame) = self.encode(message) else {
+            return Some(false);
+        };
+        tokio::select! {
+            _ = stopped(&mut self.shutdown) => None,
+            result = writer.write_all(&frame) => match result {
+                Ok(()) => Some(true),
+                Err(error) => {
+                    tracing::debug!(peer = %self.peer, lane = ?self.lane, %error, "peer write failed");
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            },
+        }
+    }
+
+    /// The message's frame, or `None` (counted, logged) if the peer would refuse it as too large.
+    fn encode(&self, message: &Message) -> Option<Vec<u8>> {
+        let payload = wire::encode(message);
+        if payload.len() > self.config.max_frame_bytes {
+            tracing::warn!(
+                peer = %self.peer,
+                kind = message.kind(),
+                bytes = payload.len(),
+                max = self.config.max_frame_bytes,
+                "dropping message larger than the frame limit"
+            );
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(frame::encode(&payload))
+    }
+}
+
+/// Whether a read on the write-only connection means it is gone (end of stream or an error).
+fn closed_by_peer(read: &std::io::Result<usize>) -> bool {
+    matches!(read, Ok(0) | Err(_))
+}

@@ -1,0 +1,274 @@
+//! The tokio peer transport over real loopback sockets: delivery and order, malformed input, reconnection,
+//! and the bulk lane not delaying the control lane. Every test is bounded in time.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tally_raft::{
+    Entry, EntryPayload, LogIndex, Membership, Message, MessageBody, NodeId, SnapshotChunk, SnapshotMeta, Term,
+};
+use tally_server::frame;
+use tally_server::peer::{PeerConfig, PeerTransport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// The bound on every test.
+const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bound on waiting for one message.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+const A: NodeId = NodeId(1);
+const B: NodeId = NodeId(2);
+
+/// A transport for `id` on a fresh loopback port, with short backoffs so tests reconnect quickly.
+async fn start(id: NodeId) -> (PeerTransport, mpsc::Receiver<Message>, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (transport, inbox) = PeerTransport::start(id, listener, test_config());
+    (transport, inbox, addr)
+}
+
+fn test_config() -> PeerConfig {
+    PeerConfig {
+        reconnect_backoff_min: Duration::from_millis(10),
+        reconnect_backoff_max: Duration::from_millis(100),
+        ..PeerConfig::default()
+    }
+}
+
+fn heartbeat(from: NodeId, to: NodeId, read_seq: u64) -> Message {
+    Message { from, to, term: Term(3), body: MessageBody::Heartbeat { commit: LogIndex(7), read_seq } }
+}
+
+fn append(from: NodeId, to: NodeId) -> Message {
+    let entries =
+        vec![Entry { term: Term(3), index: LogIndex(8), payload: EntryPayload::Command(b"put k v".to_vec()) }];
+    let body = MessageBody::Append {
+        prev_log_index: LogIndex(7),
+        prev_log_term: Term(3),
+        entries,
+        leader_commit: LogIndex(7),
+    };
+    Message { from, to, term: Term(3), body }
+}
+
+fn snapshot_chunk(from: NodeId, to: NodeId, data_bytes: usize) -> Message {
+    let chunk = SnapshotChunk {
+        meta: SnapshotMeta { index: LogIndex(100), term: Term(3), membership: Membership::with_voters([A, B]) },
+        offset: 0,
+        data: vec![0xab; data_bytes],
+        total_len: data_bytes as u64,
+        checksum: 0x1234_5678,
+        done: true,
+    };
+    Message { from, to, term: Term(3), body: MessageBody::InstallSnapshot(chunk) }
+}
+
+async fn receive(inbox: &mut mpsc::Receiver<Message>) -> Message {
+    timeout(RECEIVE_TIMEOUT, inbox.recv()).await.expect("message in time").expect("inbox open")
+}
+
+/// Sends 100 heartbeats and an Append from `from` to `to`, and checks they arrive in order.
+async fn exchange(sender: &PeerTransport, from: NodeId, to: NodeId, inbox: &mut mpsc::Receiver<Message>) {
+    let sent: Vec<Message> = (0..100).map(|seq| heartbeat(from, to, seq)).chain([append(from, to)]).collect();
+    for message in &sent {
+        sender.send(message.clone());
+    }
+    for expected in &sent {
+        assert_eq!(&receive(inbox).await, expected);
+    }
+}
+
+#[tokio::test]
+async fn two_transports_exchange_messages_in_order_both_ways() {
+    timeout(TEST_TIMEOUT, async {
+        let (a, mut a_inbox, a_addr) = start(A).await;
+        let (b, mut b_inbox, b_addr) = start(B).await;
+        a.set_peer(B, b_addr);
+        b.set_peer(A, a_addr);
+        exchange(&a, A, B, &mut b_inbox).await;
+        exchange(&b, B, A, &mut a_inbox).await;
+        // The bulk lane keeps its own order too.
+        let chunks: Vec<Message> = (0..5).map(|len| snapshot_chunk(A, B, len)).collect();
+        for chunk in &chunks {
+            a.send(chunk.clone());
+        }
+        for expected in &chunks {
+            assert_eq!(&receive(&mut b_inbox).await, expected);
+        }
+        assert_eq!(a.dropped_messages(), 0);
+        assert_eq!(b.dropped_messages(), 0);
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+/// Whether the transport closes `stream`: a read ends (end of stream or reset) instead of timing out.
+async fn closed_by_transport(stream: &mut TcpStream) -> bool {
+    let mut buffer = [0u8; 16];
+    matches!(timeout(RECEIVE_TIMEOUT, stream.read(&mut buffer)).await, Ok(Ok(0) | Err(_)))
+}
+
+#[tokio::test]
+async fn malformed_input_closes_only_that_connection() {
+    timeout(TEST_TIMEOUT, async {
+        let (a, _a_inbox, _) = start(A).await;
+        let (b, mut b_inbox, b_addr) = start(B).await;
+        a.set_peer(B, b_addr);
+
+        let mut garbage = TcpStream::connect(b_addr).await.expect("connect");
+        garbage.write_all(b"GET / HTTP/1.1\r\nHost: tally\r\n\r\n").await.expect("write garbage");
+        assert!(closed_by_transport(&mut garbage).await, "garbage connection stays open");
+
+        let mut oversized = TcpStream::connect(b_addr).await.expect("connect");
+        let mut header = frame::encode(b"x");
+        header.truncate(frame::HEADER_BYTES);
+        header[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
+        oversized.write_all(&header).await.expect("write header");
+        assert!(closed_by_transport(&mut oversized).await, "oversized frame connection stays open");
+
+        // A well-framed payload that is not a message is refused too.
+        let mut bad_message = TcpStream::connect(b_addr).await.expect("connect");
+        bad_message.write_all(&frame::encode(&[0xff; 8])).await.expect("write frame");
+        assert!(closed_by_transport(&mut bad_message).await, "bad message connection stays open");
+
+        a.send(heartbeat(A, B, 1));
+        assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 1));
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+#[tokio::test]
+async fn messages_to_a_peer_that_comes_up_late_are_delivered() {
+    timeout(TEST_TIMEOUT, async {
+        let (a, _a_inbox, _) = start(A).await;
+        let reserved = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let b_addr = reserved.local_addr().expect("local addr");
+        drop(reserved);
+
+        a.set_peer(B, b_addr);
+        for seq in 0..10 {
+            a.send(heartbeat(A, B, seq));
+        }
+        // Let A fail to connect a few times and back off.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let listener = TcpListener::bind(b_addr).await.expect("rebind the reserved port");
+        let (b, mut b_inbox) = PeerTransport::start(B, listener, test_config());
+        for seq in 0..10 {
+            assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, seq));
+        }
+
+        // B restarts on the same port: A reconnects and gets through again.
+        b.shutdown().await;
+        drop(b_inbox);
+        let listener = TcpListener::bind(b_addr).await.expect("rebind after restart");
+        let (b, mut b_inbox) = PeerTransport::start(B, listener, test_config());
+        let delivered = async {
+            for seq in 100.. {
+                a.send(heartbeat(A, B, seq));
+                if let Ok(Some(message)) = timeout(Duration::from_millis(100), b_inbox.recv()).await {
+                    return message;
+                }
+            }
+            unreachable!("the loop only ends by returning")
+        };
+        let message = timeout(RECEIVE_TIMEOUT, delivered).await.expect("delivered after restart");
+        assert_eq!(message.from, A);
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+#[tokio::test]
+async fn a_large_snapshot_chunk_does_not_delay_heartbeats() {
+    timeout(TEST_TIMEOUT, async {
+        let (a, _a_inbox, _) = start(A).await;
+        let (b, mut b_inbox, b_addr) = start(B).await;
+        a.set_peer(B, b_addr);
+        let chunk = snapshot_chunk(A, B, 8 * 1024 * 1024);
+        a.send(chunk.clone());
+        a.send(heartbeat(A, B, 42));
+
+        let mut received = vec![receive(&mut b_inbox).await, receive(&mut b_inbox).await];
+        assert!(received.contains(&heartbeat(A, B, 42)), "heartbeat not delivered");
+        received.retain(|message| message != &heartbeat(A, B, 42));
+        assert_eq!(received, vec![chunk]);
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+#[tokio::test]
+async fn messages_to_unknown_peers_and_other_nodes_are_dropped() {
+    timeout(TEST_TIMEOUT, async {
+        let (a, _a_inbox, _) = start(A).await;
+        let (b, mut b_inbox, b_addr) = start(B).await;
+        a.send(heartbeat(A, B, 0));
+        assert_eq!(a.dropped_messages(), 1);
+
+        // B's address registered under another id: B drops what is not addressed to it.
+        a.set_peer(NodeId(9), b_addr);
+        a.send(heartbeat(A, NodeId(9), 1));
+        a.set_peer(B, b_addr);
+        a.send(heartbeat(A, B, 2));
+        assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 2));
+
+        a.remove_peer(B);
+        a.send(heartbeat(A, B, 3));
+        assert_eq!(a.dropped_messages(), 2);
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+/// Reads one frame from a raw connection and decodes it.
+async fn read_message(stream: &mut TcpStream) -> Message {
+    let mut decoder = frame::FrameDecoder::new(PeerConfig::default().max_frame_bytes);
+    let mut buffer = [0u8; 4096];
+    loop {
+        if let Some(payload) = decoder.next_frame().expect("valid frame") {
+            return tally_server::wire::decode(&payload).expect("valid message");
+        }
+        let bytes = stream.read(&mut buffer).await.expect("read");
+        assert!(bytes > 0, "connection closed before a whole frame");
+        decoder.push(&buffer[..bytes]);
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_snapshot_transfer_does_not_block_heartbeats() {
+    timeout(TEST_TIMEOUT, async {
+        let (a, _a_inbox, _) = start(A).await;
+        // A fake B that starts reading the chunk's connection and then stops: the chunk stays in flight.
+        let fake_b = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        a.set_peer(B, fake_b.local_addr().expect("local addr"));
+        a.send(snapshot_chunk(A, B, 8 * 1024 * 1024));
+        let (mut bulk, _) = fake_b.accept().await.expect("bulk connection");
+        let mut header = [0u8; frame::HEADER_BYTES];
+        bulk.read_exact(&mut header).await.expect("chunk header");
+        let length = u32::from_le_bytes(header[5..9].try_into().expect("4 bytes"));
+        assert!(length > 8 * 1024 * 1024, "first connection carries the chunk, length {length}");
+
+        a.send(heartbeat(A, B, 7));
+        let (mut control, _) = fake_b.accept().await.expect("control connection");
+        assert_eq!(read_message(&mut control).await, heartbeat(A, B, 7));
+        a.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
