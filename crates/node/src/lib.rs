@@ -29,6 +29,6 @@ mod wal_storage;
 pub use node::{Node, NodeConfig};
 pub use request::{Completion, ReadConsistency, Reply, RequestError, RequestId};
 pub use state_machine::{KvQuery, KvQueryOutput, StateMachine};
-pub use storage::{MemStorage, Storage, StorageError, StorageState};
+pub use storage::{Storage, StorageError};
 pub use transport::{Clock, ManualClock, Outbox, Transport};
 pub use wal_storage::WalStorage;

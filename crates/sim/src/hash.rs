@@ -20,11 +20,3 @@ pub fn entry_fingerprint(payload: &EntryPayload) -> u64 {
         EntryPayload::Membership(change) => fnv1a(format!("{change:?}").as_bytes()),
     }
 }
-
-/// Fingerprint as the state machine sees it: the command bytes, or 0 for an entry it skips.
-pub fn applied_fingerprint(payload: &EntryPayload) -> u64 {
-    match payload {
-        EntryPayload::Command(data) => fnv1a(data),
-        EntryPayload::Noop | EntryPayload::Membership(_) => 0,
-    }
-}
