@@ -26,7 +26,7 @@ mod storage;
 mod transport;
 mod wal_storage;
 
-pub use node::{Node, NodeConfig};
+pub use node::{Input, Node, NodeConfig};
 pub use request::{Completion, ReadConsistency, Reply, RequestError, RequestId};
 pub use state_machine::{KvQuery, KvQueryOutput, StateMachine};
 pub use storage::{Storage, StorageError};

@@ -35,6 +35,40 @@ impl NodeConfig {
     }
 }
 
+/// One input to [`Node::handle`]. A batch of inputs is stepped into the core together and then carried out
+/// with one `Ready`: the proposals of a batch share one fsync (group commit) and its linearizable reads share
+/// one ReadIndex round.
+#[derive(Clone, Debug)]
+pub enum Input<Q> {
+    /// A message from another node.
+    Message(Message),
+    /// Elapsed clock time: turned into ticks.
+    Tick,
+    /// A command to replicate and apply; the completion comes once it is applied (or known lost).
+    Propose {
+        /// The request, unique among requests in flight.
+        id: RequestId,
+        /// The encoded command.
+        command: Vec<u8>,
+    },
+    /// A membership change; the completion comes once it is applied.
+    ProposeMembership {
+        /// The request, unique among requests in flight.
+        id: RequestId,
+        /// The change.
+        change: MembershipChange,
+    },
+    /// A read at the given consistency.
+    Read {
+        /// The request, unique among requests in flight.
+        id: RequestId,
+        /// The question.
+        query: Q,
+        /// How fresh the answer must be.
+        consistency: ReadConsistency,
+    },
+}
+
 /// A read waiting for its read index to be applied.
 #[derive(Clone, Debug)]
 struct WaitingRead<Q> {
@@ -64,8 +98,9 @@ pub struct Node<S: StateMachine, D: Storage, T: Transport, C: Clock> {
     last_tick_ms: u64,
     /// Proposals waiting to be applied: log index -> (term it was proposed in, request).
     proposals: BTreeMap<LogIndex, (Term, RequestId)>,
-    /// Linearizable reads waiting for their read index, by the context given to the core.
-    reads_awaiting_index: BTreeMap<u64, WaitingRead<S::Query>>,
+    /// Linearizable reads waiting for their read index, by the context given to the core (one context per
+    /// batch of reads).
+    reads_awaiting_index: BTreeMap<u64, Vec<WaitingRead<S::Query>>>,
     /// The context of the next ReadIndex request. Contexts are never reused, not even across restarts (they
     /// start from the clock), so a late answer to an abandoned read can never be taken for a newer read's.
     next_read_context: u64,
@@ -122,14 +157,42 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
 
     // ----- inputs -----
 
+    /// Steps a batch of inputs into the core, then carries out the resulting `Ready`: every proposal of the
+    /// batch goes into one fsync, and every linearizable read of the batch into one ReadIndex round.
+    ///
+    /// # Errors
+    /// A storage failure: the node has stopped.
+    pub fn handle(&mut self, inputs: impl IntoIterator<Item = Input<S::Query>>) -> Result<(), StorageError> {
+        self.check_running()?;
+        let mut linearizable_reads = Vec::new();
+        for input in inputs {
+            match input {
+                Input::Message(message) => self.raft.step(message),
+                Input::Tick => self.tick(),
+                Input::Propose { id, command } => {
+                    let result = self.raft.propose(command);
+                    self.track_proposal(id, result);
+                }
+                Input::ProposeMembership { id, change } => {
+                    let result = self.raft.propose_membership(change);
+                    self.track_proposal(id, result);
+                }
+                Input::Read { id, query, consistency: ReadConsistency::Stale } => self.answer_read(id, &query),
+                Input::Read { id, query, consistency: ReadConsistency::Linearizable } => {
+                    linearizable_reads.push(WaitingRead { id, query });
+                }
+            }
+        }
+        self.start_read_round(linearizable_reads);
+        self.process_ready()
+    }
+
     /// Handles a message from another node.
     ///
     /// # Errors
     /// A storage failure: the node has stopped.
     pub fn receive(&mut self, message: Message) -> Result<(), StorageError> {
-        self.check_running()?;
-        self.raft.step(message);
-        self.process_ready()
+        self.handle([Input::Message(message)])
     }
 
     /// Turns elapsed clock time into ticks.
@@ -137,13 +200,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     /// # Errors
     /// A storage failure: the node has stopped.
     pub fn advance_clock(&mut self) -> Result<(), StorageError> {
-        self.check_running()?;
-        let now = self.clock.now_ms();
-        while now.saturating_sub(self.last_tick_ms) >= self.config.tick_interval_ms {
-            self.last_tick_ms += self.config.tick_interval_ms;
-            self.raft.tick();
-        }
-        self.process_ready()
+        self.handle([Input::Tick])
     }
 
     /// Proposes a command; the completion comes once it is applied (or known lost).
@@ -151,10 +208,57 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     /// # Errors
     /// A storage failure: the node has stopped.
     pub fn propose(&mut self, id: RequestId, command: Vec<u8>) -> Result<(), StorageError> {
-        self.check_running()?;
-        let result = self.raft.propose(command);
-        self.track_proposal(id, result);
-        self.process_ready()
+        self.handle([Input::Propose { id, command }])
+    }
+
+    /// Proposes a membership change; the completion comes once it is applied.
+    ///
+    /// # Errors
+    /// A storage failure: the node has stopped.
+    pub fn propose_membership(&mut self, id: RequestId, change: MembershipChange) -> Result<(), StorageError> {
+        self.handle([Input::ProposeMembership { id, change }])
+    }
+
+    /// Reads from the state machine at the given consistency. `id` must be unique among requests in flight.
+    ///
+    /// # Errors
+    /// A storage failure: the node has stopped.
+    pub fn read(&mut self, id: RequestId, query: S::Query, consistency: ReadConsistency) -> Result<(), StorageError> {
+        self.handle([Input::Read { id, query, consistency }])
+    }
+
+    /// The milliseconds until the next tick is due (0 if overdue), for callers that sleep between inputs.
+    pub fn until_next_tick_ms(&self) -> u64 {
+        (self.last_tick_ms + self.config.tick_interval_ms).saturating_sub(self.clock.now_ms())
+    }
+
+    /// Turns elapsed clock time into ticks of the core.
+    fn tick(&mut self) {
+        let now = self.clock.now_ms();
+        while now.saturating_sub(self.last_tick_ms) >= self.config.tick_interval_ms {
+            self.last_tick_ms += self.config.tick_interval_ms;
+            self.raft.tick();
+        }
+    }
+
+    /// Starts one ReadIndex round for a batch of linearizable reads (or fails them all if there is no leader).
+    fn start_read_round(&mut self, reads: Vec<WaitingRead<S::Query>>) {
+        if reads.is_empty() {
+            return;
+        }
+        let context = self.next_read_context;
+        match self.raft.read_index(context) {
+            Ok(()) => {
+                self.reads_awaiting_index.insert(context, reads);
+                self.next_read_context = self.next_read_context.wrapping_add(1);
+            }
+            Err(error) => {
+                let error: RequestError = error.into();
+                for read in reads {
+                    self.completions.push(Completion { id: read.id, result: Err(error.clone()) });
+                }
+            }
+        }
     }
 
     /// Remembers an accepted proposal until its entry is applied, or completes a refused one. A proposal
@@ -168,36 +272,6 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
             }
             Err(error) => self.completions.push(Completion { id, result: Err(error.into()) }),
         }
-    }
-
-    /// Proposes a membership change; the completion comes once it is applied.
-    ///
-    /// # Errors
-    /// A storage failure: the node has stopped.
-    pub fn propose_membership(&mut self, id: RequestId, change: MembershipChange) -> Result<(), StorageError> {
-        self.check_running()?;
-        let result = self.raft.propose_membership(change);
-        self.track_proposal(id, result);
-        self.process_ready()
-    }
-
-    /// Reads from the state machine at the given consistency. `id` must be unique among requests in flight.
-    ///
-    /// # Errors
-    /// A storage failure: the node has stopped.
-    pub fn read(&mut self, id: RequestId, query: S::Query, consistency: ReadConsistency) -> Result<(), StorageError> {
-        self.check_running()?;
-        match consistency {
-            ReadConsistency::Stale => self.answer_read(id, &query),
-            ReadConsistency::Linearizable => match self.raft.read_index(self.next_read_context) {
-                Ok(()) => {
-                    self.reads_awaiting_index.insert(self.next_read_context, WaitingRead { id, query });
-                    self.next_read_context = self.next_read_context.wrapping_add(1);
-                }
-                Err(error) => self.completions.push(Completion { id, result: Err(error.into()) }),
-            },
-        }
-        self.process_ready()
     }
 
     /// Asks the leader to hand leadership to `target`.
@@ -219,7 +293,10 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     /// still be applied.
     pub fn abandon(&mut self, id: RequestId) {
         self.proposals.retain(|_, (_, request)| *request != id);
-        self.reads_awaiting_index.retain(|_, read| read.id != id);
+        for reads in self.reads_awaiting_index.values_mut() {
+            reads.retain(|r| r.id != id);
+        }
+        self.reads_awaiting_index.retain(|_, reads| !reads.is_empty());
         for reads in self.reads_awaiting_apply.values_mut() {
             reads.retain(|r| r.id != id);
         }
@@ -253,7 +330,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         }
         for read in ready.read_states {
             if let Some(waiting) = self.reads_awaiting_index.remove(&read.context) {
-                self.reads_awaiting_apply.entry(read.index).or_default().push(waiting);
+                self.reads_awaiting_apply.entry(read.index).or_default().extend(waiting);
             }
         }
         self.answer_applied_reads();

@@ -15,6 +15,11 @@
 //! shutdown of the whole process come with the server issue.
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod frame;
 pub mod peer;
+mod server;
 pub mod wire;
+
+pub use config::{InitialMember, Limits, ServerConfig, parse_initial_cluster, parse_node_id};
+pub use server::{Server, ServerError, run};

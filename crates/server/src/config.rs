@@ -1,0 +1,160 @@
+//! What a server process is told at start: who it is, where it listens, where its data lives, who its peers
+//! are, and its limits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tally_raft::NodeId;
+
+/// Request size limits of the client API; anything over answers `413` with a message naming the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest key, in bytes.
+    pub max_key_bytes: usize,
+    /// The longest value, in bytes.
+    pub max_value_bytes: usize,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    /// Key 4 KiB, value 1 MiB, body 1.5 MiB.
+    fn default() -> Limits {
+        Limits { max_key_bytes: 4 * 1024, max_value_bytes: 1024 * 1024, max_body_bytes: 1536 * 1024 }
+    }
+}
+
+/// One member of a static cluster: its id and the address of its peer port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitialMember {
+    /// The member's id.
+    pub id: NodeId,
+    /// Its peer URL, `http://host:port` or `host:port` (the scheme is informative: peers speak Tally's
+    /// binary protocol).
+    pub peer_url: String,
+}
+
+/// The configuration of one server process.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// This node's id.
+    pub id: NodeId,
+    /// Where the client HTTP API listens (port 0: any free port).
+    pub listen_client: SocketAddr,
+    /// Where the peer transport listens (port 0: any free port).
+    pub listen_peer: SocketAddr,
+    /// The client URL other nodes forward writes to and show in `/v1/cluster`; default
+    /// `http://{listen_client}` with the port actually bound.
+    pub advertise_client_url: Option<String>,
+    /// The directory of the write-ahead log and snapshots; created if missing.
+    pub data_dir: PathBuf,
+    /// The members of a new cluster, this node included. Used only when the data dir is empty: afterwards
+    /// the membership comes from the log.
+    pub initial_cluster: Vec<InitialMember>,
+    /// Request size limits.
+    pub limits: Limits,
+    /// How long a client request may wait for its answer before `504`.
+    pub request_timeout: Duration,
+    /// Milliseconds per Raft tick (the election timeout is 10 ticks, heartbeats every 2).
+    pub tick_interval: Duration,
+    /// Seed of the core's election timer; default: drawn from the OS.
+    pub seed: Option<u64>,
+}
+
+impl ServerConfig {
+    /// A configuration with the defaults: any free ports on loopback, default limits, 5 s request timeout,
+    /// 100 ms ticks.
+    pub fn new(id: NodeId, data_dir: PathBuf) -> ServerConfig {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        ServerConfig {
+            id,
+            listen_client: loopback,
+            listen_peer: loopback,
+            advertise_client_url: None,
+            data_dir,
+            initial_cluster: Vec::new(),
+            limits: Limits::default(),
+            request_timeout: Duration::from_secs(5),
+            tick_interval: Duration::from_millis(100),
+            seed: None,
+        }
+    }
+}
+
+/// A malformed `--initial-cluster` or node id.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(String);
+
+/// Parses a node id: `n3` or `3` (a positive integer).
+///
+/// # Errors
+/// Anything else.
+pub fn parse_node_id(text: &str) -> Result<NodeId, ParseError> {
+    let digits = text.strip_prefix('n').unwrap_or(text);
+    match u64::from_str(digits) {
+        Ok(id) if id > 0 => Ok(NodeId(id)),
+        _ => Err(ParseError(format!("bad node id {text:?}: expected n1, n2, ... (or 1, 2, ...)"))),
+    }
+}
+
+/// Parses `n1=http://10.0.0.1:7101,n2=http://10.0.0.2:7101,...`: unique ids, one peer URL each.
+///
+/// # Errors
+/// A malformed entry or a repeated id, with a message saying which.
+pub fn parse_initial_cluster(text: &str) -> Result<Vec<InitialMember>, ParseError> {
+    let mut members: Vec<InitialMember> = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((id, url)) = entry.split_once('=') else {
+            return Err(ParseError(format!("bad --initial-cluster entry {entry:?}: expected ID=PEER_URL")));
+        };
+        let id = parse_node_id(id.trim())?;
+        if members.iter().any(|m| m.id == id) {
+            return Err(ParseError(format!("--initial-cluster names {id} twice")));
+        }
+        let url = url.trim();
+        peer_host_port(url)?;
+        members.push(InitialMember { id, peer_url: url.to_string() });
+    }
+    if members.is_empty() {
+        return Err(ParseError("--initial-cluster is empty: expected ID=PEER_URL,...".to_string()));
+    }
+    Ok(members)
+}
+
+/// The `host:port` of a peer URL (`http://host:port`, `tcp://host:port` or `host:port`).
+///
+/// # Errors
+/// A URL with a path, no port, or a bad port.
+pub fn peer_host_port(url: &str) -> Result<&str, ParseError> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let bad = || ParseError(format!("bad peer URL {url:?}: expected http://HOST:PORT"));
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || rest.contains('/') || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_cluster() {
+        let members = parse_initial_cluster("n1=http://127.0.0.1:7101, 2=127.0.0.1:7102").expect("valid");
+        assert_eq!(members[0], InitialMember { id: NodeId(1), peer_url: "http://127.0.0.1:7101".into() });
+        assert_eq!(members[1].id, NodeId(2));
+        assert_eq!(peer_host_port(&members[1].peer_url), Ok("127.0.0.1:7102"));
+    }
+
+    #[test]
+    fn refuses_bad_clusters() {
+        for bad in ["", "n1", "n0=127.0.0.1:1", "x=127.0.0.1:1", "n1=127.0.0.1", "n1=h:99999", "n1=h:1,n1=h:2", "n1=http://h:1/x"] {
+            assert!(parse_initial_cluster(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}
