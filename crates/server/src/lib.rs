@@ -16,7 +16,9 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod driver;
 pub mod frame;
+mod http;
 pub mod peer;
 mod server;
 pub mod wire;

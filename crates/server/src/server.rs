@@ -1,10 +1,38 @@
 //! The server process: binds the ports, opens the log, and runs the node loop, the peer transport and the
 //! client API until shutdown.
+//!
+//! ```text
+//!  Server::start: bind client + peer ports ─▶ open the WAL (recovery) ─▶ Node::start
+//!                 ─▶ driver thread (node loop) ◀─ peer inbox forwarder ◀─ PeerTransport
+//!                 ─▶ axum on the client port ──Event──▶ driver thread
+//!  Server::shutdown: HTTP stops accepting and drains ─▶ node loop stops (log closed) ─▶ transport stops
+//! ```
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crate::config::ServerConfig;
+use tally_kv::KvStore;
+use tally_node::{Node, NodeConfig, WalStorage};
+use tally_raft::{Membership, NodeId};
+use tally_wal::{RealDisk, WalOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{ServerConfig, peer_host_port};
+use crate::driver::{self, Driver, EVENT_QUEUE_MAX, Event, PeerSender, Published, WallClock};
+use crate::http;
+use crate::peer::{PeerConfig, PeerTransport};
+
+/// How long shutdown waits for in-flight HTTP requests before dropping them.
+const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often an unresolvable peer host name is looked up again.
+const RESOLVE_RETRY: Duration = Duration::from_secs(1);
 
 /// Why a server could not start (or stopped on its own).
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +63,20 @@ pub struct Server {
     client_addr: SocketAddr,
     /// Bound peer address.
     peer_addr: SocketAddr,
+    /// The node loop's input.
+    events: SyncSender<Event>,
+    /// What the node loop publishes.
+    published: Arc<Published>,
+    /// The node loop's thread.
+    driver_thread: JoinHandle<()>,
+    /// Tells the HTTP server to stop.
+    http_stop: watch::Sender<bool>,
+    /// The HTTP server's task.
+    http_task: tokio::task::JoinHandle<()>,
+    /// The task moving peer messages into the node loop, and the resolver tasks.
+    background: Vec<tokio::task::JoinHandle<()>>,
+    /// The peer transport.
+    peers: Arc<PeerTransport>,
 }
 
 impl Server {
@@ -43,8 +85,94 @@ impl Server {
     /// # Errors
     /// See [`ServerError`].
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
-        let _ = config;
-        todo!("in progress")
+        let client_listener = bind(config.listen_client).await?;
+        let peer_listener = bind(config.listen_peer).await?;
+        Server::start_on(config, client_listener, peer_listener).await
+    }
+
+    /// Like [`Server::start`], on listeners bound already (`listen_client` and `listen_peer` are ignored):
+    /// tests bind port 0 first and build the cluster's peer URLs from the ports they got.
+    ///
+    /// # Errors
+    /// See [`ServerError`].
+    pub async fn start_on(
+        config: ServerConfig,
+        client_listener: TcpListener,
+        peer_listener: TcpListener,
+    ) -> Result<Server, ServerError> {
+        let voters: Vec<NodeId> = config.initial_cluster.iter().map(|m| m.id).collect();
+        if !voters.contains(&config.id) {
+            return Err(ServerError::Config(format!(
+                "--initial-cluster must include this node ({}); it names {}",
+                config.id,
+                voters.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let client_addr = client_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_client, source })?;
+        let peer_addr = peer_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_peer, source })?;
+        let client_url = config.advertise_client_url.clone().unwrap_or_else(|| format!("http://{client_addr}"));
+
+        let storage = open_storage(&config, Membership::with_voters(voters))?;
+        let (transport, mut inbox) = PeerTransport::start(config.id, client_url.clone(), peer_listener, PeerConfig::default());
+        let peers = Arc::new(transport);
+        let mut background = Vec::new();
+        for member in config.initial_cluster.iter().filter(|m| m.id != config.id) {
+            background.push(tokio::spawn(resolve_peer(Arc::clone(&peers), member.id, member.peer_url.clone())));
+        }
+
+        let seed = config.seed.unwrap_or_else(random_seed);
+        let mut node_config = NodeConfig::new(config.id, seed);
+        node_config.tick_interval_ms = config.tick_interval.as_millis().max(1) as u64;
+        let node = Node::start(node_config, storage, PeerSender(Arc::clone(&peers)), WallClock::new(), KvStore::new())
+            .map_err(|e| ServerError::Storage(format!("{}: {e}", config.data_dir.display())))?;
+        tracing::info!(id = %config.id, %client_addr, %peer_addr, data_dir = %config.data_dir.display(), "node started");
+
+        let (events, receiver) = std::sync::mpsc::sync_channel(EVENT_QUEUE_MAX);
+        let published = Arc::new(Published::default());
+        let driver = Driver::new(node, receiver, Arc::clone(&published));
+        let runtime = tokio::runtime::Handle::current();
+        let driver_thread = std::thread::Builder::new()
+            .name(format!("tally-node-{}", config.id))
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                driver.run();
+            })
+            .map_err(|e| ServerError::Config(format!("cannot start the node thread: {e}")))?;
+
+        let peer_events = events.clone();
+        background.push(tokio::spawn(async move {
+            while let Some(message) = inbox.recv().await {
+                if !driver::offer(&peer_events, Event::Peer(message)) {
+                    tracing::debug!("node loop busy: dropping a peer message");
+                }
+            }
+        }));
+
+        let shared = http::Shared {
+            id: config.id,
+            client_url,
+            peer_urls: config.initial_cluster.iter().map(|m| (m.id, m.peer_url.clone())).collect::<BTreeMap<_, _>>(),
+            events: events.clone(),
+            published: Arc::clone(&published),
+            peers: Arc::clone(&peers),
+            limits: config.limits,
+            request_timeout: config.request_timeout,
+            forwarder: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build()
+                .map_err(|e| ServerError::Config(format!("cannot build the forwarding client: {e}")))?,
+        };
+        let router = http::router(Arc::new(shared));
+        let (http_stop, mut stop) = watch::channel(false);
+        let http_task = tokio::spawn(async move {
+            let stopping = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(error) = axum::serve(client_listener, router).with_graceful_shutdown(stopping).await {
+                tracing::error!(%error, "client API failed");
+            }
+        });
+        Ok(Server { client_addr, peer_addr, events, published, driver_thread, http_stop, http_task, background, peers })
     }
 
     /// The address the client API listens on.
@@ -57,9 +185,78 @@ impl Server {
         self.peer_addr
     }
 
-    /// Stops serving: the client API stops accepting, in-flight requests finish, the node loop stops and the
-    /// log is closed.
-    pub async fn shutdown(self) {}
+    /// Whether the node loop has stopped (after a storage failure).
+    pub fn has_stopped(&self) -> bool {
+        self.published.stopped()
+    }
+
+    /// Stops serving: the client API stops accepting and drains in-flight requests, then the node loop stops
+    /// (closing the log), then the peer transport.
+    pub async fn shutdown(self) {
+        self.http_stop.send_replace(true);
+        let mut http_task = self.http_task;
+        if tokio::time::timeout(HTTP_DRAIN_TIMEOUT, &mut http_task).await.is_err() {
+            tracing::warn!("in-flight requests did not finish in time; dropping them");
+            http_task.abort();
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        let events = self.events;
+        let driver_thread = self.driver_thread;
+        let joined = tokio::task::spawn_blocking(move || {
+            let _ = events.send(Event::Shutdown);
+            driver_thread.join()
+        })
+        .await;
+        if !matches!(joined, Ok(Ok(()))) {
+            tracing::error!("the node loop panicked");
+        }
+        for task in self.background {
+            let _ = task.await;
+        }
+        match Arc::try_unwrap(self.peers) {
+            Ok(peers) => peers.shutdown().await,
+            Err(_) => tracing::debug!("peer transport still shared at shutdown; dropping it"),
+        }
+        tracing::info!("node stopped");
+    }
+}
+
+/// Binds a listener.
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Opens (recovering) the write-ahead log in the data directory.
+fn open_storage(config: &ServerConfig, bootstrap: Membership) -> Result<WalStorage<RealDisk>, ServerError> {
+    let dir = &config.data_dir;
+    let fail = |e: String| ServerError::Storage(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let disk = RealDisk::open(dir).map_err(|e| fail(e.to_string()))?;
+    WalStorage::open(disk, WalOptions::default(), bootstrap).map_err(|e| fail(e.to_string()))
+}
+
+/// Resolves a peer's URL to an address (retrying while its name does not resolve) and hands it to the
+/// transport.
+async fn resolve_peer(peers: Arc<PeerTransport>, id: NodeId, url: String) {
+    let Ok(host_port) = peer_host_port(&url) else {
+        return tracing::error!(peer = %id, %url, "bad peer URL");
+    };
+    loop {
+        match tokio::net::lookup_host(host_port).await.map(|mut addrs| addrs.next()) {
+            Ok(Some(addr)) => return peers.set_peer(id, addr),
+            Ok(None) => tracing::warn!(peer = %id, %url, "peer address resolves to nothing; retrying"),
+            Err(error) => tracing::warn!(peer = %id, %url, %error, "cannot resolve peer address; retrying"),
+        }
+        tokio::time::sleep(RESOLVE_RETRY).await;
+    }
+}
+
+/// A seed for the election timer that differs between nodes and runs.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id())
 }
 
 /// Runs a server until `shutdown` resolves (e.g. Ctrl-C or SIGTERM), then stops it gracefully.
@@ -68,7 +265,21 @@ impl Server {
 /// If it cannot start, or the node stops after a storage failure.
 pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let server = Server::start(config).await?;
-    shutdown.await;
+    let stopped = {
+        let published = Arc::clone(&server.published);
+        async move {
+            while !published.stopped() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let failed = tokio::select! {
+        () = shutdown => false,
+        () = stopped => true,
+    };
     server.shutdown().await;
+    if failed {
+        return Err(ServerError::Stopped("storage failed; restart the node to recover from its log".to_string()));
+    }
     Ok(())
 }

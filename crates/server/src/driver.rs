@@ -1,0 +1,394 @@
+//! The node loop on its own thread: the one place where the Raft core, the write-ahead log and the key/value
+//! state machine live.
+//!
+//! ```text
+//!  HTTP handlers ──try_send(Event)──┐
+//!  peer inbox ──forward task────────┼──▶ bounded channel ──▶ driver thread:
+//!                                   │        1. wait for one event (or the next tick)
+//!                                   │        2. drain every event already queued (up to MAX_BATCH)
+//!                                   │        3. node.handle(batch): ONE fsync for all proposals of the batch,
+//!                                   │           ONE ReadIndex round for all linearizable reads
+//!                                   │        4. answer completions through their oneshot channels
+//!                                   │        5. publish leader/term/applied for the HTTP side
+//! ```
+//!
+//! Group commit falls out of the loop: while one batch's fsync runs, new requests queue in the channel, and
+//! the next iteration takes them all into the next fsync. The thread blocks only on the channel and on the
+//! disk, never on the network (the peer transport's `send` only enqueues).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tally_kv::KvStore;
+use tally_node::{Clock, Input, KvQuery, Node, ReadConsistency, Reply, RequestError, RequestId, WalStorage};
+use tally_raft::{LogIndex, Message, NodeId, Role};
+use tally_wal::RealDisk;
+use tokio::sync::oneshot;
+
+use crate::peer::PeerTransport;
+
+/// Most events taken into one batch (one fsync), so one batch cannot delay ticks for long.
+const MAX_BATCH: usize = 4096;
+
+/// Events queued for the node loop before new client requests are refused (`503`) and peer messages dropped.
+pub(crate) const EVENT_QUEUE_MAX: usize = 16 * 1024;
+
+/// How often requests whose caller gave up (timed out, disconnected) are forgotten.
+const ABANDON_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The node this server drives.
+pub(crate) type KvNode = Node<KvStore, WalStorage<RealDisk>, PeerSender, WallClock>;
+
+/// What a write or read request ends with.
+pub(crate) type RequestResult = Result<Reply<KvStore>, RequestError>;
+
+/// One input to the node loop.
+pub(crate) enum Event {
+    /// A message from a peer.
+    Peer(Message),
+    /// A client write (an encoded `tally_kv::Command`).
+    Propose {
+        /// The encoded command.
+        command: Vec<u8>,
+        /// Where the result goes.
+        reply: oneshot::Sender<RequestResult>,
+    },
+    /// A client read.
+    Read {
+        /// The question.
+        query: KvQuery,
+        /// How fresh.
+        consistency: ReadConsistency,
+        /// Where the answer goes.
+        reply: oneshot::Sender<RequestResult>,
+    },
+    /// A leadership transfer to another voter.
+    TransferLeader {
+        /// The new leader.
+        to: NodeId,
+        /// Accepted (the transfer started) or refused.
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    /// A snapshot of the node's state for `/v1/cluster`.
+    Status {
+        /// Where it goes.
+        reply: oneshot::Sender<NodeStatus>,
+    },
+    /// Stop the loop.
+    Shutdown,
+}
+
+/// A member as this node sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct MemberStatus {
+    /// Its id.
+    pub(crate) id: NodeId,
+    /// Voter (`true`) or learner.
+    pub(crate) voter: bool,
+    /// The highest log index known to be stored on it (leader only).
+    pub(crate) match_index: Option<LogIndex>,
+}
+
+/// The node's state, for `/v1/cluster`.
+#[derive(Clone, Debug)]
+pub(crate) struct NodeStatus {
+    /// Its role.
+    pub(crate) role: Role,
+    /// Its term.
+    pub(crate) term: u64,
+    /// The leader it knows.
+    pub(crate) leader: Option<NodeId>,
+    /// Commit index.
+    pub(crate) commit_index: LogIndex,
+    /// Applied index.
+    pub(crate) applied_index: LogIndex,
+    /// Last log index.
+    pub(crate) last_index: LogIndex,
+    /// Index of the latest snapshot.
+    pub(crate) snapshot_index: LogIndex,
+    /// Fingerprint of the applied state.
+    pub(crate) state_checksum: u64,
+    /// The members, in id order.
+    pub(crate) members: Vec<MemberStatus>,
+    /// The storage failure that stopped the node, if any.
+    pub(crate) failure: Option<String>,
+}
+
+/// What the node loop publishes after every batch, for the HTTP side to read without a round trip.
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    /// `(leader, is this node the leader)`, updated when it changes.
+    leader: RwLock<(Option<NodeId>, bool)>,
+    /// The applied index.
+    applied_index: AtomicU64,
+    /// The highest commit index this node has heard of (its own).
+    commit_index: AtomicU64,
+    /// Set once the node stopped (storage failure or shutdown).
+    stopped: AtomicBool,
+}
+
+impl Published {
+    /// The leader this node knows of.
+    pub(crate) fn leader(&self) -> Option<NodeId> {
+        self.leader.read().unwrap_or_else(std::sync::PoisonError::into_inner).0
+    }
+
+    /// Whether this node is the leader.
+    pub(crate) fn is_leader(&self) -> bool {
+        self.leader.read().unwrap_or_else(std::sync::PoisonError::into_inner).1
+    }
+
+    /// The applied index.
+    pub(crate) fn applied_index(&self) -> u64 {
+        self.applied_index.load(Ordering::Relaxed)
+    }
+
+    /// The commit index.
+    pub(crate) fn commit_index(&self) -> u64 {
+        self.commit_index.load(Ordering::Relaxed)
+    }
+
+    /// Whether the node loop stopped.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+}
+
+/// Sends the node's messages through the peer transport.
+pub(crate) struct PeerSender(pub(crate) Arc<PeerTransport>);
+
+impl tally_node::Transport for PeerSender {
+    fn send(&mut self, message: Message) {
+        self.0.send(message);
+    }
+}
+
+/// Milliseconds of wall-clock time at start plus the monotonic time since: never goes back, and differs
+/// across restarts (read contexts are derived from it and must never repeat).
+pub(crate) struct WallClock {
+    /// Wall-clock milliseconds at start.
+    base_ms: u64,
+    /// The monotonic start.
+    start: Instant,
+}
+
+impl WallClock {
+    /// A clock starting now.
+    pub(crate) fn new() -> WallClock {
+        let base_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        WallClock { base_ms, start: Instant::now() }
+    }
+}
+
+impl Clock for WallClock {
+    fn now_ms(&self) -> u64 {
+        self.base_ms + self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// A request in flight: where its completion goes.
+type Waiter = oneshot::Sender<RequestResult>;
+
+/// The node loop. Runs until `Shutdown` or until every event sender is gone.
+pub(crate) struct Driver {
+    /// The node.
+    node: KvNode,
+    /// Events.
+    events: Receiver<Event>,
+    /// What the HTTP side reads.
+    published: Arc<Published>,
+    /// Requests in flight.
+    waiters: HashMap<RequestId, Waiter>,
+    /// The next request id.
+    next_request: RequestId,
+    /// When the last sweep for abandoned requests ran.
+    last_sweep: Instant,
+}
+
+impl Driver {
+    /// A loop over `node`, fed by `events`.
+    pub(crate) fn new(node: KvNode, events: Receiver<Event>, published: Arc<Published>) -> Driver {
+        let driver =
+            Driver { node, events, published, waiters: HashMap::new(), next_request: 1, last_sweep: Instant::now() };
+        driver.publish();
+        driver
+    }
+
+    /// Runs the loop on the calling thread until shutdown.
+    pub(crate) fn run(mut self) {
+        let mut batch = Vec::new();
+        loop {
+            let wait = Duration::from_millis(self.node.until_next_tick_ms().max(1));
+            match self.events.recv_timeout(wait) {
+                Ok(event) => batch.push(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while batch.len() < MAX_BATCH {
+                match self.events.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+            if !self.step(&mut batch) {
+                break;
+            }
+        }
+        self.fail_all(RequestError::Stopped("the node is shutting down".to_string()));
+        self.published.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// Feeds one batch of events to the node and answers what completed; `false` on shutdown.
+    fn step(&mut self, batch: &mut Vec<Event>) -> bool {
+        let mut inputs = Vec::with_capacity(batch.len() + 1);
+        inputs.push(Input::Tick);
+        let mut keep_running = true;
+        let mut statuses = Vec::new();
+        for event in batch.drain(..) {
+            match event {
+                Event::Peer(message) => inputs.push(Input::Message(message)),
+                Event::Propose { command, reply } => {
+                    let id = self.register(reply);
+                    inputs.push(Input::Propose { id, command });
+                }
+                Event::Read { query, consistency, reply } => {
+                    let id = self.register(reply);
+                    inputs.push(Input::Read { id, query, consistency });
+                }
+                Event::TransferLeader { to, reply } => {
+                    // Transfers are rare: carry out what is batched so far, then the transfer.
+                    self.handle(std::mem::take(&mut inputs));
+                    let _ = reply.send(self.node.transfer_leader(to));
+                }
+                Event::Status { reply } => statuses.push(reply),
+                Event::Shutdown => keep_running = false,
+            }
+        }
+        self.handle(inputs);
+        self.answer_completions();
+        if !statuses.is_empty() {
+            let status = self.status();
+            for reply in statuses {
+                let _ = reply.send(status.clone());
+            }
+        }
+        if self.last_sweep.elapsed() >= ABANDON_SWEEP_INTERVAL {
+            self.sweep_abandoned();
+        }
+        self.publish();
+        keep_running
+    }
+
+    /// Gives inputs to the node; after a storage failure, fails every request instead.
+    fn handle(&mut self, inputs: Vec<Input<KvQuery>>) {
+        if inputs.is_empty() {
+            return;
+        }
+        if self.node.has_failed() {
+            // The node refuses input; answer the requests of this batch (they are registered).
+            self.answer_completions();
+            self.fail_all(RequestError::Stopped(self.failure_text()));
+            return;
+        }
+        if let Err(error) = self.node.handle(inputs) {
+            tracing::error!(%error, "storage failed: the node stops serving; restart it to recover from its log");
+            self.answer_completions();
+            self.fail_all(RequestError::Stopped(error.to_string()));
+            self.published.stopped.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Remembers a waiter under a new request id.
+    fn register(&mut self, waiter: Waiter) -> RequestId {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.waiters.insert(id, waiter);
+        id
+    }
+
+    /// Sends every completion to its waiter (a waiter that gave up is simply gone).
+    fn answer_completions(&mut self) {
+        for completion in self.node.take_completions() {
+            if let Some(reply) = self.waiters.remove(&completion.id) {
+                let _ = reply.send(completion.result);
+            }
+        }
+    }
+
+    /// Fails every request in flight.
+    fn fail_all(&mut self, error: RequestError) {
+        for (_, reply) in self.waiters.drain() {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+
+    /// Tells the node to forget requests whose caller is gone, so reads waiting for a read index that never
+    /// comes (leadership changed) do not pile up.
+    fn sweep_abandoned(&mut self) {
+        self.last_sweep = Instant::now();
+        let gone: Vec<RequestId> =
+            self.waiters.iter().filter(|(_, reply)| reply.is_closed()).map(|(&id, _)| id).collect();
+        for id in gone {
+            self.waiters.remove(&id);
+            self.node.abandon(id);
+        }
+    }
+
+    /// Publishes leader, applied and commit index.
+    fn publish(&self) {
+        let raft = self.node.raft();
+        let leader = (raft.leader_id(), raft.is_leader());
+        let published = &self.published;
+        if *published.leader.read().unwrap_or_else(std::sync::PoisonError::into_inner) != leader {
+            *published.leader.write().unwrap_or_else(std::sync::PoisonError::into_inner) = leader;
+        }
+        published.applied_index.store(raft.applied_index().0, Ordering::Relaxed);
+        published.commit_index.store(raft.commit_index().0, Ordering::Relaxed);
+    }
+
+    /// The node's state for `/v1/cluster`.
+    fn status(&self) -> NodeStatus {
+        let raft = self.node.raft();
+        let mut matches = if raft.is_leader() { raft.match_indexes() } else { Default::default() };
+        if raft.is_leader() {
+            matches.insert(raft.id(), raft.last_index());
+        }
+        let membership = raft.membership();
+        let members = membership
+            .members()
+            .map(|id| MemberStatus {
+                id,
+                voter: membership.is_voter(id),
+                match_index: matches.get(&id).copied(),
+            })
+            .collect();
+        NodeStatus {
+            role: raft.role(),
+            term: raft.term().0,
+            leader: raft.leader_id(),
+            commit_index: raft.commit_index(),
+            applied_index: raft.applied_index(),
+            last_index: raft.last_index(),
+            snapshot_index: raft.snapshot().meta.index,
+            state_checksum: tally_node::StateMachine::state_checksum(self.node.state_machine()),
+            members,
+            failure: self.node.has_failed().then(|| self.failure_text()),
+        }
+    }
+
+    /// Why the node stopped.
+    fn failure_text(&self) -> String {
+        "the node's storage failed; restart it to recover from its log".to_string()
+    }
+}
+
+/// Queues an event for the node loop; `false` if the queue is full or the loop is gone.
+pub(crate) fn offer(events: &SyncSender<Event>, event: Event) -> bool {
+    match events.try_send(event) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+    }
+}

@@ -1,0 +1,158 @@
+//! The client HTTP API (docs/http-api.md): axum routes over the node loop.
+//!
+//! ```text
+//!  request ──route──▶ handler: decode key/params/body (400/413 on anything malformed)
+//!     write on a follower ──forward──▶ the leader's client URL (same request), answer relayed
+//!     otherwise ──Event──▶ node loop ──oneshot──▶ answer (504 after the request timeout)
+//!  every answer ──▶ + X-Tally-Index (applied index unless the handler set it), X-Tally-Leader
+//! ```
+
+mod cluster;
+mod error;
+mod forward;
+mod kv;
+mod params;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tally_raft::NodeId;
+use tokio::sync::oneshot;
+
+use crate::config::Limits;
+use crate::driver::{self, Event, Published};
+use crate::peer::PeerTransport;
+pub(crate) use error::ApiError;
+
+/// The applied index an answer reflects.
+pub(crate) const HEADER_INDEX: HeaderName = HeaderName::from_static("x-tally-index");
+/// The leader's id.
+pub(crate) const HEADER_LEADER: HeaderName = HeaderName::from_static("x-tally-leader");
+/// Set on a forwarded write: the node that forwarded it (a forwarded write is never forwarded again).
+pub(crate) const HEADER_FORWARDED_BY: HeaderName = HeaderName::from_static("x-tally-forwarded-by");
+
+/// What every handler shares.
+pub(crate) struct Shared {
+    /// This node.
+    pub(crate) id: NodeId,
+    /// This node's advertised client URL.
+    pub(crate) client_url: String,
+    /// Peer URLs of the configured members.
+    pub(crate) peer_urls: BTreeMap<NodeId, String>,
+    /// The node loop's input.
+    pub(crate) events: SyncSender<Event>,
+    /// What the node loop publishes.
+    pub(crate) published: Arc<Published>,
+    /// The peer transport (it knows the peers' client URLs).
+    pub(crate) peers: Arc<PeerTransport>,
+    /// Request size limits.
+    pub(crate) limits: Limits,
+    /// How long a request may wait for the node.
+    pub(crate) request_timeout: Duration,
+    /// The HTTP client that forwards writes to the leader.
+    pub(crate) forwarder: reqwest::Client,
+}
+
+/// The handlers' state.
+pub(crate) type AppState = Arc<Shared>;
+
+impl Shared {
+    /// Sends `make(reply)` to the node loop and waits for the answer, at most the request timeout.
+    ///
+    /// # Errors
+    /// `503` if the loop is overloaded or gone, `504` on timeout (`is_write` picks the message).
+    pub(crate) async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Event,
+        is_write: bool,
+    ) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        if !driver::offer(&self.events, make(reply)) {
+            return Err(if self.published.stopped() {
+                ApiError::unavailable("this node has stopped; nothing was written")
+            } else {
+                ApiError::unavailable("this node is overloaded (its request queue is full); nothing was written, retry")
+            });
+        }
+        match tokio::time::timeout(self.request_timeout, answer).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(ApiError::unavailable("this node stopped while handling the request")),
+            Err(_) if is_write => Err(ApiError::write_timeout(self.request_timeout.as_millis())),
+            Err(_) => Err(ApiError::read_timeout(self.request_timeout.as_millis())),
+        }
+    }
+
+    /// Turns a handler's result into the response, adding the leader hint to errors.
+    pub(crate) fn finish(&self, result: Result<Response, ApiError>) -> Response {
+        match result {
+            Ok(response) => response,
+            Err(mut error) => {
+                if error.leader.is_none() {
+                    error.leader = self.published.leader();
+                }
+                error.into_response()
+            }
+        }
+    }
+
+    /// The client URL of `id`, if known.
+    pub(crate) fn client_url_of(&self, id: NodeId) -> Option<String> {
+        if id == self.id { Some(self.client_url.clone()) } else { self.peers.client_url(id) }
+    }
+}
+
+/// The router of the client API.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/kv", get(kv::list))
+        .route("/v1/kv/", get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
+        .route("/v1/kv/{*key}", get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
+        .route("/db/{*key}", get(kv::get_key).post(kv::put_key))
+        .route("/v1/cluster", get(cluster::status))
+        .route("/v1/cluster/transfer-leader", post(cluster::transfer_leader))
+        .route("/livez", get(cluster::livez))
+        .route("/readyz", get(cluster::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), add_headers))
+        .with_state(state)
+}
+
+/// Adds `X-Tally-Index` (unless set) and `X-Tally-Leader` to every answer.
+async fn add_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if !headers.contains_key(HEADER_INDEX) {
+        headers.insert(HEADER_INDEX, HeaderValue::from(state.published.applied_index()));
+    }
+    if let Some(leader) = state.published.leader() {
+        if let Ok(value) = HeaderValue::from_str(&leader.to_string()) {
+            headers.insert(HEADER_LEADER, value);
+        }
+    }
+    response
+}
+
+/// `404` for an unknown route.
+async fn not_found(State(state): State<AppState>, request: Request) -> Response {
+    let message = format!(
+        "no such route: {} {}; the API is under /v1/kv, /v1/cluster, /livez, /readyz (see docs/http-api.md)",
+        request.method(),
+        request.uri().path()
+    );
+    state.finish(Err(ApiError::not_found(message)))
+}
+
+/// `405` for a known route with the wrong method.
+async fn method_not_allowed(State(state): State<AppState>, request: Request) -> Response {
+    let message = format!("{} is not allowed on {}", request.method(), request.uri().path());
+    state.finish(Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message)))
+}

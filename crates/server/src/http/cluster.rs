@@ -1,0 +1,156 @@
+//! Cluster calls: the cluster view, leadership transfer, liveness and readiness.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tally_raft::Role;
+
+use super::params::Params;
+use super::{ApiError, AppState, HEADER_FORWARDED_BY};
+use crate::config::parse_node_id;
+use crate::driver::{Event, NodeStatus};
+
+/// A member in the cluster view.
+#[derive(Serialize)]
+struct MemberView {
+    /// Its id.
+    id: String,
+    /// `voter` or `learner`.
+    role: &'static str,
+    /// Its peer URL, if configured here.
+    peer_url: Option<String>,
+    /// Its client URL, once known.
+    client_url: Option<String>,
+    /// Its match index (on the leader).
+    match_index: Option<u64>,
+}
+
+/// The cluster view (`GET /v1/cluster`).
+#[derive(Serialize)]
+struct ClusterView {
+    /// This node.
+    id: String,
+    /// Its role.
+    role: &'static str,
+    /// Its term.
+    term: u64,
+    /// The leader it knows.
+    leader: Option<String>,
+    /// Commit index.
+    commit_index: u64,
+    /// Applied index.
+    applied_index: u64,
+    /// Last log index.
+    last_index: u64,
+    /// Latest snapshot's index.
+    snapshot_index: u64,
+    /// Fingerprint of the applied state, hex.
+    state_checksum: String,
+    /// The storage failure that stopped this node, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<String>,
+    /// The members.
+    members: Vec<MemberView>,
+}
+
+/// The name of a role.
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Leader => "leader",
+        Role::Candidate | Role::PreCandidate => "candidate",
+        Role::Follower => "follower",
+    }
+}
+
+/// `GET /v1/cluster`.
+pub(crate) async fn status(State(state): State<AppState>, uri: Uri) -> Response {
+    let result = async {
+        Params::parse(uri.query(), &[])?;
+        let status: NodeStatus = state.ask(|reply| Event::Status { reply }, false).await?;
+        let members = status
+            .members
+            .iter()
+            .map(|m| MemberView {
+                id: m.id.to_string(),
+                role: if m.voter { "voter" } else { "learner" },
+                peer_url: state.peer_urls.get(&m.id).cloned(),
+                client_url: state.client_url_of(m.id),
+                match_index: m.match_index.map(|i| i.0),
+            })
+            .collect();
+        let view = ClusterView {
+            id: state.id.to_string(),
+            role: role_name(status.role),
+            term: status.term,
+            leader: status.leader.map(|l| l.to_string()),
+            commit_index: status.commit_index.0,
+            applied_index: status.applied_index.0,
+            last_index: status.last_index.0,
+            snapshot_index: status.snapshot_index.0,
+            state_checksum: format!("{:016x}", status.state_checksum),
+            failure: status.failure,
+            members,
+        };
+        Ok(axum::Json(view).into_response())
+    }
+    .await;
+    state.finish(result)
+}
+
+/// `POST /v1/cluster/transfer-leader?to=ID`: answers once `ID` leads (as this node sees it).
+pub(crate) async fn transfer_leader(State(state): State<AppState>, request: Request) -> Response {
+    let result = async {
+        let (parts, _) = request.into_parts();
+        let params = Params::parse(parts.uri.query(), &["to"])?;
+        let to = params.bytes("to").ok_or_else(|| ApiError::bad_request("missing ?to=ID (e.g. ?to=n2)"))?;
+        let to = parse_node_id(&String::from_utf8_lossy(to)).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let leader = state.published.leader();
+        if let Some(leader) = leader.filter(|&l| l != state.id && l != to && !parts.headers.contains_key(HEADER_FORWARDED_BY)) {
+            return super::forward::write(&state, leader, &parts, axum::body::Bytes::new()).await;
+        }
+        if leader != Some(to) {
+            let accepted = state.ask(|reply| Event::TransferLeader { to, reply }, false).await?;
+            accepted.map_err(|error| ApiError::from_request(&error, false))?;
+        }
+        let deadline = Instant::now() + state.request_timeout;
+        while state.published.leader() != Some(to) {
+            if Instant::now() >= deadline {
+                return Err(ApiError::read_timeout(state.request_timeout.as_millis()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(axum::Json(serde_json::json!({ "leader": to.to_string() })).into_response())
+    }
+    .await;
+    state.finish(result)
+}
+
+/// `GET /livez`: the process runs and its node loop is healthy.
+pub(crate) async fn livez(State(state): State<AppState>) -> Response {
+    if state.published.stopped() {
+        return state.finish(Err(ApiError::unavailable("the node loop has stopped (storage failure or shutdown)")));
+    }
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+/// `GET /readyz`: a leader is known and this node has applied everything it knows to be committed.
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    let published = &state.published;
+    let result = if published.stopped() {
+        Err(ApiError::unavailable("the node loop has stopped (storage failure or shutdown)"))
+    } else if published.leader().is_none() {
+        Err(ApiError::no_leader("no leader is known yet"))
+    } else if published.applied_index() < published.commit_index() {
+        Err(ApiError::unavailable(format!(
+            "catching up: applied {} of {} committed entries",
+            published.applied_index(),
+            published.commit_index()
+        )))
+    } else {
+        Ok((StatusCode::OK, "ok\n").into_response())
+    };
+    state.finish(result)
+}

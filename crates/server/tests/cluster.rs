@@ -1,0 +1,113 @@
+//! A three-node cluster in one process on loopback (port 0): the HTTP API end to end, without the CLI.
+
+use std::time::{Duration, Instant};
+
+use tally_raft::NodeId;
+use tally_server::{InitialMember, Server, ServerConfig};
+use tokio::net::TcpListener;
+
+/// Starts `n` servers forming one cluster, each with its own data dir under `dir`.
+async fn start_cluster(dir: &std::path::Path, n: u64) -> Vec<Server> {
+    let mut listeners = Vec::new();
+    for _ in 0..n {
+        let client = TcpListener::bind("127.0.0.1:0").await.expect("bind client");
+        let peer = TcpListener::bind("127.0.0.1:0").await.expect("bind peer");
+        listeners.push((client, peer));
+    }
+    let members: Vec<InitialMember> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| InitialMember {
+            id: NodeId(i as u64 + 1),
+            peer_url: format!("http://{}", peer.local_addr().expect("addr")),
+        })
+        .collect();
+    let mut servers = Vec::new();
+    for (i, (client, peer)) in listeners.into_iter().enumerate() {
+        let id = NodeId(i as u64 + 1);
+        let mut config = ServerConfig::new(id, dir.join(id.to_string()));
+        config.initial_cluster = members.clone();
+        config.tick_interval = Duration::from_millis(20);
+        config.seed = Some(i as u64 + 7);
+        servers.push(Server::start_on(config, client, peer).await.expect("server starts"));
+    }
+    servers
+}
+
+/// The cluster view of one node.
+async fn cluster(http: &reqwest::Client, server: &Server) -> serde_json::Value {
+    let url = format!("http://{}/v1/cluster", server.client_addr());
+    http.get(url).send().await.expect("cluster answers").json().await.expect("json")
+}
+
+/// Waits (bounded) until some node reports itself leader; returns its position.
+async fn wait_for_leader(http: &reqwest::Client, servers: &[Server]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for (i, server) in servers.iter().enumerate() {
+            if cluster(http, server).await["role"] == "leader" {
+                return i;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_a_follower_are_forwarded_and_reads_follow_the_documented_levels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let servers = start_cluster(dir.path(), 3).await;
+    let http = reqwest::Client::new();
+    let leader = wait_for_leader(&http, &servers).await;
+    let follower = (leader + 1) % servers.len();
+    let base = |i: usize| format!("http://{}", servers[i].client_addr());
+
+    // A write through a follower is forwarded and answered with its index.
+    let answer = http.put(format!("{}/v1/kv/greeting", base(follower))).body("hello").send().await.expect("put");
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    let body: serde_json::Value = answer.json().await.expect("json");
+    let index = body["index"].as_u64().expect("index");
+
+    // A linearizable read anywhere sees it at once.
+    for i in 0..servers.len() {
+        let answer = http.get(format!("{}/v1/kv/greeting", base(i))).send().await.expect("get");
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.headers()["x-tally-modify-index"].to_str().expect("ascii"), index.to_string());
+        assert_eq!(answer.text().await.expect("body"), "hello");
+    }
+    // A stale read eventually sees it everywhere.
+    for i in 0..servers.len() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = format!("{}/v1/kv/greeting?consistency=stale", base(i));
+            let answer = http.get(url).send().await.expect("get");
+            if answer.status() == 200 {
+                assert_eq!(answer.text().await.expect("body"), "hello");
+                break;
+            }
+            assert_eq!(answer.status(), 404);
+            assert!(Instant::now() < deadline, "node {i} never applied the write");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // cas, delete, and a page.
+    let url = format!("{}/v1/kv/greeting?cas=1", base(follower));
+    let answer = http.put(url).body("x").send().await.expect("cas");
+    assert_eq!(answer.status(), 412);
+    let error: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(error["error"]["current_modify_index"], index);
+    let answer = http.get(format!("{}/v1/kv?prefix=gree", base(leader))).send().await.expect("list");
+    let page: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(page["items"][0]["key"], "greeting");
+    assert_eq!(page["more"], false);
+    let answer = http.delete(format!("{}/v1/kv/greeting", base(follower))).send().await.expect("delete");
+    let body: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(body["deleted"], true);
+    let answer = http.get(format!("{}/v1/kv/greeting", base(follower))).send().await.expect("get");
+    assert_eq!(answer.status(), 404);
+
+    for server in servers {
+        server.shutdown().await;
+    }
+}
