@@ -61,11 +61,15 @@ pub struct ServerConfig {
     pub tick_interval: Duration,
     /// Seed of the core's election timer; default: drawn from the OS.
     pub seed: Option<u64>,
+    /// Take a snapshot (and compact the log) every this many applied entries.
+    pub snapshot_interval_entries: u64,
+    /// Log entries kept behind a snapshot, so a follower a little behind catches up from the log.
+    pub snapshot_keep_entries: u64,
 }
 
 impl ServerConfig {
     /// A configuration with the defaults: any free ports on loopback, default limits, 5 s request timeout,
-    /// 100 ms ticks.
+    /// 100 ms ticks, a snapshot every 10,000 entries keeping 1,000.
     pub fn new(id: NodeId, data_dir: PathBuf) -> ServerConfig {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         ServerConfig {
@@ -79,6 +83,8 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(5),
             tick_interval: Duration::from_millis(100),
             seed: None,
+            snapshot_interval_entries: 10_000,
+            snapshot_keep_entries: 1_000,
         }
     }
 }
