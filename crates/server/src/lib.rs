@@ -3,11 +3,12 @@
 //!
 //! ```text
 //!  Raft Message ──wire::encode──▶ payload ──frame::encode──▶ [magic, version, length, crc32, payload] ──▶ TCP
-//!  TCP bytes ──FrameDecoder::push/next──▶ payload (length bounded, checksum verified) ──wire::decode──▶ Message
+//!  TCP bytes ──FrameDecoder::push/next──▶ payload (length bounded, checksum verified) ──wire::decode_frame──▶ Message | Hello
 //!
 //!  peer::PeerTransport::send ──▶ per peer: control lane (votes, appends, heartbeats) ──TCP──▶ peer
 //!                                          bulk lane (snapshot chunks)             ──TCP──▶ peer
 //!  listener ──▶ per connection: frames ──▶ messages for this node ──▶ bounded inbox ──▶ node loop
+//!                                        └─▶ hellos ──▶ the peers' client URLs (for forwarding writes)
 //! ```
 //!
 //! Every decoder is total: any byte string gives a message or a clear error, never a panic, and nothing is

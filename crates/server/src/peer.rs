@@ -1,10 +1,17 @@
-//! The tokio peer transport: delivers Raft messages between nodes over TCP.
+//! The tokio peer transport: delivers Raft messages between nodes over TCP, and tells every node the client
+//! URL of its peers.
 //!
 //! ```text
-//!  send(msg) ──Lane::of──▶ control queue ──▶ control task ──TCP──▶ peer's listener
-//!                    └──▶ bulk queue    ──▶ bulk task    ──TCP──▶ peer's listener
-//!  listener ──accept──▶ connection task ──frames──▶ wire::decode ──▶ inbox (bounded mpsc) ──▶ node loop
+//!  send(msg) ──Lane::of──▶ control queue ──▶ control task ──TCP: hello, messages──▶ peer's listener
+//!                    └──▶ bulk queue    ──▶ bulk task    ──TCP: hello, messages──▶ peer's listener
+//!  listener ──accept──▶ connection task ──frames──▶ wire::decode_frame
+//!      ├─ message ──▶ inbox (bounded mpsc) ──▶ node loop
+//!      └─ hello   ──▶ client URL directory ──▶ client_url(id), client_urls()
 //! ```
+//!
+//! Every outbound connection opens with a hello carrying this node's id and client URL, so a node learns a
+//! peer's client URL (where followers forward client writes to the leader) as soon as that peer sends it
+//! anything, and before that message reaches the node loop. A peer that sends no hello is still served.
 //!
 //! Each peer gets two lanes, each with its own bounded queue, task and connection: snapshot chunks go on
 //! the `bulk` lane and everything else on the `control` lane, so a multi-megabyte chunk never delays a
@@ -12,6 +19,7 @@
 //! blocks: an overflowing queue drops its oldest message, and a full inbox drops the newest, because Raft
 //! tolerates loss and retries on its own. Every drop is counted in [`PeerTransport::dropped_messages`].
 
+mod directory;
 mod inbound;
 mod outbound;
 mod queue;
@@ -27,9 +35,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use directory::ClientUrls;
 pub use inbound::InboundError;
 use outbound::LaneTask;
 use queue::LaneQueue;
+
+use crate::frame;
+use crate::wire::{self, Hello};
 
 /// Limits and timings of the peer transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,17 +126,25 @@ pub struct PeerTransport {
     accept_task: JoinHandle<()>,
     /// Messages dropped: unknown peer, queue overflow, too large, broken write, full inbox.
     dropped: Arc<AtomicU64>,
+    /// The framed hello every lane writes first on each connection.
+    hello: Arc<[u8]>,
+    /// The peers' client URLs, filled by the inbound connections from the hellos they receive.
+    client_urls: Arc<ClientUrls>,
 }
 
 impl PeerTransport {
     /// Starts accepting peer connections on `listener`; received, decoded messages addressed to `local_id`
     /// go to the returned receiver (bounded by `queue_messages_max`; when full, messages are dropped: Raft
-    /// tolerates loss).
+    /// tolerates loss). `client_url` is this node's advertised client URL, sent to every peer in the hello
+    /// that opens each connection.
     ///
     /// # Panics
-    /// Outside a tokio runtime, or if `config` has a zero limit or `reconnect_backoff_min > reconnect_backoff_max`.
+    /// Outside a tokio runtime, if `client_url` is longer than [`wire::CLIENT_URL_MAX_BYTES`], or if `config`
+    /// has a zero limit, a `max_frame_bytes` too small for the hello (about 1 KiB at most), or
+    /// `reconnect_backoff_min > reconnect_backoff_max`.
     pub fn start(
         local_id: NodeId,
+        client_url: String,
         listener: TcpListener,
         config: PeerConfig,
     ) -> (PeerTransport, mpsc::Receiver<Message>) {
@@ -136,24 +156,55 @@ impl PeerTransport {
             config.reconnect_backoff_min,
             config.reconnect_backoff_max
         );
+        // Panics if the URL exceeds CLIENT_URL_MAX_BYTES.
+        let hello = wire::encode_hello(&Hello { from: local_id, client_url });
+        assert!(
+            hello.len() <= config.max_frame_bytes,
+            "max_frame_bytes {} cannot carry the {}-byte hello",
+            config.max_frame_bytes,
+            hello.len()
+        );
         let (inbox_tx, inbox_rx) = mpsc::channel(config.queue_messages_max);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let dropped = Arc::new(AtomicU64::new(0));
+        let client_urls = Arc::new(ClientUrls::new(local_id));
         let inbox = inbound::Inbox {
             local_id,
             tx: inbox_tx,
             max_frame_bytes: config.max_frame_bytes,
             dropped: Arc::clone(&dropped),
+            client_urls: Arc::clone(&client_urls),
         };
         let accept_task = tokio::spawn(inbound::accept_loop(listener, inbox, shutdown_rx));
-        let transport =
-            PeerTransport { local_id, config, peers: Mutex::new(BTreeMap::new()), shutdown, accept_task, dropped };
+        let transport = PeerTransport {
+            local_id,
+            config,
+            peers: Mutex::new(BTreeMap::new()),
+            shutdown,
+            accept_task,
+            dropped,
+            hello: frame::encode(&hello).into(),
+            client_urls,
+        };
         (transport, inbox_rx)
     }
 
     /// This node's id.
     pub fn local_id(&self) -> NodeId {
         self.local_id
+    }
+
+    /// The client URL that node `id` last announced in a hello; `None` if none was received from it yet, and
+    /// for this node itself (a hello claiming this node's id is ignored). Entries outlive
+    /// [`PeerTransport::remove_peer`] and connection losses: the last URL heard stays until a newer one.
+    pub fn client_url(&self, id: NodeId) -> Option<String> {
+        self.client_urls.get(id)
+    }
+
+    /// Every client URL learned from peers' hellos, in id order (never this node's own); see
+    /// [`PeerTransport::client_url`].
+    pub fn client_urls(&self) -> BTreeMap<NodeId, String> {
+        self.client_urls.all()
     }
 
     /// Sets or changes a peer's address (membership or address changes). Connections are made lazily and
@@ -223,6 +274,7 @@ impl PeerTransport {
                 shutdown: self.shutdown.subscribe(),
                 config: self.config,
                 dropped: Arc::clone(&self.dropped),
+                hello: Arc::clone(&self.hello),
             };
             tokio::spawn(task.run())
         };

@@ -1,12 +1,17 @@
-//! The binary encoding of Raft messages between peers (the payload of a [`crate::frame`]).
+//! The binary encoding of what peers send each other (the payload of a [`crate::frame`]): Raft messages, and
+//! the hello that opens every connection and tells the receiver the sender's client URL.
 //!
 //! ```text
-//! message  := from u64, to u64, term u64, kind u8, body
+//! frame    := message | hello                 (decode_frame gives a PeerFrame)
+//! message  := from u64, to u64, term u64, kind u8 (1..=11), body
+//! hello    := from u64, to u64, term u64, kind u8 (12), client_url bytes
+//!             (to and term are written 0 and ignored; client_url is UTF-8, at most CLIENT_URL_MAX_BYTES)
 //! bytes    := length u32, bytes            (entry payloads use tally_node::codec)
 //! entry    := index u64, term u64, bytes
 //! membership := voters (count u32, ids u64...), learners (count u32, ids u64...)
 //! ```
 //! All integers little-endian. Counts are checked against the bytes left before anything is allocated.
+//! The hello shares the message header so that its kind sits where every decoder already looks for one.
 
 use tally_node::codec::{decode_payload, encode_payload};
 use tally_raft::{
@@ -45,6 +50,40 @@ pub enum WireError {
     /// The content is invalid (e.g. an entry payload that does not decode).
     #[error("invalid message: {0}")]
     Invalid(String),
+    /// A bounded field is longer than allowed.
+    #[error("{what} of {length} bytes at byte {offset} exceeds the maximum of {max} bytes")]
+    TooLong {
+        /// What was being decoded.
+        what: &'static str,
+        /// The announced length.
+        length: usize,
+        /// The limit.
+        max: usize,
+        /// Where the field's length starts.
+        offset: usize,
+    },
+}
+
+/// The longest client URL a hello may carry, in bytes: bounds what one peer can make this node remember.
+pub const CLIENT_URL_MAX_BYTES: usize = 1024;
+
+/// What a node tells each peer it connects to, first thing on every connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// The sending node.
+    pub from: NodeId,
+    /// Where the sending node serves clients (e.g. `http://10.0.0.1:7001`), so that followers can forward
+    /// client writes to the leader. At most [`CLIENT_URL_MAX_BYTES`] bytes.
+    pub client_url: String,
+}
+
+/// One decoded payload: a Raft message for the node loop, or a hello for the peer transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerFrame {
+    /// A Raft message.
+    Raft(Message),
+    /// A peer introducing itself.
+    Hello(Hello),
 }
 
 // Message kinds on the wire. Never renumber: peers of other builds read them.
@@ -59,6 +98,30 @@ const SNAPSHOT_RESPONSE: u8 = 8;
 const READ_INDEX_REQUEST: u8 = 9;
 const READ_INDEX_RESPONSE: u8 = 10;
 const TIMEOUT_NOW: u8 = 11;
+const HELLO: u8 = 12;
+
+/// Where the kind byte sits: after `from`, `to` and `term`.
+const KIND_OFFSET: usize = 3 * 8;
+
+/// Encodes a hello.
+///
+/// # Panics
+/// If `hello.client_url` is longer than [`CLIENT_URL_MAX_BYTES`] (peers would refuse it).
+pub fn encode_hello(hello: &Hello) -> Vec<u8> {
+    let url = hello.client_url.as_bytes();
+    assert!(
+        url.len() <= CLIENT_URL_MAX_BYTES,
+        "client URL of {} bytes exceeds the maximum of {CLIENT_URL_MAX_BYTES}",
+        url.len()
+    );
+    let mut w = Writer(Vec::with_capacity(KIND_OFFSET + 1 + 4 + url.len()));
+    w.u64(hello.from.0);
+    w.u64(0);
+    w.u64(0);
+    w.u8(HELLO);
+    w.bytes(url);
+    w.0
+}
 
 /// Encodes a message.
 pub fn encode(message: &Message) -> Vec<u8> {
@@ -149,15 +212,39 @@ pub fn encode(message: &Message) -> Vec<u8> {
     w.0
 }
 
-/// Decodes a message; never panics.
+/// Decodes a Raft message; never panics. A hello is refused as an unknown message kind: use
+/// [`decode_frame`] where one may come.
 ///
 /// # Errors
 /// Any malformation, named with its byte offset.
 pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
+    match decode_frame(bytes)? {
+        PeerFrame::Raft(message) => Ok(message),
+        PeerFrame::Hello(_) => Err(WireError::BadTag { what: "message kind", tag: HELLO, offset: KIND_OFFSET }),
+    }
+}
+
+/// Decodes a Raft message or a hello; never panics.
+///
+/// # Errors
+/// Any malformation, named with its byte offset.
+pub fn decode_frame(bytes: &[u8]) -> Result<PeerFrame, WireError> {
     let mut r = Reader { bytes, offset: 0 };
     let (from, to, term) = (NodeId(r.u64()?), NodeId(r.u64()?), Term(r.u64()?));
-    let kind_offset = r.offset;
-    let body = match r.u8()? {
+    let frame = match r.u8()? {
+        HELLO => PeerFrame::Hello(Hello { from, client_url: r.string("client URL", CLIENT_URL_MAX_BYTES)? }),
+        kind => PeerFrame::Raft(Message { from, to, term, body: decode_body(&mut r, kind)? }),
+    };
+    let count = bytes.len() - r.offset;
+    if count > 0 {
+        return Err(WireError::TrailingBytes { count });
+    }
+    Ok(frame)
+}
+
+/// The body of a Raft message of `kind` (just read, at [`KIND_OFFSET`]).
+fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<MessageBody, WireError> {
+    let body = match kind {
         VOTE_REQUEST => {
             let kind = match r.u8()? {
                 0 => CampaignKind::PreVote,
@@ -168,7 +255,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
             MessageBody::VoteRequest { kind, last_log_term: Term(r.u64()?), last_log_index: LogIndex(r.u64()?) }
         }
         VOTE_RESPONSE => MessageBody::VoteResponse { pre_vote: r.bool()?, granted: r.bool()? },
-        APPEND => decode_append(&mut r)?,
+        APPEND => decode_append(r)?,
         APPEND_RESPONSE => {
             let result = match r.u8()? {
                 0 => Ok(LogIndex(r.u64()?)),
@@ -194,13 +281,9 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
         READ_INDEX_REQUEST => MessageBody::ReadIndexRequest { context: r.u64()? },
         READ_INDEX_RESPONSE => MessageBody::ReadIndexResponse { context: r.u64()?, index: LogIndex(r.u64()?) },
         TIMEOUT_NOW => MessageBody::TimeoutNow,
-        tag => return Err(WireError::BadTag { what: "message kind", tag, offset: kind_offset }),
+        tag => return Err(WireError::BadTag { what: "message kind", tag, offset: KIND_OFFSET }),
     };
-    let count = bytes.len() - r.offset;
-    if count > 0 {
-        return Err(WireError::TrailingBytes { count });
-    }
-    Ok(Message { from, to, term, body })
+    Ok(body)
 }
 
 /// The body of an Append.
@@ -296,6 +379,18 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self) -> Result<&'a [u8], WireError> {
         let len = self.u32()? as usize;
         self.take(len)
+    }
+    /// A UTF-8 string of at most `max` bytes; the length is checked before the bytes are looked at.
+    fn string(&mut self, what: &'static str, max: usize) -> Result<String, WireError> {
+        let offset = self.offset;
+        let length = self.u32()? as usize;
+        if length > max {
+            return Err(WireError::TooLong { what, length, max, offset });
+        }
+        let bytes = self.take(length)?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| WireError::Invalid(format!("{what} at byte {} is not UTF-8: {e}", offset + 4)))?;
+        Ok(text.to_owned())
     }
     /// A count of items of at least `min_item_bytes` each, checked against the bytes left so a forged count
     /// cannot make the decoder allocate more than the message itself.

@@ -1,6 +1,8 @@
 //! The tokio peer transport over real loopback sockets: delivery and order, malformed input, reconnection,
-//! and the bulk lane not delaying the control lane. Every test is bounded in time.
+//! the bulk lane not delaying the control lane, and the hellos that tell peers each other's client URL.
+//! Every test is bounded in time.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use tally_raft::{
 };
 use tally_server::frame;
 use tally_server::peer::{PeerConfig, PeerTransport};
+use tally_server::wire::{self, Hello, PeerFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -27,8 +30,13 @@ const B: NodeId = NodeId(2);
 async fn start(id: NodeId) -> (PeerTransport, mpsc::Receiver<Message>, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    let (transport, inbox) = PeerTransport::start(id, listener, test_config());
+    let (transport, inbox) = PeerTransport::start(id, client_url(id), listener, test_config());
     (transport, inbox, addr)
+}
+
+/// The client URL node `id` advertises in these tests (never dialled: only carried in hellos).
+fn client_url(id: NodeId) -> String {
+    format!("http://node-{}.tally.test:7001", id.0)
 }
 
 fn test_config() -> PeerConfig {
@@ -162,7 +170,7 @@ async fn messages_to_a_peer_that_comes_up_late_are_delivered() {
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         let listener = TcpListener::bind(b_addr).await.expect("rebind the reserved port");
-        let (b, mut b_inbox) = PeerTransport::start(B, listener, test_config());
+        let (b, mut b_inbox) = PeerTransport::start(B, client_url(B), listener, test_config());
         for seq in 0..10 {
             assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, seq));
         }
@@ -171,7 +179,7 @@ async fn messages_to_a_peer_that_comes_up_late_are_delivered() {
         b.shutdown().await;
         drop(b_inbox);
         let listener = TcpListener::bind(b_addr).await.expect("rebind after restart");
-        let (b, mut b_inbox) = PeerTransport::start(B, listener, test_config());
+        let (b, mut b_inbox) = PeerTransport::start(B, client_url(B), listener, test_config());
         let delivered = async {
             for seq in 100.. {
                 a.send(heartbeat(A, B, seq));
@@ -236,18 +244,23 @@ async fn messages_to_unknown_peers_and_other_nodes_are_dropped() {
     .expect("test within its time bound");
 }
 
-/// Reads one frame from a raw connection and decodes it.
-async fn read_message(stream: &mut TcpStream) -> Message {
+/// Reads exactly one frame from a raw connection (nothing past it) and decodes it.
+async fn read_frame(stream: &mut TcpStream) -> PeerFrame {
+    let mut header = [0u8; frame::HEADER_BYTES];
+    stream.read_exact(&mut header).await.expect("frame header");
+    let length = u32::from_le_bytes(header[5..9].try_into().expect("4 bytes")) as usize;
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).await.expect("frame payload");
     let mut decoder = frame::FrameDecoder::new(PeerConfig::default().max_frame_bytes);
-    let mut buffer = [0u8; 4096];
-    loop {
-        if let Some(payload) = decoder.next_frame().expect("valid frame") {
-            return tally_server::wire::decode(&payload).expect("valid message");
-        }
-        let bytes = stream.read(&mut buffer).await.expect("read");
-        assert!(bytes > 0, "connection closed before a whole frame");
-        decoder.push(&buffer[..bytes]);
-    }
+    decoder.push(&header);
+    decoder.push(&payload);
+    let payload = decoder.next_frame().expect("valid frame").expect("whole frame");
+    wire::decode_frame(&payload).expect("valid payload")
+}
+
+/// The hello that node `id` of these tests opens its connections with.
+fn hello(id: NodeId) -> PeerFrame {
+    PeerFrame::Hello(Hello { from: id, client_url: client_url(id) })
 }
 
 #[tokio::test]
@@ -259,6 +272,7 @@ async fn a_stalled_snapshot_transfer_does_not_block_heartbeats() {
         a.set_peer(B, fake_b.local_addr().expect("local addr"));
         a.send(snapshot_chunk(A, B, 8 * 1024 * 1024));
         let (mut bulk, _) = fake_b.accept().await.expect("bulk connection");
+        assert_eq!(read_frame(&mut bulk).await, hello(A), "the bulk connection opens with a hello");
         let mut header = [0u8; frame::HEADER_BYTES];
         bulk.read_exact(&mut header).await.expect("chunk header");
         let length = u32::from_le_bytes(header[5..9].try_into().expect("4 bytes"));
@@ -266,8 +280,99 @@ async fn a_stalled_snapshot_transfer_does_not_block_heartbeats() {
 
         a.send(heartbeat(A, B, 7));
         let (mut control, _) = fake_b.accept().await.expect("control connection");
-        assert_eq!(read_message(&mut control).await, heartbeat(A, B, 7));
+        assert_eq!(read_frame(&mut control).await, hello(A), "the control connection opens with a hello");
+        assert_eq!(read_frame(&mut control).await, PeerFrame::Raft(heartbeat(A, B, 7)));
         a.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+#[tokio::test]
+async fn peers_learn_each_others_client_url_from_the_hello_before_the_first_message() {
+    timeout(TEST_TIMEOUT, async {
+        let (a, mut a_inbox, a_addr) = start(A).await;
+        let (b, mut b_inbox, b_addr) = start(B).await;
+        a.set_peer(B, b_addr);
+        b.set_peer(A, a_addr);
+        assert_eq!(b.client_url(A), None);
+
+        // The hello precedes the message on its connection and is handled first, so no polling is needed.
+        a.send(heartbeat(A, B, 1));
+        assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 1));
+        assert_eq!(b.client_url(A), Some(client_url(A)));
+        assert_eq!(b.client_urls(), BTreeMap::from([(A, client_url(A))]));
+        assert_eq!(a.client_urls(), BTreeMap::new(), "B has not connected to A yet");
+
+        // The bulk lane's connection says hello too; the directory is unchanged by the repeat.
+        b.send(snapshot_chunk(B, A, 16));
+        assert_eq!(receive(&mut a_inbox).await, snapshot_chunk(B, A, 16));
+        assert_eq!(a.client_url(B), Some(client_url(B)));
+        assert_eq!(a.client_url(A), None, "a node does not list itself");
+        assert_eq!(b.client_urls(), BTreeMap::from([(A, client_url(A))]));
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+#[tokio::test]
+async fn a_restarted_peer_with_a_new_client_url_replaces_the_old_one() {
+    timeout(TEST_TIMEOUT, async {
+        let (a, _a_inbox, _) = start(A).await;
+        let (b, mut b_inbox, b_addr) = start(B).await;
+        a.set_peer(B, b_addr);
+        a.send(heartbeat(A, B, 1));
+        receive(&mut b_inbox).await;
+        assert_eq!(b.client_url(A), Some(client_url(A)));
+
+        a.shutdown().await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let moved = "https://moved.tally.test:8443".to_owned();
+        let (a, _a_inbox) = PeerTransport::start(A, moved.clone(), listener, test_config());
+        a.set_peer(B, b_addr);
+        a.send(heartbeat(A, B, 2));
+        assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 2));
+        assert_eq!(b.client_url(A), Some(moved));
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+#[tokio::test]
+async fn hellos_are_optional_and_one_claiming_this_nodes_id_is_ignored() {
+    timeout(TEST_TIMEOUT, async {
+        let (b, mut b_inbox, b_addr) = start(B).await;
+
+        // A peer of an older build sends messages without a hello: they are delivered.
+        let mut silent = TcpStream::connect(b_addr).await.expect("connect");
+        silent.write_all(&frame::encode(&wire::encode(&heartbeat(A, B, 1)))).await.expect("write message");
+        assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 1));
+        assert_eq!(b.client_urls(), BTreeMap::new());
+
+        // A hello carrying B's own id is ignored; later hellos on the same connection are still read.
+        let mut raw = TcpStream::connect(b_addr).await.expect("connect");
+        let own = Hello { from: B, client_url: "http://impostor.tally.test:1".to_owned() };
+        let third = Hello { from: NodeId(3), client_url: client_url(NodeId(3)) };
+        let mut bytes = frame::encode(&wire::encode_hello(&own));
+        bytes.extend(frame::encode(&wire::encode_hello(&third)));
+        bytes.extend(frame::encode(&wire::encode(&heartbeat(NodeId(3), B, 2))));
+        raw.write_all(&bytes).await.expect("write hellos and a message");
+        assert_eq!(receive(&mut b_inbox).await, heartbeat(NodeId(3), B, 2));
+        assert_eq!(b.client_url(B), None);
+        assert_eq!(b.client_urls(), BTreeMap::from([(NodeId(3), client_url(NodeId(3)))]));
+
+        // A hello whose URL is not UTF-8 is malformed: that connection is closed.
+        let mut bad = wire::encode_hello(&Hello { from: NodeId(4), client_url: "http://x".to_owned() });
+        let last = bad.len() - 1;
+        bad[last] = 0xff;
+        raw.write_all(&frame::encode(&bad)).await.expect("write bad hello");
+        assert!(closed_by_transport(&mut raw).await, "connection with a bad hello stays open");
+        assert_eq!(b.client_url(NodeId(4)), None);
+        b.shutdown().await;
     })
     .await
     .expect("test within its time bound");

@@ -1,10 +1,13 @@
 //! The inbound side: accept peer connections and turn their bytes into messages for the node loop.
 //!
 //! ```text
-//!  TcpListener ──accept──▶ one task per connection: read ──▶ FrameDecoder ──▶ wire::decode
-//!      ──▶ (to == local_id?) ──try_send──▶ bounded inbox (full: drop, Raft tolerates loss)
+//!  TcpListener ──accept──▶ one task per connection: read ──▶ FrameDecoder ──▶ wire::decode_frame
+//!      ├─ Raft message ──▶ (to == local_id?) ──try_send──▶ bounded inbox (full: drop, Raft tolerates loss)
+//!      └─ Hello ──▶ (from != local_id?) ──▶ client URL directory
 //! ```
 //!
+//! Frames of one connection are handled in order, so a message that follows a hello reaches the node loop
+//! after the directory holds the hello's URL. A hello is not required: a peer that sends none is still served.
 //! A malformed frame or message closes that connection only; the listener and other connections go on.
 
 use std::net::SocketAddr;
@@ -18,9 +21,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::directory::ClientUrls;
 use super::stopped;
 use crate::frame::{FrameDecoder, FrameError};
-use crate::wire::{self, WireError};
+use crate::wire::{self, PeerFrame, WireError};
 
 /// The most inbound connections served at once; more are refused (a cluster needs two per peer).
 const INBOUND_CONNECTIONS_MAX: usize = 1024;
@@ -54,6 +58,8 @@ pub(crate) struct Inbox {
     pub(crate) max_frame_bytes: usize,
     /// The transport's count of dropped messages.
     pub(crate) dropped: Arc<AtomicU64>,
+    /// Where hellos go.
+    pub(crate) client_urls: Arc<ClientUrls>,
 }
 
 /// Accepts connections until shutdown, then ends every connection task.
@@ -102,14 +108,17 @@ async fn read_connection(mut stream: TcpStream, addr: SocketAddr, inbox: Inbox, 
     }
 }
 
-/// Decodes and delivers every complete frame in `decoder`.
+/// Decodes and handles every complete frame in `decoder`, in order: messages go to the node loop, hellos to
+/// the directory.
 ///
 /// # Errors
 /// The first malformed frame or message: the connection must be closed.
 fn deliver_frames(decoder: &mut FrameDecoder, inbox: &Inbox) -> Result<(), InboundError> {
     while let Some(payload) = decoder.next_frame()? {
-        let message = wire::decode(&payload)?;
-        deliver(message, inbox);
+        match wire::decode_frame(&payload)? {
+            PeerFrame::Raft(message) => deliver(message, inbox),
+            PeerFrame::Hello(hello) => inbox.client_urls.record(hello),
+        }
     }
     Ok(())
 }

@@ -1,9 +1,12 @@
 //! One outbound lane to one peer: a task that owns a TCP connection and writes the lane's queue into it.
 //!
 //! ```text
+//!  connect ──write_all──▶ hello frame (this node's id and client URL), once per connection
 //!  LaneQueue ──pop──▶ wire::encode ──▶ frame::encode ──write_all──▶ TcpStream (TCP_NODELAY)
 //!      ▲ messages wait here while disconnected        connect on the first message, reconnect with backoff
 //! ```
+//!
+//! Every connection starts with the hello, so the peer knows this node's client URL before its first message.
 //!
 //! The connection is write-only: the peer never answers on it (its answers come on its own outbound
 //! connection), so a read that returns is the peer closing it, and the lane reconnects.
@@ -42,6 +45,8 @@ pub(crate) struct LaneTask {
     pub(crate) config: PeerConfig,
     /// The transport's count of dropped messages.
     pub(crate) dropped: Arc<AtomicU64>,
+    /// The framed hello that opens every connection, encoded once for the whole transport.
+    pub(crate) hello: Arc<[u8]>,
 }
 
 /// Why a connection ended.
@@ -106,14 +111,24 @@ impl LaneTask {
         }
     }
 
-    /// Writes queued messages into `stream` until it breaks, the address changes, or the lane stops. Resets
-    /// `backoff` once a frame is written, so a peer that accepts and closes at once is still backed off.
+    /// Writes the hello, then queued messages, into `stream` until it breaks, the address changes, or the
+    /// lane stops. Resets `backoff` once a message is written (the hello does not count), so a peer that
+    /// accepts and closes at once is still backed off.
     async fn serve(&mut self, stream: TcpStream, addr: SocketAddr, backoff: &mut Duration) -> Exit {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(peer = %self.peer, %addr, %error, "cannot set TCP_NODELAY");
         }
         tracing::debug!(peer = %self.peer, lane = ?self.lane, %addr, "peer connected");
         let (mut reader, mut writer) = stream.into_split();
+        let hello = Arc::clone(&self.hello);
+        match self.write_frame(&mut writer, &hello).await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                tracing::debug!(peer = %self.peer, lane = ?self.lane, %error, "peer hello write failed");
+                return Exit::Reconnect;
+            }
+            None => return Exit::Stop,
+        }
         let mut probe = [0u8; 64];
         loop {
             tokio::select! {
@@ -144,16 +159,21 @@ impl LaneTask {
         let Some(frame) = self.encode(message) else {
             return Some(false);
         };
+        match self.write_frame(writer, &frame).await? {
+            Ok(()) => Some(true),
+            Err(error) => {
+                tracing::debug!(peer = %self.peer, lane = ?self.lane, %error, "peer write failed");
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Writes one whole frame; `None` if the lane is stopping first.
+    async fn write_frame(&mut self, writer: &mut OwnedWriteHalf, frame: &[u8]) -> Option<std::io::Result<()>> {
         tokio::select! {
             _ = stopped(&mut self.shutdown) => None,
-            result = writer.write_all(&frame) => match result {
-                Ok(()) => Some(true),
-                Err(error) => {
-                    tracing::debug!(peer = %self.peer, lane = ?self.lane, %error, "peer write failed");
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-            },
+            result = writer.write_all(frame) => Some(result),
         }
     }
 

@@ -113,10 +113,106 @@ fn structurally_invalid_messages_are_refused_at_the_boundary() {
     assert!(matches!(decode(&encode(&message)), Err(WireError::Invalid(_))));
 }
 
+/// Hellos with awkward values: empty, non-ASCII, and exactly at the length limit.
+fn hello_samples() -> Vec<Hello> {
+    vec![
+        Hello { from: NodeId(3), client_url: "http://10.0.0.3:7001".to_owned() },
+        Hello { from: NodeId(0), client_url: String::new() },
+        Hello { from: NodeId(u64::MAX), client_url: "http://nœud-é.example:7001/☃".to_owned() },
+        Hello { from: NodeId(7), client_url: "x".repeat(CLIENT_URL_MAX_BYTES) },
+    ]
+}
+
+/// A hello's payload with `url` as its client URL bytes, bypassing the encoder's checks.
+fn raw_hello(url: &[u8]) -> Vec<u8> {
+    let mut bytes = encode_hello(&Hello { from: NodeId(3), client_url: String::new() });
+    bytes.truncate(bytes.len() - 4);
+    bytes.extend_from_slice(&u32::try_from(url.len()).expect("test URL fits in u32").to_le_bytes());
+    bytes.extend_from_slice(url);
+    bytes
+}
+
+#[test]
+fn hellos_and_messages_round_trip_through_decode_frame() {
+    for hello in hello_samples() {
+        assert_eq!(decode_frame(&encode_hello(&hello)), Ok(PeerFrame::Hello(hello.clone())), "{hello:?}");
+    }
+    for message in samples() {
+        assert_eq!(decode_frame(&encode(&message)), Ok(PeerFrame::Raft(message.clone())), "{message}");
+    }
+}
+
+#[test]
+fn decode_refuses_a_hello_as_an_unknown_message_kind() {
+    let bytes = encode_hello(&hello_samples()[0]);
+    assert_eq!(decode(&bytes), Err(WireError::BadTag { what: "message kind", tag: HELLO, offset: KIND_OFFSET }));
+}
+
+#[test]
+fn every_hello_truncation_and_extension_is_an_error() {
+    for hello in hello_samples() {
+        let bytes = encode_hello(&hello);
+        for cut in 0..bytes.len() {
+            assert!(decode_frame(&bytes[..cut]).is_err(), "{hello:?} truncated to {cut} bytes decoded");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode_frame(&longer), Err(WireError::TrailingBytes { count: 1 }));
+    }
+}
+
+#[test]
+fn a_hello_with_a_client_url_that_is_not_utf8_is_refused() {
+    for url in [&b"http://\xff:7001"[..], b"\xc3", b"\xed\xa0\x80"] {
+        assert!(matches!(decode_frame(&raw_hello(url)), Err(WireError::Invalid(_))), "{url:?}");
+    }
+    assert!(decode_frame(&raw_hello("http://é".as_bytes())).is_ok(), "multi-byte UTF-8 is valid");
+}
+
+#[test]
+fn an_oversized_client_url_is_refused_from_its_length() {
+    let too_long = vec![b'x'; CLIENT_URL_MAX_BYTES + 1];
+    let error = WireError::TooLong {
+        what: "client URL",
+        length: CLIENT_URL_MAX_BYTES + 1,
+        max: CLIENT_URL_MAX_BYTES,
+        offset: KIND_OFFSET + 1,
+    };
+    assert_eq!(decode_frame(&raw_hello(&too_long)), Err(error));
+    // A forged length is refused before the missing bytes are looked for.
+    let mut forged = raw_hello(b"");
+    let length_at = forged.len() - 4;
+    forged[length_at..].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(decode_frame(&forged), Err(WireError::TooLong { length, .. }) if length == u32::MAX as usize));
+}
+
+#[test]
+#[should_panic(expected = "exceeds the maximum")]
+fn encoding_an_oversized_client_url_panics() {
+    encode_hello(&Hello { from: NodeId(1), client_url: "x".repeat(CLIENT_URL_MAX_BYTES + 1) });
+}
+
 proptest! {
     #[test]
     fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let _ = decode(&bytes);
+        let _ = decode_frame(&bytes);
+    }
+
+    #[test]
+    fn garbage_after_a_hello_header_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let mut bytes = raw_hello(b"");
+        bytes.truncate(KIND_OFFSET + 1);
+        bytes.extend_from_slice(&tail);
+        let _ = decode_frame(&bytes);
+    }
+
+    #[test]
+    fn flipped_hello_never_panics(index in 0usize..4, position in any::<prop::sample::Index>(), value in any::<u8>()) {
+        let mut bytes = encode_hello(&hello_samples()[index]);
+        let at = position.index(bytes.len());
+        bytes[at] = value;
+        let _ = decode_frame(&bytes);
     }
 
     #[test]
@@ -125,5 +221,6 @@ proptest! {
         let at = position.index(bytes.len());
         bytes[at] = value;
         let _ = decode(&bytes);
+        let _ = decode_frame(&bytes);
     }
 }
