@@ -1,19 +1,20 @@
-//! `tally-server`: the process around the node loop. So far it holds the peer wire format and the tokio
-//! peer transport that carries it:
+//! `tally-server`: the process around the node loop.
 //!
 //! ```text
-//!  Raft Message ──wire::encode──▶ payload ──frame::encode──▶ [magic, version, length, crc32, payload] ──▶ TCP
-//!  TCP bytes ──FrameDecoder::push/next──▶ payload (length bounded, checksum verified) ──wire::decode_frame──▶ Message | Hello
-//!
-//!  peer::PeerTransport::send ──▶ per peer: control lane (votes, appends, heartbeats) ──TCP──▶ peer
-//!                                          bulk lane (snapshot chunks)             ──TCP──▶ peer
-//!  listener ──▶ per connection: frames ──▶ messages for this node ──▶ bounded inbox ──▶ node loop
-//!                                        └─▶ hellos ──▶ the peers' client URLs (for forwarding writes)
+//!  client ──HTTP──▶ http (axum): decode, check limits ──▶ follower? forward the write to the leader's client URL
+//!                      │ Event + oneshot
+//!                      ▼
+//!  driver thread: batch events ──▶ Node::handle (one fsync per batch) ──▶ completions ──▶ oneshots
+//!                      ▲                         │ messages
+//!    peer inbox ───────┘                         ▼
+//!  peer::PeerTransport: per peer a control lane (votes, appends) and a bulk lane (snapshot chunks), TCP
+//!  wire: Raft Message ──encode──▶ payload ──frame::encode──▶ [magic, version, length, crc32, payload]
+//!        TCP bytes ──FrameDecoder──▶ payload (bounded, checked) ──wire::decode_frame──▶ Message | Hello
 //! ```
 //!
-//! Every decoder is total: any byte string gives a message or a clear error, never a panic, and nothing is
-//! allocated from an unverified length beyond the configured maximum frame size. The HTTP API and graceful
-//! shutdown of the whole process come with the server issue.
+//! A hello opens every peer connection and carries the sender's client URL, which is how a follower knows
+//! where to forward writes. Every decoder is total: any byte string gives a message or a clear error, never a
+//! panic, and nothing is allocated from an unverified length beyond the configured maximum frame size.
 #![deny(missing_docs)]
 
 pub mod config;
