@@ -1,3 +1,157 @@
-//! The `tally` command.
+//! The `tally` command: runs a node (`node`), a local three-node cluster (`dev`), a load generator
+//! (`bench`), and the client commands (`put`, `get`, `del`, `list`, `cas`, `status`, `transfer-leader`).
+//!
+//! It has no logic of its own: `node` builds a `tally_server::ServerConfig` and calls `tally_server::run`;
+//! the client commands call `tally_client::Client` and format what it returns. One module per subcommand.
 
-fn main() {}
+mod bench;
+mod dev;
+mod kv;
+mod node;
+mod output;
+mod signal;
+mod status;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Tally: a replicated, strongly consistent key/value database.
+#[derive(Parser, Debug)]
+#[command(name = "tally", version, about)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one node of a cluster.
+    Node(node::NodeArgs),
+    /// Start a local cluster (3 nodes on 127.0.0.1:7001..7003) as child processes, for trying Tally out.
+    Dev(dev::DevArgs),
+    /// Write a value.
+    Put(kv::PutArgs),
+    /// Read a value: printed raw to stdout; exit code 1 if the key does not exist.
+    Get(kv::GetArgs),
+    /// Delete a key.
+    Del(kv::DelArgs),
+    /// List keys by prefix, in byte order.
+    List(kv::ListArgs),
+    /// Write a value only if the key's modify index is EXPECTED_INDEX (0: only if absent).
+    Cas(kv::CasArgs),
+    /// Show every node's Raft state: role, term, commit and applied index, replication lag.
+    Status(status::StatusArgs),
+    /// Hand leadership to another voter.
+    TransferLeader(kv::TransferLeaderArgs),
+    /// Drive the running cluster with concurrent requests and report throughput and latency.
+    Bench(bench::BenchArgs),
+}
+
+impl Command {
+    /// The default log level: `info` for the long-running processes, `warn` for client commands, whose
+    /// output is their answer.
+    fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Node(_) | Command::Dev(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli.command.default_log_level()));
+    // Colours only on a terminal: `tally dev` sends each node's stderr to a log file.
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if let Some(hint) = output::hint_for(&error) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs one subcommand. `Ok` carries the exit code of an expected negative answer (1: not found, cas
+/// mismatch); errors exit with 2.
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Node(args) => node::run(args).await,
+        Command::Dev(args) => dev::run(args).await,
+        Command::Put(args) => kv::put(args).await,
+        Command::Get(args) => kv::get(args).await,
+        Command::Del(args) => kv::del(args).await,
+        Command::List(args) => kv::list(args).await,
+        Command::Cas(args) => kv::cas(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::TransferLeader(args) => kv::transfer_leader(args).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn client_commands_default_to_the_dev_cluster() {
+        let cli = Cli::try_parse_from(["tally", "get", "greeting", "--stale"]).expect("valid");
+        let Command::Get(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
+        assert_eq!(args.client.endpoints, ["http://127.0.0.1:7001", "http://127.0.0.1:7002", "http://127.0.0.1:7003"]);
+        assert!(args.stale);
+    }
+
+    #[test]
+    fn endpoints_are_comma_separated() {
+        let cli = Cli::try_parse_from(["tally", "put", "--endpoints", "http://a:1,http://b:2", "k", "v", "--json"])
+            .expect("valid");
+        let Command::Put(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
+        assert_eq!(args.client.endpoints, ["http://a:1", "http://b:2"]);
+        assert!(args.client.json);
+        assert_eq!((args.key.as_str(), args.value.as_deref()), ("k", Some("v")));
+    }
+
+    #[test]
+    fn log_levels_fit_the_command() {
+        let node = Cli::try_parse_from([
+            "tally",
+            "node",
+            "--id",
+            "n1",
+            "--listen-client",
+            "127.0.0.1:7001",
+            "--listen-peer",
+            "127.0.0.1:7101",
+            "--data-dir",
+            "d",
+            "--initial-cluster",
+            "n1=http://127.0.0.1:7101",
+        ])
+        .expect("valid");
+        assert_eq!(node.command.default_log_level(), "info");
+        let status = Cli::try_parse_from(["tally", "status"]).expect("valid");
+        assert_eq!(status.command.default_log_level(), "warn");
+    }
+}

@@ -1,2 +1,72 @@
-//! `tally-client`: an async client for a Tally cluster (see `docs/http-api.md`).
+//! `tally-client`: an async client for a Tally cluster over its HTTP API (see `docs/http-api.md`).
+//!
+//! ```text
+//!  Client::put/get/delete/list/cluster/transfer_leader
+//!    ──codec: percent-encoded key path, query──▶ execute (retry loop, see below)
+//!        ──Endpoints::pick(route)──▶ leader URL | preferred endpoint ──reqwest (pooled, keep-alive)──▶ node
+//!    ◀──codec: JSON body, X-Tally-* headers── answer ── X-Tally-Leader / error `leader` ──▶ Endpoints
+//! ```
+//!
+//! It owns the wire format of the client API (keys percent-encoded in paths: every byte that is not
+//! unreserved; values as raw bodies; pages with `key_b64`/`value_b64` for bytes that are not UTF-8), typed
+//! errors ([`ClientError`]), and the choice of endpoint and retries. It does not own any cluster state:
+//! everything it knows about the leader is a hint.
+//!
+//! # Endpoints
+//!
+//! The client keeps a list of endpoints (the configured ones, then the client URLs of members learned from
+//! `/v1/cluster`) and a *preferred* endpoint, the first at start. It learns the leader's id from the
+//! `X-Tally-Leader` header of every answer and the `leader` field of errors, and the leader's URL from
+//! cluster views (a node's own answer maps its id to the endpoint that gave it; members' `client_url` map
+//! theirs). When the leader changes to a node whose URL is unknown, the next write first fetches one
+//! cluster view. Writes and linearizable reads go to the leader when its URL is known, else to the
+//! preferred endpoint (followers forward writes anyway, so this only saves a hop); stale reads go to the
+//! preferred endpoint. An endpoint that fails stops being preferred, and stops being taken for the leader.
+//!
+//! # Retries
+//!
+//! A call retries only what is certainly safe, until it succeeds or [`ClientConfig::retry_deadline`]
+//! (default 10 s) passes, and then returns the last error:
+//!
+//! - a connection that could not be made (nothing was sent) is retried at once on the next endpoint; after
+//!   every endpoint refused in a row, with a backoff;
+//! - `503 no_leader`, `503 unavailable` and `502 forward_failed` (nothing was written) are retried after a
+//!   short exponential backoff (50 ms doubling to 1 s), on the leader if known, else on the next endpoint;
+//! - reads are also retried, on the next endpoint, after a timeout (the client's, or a `504`) or a
+//!   connection that broke after sending;
+//! - writes (put, delete, cas, leader transfer) that timed out or whose connection broke after sending are
+//!   **not** retried: the error says that the write may or may not have been applied
+//!   ([`ClientError::outcome_unknown`]);
+//! - 4xx answers are never retried.
+//!
+//! Each attempt has its own timeout ([`ClientConfig::request_timeout`], default 10 s); connections are
+//! pooled and kept alive.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), tally_client::ClientError> {
+//! use tally_client::{Client, Consistency};
+//!
+//! let client = Client::new(vec!["http://127.0.0.1:7001".into(), "http://127.0.0.1:7002".into()])?;
+//! let written = client.put(b"greeting", b"hello").await?;
+//! let read = client.get(b"greeting", Consistency::Linearizable).await?.expect("just written");
+//! assert_eq!(read.modify_index, written.index);
+//! client.put_cas(b"greeting", b"hi", written.index).await?;
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
+
+mod client;
+mod codec;
+mod endpoints;
+mod error;
+mod retry;
+mod types;
+
+pub use client::{Client, ClientConfig};
+pub use codec::{decode_page, key_path, percent_encode};
+pub use endpoints::normalize_endpoint;
+pub use error::{ApiError, ClientError, code};
+pub use types::{ClusterStatus, Consistency, DeleteResult, KeyValue, Member, MemberRole, NodeRole, Page, WriteResult};

@@ -110,6 +110,8 @@ pub struct Node<S: StateMachine, D: Storage, T: Transport, C: Clock> {
     completions: Vec<Completion<S>>,
     /// Set after a storage failure: the node then refuses all input (it must be restarted).
     failure: Option<StorageError>,
+    /// The term and vote last made durable: a change to either must be synced before any message leaves.
+    synced_vote: (Term, Option<NodeId>),
 }
 
 impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
@@ -134,6 +136,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
             restored.snapshot.meta.index,
             "state machine does not match the snapshot"
         );
+        let synced_vote = (restored.hard_state.term, restored.hard_state.vote);
         let raft = Raft::new(config.raft.clone(), restored);
         let last_tick_ms = clock.now_ms();
         let mut node = Node {
@@ -150,6 +153,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
             reads_awaiting_apply: BTreeMap::new(),
             completions: Vec::new(),
             failure: None,
+            synced_vote,
         };
         node.process_ready()?;
         Ok(node)
@@ -165,14 +169,12 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     pub fn handle(&mut self, inputs: impl IntoIterator<Item = Input<S::Query>>) -> Result<(), StorageError> {
         self.check_running()?;
         let mut linearizable_reads = Vec::new();
+        let mut proposals = Vec::new();
         for input in inputs {
             match input {
                 Input::Message(message) => self.raft.step(message),
                 Input::Tick => self.tick(),
-                Input::Propose { id, command } => {
-                    let result = self.raft.propose(command);
-                    self.track_proposal(id, result);
-                }
+                Input::Propose { id, command } => proposals.push((id, command)),
                 Input::ProposeMembership { id, change } => {
                     let result = self.raft.propose_membership(change);
                     self.track_proposal(id, result);
@@ -183,8 +185,21 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
                 }
             }
         }
+        self.propose_batch(proposals);
         self.start_read_round(linearizable_reads);
         self.process_ready()
+    }
+
+    /// Proposes a batch of commands at once, so they leave in one Append per follower rather than one each.
+    fn propose_batch(&mut self, proposals: Vec<(RequestId, Vec<u8>)>) {
+        if proposals.is_empty() {
+            return;
+        }
+        let (ids, commands): (Vec<RequestId>, Vec<Vec<u8>>) = proposals.into_iter().unzip();
+        let results = self.raft.propose_batch(commands);
+        for (id, result) in ids.into_iter().zip(results) {
+            self.track_proposal(id, result);
+        }
     }
 
     /// Handles a message from another node.
@@ -348,8 +363,14 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         if let Some(hard_state) = ready.hard_state {
             self.storage.set_hard_state(hard_state)?;
         }
-        if ready.snapshot.is_some() || !ready.entries.is_empty() || ready.hard_state.is_some() {
+        // A commit index alone need not be durable (after a crash it is learned again from the leader), so a
+        // Ready that only advances it is written but not synced: the next sync carries it.
+        let vote_changed = ready.hard_state.is_some_and(|h| (h.term, h.vote) != self.synced_vote);
+        if ready.snapshot.is_some() || !ready.entries.is_empty() || vote_changed {
             self.storage.sync()?;
+            if let Some(hard_state) = ready.hard_state {
+                self.synced_vote = (hard_state.term, hard_state.vote);
+            }
         }
         Ok(())
     }

@@ -19,6 +19,26 @@ impl Raft {
         Ok(self.append_and_replicate(EntryPayload::Command(data)))
     }
 
+    /// Appends several commands at once and then replicates them together: one Append per follower for the
+    /// whole batch instead of one per command. Each command gets its own result, in order; once one is
+    /// refused (e.g. `Overloaded`), the rest are refused too.
+    pub fn propose_batch(&mut self, commands: Vec<Vec<u8>>) -> Vec<Result<LogIndex, ProposeError>> {
+        let mut appended = false;
+        let results = commands
+            .into_iter()
+            .map(|data| {
+                self.check_can_propose()?;
+                appended = true;
+                Ok(self.log.append_new(self.term, EntryPayload::Command(data)))
+            })
+            .collect();
+        if appended {
+            self.broadcast_append();
+            self.maybe_commit();
+        }
+        results
+    }
+
     /// Checks that this node may accept a new entry now.
     pub(crate) fn check_can_propose(&self) -> Result<(), ProposeError> {
         if self.role != Role::Leader {

@@ -159,7 +159,16 @@ mod tests {
 
     #[test]
     fn refuses_bad_clusters() {
-        for bad in ["", "n1", "n0=127.0.0.1:1", "x=127.0.0.1:1", "n1=127.0.0.1", "n1=h:99999", "n1=h:1,n1=h:2", "n1=http://h:1/x"] {
+        for bad in [
+            "",
+            "n1",
+            "n0=127.0.0.1:1",
+            "x=127.0.0.1:1",
+            "n1=127.0.0.1",
+            "n1=h:99999",
+            "n1=h:1,n1=h:2",
+            "n1=http://h:1/x",
+        ] {
             assert!(parse_initial_cluster(bad).is_err(), "{bad:?} was accepted");
         }
     }

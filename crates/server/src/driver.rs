@@ -359,11 +359,7 @@ impl Driver {
         let membership = raft.membership();
         let members = membership
             .members()
-            .map(|id| MemberStatus {
-                id,
-                voter: membership.is_voter(id),
-                match_index: matches.get(&id).copied(),
-            })
+            .map(|id| MemberStatus { id, voter: membership.is_voter(id), match_index: matches.get(&id).copied() })
             .collect();
         NodeStatus {
             role: raft.role(),

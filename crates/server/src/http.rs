@@ -4,7 +4,7 @@
 //!  request ──route──▶ handler: decode key/params/body (400/413 on anything malformed)
 //!     write on a follower ──forward──▶ the leader's client URL (same request), answer relayed
 //!     otherwise ──Event──▶ node loop ──oneshot──▶ answer (504 after the request timeout)
-//!  every answer ──▶ + X-Tally-Index (applied index unless the handler set it), X-Tally-Leader
+//!  every answer ──Shared::finish──▶ + X-Tally-Index (applied index unless set), X-Tally-Leader
 //! ```
 
 mod cluster;
@@ -21,7 +21,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tally_raft::NodeId;
@@ -90,17 +89,28 @@ impl Shared {
         }
     }
 
-    /// Turns a handler's result into the response, adding the leader hint to errors.
+    /// Turns a handler's result into the response: adds the leader hint to errors, and `X-Tally-Index`
+    /// (the applied index, unless the handler set it) and `X-Tally-Leader` to every answer. Every handler
+    /// ends here, so this is cheaper than a middleware layer.
     pub(crate) fn finish(&self, result: Result<Response, ApiError>) -> Response {
-        match result {
+        let leader = self.published.leader();
+        let mut response = match result {
             Ok(response) => response,
             Err(mut error) => {
                 if error.leader.is_none() {
-                    error.leader = self.published.leader();
+                    error.leader = leader;
                 }
                 error.into_response()
             }
+        };
+        let headers = response.headers_mut();
+        if !headers.contains_key(HEADER_INDEX) {
+            headers.insert(HEADER_INDEX, HeaderValue::from(self.published.applied_index()));
         }
+        if let Some(value) = leader.and_then(|l| HeaderValue::from_str(&l.to_string()).ok()) {
+            headers.insert(HEADER_LEADER, value);
+        }
+        response
     }
 
     /// The client URL of `id`, if known.
@@ -122,23 +132,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(cluster::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), add_headers))
         .with_state(state)
-}
-
-/// Adds `X-Tally-Index` (unless set) and `X-Tally-Leader` to every answer.
-async fn add_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    if !headers.contains_key(HEADER_INDEX) {
-        headers.insert(HEADER_INDEX, HeaderValue::from(state.published.applied_index()));
-    }
-    if let Some(leader) = state.published.leader() {
-        if let Ok(value) = HeaderValue::from_str(&leader.to_string()) {
-            headers.insert(HEADER_LEADER, value);
-        }
-    }
-    response
 }
 
 /// `404` for an unknown route.

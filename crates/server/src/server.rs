@@ -108,12 +108,15 @@ impl Server {
                 voters.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
             )));
         }
-        let client_addr = client_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_client, source })?;
-        let peer_addr = peer_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_peer, source })?;
+        let client_addr =
+            client_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_client, source })?;
+        let peer_addr =
+            peer_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_peer, source })?;
         let client_url = config.advertise_client_url.clone().unwrap_or_else(|| format!("http://{client_addr}"));
 
         let storage = open_storage(&config, Membership::with_voters(voters))?;
-        let (transport, mut inbox) = PeerTransport::start(config.id, client_url.clone(), peer_listener, PeerConfig::default());
+        let (transport, mut inbox) =
+            PeerTransport::start(config.id, client_url.clone(), peer_listener, PeerConfig::default());
         let peers = Arc::new(transport);
         let mut background = Vec::new();
         for member in config.initial_cluster.iter().filter(|m| m.id != config.id) {

@@ -108,7 +108,9 @@ pub(crate) async fn transfer_leader(State(state): State<AppState>, request: Requ
         let to = params.bytes("to").ok_or_else(|| ApiError::bad_request("missing ?to=ID (e.g. ?to=n2)"))?;
         let to = parse_node_id(&String::from_utf8_lossy(to)).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let leader = state.published.leader();
-        if let Some(leader) = leader.filter(|&l| l != state.id && l != to && !parts.headers.contains_key(HEADER_FORWARDED_BY)) {
+        if let Some(leader) =
+            leader.filter(|&l| l != state.id && l != to && !parts.headers.contains_key(HEADER_FORWARDED_BY))
+        {
             return super::forward::write(&state, leader, &parts, axum::body::Bytes::new()).await;
         }
         if leader != Some(to) {
@@ -133,7 +135,7 @@ pub(crate) async fn livez(State(state): State<AppState>) -> Response {
     if state.published.stopped() {
         return state.finish(Err(ApiError::unavailable("the node loop has stopped (storage failure or shutdown)")));
     }
-    (StatusCode::OK, "ok\n").into_response()
+    state.finish(Ok((StatusCode::OK, "ok\n").into_response()))
 }
 
 /// `GET /readyz`: a leader is known and this node has applied everything it knows to be committed.

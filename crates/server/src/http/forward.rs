@@ -68,7 +68,8 @@ pub(crate) async fn write(state: &AppState, leader: NodeId, parts: &Parts, body:
     }
     let bytes = answer.bytes().await.map_err(|error| {
         let mut e = ApiError::write_timeout(state.request_timeout.as_millis());
-        e.message = format!("the leader {leader}'s answer was cut off ({error}): the write may or may not have been applied");
+        e.message =
+            format!("the leader {leader}'s answer was cut off ({error}): the write may or may not have been applied");
         e
     })?;
     let mut response = (status, bytes).into_response();

@@ -12,7 +12,7 @@ use tally_node::{KvQuery, KvQueryOutput, ReadConsistency, Reply, RequestError};
 use tally_raft::ProposeError;
 
 use super::params::{Params, key_from_path};
-use super::{AppState, ApiError, HEADER_FORWARDED_BY, HEADER_INDEX, forward};
+use super::{ApiError, AppState, HEADER_FORWARDED_BY, HEADER_INDEX, forward};
 use crate::driver::Event;
 
 /// Default number of keys in a page.
@@ -170,7 +170,11 @@ pub(crate) async fn list(State(state): State<AppState>, uri: Uri) -> Response {
 }
 
 /// Reads through the node loop: `(applied index, answer)`.
-async fn read(state: &AppState, query: KvQuery, consistency: ReadConsistency) -> Result<(u64, KvQueryOutput), ApiError> {
+async fn read(
+    state: &AppState,
+    query: KvQuery,
+    consistency: ReadConsistency,
+) -> Result<(u64, KvQueryOutput), ApiError> {
     let result = state.ask(|reply| Event::Read { query, consistency, reply }, false).await?;
     match result {
         Ok(Reply::Read { index, output }) => Ok((index.0, output)),
@@ -186,9 +190,9 @@ async fn read(state: &AppState, query: KvQuery, consistency: ReadConsistency) ->
 async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large(format!(
-            "the request body is over the limit of {max} bytes (--max-body-bytes)"
-        ))),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::too_large(format!("the request body is over the limit of {max} bytes (--max-body-bytes)")))
+        }
         Err(error) => Err(ApiError::bad_request(format!("the request body could not be read (truncated?): {error}"))),
     }
 }

@@ -144,8 +144,13 @@ mod tests {
         let params = Params::parse(Some("cas=7&consistency=stale"), &["cas", "consistency"]).expect("valid");
         assert_eq!(params.u64("cas"), Ok(Some(7)));
         assert_eq!(params.consistency(), Ok(ReadConsistency::Stale));
-        assert_eq!(Params::parse(Some("prefix=a+b%2B"), &["prefix"]).expect("valid").bytes("prefix"), Some(&b"a b+"[..]));
-        for (query, allowed) in [("cas=x", &["cas"][..]), ("cas=-1", &["cas"]), ("x=1", &["cas"]), ("cas=1&cas=2", &["cas"])] {
+        assert_eq!(
+            Params::parse(Some("prefix=a+b%2B"), &["prefix"]).expect("valid").bytes("prefix"),
+            Some(&b"a b+"[..])
+        );
+        for (query, allowed) in
+            [("cas=x", &["cas"][..]), ("cas=-1", &["cas"]), ("x=1", &["cas"]), ("cas=1&cas=2", &["cas"])]
+        {
             let params = Params::parse(Some(query), allowed);
             let error = params.and_then(|p| p.u64("cas")).expect_err(query);
             assert_eq!(error.code, "bad_request", "{query}");

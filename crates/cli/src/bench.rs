@@ -1,0 +1,428 @@
+//! `tally bench`: drives a running cluster with a fixed number of requests in flight and reports throughput,
+//! latency percentiles and its own CPU use.
+//!
+//! ```text
+//!  cluster() ──▶ leader known (writes and linearizable reads go straight to it)
+//!  preload (get, mixed): list bench/ ──▶ put the missing keys, `concurrency` at a time
+//!  N worker tasks, each with its own keep-alive connection to the leader (conn.rs, lean on purpose: the bench
+//!  shares the CPU with the cluster) ──▶ loop { key bench/{uniform i}; put | get; record µs } ──▶ histograms
+//!  progress task ──▶ stderr once a second: ops/s, errors
+//!  merge histograms ──▶ Summary ──▶ stdout: human lines, then one JSON line (the last line)
+//! ```
+//!
+//! Only requests that start after the warmup are measured. Failed requests are counted, not fatal, and
+//! their latency is not recorded; the first few messages are shown.
+
+mod conn;
+mod report;
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tally_client::{Client, ClientError, Consistency};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::kv::DEV_ENDPOINTS;
+use conn::{CallError, Connection};
+use report::{CpuTime, LATENCY_US_MAX, Measured, Summary, new_histogram};
+
+/// The prefix of every key the bench writes.
+const KEY_PREFIX: &str = "bench/";
+/// The pause before opening a connection again after a failure.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
+/// How many error messages are kept to show.
+const ERRORS_SHOWN_MAX: usize = 5;
+/// Keys per page when looking for the keys a previous run preloaded.
+const LIST_PAGE: u32 = 10_000;
+
+/// What each request does.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Every request writes.
+    Put,
+    /// Every request reads (the keys are preloaded).
+    Get,
+    /// Half reads, half writes, at random.
+    Mixed,
+}
+
+impl Workload {
+    /// Its name on the command line.
+    fn as_str(self) -> &'static str {
+        match self {
+            Workload::Put => "put",
+            Workload::Get => "get",
+            Workload::Mixed => "mixed",
+        }
+    }
+}
+
+/// `tally bench --workload put|get|mixed --concurrency N --keys N --value-size BYTES --duration SECS`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Client URLs of the cluster's nodes, comma-separated.
+    #[arg(long, env = "TALLY_ENDPOINTS", value_delimiter = ',', default_value = DEV_ENDPOINTS)]
+    pub endpoints: Vec<String>,
+    /// What each request does.
+    #[arg(long, value_enum, default_value_t = Workload::Put)]
+    pub workload: Workload,
+    /// Requests in flight at once (one task each).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub concurrency: u16,
+    /// Distinct keys, bench/0 .. bench/{N-1}, chosen uniformly.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keys: u64,
+    /// Bytes per value written.
+    #[arg(long, default_value_t = 100, value_name = "BYTES")]
+    pub value_size: usize,
+    /// Seconds measured (after the warmup).
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration: u64,
+    /// Seconds run before measuring (connections open, caches warm).
+    #[arg(long, default_value_t = 1, value_name = "SECS")]
+    pub warmup: u64,
+    /// Consistency of the reads: linearizable or stale.
+    #[arg(long, default_value_t = Consistency::Linearizable)]
+    pub consistency: Consistency,
+}
+
+/// What every worker shares.
+struct Shared {
+    /// The client URL every worker connects to: the leader's, if known.
+    target: String,
+    /// What to do.
+    workload: Workload,
+    /// Number of keys.
+    keys: u64,
+    /// The value written.
+    value: bytes::Bytes,
+    /// Consistency of reads.
+    consistency: Consistency,
+    /// Requests starting from here on are measured.
+    measure_from: Instant,
+    /// No request starts from here on.
+    end: Instant,
+    /// Requests completed (warmup included), for the progress line.
+    done: AtomicU64,
+    /// Requests failed in the measured time.
+    errors: AtomicU64,
+    /// The first error messages.
+    first_errors: Mutex<Vec<String>>,
+}
+
+/// `tally bench`: preloads if needed, runs the workload, prints the report (JSON last).
+///
+/// # Errors
+/// Bad endpoints, or a preload that fails; failures during the run are counted instead.
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(args.endpoints.clone())?;
+    let leader = find_leader(&client).await;
+    let target = client.leader_url().or_else(|| client.endpoints().first().cloned()).unwrap_or_default();
+    let value = make_value(args.value_size);
+    if args.workload != Workload::Put {
+        preload(&client, args.keys, &value, usize::from(args.concurrency)).await?;
+    }
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs(args.warmup);
+    let shared = Arc::new(Shared {
+        target,
+        workload: args.workload,
+        keys: args.keys,
+        value: value.into(),
+        consistency: args.consistency,
+        measure_from,
+        end: measure_from + Duration::from_secs(args.duration),
+        done: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        first_errors: Mutex::new(Vec::new()),
+    });
+    eprintln!(
+        "bench: {} for {} s (warmup {} s), {} in flight, {} keys, {}-byte values",
+        args.workload.as_str(),
+        args.duration,
+        args.warmup,
+        args.concurrency,
+        args.keys,
+        args.value_size
+    );
+    let progress = tokio::spawn(progress(Arc::clone(&shared), start));
+    let mut workers = JoinSet::new();
+    for task in 0..args.concurrency {
+        workers.spawn(worker(Arc::clone(&shared), u64::from(task)));
+    }
+    tokio::time::sleep_until(measure_from).await;
+    let cpu_before = CpuTime::now()?;
+    let mut latencies = new_histogram();
+    while let Some(joined) = workers.join_next().await {
+        latencies.add(joined?)?;
+    }
+    let elapsed = measure_from.elapsed();
+    let cpu = CpuTime::now()?.since(cpu_before);
+    progress.abort();
+
+    let measured = Measured { latencies, errors: shared.errors.load(Ordering::Relaxed), elapsed, cpu };
+    let summary = parameters(&args, leader).with(&measured);
+    show_errors(&shared, summary.errors);
+    println!("{}", summary.human());
+    println!("{}", summary.json_line()?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The run's parameters, before measuring.
+fn parameters(args: &BenchArgs, leader: Option<String>) -> Summary {
+    Summary {
+        workload: args.workload.as_str().into(),
+        concurrency: usize::from(args.concurrency),
+        consistency: args.consistency.as_str().into(),
+        keys: args.keys,
+        value_size: args.value_size,
+        leader,
+        duration_s: 0.0,
+        ops: 0,
+        errors: 0,
+        ops_per_s: 0.0,
+        p50_us: 0,
+        p90_us: 0,
+        p99_us: 0,
+        p999_us: 0,
+        max_us: 0,
+        cpu_user_s: 0.0,
+        cpu_sys_s: 0.0,
+        cpu_percent: 0.0,
+    }
+}
+
+/// Asks the cluster for its leader, so requests go straight to it; a failure is only a warning.
+async fn find_leader(client: &Client) -> Option<String> {
+    match client.cluster().await {
+        Ok(view) => {
+            let leader = view.leader.clone().or_else(|| client.leader());
+            match (&leader, client.leader_url()) {
+                (Some(id), Some(url)) => eprintln!("bench: leader {id} at {url}"),
+                (Some(id), None) => eprintln!("bench: leader {id} (URL unknown: requests go through {})", view.id),
+                (None, _) => eprintln!("bench: no leader known yet; requests go to {}", client.endpoints().join(", ")),
+            }
+            leader
+        }
+        Err(error) => {
+            eprintln!("bench: cannot ask the cluster for its leader ({error}); going on");
+            None
+        }
+    }
+}
+
+/// A value of `size` printable bytes (so `tally list bench/` shows it readably).
+fn make_value(size: usize) -> Vec<u8> {
+    (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// The key `bench/{index}`.
+fn key(index: u64) -> String {
+    format!("{KEY_PREFIX}{index}")
+}
+
+/// Writes the keys `bench/0..keys` that do not exist yet, `concurrency` at a time.
+async fn preload(client: &Client, keys: u64, value: &[u8], concurrency: usize) -> anyhow::Result<()> {
+    let existing = existing_keys(client, keys).await?;
+    let missing: Vec<u64> = (0..keys).filter(|i| !existing.contains(i)).collect();
+    if missing.is_empty() {
+        eprintln!("bench: all {keys} keys exist already");
+        return Ok(());
+    }
+    eprintln!("bench: preloading {} of {keys} keys", missing.len());
+    let started = Instant::now();
+    let missing = Arc::new(missing);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, missing, next, value) = (client.clone(), Arc::clone(&missing), Arc::clone(&next), value.to_vec());
+        tasks.spawn(async move {
+            while let Some(&index) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
+                client.put(key(index).as_bytes(), &value).await?;
+            }
+            Ok::<(), ClientError>(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined?.map_err(|e| anyhow::anyhow!("preload failed: {e}"))?;
+    }
+    eprintln!("bench: preloaded in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The indexes below `keys` of the `bench/` keys that exist.
+async fn existing_keys(client: &Client, keys: u64) -> anyhow::Result<HashSet<u64>> {
+    let mut existing = HashSet::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = client.list(KEY_PREFIX.as_bytes(), after.as_deref(), LIST_PAGE, Consistency::Linearizable).await?;
+        for item in &page.items {
+            let index = item.key.strip_prefix(KEY_PREFIX.as_bytes()).and_then(|i| std::str::from_utf8(i).ok());
+            if let Some(index) = index.and_then(|i| i.parse::<u64>().ok()).filter(|&i| i < keys) {
+                existing.insert(index);
+            }
+        }
+        match page.items.last() {
+            Some(last) if page.more => after = Some(last.key.clone()),
+            _ => return Ok(existing),
+        }
+    }
+}
+
+/// One worker: requests back to back on its own connection until the end; returns the latencies of the
+/// measured successes. A broken connection is counted as an error and opened again.
+async fn worker(shared: Arc<Shared>, task: u64) -> Histogram<u64> {
+    let mut histogram = new_histogram();
+    let mut rng = SplitMix64(task.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id()));
+    let mut connection: Option<Connection> = None;
+    let consistency = shared.consistency.as_str();
+    loop {
+        let started = Instant::now();
+        if started >= shared.end {
+            return histogram;
+        }
+        let key = key(rng.next() % shared.keys);
+        let write = match shared.workload {
+            Workload::Put => true,
+            Workload::Get => false,
+            Workload::Mixed => rng.next() & 1 == 0,
+        };
+        let result = match connection.as_mut() {
+            Some(conn) if write => conn.put(&key, &shared.value).await,
+            Some(conn) => conn.get(&key, consistency).await,
+            None => match Connection::open(&shared.target).await {
+                Ok(conn) => {
+                    connection = Some(conn);
+                    continue; // connecting is not a measured request
+                }
+                Err(error) => {
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    Err(error)
+                }
+            },
+        };
+        if let Err(CallError::Connection(_)) = &result {
+            connection = None;
+        }
+        let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(LATENCY_US_MAX);
+        shared.done.fetch_add(1, Ordering::Relaxed);
+        if started < shared.measure_from {
+            continue;
+        }
+        match result {
+            Ok(()) => histogram.saturating_record(latency_us.max(1)),
+            Err(error) => record_error(&shared, &error.to_string()),
+        }
+    }
+}
+
+/// Counts a failed request and keeps its message if it is among the first.
+fn record_error(shared: &Shared, error: &str) {
+    shared.errors.fetch_add(1, Ordering::Relaxed);
+    let mut first = shared.first_errors.lock().unwrap_or_else(PoisonError::into_inner);
+    if first.len() < ERRORS_SHOWN_MAX {
+        first.push(error.to_string());
+    }
+}
+
+/// Prints the first error messages to stderr.
+fn show_errors(shared: &Shared, errors: u64) {
+    let first = shared.first_errors.lock().unwrap_or_else(PoisonError::into_inner);
+    if first.is_empty() {
+        return;
+    }
+    eprintln!("bench: {errors} requests failed; the first:");
+    for message in first.iter() {
+        eprintln!("  {message}");
+    }
+}
+
+/// Prints a progress line on stderr once a second until aborted.
+async fn progress(shared: Arc<Shared>, start: Instant) {
+    let mut ticker = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut last_done = 0;
+    loop {
+        let now = ticker.tick().await;
+        let done = shared.done.load(Ordering::Relaxed);
+        let phase = if now <= shared.measure_from { " (warmup)" } else { "" };
+        eprintln!(
+            "[{:>4.0}s] {:>8} ops/s, {} errors{phase}",
+            (now - start).as_secs_f64(),
+            done - last_done,
+            shared.errors.load(Ordering::Relaxed)
+        );
+        last_done = done;
+    }
+}
+
+/// A tiny, fast PRNG (SplitMix64): key choice needs uniformity, not cryptography.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// The next 64 random bits.
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// A parser for the bench arguments alone.
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[test]
+    fn parses_the_documented_flags() {
+        let args = Wrapper::try_parse_from([
+            "bench",
+            "--workload",
+            "mixed",
+            "--concurrency",
+            "32",
+            "--keys",
+            "500",
+            "--value-size",
+            "1024",
+            "--duration",
+            "5",
+            "--warmup",
+            "0",
+            "--consistency",
+            "stale",
+        ])
+        .expect("valid")
+        .bench;
+        assert_eq!((args.workload, args.concurrency, args.keys, args.value_size), (Workload::Mixed, 32, 500, 1024));
+        assert_eq!((args.duration, args.warmup, args.consistency), (5, 0, Consistency::Stale));
+        for bad in [&["bench", "--concurrency", "0"][..], &["bench", "--keys", "0"], &["bench", "--workload", "scan"]] {
+            assert!(Wrapper::try_parse_from(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn keys_are_uniform_over_the_range() {
+        let mut rng = SplitMix64(7);
+        let mut counts = [0u32; 10];
+        for _ in 0..100_000 {
+            counts[(rng.next() % 10) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert_eq!(key(42), "bench/42");
+        assert_eq!(make_value(28), b"abcdefghijklmnopqrstuvwxyzab");
+    }
+}

@@ -1,0 +1,372 @@
+//! `tally dev`: a local cluster for trying Tally out, as child processes of this executable.
+//!
+//! ```text
+//!  tally dev ──spawn──▶ tally node --id n1 ... (client 127.0.0.1:7001, peer 127.0.0.1:7101) ──▶ DIR/n1.log
+//!            ──spawn──▶ tally node --id n2 ... (client 127.0.0.1:7002, peer 127.0.0.1:7102) ──▶ DIR/n2.log
+//!            ──spawn──▶ tally node --id n3 ... (client 127.0.0.1:7003, peer 127.0.0.1:7103) ──▶ DIR/n3.log
+//!            ──poll /v1/cluster until a leader──▶ print URLs, PIDs, commands to try
+//!            ──watch children (report deaths) until Ctrl-C/SIGTERM──▶ SIGTERM each by PID, wait, SIGKILL
+//! ```
+//!
+//! The children run in their own process group, so a Ctrl-C in the terminal reaches only `tally dev`,
+//! which then stops them in order.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tally_client::{Client, NodeRole};
+use tokio::process::{Child, Command};
+
+use crate::signal::shutdown_signal;
+
+/// The first client port: node `nK` serves clients on `CLIENT_PORT_BASE + K`.
+const CLIENT_PORT_BASE: u16 = 7000;
+/// The first peer port: node `nK` talks to peers on `PEER_PORT_BASE + K`.
+const PEER_PORT_BASE: u16 = 7100;
+/// The most nodes `tally dev` starts (the port ranges must not overlap).
+const NODES_MAX: u16 = 9;
+/// How long to wait for the cluster to elect a leader.
+const LEADER_WAIT: Duration = Duration::from_secs(15);
+/// How often to look for a leader, and for children that died.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How long the children get to stop after SIGTERM before SIGKILL.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// `tally dev [--data-dir DIR] [--nodes N]`.
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// Where the nodes keep their data (DIR/n1, ...) and logs (DIR/n1.log, ...).
+    #[arg(long, default_value = "./tally-data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// How many nodes to start (1 to 9).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=NODES_MAX as i64))]
+    pub nodes: u16,
+}
+
+/// One node of the dev cluster: where it listens and keeps its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevNode {
+    /// Its id, `nK`.
+    pub id: String,
+    /// Its client address, `127.0.0.1:700K`.
+    pub client_addr: String,
+    /// Its peer address, `127.0.0.1:710K`.
+    pub peer_addr: String,
+    /// Its data directory, `DIR/nK`.
+    pub data_dir: PathBuf,
+    /// Its log file, `DIR/nK.log`.
+    pub log_path: PathBuf,
+}
+
+impl DevNode {
+    /// Its client URL.
+    pub fn client_url(&self) -> String {
+        format!("http://{}", self.client_addr)
+    }
+
+    /// The arguments of `tally node` for this node in a cluster of `nodes`.
+    pub fn node_args(&self, nodes: &[DevNode]) -> Vec<String> {
+        let initial_cluster: Vec<String> = nodes.iter().map(|n| format!("{}=http://{}", n.id, n.peer_addr)).collect();
+        vec![
+            "node".into(),
+            "--id".into(),
+            self.id.clone(),
+            "--listen-client".into(),
+            self.client_addr.clone(),
+            "--listen-peer".into(),
+            self.peer_addr.clone(),
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+            "--initial-cluster".into(),
+            initial_cluster.join(","),
+        ]
+    }
+}
+
+/// The layout of a dev cluster of `count` nodes with data under `data_dir`.
+pub fn layout(data_dir: &Path, count: u16) -> Vec<DevNode> {
+    (1..=count)
+        .map(|k| DevNode {
+            id: format!("n{k}"),
+            client_addr: format!("127.0.0.1:{}", CLIENT_PORT_BASE + k),
+            peer_addr: format!("127.0.0.1:{}", PEER_PORT_BASE + k),
+            data_dir: data_dir.join(format!("n{k}")),
+            log_path: data_dir.join(format!("n{k}.log")),
+        })
+        .collect()
+}
+
+/// A running child node.
+struct Running {
+    /// Which node.
+    node: DevNode,
+    /// The child process.
+    child: Child,
+    /// Its process id.
+    pid: u32,
+    /// Set once its exit was seen, so it is reported once and not signalled after.
+    exited: bool,
+}
+
+/// `tally dev`: starts the cluster, waits for a leader, then runs until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// A port in use, a data directory that cannot be created, a node that cannot be started or dies during
+/// startup, or no leader within 15 s; any nodes started are stopped first.
+pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
+    check_ports_free(&layout(&args.data_dir, args.nodes))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    // Absolute paths, so the restart command printed for a dead node works from any directory.
+    let data_dir =
+        std::path::absolute(&args.data_dir).with_context(|| format!("cannot resolve {}", args.data_dir.display()))?;
+    let nodes = layout(&data_dir, args.nodes);
+    let exe = std::env::current_exe().context("cannot find the tally executable to start the nodes")?;
+    let mut running = Vec::new();
+    for node in &nodes {
+        match spawn(&exe, node, &nodes) {
+            Ok(child) => running.push(child),
+            Err(error) => {
+                stop_all(&mut running).await;
+                return Err(error);
+            }
+        }
+    }
+    let endpoints: Vec<String> = nodes.iter().map(DevNode::client_url).collect();
+    let leader = tokio::select! {
+        leader = wait_for_leader(&endpoints, &mut running) => leader,
+        () = shutdown_signal() => Err(anyhow::anyhow!("interrupted before the cluster elected a leader")),
+    };
+    let leader = match leader {
+        Ok(leader) => leader,
+        Err(error) => {
+            stop_all(&mut running).await;
+            return Err(error);
+        }
+    };
+    println!("{}", banner(&data_dir, &running, &leader));
+    supervise(&mut running).await;
+    stop_all(&mut running).await;
+    println!("tally dev: all nodes stopped; their data stays in {}", data_dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fails with a clear message if any client or peer port of the cluster is taken.
+fn check_ports_free(nodes: &[DevNode]) -> anyhow::Result<()> {
+    for node in nodes {
+        for (addr, what) in [(&node.client_addr, "client"), (&node.peer_addr, "peer")] {
+            if let Err(error) = std::net::TcpListener::bind(addr.as_str()) {
+                anyhow::bail!(
+                    "cannot use {addr} ({what} port of {}): {error}. Is another `tally dev` or `tally node` running? \
+                     Stop it first (find it with `ss -ltnp | grep {}`)",
+                    node.id,
+                    addr.rsplit(':').next().unwrap_or(addr)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts `tally node` for `node`, its output appended to its log file.
+fn spawn(exe: &Path, node: &DevNode, nodes: &[DevNode]) -> anyhow::Result<Running> {
+    let mut log = open_log(&node.log_path)?;
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    writeln!(log, "--- tally dev: starting {} (unix time {started}) ---", node.id)
+        .with_context(|| format!("cannot write {}", node.log_path.display()))?;
+    let stderr = log.try_clone().with_context(|| format!("cannot open {}", node.log_path.display()))?;
+    let child = Command::new(exe)
+        .args(node.node_args(nodes))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(stderr))
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start node {} ({})", node.id, exe.display()))?;
+    let pid = child.id().context("a child that was just started has no pid")?;
+    Ok(Running { node: node.clone(), child, pid, exited: false })
+}
+
+/// Opens (appends to) a node's log file.
+fn open_log(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// Polls the nodes until one of them leads; fails if a child exits or after [`LEADER_WAIT`].
+async fn wait_for_leader(endpoints: &[String], running: &mut [Running]) -> anyhow::Result<String> {
+    let client = Client::new(endpoints.to_vec())?;
+    let started = Instant::now();
+    loop {
+        for node in running.iter_mut() {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                node.exited = true;
+                anyhow::bail!(
+                    "node {} exited during startup ({status}); its log {} ends with:\n{}",
+                    node.node.id,
+                    node.node.log_path.display(),
+                    log_tail(&node.node.log_path, 15)
+                );
+            }
+        }
+        for endpoint in endpoints {
+            if let Ok(view) = client.cluster_of(endpoint).await {
+                if view.role == NodeRole::Leader {
+                    return Ok(view.id);
+                }
+            }
+        }
+        if started.elapsed() > LEADER_WAIT {
+            let logs: Vec<String> = running.iter().map(|r| r.node.log_path.display().to_string()).collect();
+            anyhow::bail!("no leader after {LEADER_WAIT:?}: see the node logs ({})", logs.join(", "));
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The last `lines` lines of a log file (empty if it cannot be read).
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// What to print once the cluster is up: the nodes, where they log, and commands to try.
+fn banner(data_dir: &Path, running: &[Running], leader: &str) -> String {
+    let mut out = format!(
+        "tally dev: {} nodes on loopback, data in {}; each node's output goes to {}/nK.log\n\n",
+        running.len(),
+        data_dir.display(),
+        data_dir.display()
+    );
+    for r in running {
+        let mark = if r.node.id == leader { "  (leader)" } else { "" };
+        out.push_str(&format!(
+            "  {}  pid {:<7}  client {}  peer {}  log {}{mark}\n",
+            r.node.id,
+            r.pid,
+            r.node.client_url(),
+            r.node.peer_addr,
+            r.node.log_path.display()
+        ));
+    }
+    let leader_pid = running.iter().find(|r| r.node.id == leader).map_or(0, |r| r.pid);
+    out.push_str(&format!(
+        "\nTry, in another terminal:\n\
+         \x20 tally put greeting hello\n\
+         \x20 tally get greeting\n\
+         \x20 tally list\n\
+         \x20 tally status\n\
+         \x20 tally bench --workload mixed --duration 5\n\
+         \nWatch it heal: crash the leader, and the others elect a new one within a couple of seconds:\n\
+         \x20 kill -9 {leader_pid}\n\
+         \x20 tally status              # {leader} unreachable, a new leader\n\
+         \x20 tally put greeting again  # still served by the majority\n\
+         `tally dev` reports the dead node with the command that restarts it; run that, and\n\
+         `tally status` shows it rejoin and catch up.\n\
+         \nCtrl-C stops every node.",
+    ));
+    out
+}
+
+/// Watches the children until Ctrl-C or SIGTERM, reporting any that exit (the others keep running).
+async fn supervise(running: &mut [Running]) {
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    loop {
+        tokio::select! {
+            () = &mut signal => return,
+            _ = ticker.tick() => report_exits(running),
+        }
+    }
+}
+
+/// Reports children that exited since the last look, with the command that restarts them.
+fn report_exits(running: &mut [Running]) {
+    let restart_args: Vec<Vec<String>> = {
+        let nodes: Vec<DevNode> = running.iter().map(|r| r.node.clone()).collect();
+        nodes.iter().map(|n| n.node_args(&nodes)).collect()
+    };
+    for (r, args) in running.iter_mut().zip(restart_args) {
+        if r.exited {
+            continue;
+        }
+        if let Ok(Some(status)) = r.child.try_wait() {
+            r.exited = true;
+            eprintln!(
+                "tally dev: node {} (pid {}) exited ({status}); the others keep running. Its log: {}\n\
+                 tally dev: restart it in another terminal with: {} {}",
+                r.node.id,
+                r.pid,
+                r.node.log_path.display(),
+                std::env::current_exe().map_or("tally".into(), |exe| exe.display().to_string()),
+                args.join(" ")
+            );
+        }
+    }
+}
+
+/// Stops every child still running: SIGTERM (and SIGCONT, in case it was frozen) by pid, a bounded wait,
+/// then SIGKILL.
+async fn stop_all(running: &mut [Running]) {
+    for r in running.iter_mut().filter(|r| !r.exited) {
+        let pid = Pid::from_raw(i32::try_from(r.pid).unwrap_or(i32::MAX));
+        if let Err(error) = kill(pid, Signal::SIGTERM) {
+            tracing::warn!(id = %r.node.id, pid = r.pid, %error, "cannot send SIGTERM");
+        }
+        let _ = kill(pid, Signal::SIGCONT);
+    }
+    let deadline = tokio::time::Instant::now() + STOP_WAIT;
+    for r in running.iter_mut().filter(|r| !r.exited) {
+        match tokio::time::timeout_at(deadline, r.child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => eprintln!("tally dev: node {} exited with {status}", r.node.id),
+            Ok(Err(error)) => eprintln!("tally dev: cannot wait for node {}: {error}", r.node.id),
+            Err(_) => {
+                eprintln!(
+                    "tally dev: node {} (pid {}) did not stop within {STOP_WAIT:?}: killing it",
+                    r.node.id, r.pid
+                );
+                if let Err(error) = r.child.kill().await {
+                    eprintln!("tally dev: cannot kill node {}: {error}", r.node.id);
+                }
+            }
+        }
+        r.exited = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lays_out_fixed_loopback_ports() {
+        let nodes = layout(Path::new("./tally-data"), 3);
+        assert_eq!(nodes[0].client_url(), "http://127.0.0.1:7001");
+        assert_eq!(nodes[2].peer_addr, "127.0.0.1:7103");
+        assert_eq!(nodes[1].data_dir, Path::new("./tally-data/n2"));
+        assert_eq!(nodes[1].log_path, Path::new("./tally-data/n2.log"));
+        assert_eq!(
+            nodes[1].node_args(&nodes).join(" "),
+            "node --id n2 --listen-client 127.0.0.1:7002 --listen-peer 127.0.0.1:7102 --data-dir ./tally-data/n2 \
+             --initial-cluster n1=http://127.0.0.1:7101,n2=http://127.0.0.1:7102,n3=http://127.0.0.1:7103"
+        );
+    }
+
+    #[test]
+    fn a_taken_port_is_named() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = taken.local_addr().expect("bound").to_string();
+        let mut nodes = layout(Path::new("d"), 1);
+        nodes[0].client_addr = "127.0.0.1:0".into();
+        nodes[0].peer_addr = addr.clone();
+        let error = check_ports_free(&nodes).expect_err("the port is taken").to_string();
+        assert!(error.contains(&addr) && error.contains("peer port of n1"), "{error}");
+    }
+}
