@@ -1,7 +1,9 @@
 //! Driving the simulated clients: issuing requests, timing them out, and turning completions into history.
 
+use std::collections::BTreeMap;
+
 use tally_kv::Response;
-use tally_node::{KvQuery, KvQueryOutput, ReadConsistency, Reply, RequestError};
+use tally_node::{Input, KvQuery, KvQueryOutput, ReadConsistency, Reply, RequestError};
 use tally_raft::NodeId;
 
 use super::Simulation;
@@ -11,8 +13,11 @@ use crate::hash::fnv1a;
 use crate::linearizability::{KvInput, KvOp, KvOutput};
 
 impl Simulation {
-    /// Each client: give up on a request that took too long, or issue the next one.
+    /// Each client: give up on a request that took too long, or issue the next one. The requests issued to one
+    /// node in the same millisecond reach it as one batch (`Node::handle`), as in the real server: they share
+    /// one fsync and one Append per follower, and their reads one ReadIndex round.
     pub(super) fn drive_clients(&mut self) {
+        let mut batches: BTreeMap<usize, Vec<Input<KvQuery>>> = BTreeMap::new();
         for c in 0..self.clients.len() {
             if let Some(pending) = self.clients[c].pending.clone()
                 && self.now - pending.sent_at > self.params.request_timeout_ms
@@ -21,7 +26,15 @@ impl Simulation {
             }
             let client = &self.clients[c];
             if client.pending.is_none() && !self.quiesced && self.now >= client.next_at {
-                self.issue(c);
+                if let Some((i, input)) = self.issue(c) {
+                    batches.entry(i).or_default().push(input);
+                }
+            }
+        }
+        for (i, inputs) in batches {
+            let node = self.node_mut(i).expect("requests are only issued to running nodes");
+            if node.handle(inputs).is_err() {
+                self.crash(i, "sync failed on a client request");
             }
         }
     }
@@ -48,13 +61,13 @@ impl Simulation {
         }
     }
 
-    /// Sends client `c`'s next request to the node it believes leads.
-    fn issue(&mut self, c: usize) {
+    /// Prepares client `c`'s next request to the node it believes leads: `(node slot, input)`.
+    fn issue(&mut self, c: usize) -> Option<(usize, Input<KvQuery>)> {
         let target = self.clients[c].target;
         let i = self.slot_of(target);
         if self.node(i).is_none() {
             self.retarget(c, None);
-            return;
+            return None;
         }
         let intent = self.clients[c].next_intent(&mut self.rng, self.params.keys);
         let op = self.history.len();
@@ -75,14 +88,13 @@ impl Simulation {
         let fingerprint = command.as_deref().map(fnv1a);
         self.clients[c].pending = Some(Pending { request, node: target, op, sent_at: self.now, fingerprint });
         self.trace_event(|| format!("client {c}: op {op} {:?} {} -> {target}", intent.input, show(&intent.key)));
-        let node = self.node_mut(i).expect("checked above");
-        let result = match command {
-            Some(data) => node.propose(request, data),
-            None => node.read(request, KvQuery::Get(intent.key), ReadConsistency::Linearizable),
+        let input = match command {
+            Some(command) => Input::Propose { id: request, command },
+            None => {
+                Input::Read { id: request, query: KvQuery::Get(intent.key), consistency: ReadConsistency::Linearizable }
+            }
         };
-        if result.is_err() {
-            self.crash(i, "sync failed on a client request");
-        }
+        Some((i, input))
     }
 
     /// Points client `c` at the hinted leader, or a random node, and makes it wait a little.
