@@ -344,6 +344,11 @@ impl Driver {
         let published = &self.published;
         if *published.leader.read().unwrap_or_else(std::sync::PoisonError::into_inner) != leader {
             *published.leader.write().unwrap_or_else(std::sync::PoisonError::into_inner) = leader;
+            match leader.0 {
+                Some(id) if leader.1 => tracing::info!(term = raft.term().0, "this node ({id}) is now the leader"),
+                Some(id) => tracing::info!(term = raft.term().0, "following leader {id}"),
+                None => tracing::info!(term = raft.term().0, "no leader known (election in progress)"),
+            }
         }
         published.applied_index.store(raft.applied_index().0, Ordering::Relaxed);
         published.commit_index.store(raft.commit_index().0, Ordering::Relaxed);
