@@ -1,32 +1,26 @@
-//! The shutdown signal of the long-running commands (`node`, `dev`): Ctrl-C (SIGINT) or SIGTERM.
+//! The shutdown signal of the long-running commands (`node`, `dev`): Ctrl-C (SIGINT), SIGTERM, or SIGHUP
+//! (the terminal closed: `tally dev` must then stop its nodes rather than leave them running).
 
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Resolves on the first SIGINT or SIGTERM. If SIGTERM cannot be watched (never expected), only SIGINT is.
-pub async fn shutdown_signal() {
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(terminate) => Some(terminate),
+/// Resolves once `kind` arrives; never if it cannot be watched (logged, never expected).
+async fn received(kind: SignalKind, name: &str) {
+    match signal(kind) {
+        Ok(mut stream) => {
+            stream.recv().await;
+        }
         Err(error) => {
-            tracing::warn!(%error, "cannot watch SIGTERM; stop with Ctrl-C");
-            None
-        }
-    };
-    let sigterm = async {
-        match terminate.as_mut() {
-            Some(terminate) => {
-                terminate.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%error, "cannot watch Ctrl-C");
+            tracing::warn!(%error, "cannot watch {name}");
             std::future::pending::<()>().await;
         }
-    };
+    }
+}
+
+/// Resolves on the first SIGINT, SIGTERM or SIGHUP.
+pub async fn shutdown_signal() {
     tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received: shutting down"),
-        () = sigterm => tracing::info!("SIGTERM received: shutting down"),
+        () = received(SignalKind::interrupt(), "SIGINT") => tracing::info!("SIGINT received: shutting down"),
+        () = received(SignalKind::terminate(), "SIGTERM") => tracing::info!("SIGTERM received: shutting down"),
+        () = received(SignalKind::hangup(), "SIGHUP") => tracing::info!("SIGHUP received: shutting down"),
     }
 }

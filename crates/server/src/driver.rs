@@ -155,6 +155,11 @@ impl Published {
     pub(crate) fn stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
     }
+
+    /// Records that the node loop stopped.
+    pub(crate) fn mark_stopped(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Sends the node's messages through the peer transport.

@@ -83,6 +83,7 @@ impl Shared {
         }
         match tokio::time::timeout(self.request_timeout, answer).await {
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) if is_write => Err(ApiError::write_unknown("this node stopped")),
             Ok(Err(_)) => Err(ApiError::unavailable("this node stopped while handling the request")),
             Err(_) if is_write => Err(ApiError::write_timeout(self.request_timeout.as_millis())),
             Err(_) => Err(ApiError::read_timeout(self.request_timeout.as_millis())),

@@ -108,6 +108,8 @@ impl Server {
                 voters.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
             )));
         }
+        let peer_config = PeerConfig::default();
+        check_limits(&config, &peer_config)?;
         let client_addr =
             client_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_client, source })?;
         let peer_addr =
@@ -115,8 +117,7 @@ impl Server {
         let client_url = config.advertise_client_url.clone().unwrap_or_else(|| format!("http://{client_addr}"));
 
         let storage = open_storage(&config, Membership::with_voters(voters))?;
-        let (transport, mut inbox) =
-            PeerTransport::start(config.id, client_url.clone(), peer_listener, PeerConfig::default());
+        let (transport, mut inbox) = PeerTransport::start(config.id, client_url.clone(), peer_listener, peer_config);
         let peers = Arc::new(transport);
         let mut background = Vec::new();
         for member in config.initial_cluster.iter().filter(|m| m.id != config.id) {
@@ -135,11 +136,15 @@ impl Server {
         let (events, receiver) = std::sync::mpsc::sync_channel(EVENT_QUEUE_MAX);
         let published = Arc::new(Published::default());
         let driver = Driver::new(node, receiver, Arc::clone(&published));
+        let driver_published = Arc::clone(&published);
         let runtime = tokio::runtime::Handle::current();
         let driver_thread = std::thread::Builder::new()
             .name(format!("tally-node-{}", config.id))
             .spawn(move || {
                 let _runtime = runtime.enter();
+                // If the loop panics, the guard still marks the node stopped: /livez then fails, `run` returns
+                // an error, and requests get "outcome unknown" (their reply channels are dropped).
+                let _stopped_on_exit = StoppedOnExit(driver_published);
                 driver.run();
             })
             .map_err(|e| ServerError::Config(format!("cannot start the node thread: {e}")))?;
@@ -228,6 +233,43 @@ impl Server {
     }
 }
 
+/// Marks the node loop stopped when dropped, including by a panic unwinding its thread.
+struct StoppedOnExit(Arc<Published>);
+
+impl Drop for StoppedOnExit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the node loop panicked: this node stops serving; restart it to recover from its log");
+        }
+        self.0.mark_stopped();
+    }
+}
+
+/// Checks that the request limits fit what the log and the peer transport can carry: a value that passed the
+/// HTTP checks must never be refused (or trip an assertion) further down.
+fn check_limits(config: &ServerConfig, peer: &PeerConfig) -> Result<(), ServerError> {
+    /// Room for the command's encoding and the entry header around key and value.
+    const COMMAND_OVERHEAD: usize = 64;
+    let limits = config.limits;
+    let entry = limits.max_key_bytes + limits.max_value_bytes + COMMAND_OVERHEAD;
+    let ceiling = tally_wal::ENTRY_DATA_MAX.min(peer.max_frame_bytes / 2);
+    if entry > ceiling {
+        return Err(ServerError::Config(format!(
+            "--max-key-bytes ({}) + --max-value-bytes ({}) is too large: together they must stay under {} bytes",
+            limits.max_key_bytes,
+            limits.max_value_bytes,
+            ceiling - COMMAND_OVERHEAD
+        )));
+    }
+    if limits.max_key_bytes == 0 || limits.max_value_bytes > limits.max_body_bytes {
+        return Err(ServerError::Config(format!(
+            "limits must have --max-key-bytes > 0 and --max-value-bytes ({}) <= --max-body-bytes ({})",
+            limits.max_value_bytes, limits.max_body_bytes
+        )));
+    }
+    Ok(())
+}
+
 /// Binds a listener.
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
@@ -287,4 +329,22 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Re
         return Err(ServerError::Stopped("storage failed; restart the node to recover from its log".to_string()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_must_fit_an_entry_and_a_frame() {
+        let mut config = ServerConfig::new(NodeId(1), std::path::PathBuf::from("unused"));
+        let peer = PeerConfig::default();
+        assert!(check_limits(&config, &peer).is_ok(), "the defaults fit");
+        config.limits.max_value_bytes = 40_000_000;
+        config.limits.max_body_bytes = 40_000_000;
+        let error = check_limits(&config, &peer).expect_err("a 40 MB value cannot be one entry");
+        assert!(error.to_string().contains("--max-value-bytes"), "{error}");
+        config.limits = crate::Limits { max_key_bytes: 0, ..crate::Limits::default() };
+        assert!(check_limits(&config, &peer).is_err(), "a zero key limit");
+    }
 }

@@ -9,6 +9,9 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+/// How long one request (or connecting) may take before the connection is given up and opened again.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why a request failed.
 #[derive(Debug)]
 pub(super) enum CallError {
@@ -42,7 +45,8 @@ impl Connection {
     pub(super) async fn open(url: &str) -> Result<Connection, CallError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| CallError::Connection(format!("{what} {url}: {e}"));
         let authority = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/').to_string();
-        let stream = TcpStream::connect(&authority).await.map_err(|e| fail("connect to", &e))?;
+        let connect = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(&authority));
+        let stream = connect.await.map_err(|e| fail("connect to", &e))?.map_err(|e| fail("connect to", &e))?;
         stream.set_nodelay(true).map_err(|e| fail("set TCP_NODELAY on", &e))?;
         let (sender, connection) =
             http1::handshake(TokioIo::new(stream)).await.map_err(|e| fail("HTTP handshake with", &e))?;
@@ -78,10 +82,16 @@ impl Connection {
             .body(Full::new(body))
             .map_err(|e| CallError::Answer(format!("bad request: {e}")))?;
         let broken = |what: &str, e: hyper::Error| CallError::Connection(format!("{what}: {e}"));
-        self.sender.ready().await.map_err(|e| broken("connection closed", e))?;
-        let response = self.sender.send_request(request).await.map_err(|e| broken("request failed", e))?;
-        let status = response.status();
-        let body = response.into_body().collect().await.map_err(|e| broken("answer cut off", e))?.to_bytes();
+        let exchange = async {
+            self.sender.ready().await.map_err(|e| broken("connection closed", e))?;
+            let response = self.sender.send_request(request).await.map_err(|e| broken("request failed", e))?;
+            let status = response.status();
+            let body = response.into_body().collect().await.map_err(|e| broken("answer cut off", e))?.to_bytes();
+            Ok::<_, CallError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| CallError::Connection(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())))??;
         if status == StatusCode::OK {
             Ok(())
         } else {

@@ -64,6 +64,16 @@ impl ApiError {
         )
     }
 
+    /// `504 timeout` for a write whose outcome cannot be known because `why`: once a write is queued for the
+    /// node, it may have been proposed, replicated and committed even if this node then fails.
+    pub(crate) fn write_unknown(why: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("{why} after the write was queued: it may or may not have been applied; read the key to find out"),
+        )
+    }
+
     /// `504 timeout` for a read: nothing changed, retry.
     pub(crate) fn read_timeout(after_ms: u128) -> ApiError {
         ApiError::new(
@@ -101,6 +111,9 @@ impl ApiError {
             RequestError::Rejected(ProposeError::Overloaded(n)) => ApiError::unavailable(format!(
                 "the leader has {n} uncommitted entries and refuses more for now; nothing was written, retry shortly"
             )),
+            RequestError::Rejected(
+                error @ (ProposeError::InvalidTransferTarget(_) | ProposeError::InvalidMembershipChange(_)),
+            ) => ApiError::bad_request(format!("refused: {error}")),
             RequestError::Rejected(other) => {
                 ApiError::unavailable(format!("refused: {other}; nothing was written, retry shortly"))
             }
@@ -112,9 +125,7 @@ impl ApiError {
                 e.message = format!("outcome unknown ({why}): the write may or may not have been applied");
                 e
             }
-            RequestError::Stopped(why) if is_write => ApiError::unavailable(format!(
-                "this node cannot serve ({why}); if the write was already proposed it may or may not be applied"
-            )),
+            RequestError::Stopped(why) if is_write => ApiError::write_unknown(&format!("this node stopped ({why})")),
             RequestError::Stopped(why) => ApiError::unavailable(format!("this node cannot serve: {why}")),
             other => ApiError::unavailable(other.to_string()),
         }
