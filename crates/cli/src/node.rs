@@ -47,11 +47,11 @@ pub struct NodeArgs {
     /// Milliseconds per Raft tick (default 100; the election timeout is 10 ticks).
     #[arg(long, value_name = "N")]
     pub tick_ms: Option<u64>,
-    /// Take a snapshot (and compact the log) every N applied entries (default 10,000).
+    /// Take a snapshot (and compact the log) every N applied entries (default 100,000).
     #[arg(long, value_name = "N")]
     pub snapshot_interval_entries: Option<u64>,
     /// Log entries kept behind a snapshot, so a follower a little behind catches up from the log (default
-    /// 1,000).
+    /// 10,000).
     #[arg(long, value_name = "N")]
     pub snapshot_keep_entries: Option<u64>,
     /// Seed of the election timer (default: drawn from the OS); for reproducing a run.

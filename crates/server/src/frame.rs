@@ -75,18 +75,25 @@ pub fn encode(payload: &[u8]) -> Vec<u8> {
 pub struct FrameDecoder {
     /// The largest payload accepted.
     max_frame_bytes: usize,
-    /// Bytes received and not yet returned as frames.
+    /// Bytes received; those from `consumed` on are not yet returned as frames.
     buffer: Vec<u8>,
+    /// How many leading bytes of `buffer` were already returned as frames. They are dropped lazily (in `push`),
+    /// so that taking many frames from one read does not move the rest of the buffer once per frame.
+    consumed: usize,
 }
 
 impl FrameDecoder {
     /// A decoder accepting payloads of at most `max_frame_bytes`.
     pub fn new(max_frame_bytes: usize) -> FrameDecoder {
-        FrameDecoder { max_frame_bytes, buffer: Vec::new() }
+        FrameDecoder { max_frame_bytes, buffer: Vec::new(), consumed: 0 }
     }
 
     /// Adds bytes received from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.consumed > 0 {
+            self.buffer.drain(..self.consumed);
+            self.consumed = 0;
+        }
         self.buffer.extend_from_slice(bytes);
     }
 
@@ -95,10 +102,11 @@ impl FrameDecoder {
     /// # Errors
     /// A bad magic, an unsupported version, an oversized frame or a checksum mismatch: close the connection.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        if self.buffer.len() < HEADER_BYTES {
+        let pending = &self.buffer[self.consumed..];
+        if pending.len() < HEADER_BYTES {
             return Ok(None);
         }
-        let header = &self.buffer[..HEADER_BYTES];
+        let header = &pending[..HEADER_BYTES];
         let magic: [u8; 4] = header[0..4].try_into().expect("4 bytes");
         if magic != MAGIC {
             return Err(FrameError::BadMagic { found: magic });
@@ -111,11 +119,11 @@ impl FrameDecoder {
             return Err(FrameError::TooLarge { length: length as u64, max: self.max_frame_bytes });
         }
         let stored = u32::from_le_bytes(header[9..13].try_into().expect("4 bytes"));
-        if self.buffer.len() < HEADER_BYTES + length {
+        if pending.len() < HEADER_BYTES + length {
             return Ok(None);
         }
-        let payload: Vec<u8> = self.buffer[HEADER_BYTES..HEADER_BYTES + length].to_vec();
-        self.buffer.drain(..HEADER_BYTES + length);
+        let payload: Vec<u8> = pending[HEADER_BYTES..HEADER_BYTES + length].to_vec();
+        self.consumed += HEADER_BYTES + length;
         let computed = crc32fast::hash(&payload);
         if computed != stored {
             return Err(FrameError::ChecksumMismatch { stored, computed });
