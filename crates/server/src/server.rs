@@ -77,6 +77,8 @@ pub struct Server {
     background: Vec<tokio::task::JoinHandle<()>>,
     /// The peer transport.
     peers: Arc<PeerTransport>,
+    /// The runtime the peer transport runs on.
+    peer_runtime: PeerRuntime,
 }
 
 impl Server {
@@ -117,11 +119,22 @@ impl Server {
         let client_url = config.advertise_client_url.clone().unwrap_or_else(|| format!("http://{client_addr}"));
 
         let storage = open_storage(&config, Membership::with_voters(voters))?;
-        let (transport, mut inbox) = PeerTransport::start(config.id, client_url.clone(), peer_listener, peer_config);
+        // The peer transport runs on its own runtime (one thread), so Appends, acks and heartbeats never wait
+        // in a run queue behind client HTTP work: under load that wait, not the network, was the round trip.
+        let peer_runtime = PeerRuntime::new()?;
+        let peer_handle = peer_runtime.handle();
+        let peer_listener = peer_listener.into_std().map_err(|source| ServerError::Bind { addr: peer_addr, source })?;
+        let (transport, mut inbox) = {
+            let _peer_context = peer_handle.enter();
+            let listener =
+                TcpListener::from_std(peer_listener).map_err(|source| ServerError::Bind { addr: peer_addr, source })?;
+            PeerTransport::start(config.id, client_url.clone(), listener, peer_config)
+        };
         let peers = Arc::new(transport);
         let mut background = Vec::new();
         for member in config.initial_cluster.iter().filter(|m| m.id != config.id) {
-            background.push(tokio::spawn(resolve_peer(Arc::clone(&peers), member.id, member.peer_url.clone())));
+            let resolve = resolve_peer(Arc::clone(&peers), member.id, member.peer_url.clone());
+            background.push(peer_handle.spawn(resolve));
         }
 
         let seed = config.seed.unwrap_or_else(random_seed);
@@ -150,7 +163,7 @@ impl Server {
             .map_err(|e| ServerError::Config(format!("cannot start the node thread: {e}")))?;
 
         let peer_events = events.clone();
-        background.push(tokio::spawn(async move {
+        background.push(peer_handle.spawn(async move {
             while let Some(message) = inbox.recv().await {
                 if !driver::offer(&peer_events, Event::Peer(message)) {
                     tracing::debug!("node loop busy: dropping a peer message");
@@ -182,7 +195,18 @@ impl Server {
                 tracing::error!(%error, "client API failed");
             }
         });
-        Ok(Server { client_addr, peer_addr, events, published, driver_thread, http_stop, http_task, background, peers })
+        Ok(Server {
+            client_addr,
+            peer_addr,
+            events,
+            published,
+            driver_thread,
+            http_stop,
+            http_task,
+            background,
+            peers,
+            peer_runtime,
+        })
     }
 
     /// The address the client API listens on.
@@ -225,11 +249,46 @@ impl Server {
         for task in self.background {
             let _ = task.await;
         }
+        let peer_handle = self.peer_runtime.handle();
         match Arc::try_unwrap(self.peers) {
-            Ok(peers) => peers.shutdown().await,
+            Ok(peers) => {
+                if let Err(error) = peer_handle.spawn(peers.shutdown()).await {
+                    tracing::error!(%error, "the peer transport failed to stop cleanly");
+                }
+            }
             Err(_) => tracing::debug!("peer transport still shared at shutdown; dropping it"),
         }
         tracing::info!("node stopped");
+    }
+}
+
+/// The runtime of the peer transport: one worker thread of its own. Dropping it (even from async code, where a
+/// runtime may not block) stops it in the background.
+struct PeerRuntime(Option<tokio::runtime::Runtime>);
+
+impl PeerRuntime {
+    /// Starts the runtime.
+    fn new() -> Result<PeerRuntime, ServerError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tally-peer")
+            .enable_all()
+            .build()
+            .map_err(|e| ServerError::Config(format!("cannot start the peer runtime: {e}")))?;
+        Ok(PeerRuntime(Some(runtime)))
+    }
+
+    /// A handle to spawn on it.
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0.as_ref().expect("present until dropped").handle().clone()
+    }
+}
+
+impl Drop for PeerRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
