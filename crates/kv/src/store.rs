@@ -103,14 +103,32 @@ impl KvStore {
     /// `limit == 0` returns no entries, and `more` still says whether any key matches. To page,
     /// pass the last returned key as `after` of the next call.
     pub fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> (Vec<(Vec<u8>, Versioned)>, bool) {
+        self.scan_within(prefix, after, limit, usize::MAX)
+    }
+
+    /// Like [`KvStore::scan`], but the page also ends once its keys and values add up to `max_bytes` or more
+    /// (the entry that crosses the budget is included, so a page is never empty while keys remain): a page of
+    /// large values stays bounded in memory.
+    pub fn scan_within(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> (Vec<(Vec<u8>, Versioned)>, bool) {
         let start = match after {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
         };
         let mut matching =
             self.entries.range::<[u8], _>((start, Bound::Unbounded)).take_while(|(key, _)| key.starts_with(prefix));
-        let page: Vec<_> =
-            matching.by_ref().take(limit).map(|(key, versioned)| (key.clone(), versioned.clone())).collect();
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        while page.len() < limit && bytes < max_bytes {
+            let Some((key, versioned)) = matching.next() else { return (page, false) };
+            bytes = bytes.saturating_add(key.len() + versioned.value.len());
+            page.push((key.clone(), versioned.clone()));
+        }
         let more = matching.next().is_some();
         (page, more)
     }

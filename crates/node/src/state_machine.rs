@@ -47,6 +47,8 @@ pub enum KvQuery {
         after: Option<Vec<u8>>,
         /// At most this many results.
         limit: usize,
+        /// The page ends once its keys and values reach this many bytes (at least one result is returned).
+        max_bytes: usize,
     },
 }
 
@@ -75,8 +77,8 @@ impl StateMachine for KvStore {
     fn query(&self, query: &KvQuery) -> KvQueryOutput {
         match query {
             KvQuery::Get(key) => KvQueryOutput::Get(self.get(key).cloned()),
-            KvQuery::Scan { prefix, after, limit } => {
-                let (page, more) = self.scan(prefix, after.as_deref(), *limit);
+            KvQuery::Scan { prefix, after, limit, max_bytes } => {
+                let (page, more) = self.scan_within(prefix, after.as_deref(), *limit, *max_bytes);
                 KvQueryOutput::Scan(page, more)
             }
         }

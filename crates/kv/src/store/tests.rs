@@ -221,6 +221,22 @@ fn scan_limit_reports_more_honestly() {
 }
 
 #[test]
+fn scan_within_ends_a_page_at_its_byte_budget() {
+    // Each key is 2 bytes and each value 1 byte ("v"): 3 bytes per entry.
+    let store = store_with(&["p1", "p2", "p3", "p4"]);
+    let (page, more) = store.scan_within(b"p", None, 100, 6);
+    assert_eq!(keys(&page), [&b"p1"[..], b"p2"]);
+    assert!(more);
+    // The entry that crosses the budget is included, so a page is never empty while keys remain.
+    let (page, more) = store.scan_within(b"p", Some(b"p2"), 100, 1);
+    assert_eq!(keys(&page), [&b"p3"[..]]);
+    assert!(more);
+    let (page, more) = store.scan_within(b"p", Some(b"p3"), 100, 1_000);
+    assert_eq!(keys(&page), [&b"p4"[..]]);
+    assert!(!more);
+}
+
+#[test]
 fn scan_after_pages_through_keys() {
     let store = store_with(&["p1", "p2", "p3", "p4", "p5"]);
     let mut seen = Vec::new();

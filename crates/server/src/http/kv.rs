@@ -19,6 +19,9 @@ use crate::driver::Event;
 const PAGE_LIMIT_DEFAULT: u64 = 100;
 /// The most keys in a page.
 const PAGE_LIMIT_MAX: u64 = 10_000;
+/// A page ends once its keys and values reach this many bytes (`more` is then `true`), so a page of large
+/// values cannot make the node copy gigabytes.
+const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// The path prefix the key follows in `uri`'s route.
 fn key_prefix(uri: &Uri) -> &'static str {
@@ -141,6 +144,7 @@ pub(crate) async fn list(State(state): State<AppState>, uri: Uri) -> Response {
             prefix: params.bytes("prefix").unwrap_or_default().to_vec(),
             after: params.bytes("after").map(<[u8]>::to_vec),
             limit: limit as usize,
+            max_bytes: PAGE_BYTES_MAX,
         };
         let (index, output) = read(&state, query, params.consistency()?).await?;
         let KvQueryOutput::Scan(entries, more) = output else {
