@@ -9,6 +9,7 @@ mod dev;
 mod kv;
 mod node;
 mod output;
+mod registry;
 mod signal;
 mod status;
 
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Run one node of a cluster.
     Node(node::NodeArgs),
+    /// Run the registry service through which nodes find each other.
+    Registry(registry::RegistryArgs),
     /// Start a local cluster (3 nodes on 127.0.0.1:7001..7003) as child processes, for trying Tally out.
     Dev(dev::DevArgs),
     /// Write a value.
@@ -57,7 +60,7 @@ impl Command {
     /// output is their answer.
     fn default_log_level(&self) -> &'static str {
         match self {
-            Command::Node(_) | Command::Dev(_) => "info",
+            Command::Node(_) | Command::Dev(_) | Command::Registry(_) => "info",
             _ => "warn",
         }
     }
@@ -94,6 +97,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Node(args) => node::run(args).await,
         Command::Dev(args) => dev::run(args).await,
+        Command::Registry(args) => registry::run(args).await,
         Command::Put(args) => kv::put(args).await,
         Command::Get(args) => kv::get(args).await,
         Command::Del(args) => kv::del(args).await,
