@@ -128,6 +128,25 @@ pub(crate) struct Published {
     commit_index: AtomicU64,
     /// Set once the node stopped (storage failure or shutdown).
     stopped: AtomicBool,
+    /// Counters and gauges for `/metrics`.
+    pub(crate) metrics: LoopMetrics,
+}
+
+/// What the node loop counts, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct LoopMetrics {
+    /// The current term.
+    pub(crate) term: AtomicU64,
+    /// The last log index.
+    pub(crate) last_index: AtomicU64,
+    /// Batches handled (each is at most one fsync).
+    pub(crate) batches: AtomicU64,
+    /// Events handled (requests and peer messages).
+    pub(crate) events: AtomicU64,
+    /// Client requests waiting for the node.
+    pub(crate) in_flight: AtomicU64,
+    /// Times this node saw the leader change.
+    pub(crate) leader_changes: AtomicU64,
 }
 
 impl Published {
@@ -248,6 +267,8 @@ impl Driver {
 
     /// Feeds one batch of events to the node and answers what completed; `false` on shutdown.
     fn step(&mut self, batch: &mut Vec<Event>) -> bool {
+        self.published.metrics.batches.fetch_add(1, Ordering::Relaxed);
+        self.published.metrics.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut inputs = Vec::with_capacity(batch.len() + 1);
         inputs.push(Input::Tick);
         let mut keep_running = true;
@@ -349,6 +370,7 @@ impl Driver {
         let published = &self.published;
         if *published.leader.read().unwrap_or_else(std::sync::PoisonError::into_inner) != leader {
             *published.leader.write().unwrap_or_else(std::sync::PoisonError::into_inner) = leader;
+            published.metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
             match leader.0 {
                 Some(id) if leader.1 => tracing::info!(term = raft.term().0, "this node ({id}) is now the leader"),
                 Some(id) => tracing::info!(term = raft.term().0, "following leader {id}"),
@@ -357,6 +379,10 @@ impl Driver {
         }
         published.applied_index.store(raft.applied_index().0, Ordering::Relaxed);
         published.commit_index.store(raft.commit_index().0, Ordering::Relaxed);
+        let metrics = &published.metrics;
+        metrics.term.store(raft.term().0, Ordering::Relaxed);
+        metrics.last_index.store(raft.last_index().0, Ordering::Relaxed);
+        metrics.in_flight.store(self.waiters.len() as u64, Ordering::Relaxed);
     }
 
     /// The node's state for `/v1/cluster`.

@@ -11,6 +11,7 @@ mod cluster;
 mod error;
 mod forward;
 mod kv;
+mod metrics;
 mod params;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use crate::config::Limits;
 use crate::driver::{self, Event, Published};
 use crate::peer::PeerTransport;
 pub(crate) use error::ApiError;
+pub(crate) use metrics::HttpMetrics;
 
 /// The applied index an answer reflects.
 pub(crate) const HEADER_INDEX: HeaderName = HeaderName::from_static("x-tally-index");
@@ -58,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) request_timeout: Duration,
     /// The HTTP client that forwards writes to the leader.
     pub(crate) forwarder: reqwest::Client,
+    /// Answers by status class, for `/metrics`.
+    pub(crate) http_metrics: metrics::HttpMetrics,
 }
 
 /// The handlers' state.
@@ -104,6 +108,7 @@ impl Shared {
                 error.into_response()
             }
         };
+        self.http_metrics.count(response.status());
         let headers = response.headers_mut();
         if !headers.contains_key(HEADER_INDEX) {
             headers.insert(HEADER_INDEX, HeaderValue::from(self.published.applied_index()));
@@ -131,6 +136,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/cluster/transfer-leader", post(cluster::transfer_leader))
         .route("/livez", get(cluster::livez))
         .route("/readyz", get(cluster::readyz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

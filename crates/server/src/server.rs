@@ -184,6 +184,7 @@ impl Server {
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build()
                 .map_err(|e| ServerError::Config(format!("cannot build the forwarding client: {e}")))?,
+            http_metrics: http::HttpMetrics::default(),
         };
         let router = http::router(Arc::new(shared));
         let (http_stop, mut stop) = watch::channel(false);

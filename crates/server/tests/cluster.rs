@@ -107,6 +107,13 @@ async fn writes_through_a_follower_are_forwarded_and_reads_follow_the_documented
     let answer = http.get(format!("{}/v1/kv/greeting", base(follower))).send().await.expect("get");
     assert_eq!(answer.status(), 404);
 
+    // Metrics reflect what happened.
+    let text = http.get(format!("{}/metrics", base(leader))).send().await.expect("metrics").text().await.expect("text");
+    assert!(text.contains("tally_raft_is_leader 1"), "{text}");
+    assert!(text.contains("# TYPE tally_http_responses_total counter"), "{text}");
+    let writes_seen = text.lines().find(|l| l.starts_with("tally_node_batches_total ")).expect("batches");
+    assert_ne!(writes_seen, "tally_node_batches_total 0", "{text}");
+
     for server in servers {
         server.shutdown().await;
     }

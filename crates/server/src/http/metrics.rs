@@ -1,0 +1,98 @@
+//! `GET /metrics`: the node's counters and gauges in the Prometheus text format (version 0.0.4).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+
+/// Answers counted by status class, updated by `Shared::finish`.
+#[derive(Debug, Default)]
+pub(crate) struct HttpMetrics {
+    /// `2xx` answers.
+    pub(crate) ok: AtomicU64,
+    /// `4xx` answers.
+    pub(crate) client_errors: AtomicU64,
+    /// `5xx` answers.
+    pub(crate) server_errors: AtomicU64,
+}
+
+impl HttpMetrics {
+    /// Counts one answer.
+    pub(crate) fn count(&self, status: StatusCode) {
+        let counter = if status.is_server_error() {
+            &self.server_errors
+        } else if status.is_client_error() {
+            &self.client_errors
+        } else {
+            &self.ok
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Appends one metric with its help and type lines.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+/// `GET /metrics`.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let published = &state.published;
+    let m = &published.metrics;
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut out = String::with_capacity(2048);
+    metric(&mut out, "tally_raft_term", "gauge", "The current Raft term.", &[("", load(&m.term))]);
+    metric(
+        &mut out,
+        "tally_raft_is_leader",
+        "gauge",
+        "1 if this node leads.",
+        &[("", u64::from(published.is_leader()))],
+    );
+    metric(&mut out, "tally_raft_last_index", "gauge", "The last log index.", &[("", load(&m.last_index))]);
+    metric(&mut out, "tally_raft_commit_index", "gauge", "The commit index.", &[("", published.commit_index())]);
+    metric(&mut out, "tally_raft_applied_index", "gauge", "The applied index.", &[("", published.applied_index())]);
+    let changes = load(&m.leader_changes);
+    metric(&mut out, "tally_raft_leader_changes_total", "counter", "Leader changes seen.", &[("", changes)]);
+    let batches = load(&m.batches);
+    metric(
+        &mut out,
+        "tally_node_batches_total",
+        "counter",
+        "Node loop batches (at most one fsync each).",
+        &[("", batches)],
+    );
+    metric(
+        &mut out,
+        "tally_node_events_total",
+        "counter",
+        "Requests and peer messages handled.",
+        &[("", load(&m.events))],
+    );
+    metric(
+        &mut out,
+        "tally_node_requests_in_flight",
+        "gauge",
+        "Requests waiting for the node.",
+        &[("", load(&m.in_flight))],
+    );
+    let dropped = state.peers.dropped_messages();
+    metric(&mut out, "tally_peer_dropped_messages_total", "counter", "Peer messages dropped.", &[("", dropped)]);
+    let http = &state.http_metrics;
+    let answers = [
+        ("{class=\"2xx\"}", load(&http.ok)),
+        ("{class=\"4xx\"}", load(&http.client_errors)),
+        ("{class=\"5xx\"}", load(&http.server_errors)),
+    ];
+    metric(&mut out, "tally_http_responses_total", "counter", "Client API answers by status class.", &answers);
+    let mut response = (StatusCode::OK, out).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
+}
