@@ -17,7 +17,7 @@
 //! disk, never on the network (the peer transport's `send` only enqueues).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,8 +33,13 @@ use crate::peer::PeerTransport;
 /// Most events taken into one batch (one fsync), so one batch cannot delay ticks for long.
 const MAX_BATCH: usize = 4096;
 
-/// Events queued for the node loop before new client requests are refused (`503`) and peer messages dropped.
+/// Events queued for the node loop before peer messages are dropped.
 pub(crate) const EVENT_QUEUE_MAX: usize = 16 * 1024;
+
+/// Client requests queued for the node loop before new ones are refused (`503`): half the queue, so client
+/// overload can never crowd out the peer messages (heartbeats, acks) that keep the leader in place.
+pub(crate) const CLIENT_QUEUE_MAX: usize = EVENT_QUEUE_MAX / 2;
+const _: () = assert!(CLIENT_QUEUE_MAX < EVENT_QUEUE_MAX, "peers must keep a share of the queue");
 
 /// How often requests whose caller gave up (timed out, disconnected) are forgotten.
 const ABANDON_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
@@ -128,6 +133,8 @@ pub(crate) struct Published {
     commit_index: AtomicU64,
     /// Set once the node stopped (storage failure or shutdown).
     stopped: AtomicBool,
+    /// Client requests queued and not yet taken by the loop (at most [`CLIENT_QUEUE_MAX`]).
+    client_queued: AtomicUsize,
     /// Counters and gauges for `/metrics`.
     pub(crate) metrics: LoopMetrics,
 }
@@ -173,6 +180,20 @@ impl Published {
     /// Whether the node loop stopped.
     pub(crate) fn stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Reserves a place in the queue for one client request; `false` if [`CLIENT_QUEUE_MAX`] are queued.
+    pub(crate) fn admit_client_request(&self) -> bool {
+        if self.client_queued.fetch_add(1, Ordering::Relaxed) >= CLIENT_QUEUE_MAX {
+            self.client_queued.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Releases the place of a client request the loop took (or that could not be queued).
+    pub(crate) fn release_client_request(&self) {
+        self.client_queued.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Records that the node loop stopped.
@@ -274,6 +295,9 @@ impl Driver {
         let mut keep_running = true;
         let mut statuses = Vec::new();
         for event in batch.drain(..) {
+            if !matches!(event, Event::Peer(_) | Event::Shutdown) {
+                self.published.release_client_request();
+            }
             match event {
                 Event::Peer(message) => inputs.push(Input::Message(message)),
                 Event::Propose { command, reply } => {
@@ -422,5 +446,21 @@ pub(crate) fn offer(events: &SyncSender<Event>, event: Event) -> bool {
     match events.try_send(event) {
         Ok(()) => true,
         Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_requests_can_fill_only_half_of_the_queue() {
+        let published = Published::default();
+        for _ in 0..CLIENT_QUEUE_MAX {
+            assert!(published.admit_client_request());
+        }
+        assert!(!published.admit_client_request(), "a full client share must refuse");
+        published.release_client_request();
+        assert!(published.admit_client_request(), "a released place is free again");
     }
 }

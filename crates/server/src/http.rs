@@ -78,7 +78,11 @@ impl Shared {
         is_write: bool,
     ) -> Result<T, ApiError> {
         let (reply, answer) = oneshot::channel();
-        if !driver::offer(&self.events, make(reply)) {
+        let admitted = self.published.admit_client_request();
+        if !admitted || !driver::offer(&self.events, make(reply)) {
+            if admitted {
+                self.published.release_client_request();
+            }
             return Err(if self.published.stopped() {
                 ApiError::unavailable("this node has stopped; nothing was written")
             } else {
