@@ -186,6 +186,8 @@ fn spawn(exe: &Path, node: &DevNode, nodes: &[DevNode]) -> anyhow::Result<Runnin
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(stderr))
         .process_group(0)
+        // If `tally dev` fails or panics before stopping its nodes, dropping a child still kills it.
+        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start node {} ({})", node.id, exe.display()))?;
     let pid = child.id().context("a child that was just started has no pid")?;
