@@ -47,6 +47,32 @@ pub struct DevArgs {
     /// How many nodes to start (1 to 9).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=NODES_MAX as i64))]
     pub nodes: u16,
+    /// The nodes' client ports, comma-separated, one per node (default 7001, 7002, ...).
+    #[arg(long, value_delimiter = ',', value_name = "PORT,...")]
+    pub client_ports: Vec<u16>,
+    /// The nodes' peer ports, comma-separated, one per node (default 7101, 7102, ...).
+    #[arg(long, value_delimiter = ',', value_name = "PORT,...")]
+    pub peer_ports: Vec<u16>,
+}
+
+impl DevArgs {
+    /// The client and peer port of each node: the ones given, or the fixed defaults.
+    ///
+    /// # Errors
+    /// A port list whose length is not the number of nodes.
+    fn ports(&self) -> anyhow::Result<Vec<(u16, u16)>> {
+        let count = usize::from(self.nodes);
+        let pick = |given: &[u16], base: u16, flag: &str| -> anyhow::Result<Vec<u16>> {
+            match given.len() {
+                0 => Ok((1..=self.nodes).map(|k| base + k).collect()),
+                n if n == count => Ok(given.to_vec()),
+                n => anyhow::bail!("--{flag} names {n} ports for {count} nodes: give one per node"),
+            }
+        };
+        let client = pick(&self.client_ports, CLIENT_PORT_BASE, "client-ports")?;
+        let peer = pick(&self.peer_ports, PEER_PORT_BASE, "peer-ports")?;
+        Ok(client.into_iter().zip(peer).collect())
+    }
 }
 
 /// One node of the dev cluster: where it listens and keeps its data.
@@ -89,13 +115,15 @@ impl DevNode {
     }
 }
 
-/// The layout of a dev cluster of `count` nodes with data under `data_dir`.
-pub fn layout(data_dir: &Path, count: u16) -> Vec<DevNode> {
-    (1..=count)
-        .map(|k| DevNode {
+/// The layout of a dev cluster: one node per (client port, peer port) pair, with data under `data_dir`.
+pub fn layout(data_dir: &Path, ports: &[(u16, u16)]) -> Vec<DevNode> {
+    ports
+        .iter()
+        .zip(1..)
+        .map(|(&(client, peer), k)| DevNode {
             id: format!("n{k}"),
-            client_addr: format!("127.0.0.1:{}", CLIENT_PORT_BASE + k),
-            peer_addr: format!("127.0.0.1:{}", PEER_PORT_BASE + k),
+            client_addr: format!("127.0.0.1:{client}"),
+            peer_addr: format!("127.0.0.1:{peer}"),
             data_dir: data_dir.join(format!("n{k}")),
             log_path: data_dir.join(format!("n{k}.log")),
         })
@@ -120,12 +148,13 @@ struct Running {
 /// A port in use, a data directory that cannot be created, a node that cannot be started or dies during
 /// startup, or no leader within 15 s; any nodes started are stopped first.
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
-    check_ports_free(&layout(&args.data_dir, args.nodes))?;
+    let ports = args.ports()?;
+    check_ports_free(&layout(&args.data_dir, &ports))?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     // Absolute paths, so the restart command printed for a dead node works from any directory.
     let data_dir =
         std::path::absolute(&args.data_dir).with_context(|| format!("cannot resolve {}", args.data_dir.display()))?;
-    let nodes = layout(&data_dir, args.nodes);
+    let nodes = layout(&data_dir, &ports);
     let exe = std::env::current_exe().context("cannot find the tally executable to start the nodes")?;
     let mut running = Vec::new();
     for node in &nodes {
@@ -257,6 +286,14 @@ fn banner(data_dir: &Path, running: &[Running], leader: &str) -> String {
         ));
     }
     let leader_pid = running.iter().find(|r| r.node.id == leader).map_or(0, |r| r.pid);
+    let endpoints: Vec<String> = running.iter().map(|r| r.node.client_url()).collect();
+    if endpoints.join(",") != crate::kv::DEV_ENDPOINTS {
+        // Not the default ports: client commands must be told where the cluster is.
+        out.push_str(&format!(
+            "\nThese are not the default ports; first:\n  export TALLY_ENDPOINTS={}\n",
+            endpoints.join(",")
+        ));
+    }
     out.push_str(&format!(
         "\nTry, in another terminal:\n\
          \x20 tally put greeting hello\n\
@@ -349,7 +386,7 @@ mod tests {
 
     #[test]
     fn lays_out_fixed_loopback_ports() {
-        let nodes = layout(Path::new("./tally-data"), 3);
+        let nodes = layout(Path::new("./tally-data"), &[(7001, 7101), (7002, 7102), (7003, 7103)]);
         assert_eq!(nodes[0].client_url(), "http://127.0.0.1:7001");
         assert_eq!(nodes[2].peer_addr, "127.0.0.1:7103");
         assert_eq!(nodes[1].data_dir, Path::new("./tally-data/n2"));
@@ -365,7 +402,7 @@ mod tests {
     fn a_taken_port_is_named() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = taken.local_addr().expect("bound").to_string();
-        let mut nodes = layout(Path::new("d"), 1);
+        let mut nodes = layout(Path::new("d"), &[(7001, 7101)]);
         nodes[0].client_addr = "127.0.0.1:0".into();
         nodes[0].peer_addr = addr.clone();
         let error = check_ports_free(&nodes).expect_err("the port is taken").to_string();
