@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use tally_client::{Client, ClientError, Consistency};
+use tally_raft::SplitMix64;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -182,18 +183,7 @@ fn parameters(args: &BenchArgs, leader: Option<String>) -> Summary {
         keys: args.keys,
         value_size: args.value_size,
         leader,
-        duration_s: 0.0,
-        ops: 0,
-        errors: 0,
-        ops_per_s: 0.0,
-        p50_us: 0,
-        p90_us: 0,
-        p99_us: 0,
-        p999_us: 0,
-        max_us: 0,
-        cpu_user_s: 0.0,
-        cpu_sys_s: 0.0,
-        cpu_percent: 0.0,
+        ..Summary::default()
     }
 }
 
@@ -278,7 +268,7 @@ async fn existing_keys(client: &Client, keys: u64) -> anyhow::Result<HashSet<u64
 /// measured successes. A broken connection is counted as an error and opened again.
 async fn worker(shared: Arc<Shared>, task: u64) -> Histogram<u64> {
     let mut histogram = new_histogram();
-    let mut rng = SplitMix64(task.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id()));
+    let mut rng = SplitMix64::new(task.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id()));
     let mut connection: Option<Connection> = None;
     let consistency = shared.consistency.as_str();
     loop {
@@ -286,11 +276,11 @@ async fn worker(shared: Arc<Shared>, task: u64) -> Histogram<u64> {
         if started >= shared.end {
             return histogram;
         }
-        let key = key(rng.next() % shared.keys);
+        let key = key(rng.next_u64() % shared.keys);
         let write = match shared.workload {
             Workload::Put => true,
             Workload::Get => false,
-            Workload::Mixed => rng.next() & 1 == 0,
+            Workload::Mixed => rng.next_u64() & 1 == 0,
         };
         let result = match connection.as_mut() {
             Some(conn) if write => conn.put(&key, &shared.value).await,
@@ -360,20 +350,6 @@ async fn progress(shared: Arc<Shared>, start: Instant) {
     }
 }
 
-/// A tiny, fast PRNG (SplitMix64): key choice needs uniformity, not cryptography.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// The next 64 random bits.
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,10 +392,10 @@ mod tests {
 
     #[test]
     fn keys_are_uniform_over_the_range() {
-        let mut rng = SplitMix64(7);
+        let mut rng = SplitMix64::new(7);
         let mut counts = [0u32; 10];
         for _ in 0..100_000 {
-            counts[(rng.next() % 10) as usize] += 1;
+            counts[(rng.next_u64() % 10) as usize] += 1;
         }
         assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
         assert_eq!(key(42), "bench/42");

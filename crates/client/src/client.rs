@@ -275,13 +275,7 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub async fn cluster(&self) -> Result<ClusterStatus, ClientError> {
-        let request = Request {
-            method: Method::GET,
-            path: "/v1/cluster".into(),
-            body: None,
-            kind: Kind::Read,
-            route: Route::Any,
-        };
+        let request = cluster_request();
         let answer = self.execute(&request).await?;
         let status: ClusterStatus = answer.json()?;
         self.state().learn_cluster(&answer.endpoint, &status);
@@ -294,13 +288,7 @@ impl Client {
     /// See [`ClientError`]; [`ClientError::Connect`] if the node is down.
     pub async fn cluster_of(&self, endpoint: &str) -> Result<ClusterStatus, ClientError> {
         let endpoint = crate::endpoints::normalize_endpoint(endpoint)?;
-        let request = Request {
-            method: Method::GET,
-            path: "/v1/cluster".into(),
-            body: None,
-            kind: Kind::Read,
-            route: Route::Any,
-        };
+        let request = cluster_request();
         let answer = match self.send_once(&endpoint, &request).await {
             Ok(answer) => answer,
             Err(failure) => return Err(self.to_error(&endpoint, failure, Kind::Read)),
@@ -471,4 +459,9 @@ fn root_cause(error: &reqwest::Error) -> String {
         innermost = source;
     }
     innermost.to_string()
+}
+
+/// `GET /v1/cluster`, answered by any node.
+fn cluster_request() -> Request {
+    Request { method: Method::GET, path: "/v1/cluster".into(), body: None, kind: Kind::Read, route: Route::Any }
 }

@@ -80,7 +80,7 @@ impl Percentiles {
 }
 
 /// The result of a bench run; serialized as the last line of its output.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Summary {
     /// `put`, `get` or `mixed`.
     pub workload: String,
@@ -206,18 +206,7 @@ mod tests {
             keys: 100,
             value_size: 64,
             leader: Some("n1".into()),
-            duration_s: 0.0,
-            ops: 0,
-            errors: 0,
-            ops_per_s: 0.0,
-            p50_us: 0,
-            p90_us: 0,
-            p99_us: 0,
-            p999_us: 0,
-            max_us: 0,
-            cpu_user_s: 0.0,
-            cpu_sys_s: 0.0,
-            cpu_percent: 0.0,
+            ..Summary::default()
         }
     }
 

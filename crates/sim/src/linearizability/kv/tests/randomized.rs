@@ -7,21 +7,18 @@ use super::super::{KvInput, KvOp, KvOutput, check_kv_history};
 /// Budget per key for the randomized histories.
 const BUDGET: u64 = 2_000_000;
 
-/// A tiny deterministic RNG (splitmix64).
-pub(super) struct SplitMix64(pub(super) u64);
+/// The core's deterministic RNG, with the two draws these tests need.
+pub(super) struct SplitMix64(tally_raft::SplitMix64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+    /// A generator seeded with `seed`.
+    pub(super) fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(tally_raft::SplitMix64::new(seed))
     }
 
     /// Uniform in `0..bound`.
     pub(super) fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
+        self.0.next_u64() % bound
     }
 
     /// True with probability `percent`%.
@@ -46,7 +43,7 @@ struct Planned {
 /// `indeterminate_percent`% of writes end with an unknown outcome (half of those never
 /// return), and half of those take effect.
 pub(super) fn generate(seed: u64, count: usize, clients: u64, keys: u64, indeterminate_percent: u64) -> Vec<KvOp> {
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut free_at = vec![0u64; usize::try_from(clients).expect("few clients")];
     let mut now = 0;
     let mut planned = Vec::with_capacity(count);
