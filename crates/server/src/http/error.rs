@@ -52,26 +52,26 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
-    /// `504 timeout` for a write: the outcome is unknown.
+    /// `504 timeout` for a write whose outcome is unknown; `message` says why. Every such answer goes through
+    /// here, so none can be mistaken for "nothing was written" (which clients would retry).
+    pub(crate) fn outcome_unknown(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
+    }
+
+    /// `504 timeout` for a write that got no answer within `after_ms`.
     pub(crate) fn write_timeout(after_ms: u128) -> ApiError {
-        ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!(
-                "no answer within {after_ms} ms: the write may or may not have been applied; read the key to find out \
-                 before retrying"
-            ),
-        )
+        ApiError::outcome_unknown(format!(
+            "no answer within {after_ms} ms: the write may or may not have been applied; read the key to find out \
+             before retrying"
+        ))
     }
 
     /// `504 timeout` for a write whose outcome cannot be known because `why`: once a write is queued for the
     /// node, it may have been proposed, replicated and committed even if this node then fails.
     pub(crate) fn write_unknown(why: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!("{why} after the write was queued: it may or may not have been applied; read the key to find out"),
-        )
+        ApiError::outcome_unknown(format!(
+            "{why} after the write was queued: it may or may not have been applied; read the key to find out"
+        ))
     }
 
     /// `504 timeout` for a read: nothing changed, retry.
@@ -120,11 +120,9 @@ impl ApiError {
             RequestError::Dropped => ApiError::no_leader(
                 "leadership changed before the write committed and it was NOT applied; it is safe to retry",
             ),
-            RequestError::Indeterminate(why) => {
-                let mut e = ApiError::write_timeout(0);
-                e.message = format!("outcome unknown ({why}): the write may or may not have been applied");
-                e
-            }
+            RequestError::Indeterminate(why) => ApiError::outcome_unknown(format!(
+                "outcome unknown ({why}): the write may or may not have been applied"
+            )),
             RequestError::Stopped(why) if is_write => ApiError::write_unknown(&format!("this node stopped ({why})")),
             RequestError::Stopped(why) => ApiError::unavailable(format!("this node cannot serve: {why}")),
             other => ApiError::unavailable(other.to_string()),

@@ -50,11 +50,10 @@ pub(crate) async fn write(state: &AppState, leader: NodeId, parts: &Parts, body:
             return Err(e);
         }
         Err(error) => {
-            let mut e = ApiError::write_timeout(state.request_timeout.as_millis());
-            e.message = format!(
+            let mut e = ApiError::outcome_unknown(format!(
                 "the write was forwarded to the leader {leader} but no answer came back ({error}): it may or may not \
                  have been applied"
-            );
+            ));
             e.leader = Some(leader);
             return Err(e);
         }
@@ -67,10 +66,9 @@ pub(crate) async fn write(state: &AppState, leader: NodeId, parts: &Parts, body:
         }
     }
     let bytes = answer.bytes().await.map_err(|error| {
-        let mut e = ApiError::write_timeout(state.request_timeout.as_millis());
-        e.message =
-            format!("the leader {leader}'s answer was cut off ({error}): the write may or may not have been applied");
-        e
+        ApiError::outcome_unknown(format!(
+            "the leader {leader}'s answer was cut off ({error}): the write may or may not have been applied"
+        ))
     })?;
     let mut response = (status, bytes).into_response();
     for (name, value) in headers {
