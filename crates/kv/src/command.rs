@@ -4,16 +4,22 @@
 //!
 //! ```text
 //! u8  version = 1
-//! u8  kind            1 = put, 2 = delete
-//! u32 key_len, key bytes
-//! u32 value_len, value bytes      (put only)
-//! u8  cas_flag        0 = no cas, 1 = cas follows
-//! u64 cas             (only if cas_flag = 1)
+//! u8  kind            1 = put, 2 = delete, 3 = set member, 4 = remove member, 5 = set cluster id
+//! put, delete:
+//!   u32 key_len, key bytes
+//!   u32 value_len, value bytes      (put only)
+//!   u8  cas_flag        0 = no cas, 1 = cas follows
+//!   u64 cas             (only if cas_flag = 1)
+//! set member:           u64 node id, u32 len + peer URL, u32 len + client URL (UTF-8)
+//! remove member:        u64 node id
+//! set cluster id:       u32 len + cluster id (UTF-8)
 //! ```
 //!
-//! Integers are little-endian. Nothing may follow the last field.
+//! Integers are little-endian. Text fields are at most [`METADATA_TEXT_MAX_BYTES`] bytes. Nothing may follow
+//! the last field.
 
 use crate::DecodeError;
+use crate::cluster::{METADATA_TEXT_MAX_BYTES, read_text};
 use crate::codec::{Reader, Sink};
 
 /// A write command, carried as the payload of a Raft log entry.
@@ -38,6 +44,25 @@ pub enum Command {
         /// Optional compare-and-set condition on the key's modify index.
         cas: Option<u64>,
     },
+    /// Records (or updates) where member `id` is reached: cluster metadata, not a key.
+    SetMember {
+        /// The Raft node id.
+        id: u64,
+        /// Its peer URL.
+        peer_url: String,
+        /// Its client URL.
+        client_url: String,
+    },
+    /// Forgets member `id`'s addresses (after it left the Raft membership).
+    RemoveMember {
+        /// The Raft node id.
+        id: u64,
+    },
+    /// Names the cluster. Only the first one applied counts: later ones leave the id unchanged.
+    SetClusterId {
+        /// The id.
+        cluster_id: String,
+    },
 }
 
 /// The encoding version this build writes and the only one it reads.
@@ -46,16 +71,23 @@ const FORMAT_VERSION: u8 = 1;
 const KIND_PUT: u8 = 1;
 /// Kind tag of [`Command::Delete`].
 const KIND_DELETE: u8 = 2;
+/// Kind tag of [`Command::SetMember`].
+const KIND_SET_MEMBER: u8 = 3;
+/// Kind tag of [`Command::RemoveMember`].
+const KIND_REMOVE_MEMBER: u8 = 4;
+/// Kind tag of [`Command::SetClusterId`].
+const KIND_SET_CLUSTER_ID: u8 = 5;
 /// Flag byte: no cas condition.
 const CAS_NONE: u8 = 0;
 /// Flag byte: a `u64` cas condition follows.
 const CAS_SOME: u8 = 1;
 
 impl Command {
-    /// The key the command writes.
-    pub fn key(&self) -> &[u8] {
+    /// The key the command writes; `None` for cluster metadata commands.
+    pub fn key(&self) -> Option<&[u8]> {
         match self {
-            Command::Put { key, .. } | Command::Delete { key, .. } => key,
+            Command::Put { key, .. } | Command::Delete { key, .. } => Some(key),
+            Command::SetMember { .. } | Command::RemoveMember { .. } | Command::SetClusterId { .. } => None,
         }
     }
 
@@ -63,6 +95,7 @@ impl Command {
     pub fn cas(&self) -> Option<u64> {
         match self {
             Command::Put { cas, .. } | Command::Delete { cas, .. } => *cas,
+            Command::SetMember { .. } | Command::RemoveMember { .. } | Command::SetClusterId { .. } => None,
         }
     }
 
@@ -71,11 +104,32 @@ impl Command {
     /// # Panics
     ///
     /// If the key or value is longer than `u32::MAX` bytes (size limits are enforced at the
-    /// HTTP layer, far below that).
+    /// HTTP layer, far below that), or a text field is longer than [`METADATA_TEXT_MAX_BYTES`].
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
         out.put_u8(FORMAT_VERSION);
+        let text = |out: &mut Vec<u8>, text: &str| {
+            assert!(text.len() <= METADATA_TEXT_MAX_BYTES, "metadata text of {} bytes", text.len());
+            out.put_bytes(text.as_bytes());
+        };
         match self {
+            Command::SetMember { id, peer_url, client_url } => {
+                out.put_u8(KIND_SET_MEMBER);
+                out.put_u64(*id);
+                text(&mut out, peer_url);
+                text(&mut out, client_url);
+                return out;
+            }
+            Command::RemoveMember { id } => {
+                out.put_u8(KIND_REMOVE_MEMBER);
+                out.put_u64(*id);
+                return out;
+            }
+            Command::SetClusterId { cluster_id } => {
+                out.put_u8(KIND_SET_CLUSTER_ID);
+                text(&mut out, cluster_id);
+                return out;
+            }
             Command::Put { key, value, .. } => {
                 out.put_u8(KIND_PUT);
                 out.put_bytes(key);
@@ -121,6 +175,14 @@ impl Command {
                 let cas = read_cas(&mut reader)?;
                 Command::Delete { key, cas }
             }
+            KIND_SET_MEMBER => {
+                let id = reader.u64()?;
+                let peer_url = read_text(&mut reader)?;
+                let client_url = read_text(&mut reader)?;
+                Command::SetMember { id, peer_url, client_url }
+            }
+            KIND_REMOVE_MEMBER => Command::RemoveMember { id: reader.u64()? },
+            KIND_SET_CLUSTER_ID => Command::SetClusterId { cluster_id: read_text(&mut reader)? },
             tag => {
                 return Err(DecodeError::BadTag { what: "command kind", tag, offset: kind_offset });
             }
@@ -134,6 +196,9 @@ impl Command {
         let fields = match self {
             Command::Put { key, value, .. } => 8 + key.len() + value.len(),
             Command::Delete { key, .. } => 4 + key.len(),
+            Command::SetMember { peer_url, client_url, .. } => return 2 + 8 + 8 + peer_url.len() + client_url.len(),
+            Command::RemoveMember { .. } => return 2 + 8,
+            Command::SetClusterId { cluster_id } => return 2 + 4 + cluster_id.len(),
         };
         let cas = if self.cas().is_some() { 9 } else { 1 };
         2 + fields + cas
@@ -158,9 +223,17 @@ mod tests {
     fn arb_command() -> impl Strategy<Value = Command> {
         let bytes = || proptest::collection::vec(any::<u8>(), 0..24);
         let cas = proptest::option::of(any::<u64>());
+        let text = || "[a-z0-9:/.é]{0,24}";
         prop_oneof![
             (bytes(), bytes(), cas.clone()).prop_map(|(key, value, cas)| Command::Put { key, value, cas }),
             (bytes(), cas).prop_map(|(key, cas)| Command::Delete { key, cas }),
+            (any::<u64>(), text(), text()).prop_map(|(id, peer_url, client_url)| Command::SetMember {
+                id,
+                peer_url,
+                client_url
+            }),
+            any::<u64>().prop_map(|id| Command::RemoveMember { id }),
+            text().prop_map(|cluster_id| Command::SetClusterId { cluster_id }),
         ]
     }
 
@@ -178,9 +251,14 @@ mod tests {
         assert_eq!(Command::decode(&[]), Err(DecodeError::Truncated { offset: 0, needed: 1, available: 0 }));
         assert!(matches!(Command::decode(&[9, 1]), Err(DecodeError::UnknownVersion { found: 9, .. })));
         assert!(matches!(
-            Command::decode(&[1, 3]),
-            Err(DecodeError::BadTag { what: "command kind", tag: 3, offset: 1 })
+            Command::decode(&[1, 9]),
+            Err(DecodeError::BadTag { what: "command kind", tag: 9, offset: 1 })
         ));
+        assert_eq!(Command::decode(&[1, 5, 1, 0, 0, 0, 0xff]), Err(DecodeError::BadUtf8 { offset: 2 }));
+        let mut long = vec![1, 5];
+        long.extend_from_slice(&2000u32.to_le_bytes());
+        long.extend_from_slice(&[b'a'; 2000]);
+        assert!(matches!(Command::decode(&long), Err(DecodeError::TextTooLong { len: 2000, .. })));
         assert!(matches!(
             Command::decode(&[1, 2, 0, 0, 0, 0, 7]),
             Err(DecodeError::BadTag { what: "cas flag", tag: 7, offset: 6 })
@@ -232,7 +310,7 @@ mod tests {
         }
 
         #[test]
-        fn random_bytes_after_a_valid_header_never_panic(kind in 0u8..4, tail in proptest::collection::vec(any::<u8>(), 0..32)) {
+        fn random_bytes_after_a_valid_header_never_panic(kind in 0u8..7, tail in proptest::collection::vec(any::<u8>(), 0..32)) {
             let mut bytes = vec![FORMAT_VERSION, kind];
             bytes.extend_from_slice(&tail);
             if let Ok(command) = Command::decode(&bytes) {

@@ -45,6 +45,22 @@ pub enum DecodeError {
         /// How many extra bytes there are.
         count: usize,
     },
+    /// A text field (URL, cluster id) is not UTF-8.
+    #[error("text at offset {offset} is not UTF-8")]
+    BadUtf8 {
+        /// Where the field starts.
+        offset: usize,
+    },
+    /// A text field is longer than its limit.
+    #[error("text at offset {offset} is {len} bytes, over the limit of {max}")]
+    TextTooLong {
+        /// Where the field starts.
+        offset: usize,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The input does not start with the snapshot magic bytes: it is not a Tally kv snapshot.
     #[error("bad snapshot magic {found:?}")]
     BadMagic {

@@ -3,7 +3,9 @@
 //! # What this crate owns
 //!
 //! - [`Command`]: the write commands (put, delete, each with an optional compare-and-set on the
-//!   key's modify index) and their versioned binary encoding, carried as Raft log entry payloads.
+//!   key's modify index) and their versioned binary encoding, carried as Raft log entry payloads;
+//!   also the cluster metadata commands that record member addresses and the cluster id
+//!   ([`ClusterInfo`], outside the key space).
 //! - [`KvStore`]: the state those commands build, a byte-ordered map from key to [`Versioned`]
 //!   value plus the `applied_index`, with point reads and prefix scans.
 //! - Snapshots: [`KvStore::snapshot`] / [`KvStore::restore`], a checksummed encoding of the whole
@@ -43,6 +45,7 @@
 
 #![deny(missing_docs)]
 
+mod cluster;
 mod codec;
 mod command;
 mod error;
@@ -50,6 +53,7 @@ mod response;
 mod snapshot;
 mod store;
 
+pub use cluster::{ClusterInfo, METADATA_TEXT_MAX_BYTES, MemberAddress};
 pub use command::Command;
 pub use error::DecodeError;
 pub use response::Response;

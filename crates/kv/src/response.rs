@@ -25,6 +25,11 @@ pub enum Response {
         /// The key's modify index at that point, 0 when absent, so the client can retry with it.
         current_modify_index: u64,
     },
+    /// A cluster metadata command (member addresses, cluster id) was applied.
+    Cluster {
+        /// The entry's index.
+        index: u64,
+    },
     /// The payload did not decode. This is deterministic (every node gets the same answer), so it
     /// is returned to the client rather than treated as a local failure.
     Invalid {
@@ -42,6 +47,7 @@ impl Response {
             Response::Put { index }
             | Response::Delete { index, .. }
             | Response::CasFailed { index, .. }
+            | Response::Cluster { index }
             | Response::Invalid { index, .. } => *index,
         }
     }

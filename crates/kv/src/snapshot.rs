@@ -1,10 +1,10 @@
 //! Snapshot encoding of a whole [`KvStore`], and its logical-state checksum.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! ```text
 //! [u8; 4] magic = "TKVS"
-//! u8      version = 1
+//! u8      version = 2
 //! u64     applied_index
 //! u64     entry_count
 //! entry_count times, keys strictly increasing:
@@ -12,6 +12,10 @@
 //!     u32 value_len, value bytes
 //!     u64 create_index
 //!     u64 modify_index
+//! cluster metadata:
+//!     u8  has_cluster_id, then (if 1) u32 len + cluster id
+//!     u64 member_count
+//!     member_count times, ids strictly increasing: u64 id, u32 len + peer URL, u32 len + client URL
 //! u32     crc32 (IEEE) of every byte before it
 //! ```
 //!
@@ -21,12 +25,12 @@
 use std::collections::BTreeMap;
 
 use crate::codec::{Fnv1a, Reader, Sink};
-use crate::{DecodeError, KvStore, Versioned};
+use crate::{ClusterInfo, DecodeError, KvStore, Versioned};
 
 /// Identifies a Tally kv snapshot, so a wrong file is named as such rather than as corrupt.
 const MAGIC: [u8; 4] = *b"TKVS";
 /// The snapshot version this build writes and the only one it reads.
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
 /// Size of the trailing CRC32.
 const CHECKSUM_LEN: usize = 4;
 
@@ -76,8 +80,9 @@ impl KvStore {
             previous_key = Some(key);
             entries.insert(key.to_vec(), versioned);
         }
+        let cluster = ClusterInfo::read(&mut reader)?;
         reader.finish()?;
-        let store = KvStore { entries, applied_index };
+        let store = KvStore { entries, applied_index, cluster };
         store.check_invariants();
         Ok(store)
     }
@@ -102,6 +107,7 @@ impl KvStore {
             sink.put_u64(versioned.create_index);
             sink.put_u64(versioned.modify_index);
         }
+        self.cluster.write(sink);
     }
 }
 

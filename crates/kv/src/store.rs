@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::{Command, Response};
+use crate::{ClusterInfo, Command, MemberAddress, Response};
 
 /// A stored value and its versions.
 ///
@@ -30,6 +30,8 @@ pub struct KvStore {
     /// Index of the last entry applied or skipped; 0 before any. Only ever increases, so a
     /// restart or a restored snapshot knows where in the log to resume.
     pub(crate) applied_index: u64,
+    /// The cluster's id and member addresses, replicated like keys but outside the key space.
+    pub(crate) cluster: ClusterInfo,
 }
 
 impl KvStore {
@@ -64,7 +66,7 @@ impl KvStore {
     /// If `index <= applied_index()`.
     pub fn apply_command(&mut self, index: u64, command: &Command) -> Response {
         self.advance(index);
-        let current_modify_index = self.get(command.key()).map_or(0, |v| v.modify_index);
+        let current_modify_index = command.key().and_then(|key| self.get(key)).map_or(0, |v| v.modify_index);
         if let Some(expected) = command.cas() {
             if expected != current_modify_index {
                 return Response::CasFailed { index, current_modify_index };
@@ -75,7 +77,25 @@ impl KvStore {
             Command::Delete { key, .. } => {
                 Response::Delete { index, deleted: self.entries.remove(key.as_slice()).is_some() }
             }
+            Command::SetMember { id, peer_url, client_url } => {
+                let address = MemberAddress { peer_url: peer_url.clone(), client_url: client_url.clone() };
+                self.cluster.members.insert(*id, address);
+                Response::Cluster { index }
+            }
+            Command::RemoveMember { id } => {
+                self.cluster.members.remove(id);
+                Response::Cluster { index }
+            }
+            Command::SetClusterId { cluster_id } => {
+                self.cluster.cluster_id.get_or_insert_with(|| cluster_id.clone());
+                Response::Cluster { index }
+            }
         }
+    }
+
+    /// The cluster's id and member addresses.
+    pub fn cluster(&self) -> &ClusterInfo {
+        &self.cluster
     }
 
     /// Records that entry `index` was applied but carried no key/value command.

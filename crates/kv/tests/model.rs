@@ -9,6 +9,13 @@ use tally_kv::{Command, KvStore, Response, Versioned};
 /// key -> (value, create_index, modify_index).
 type Model = BTreeMap<Vec<u8>, (Vec<u8>, u64, u64)>;
 
+/// The naive model of the cluster metadata: the first cluster id, and id -> (peer URL, client URL).
+#[derive(Debug, Default)]
+struct Meta {
+    cluster_id: Option<String>,
+    members: BTreeMap<u64, (String, String)>,
+}
+
 /// How a step picks its cas condition.
 #[derive(Debug, Clone)]
 enum Cas {
@@ -40,6 +47,8 @@ enum Step {
     Garbage(Vec<u8>),
     /// Replace the store by a restore of its own snapshot.
     SnapshotRestore,
+    /// A cluster metadata command.
+    Meta(Command),
 }
 
 fn arb_cas() -> impl Strategy<Value = Cas> {
@@ -58,6 +67,16 @@ fn arb_step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Skip),
         1 => proptest::collection::vec(any::<u8>(), 0..6).prop_map(Step::Garbage),
         1 => Just(Step::SnapshotRestore),
+        1 => arb_meta().prop_map(Step::Meta),
+    ]
+}
+
+fn arb_meta() -> impl Strategy<Value = Command> {
+    let url = || "http://[a-c]{1,3}:[0-9]{1,2}";
+    prop_oneof![
+        (1u64..4, url(), url()).prop_map(|(id, peer_url, client_url)| Command::SetMember { id, peer_url, client_url }),
+        (1u64..4).prop_map(|id| Command::RemoveMember { id }),
+        "[a-z]{1,4}".prop_map(|cluster_id| Command::SetClusterId { cluster_id }),
     ]
 }
 
@@ -76,14 +95,25 @@ fn resolve(cas: &Cas, model: &Model, key: &[u8]) -> Option<u64> {
 }
 
 /// The naive model of applying `command` at `index`.
-fn model_apply(model: &mut Model, index: u64, command: &Command) -> Response {
-    let key = match command {
-        Command::Put { key, .. } | Command::Delete { key, .. } => key.clone(),
+fn model_apply(model: &mut Model, meta: &mut Meta, index: u64, command: &Command) -> Response {
+    let (key, cas) = match command {
+        Command::Put { key, cas, .. } | Command::Delete { key, cas } => (key.clone(), *cas),
+        Command::SetMember { id, peer_url, client_url } => {
+            meta.members.insert(*id, (peer_url.clone(), client_url.clone()));
+            return Response::Cluster { index };
+        }
+        Command::RemoveMember { id } => {
+            meta.members.remove(id);
+            return Response::Cluster { index };
+        }
+        Command::SetClusterId { cluster_id } => {
+            if meta.cluster_id.is_none() {
+                meta.cluster_id = Some(cluster_id.clone());
+            }
+            return Response::Cluster { index };
+        }
     };
     let current = model.get(&key).map_or(0, |entry| entry.2);
-    let cas = match command {
-        Command::Put { cas, .. } | Command::Delete { cas, .. } => *cas,
-    };
     if cas.is_some_and(|cas| cas != current) {
         return Response::CasFailed { index, current_modify_index: current };
     }
@@ -94,11 +124,20 @@ fn model_apply(model: &mut Model, index: u64, command: &Command) -> Response {
             Response::Put { index }
         }
         Command::Delete { .. } => Response::Delete { index, deleted: model.remove(&key).is_some() },
+        _ => unreachable!("metadata commands returned above"),
     }
 }
 
-fn assert_same(store: &KvStore, model: &Model, applied_index: u64) -> Result<(), TestCaseError> {
+fn assert_same(store: &KvStore, model: &Model, meta: &Meta, applied_index: u64) -> Result<(), TestCaseError> {
     store.check_invariants();
+    prop_assert_eq!(&store.cluster().cluster_id, &meta.cluster_id);
+    let members: BTreeMap<u64, (String, String)> = store
+        .cluster()
+        .members
+        .iter()
+        .map(|(id, address)| (*id, (address.peer_url.clone(), address.client_url.clone())))
+        .collect();
+    prop_assert_eq!(&members, &meta.members);
     prop_assert_eq!(store.applied_index(), applied_index);
     prop_assert_eq!(store.len(), model.len());
     let (all, more) = store.scan(b"", None, usize::MAX);
@@ -132,6 +171,7 @@ proptest! {
     ) {
         let mut store = KvStore::new();
         let mut model = Model::new();
+        let mut meta = Meta::default();
         let mut index = 0;
         for (step, gap, encoded) in steps {
             index += gap;
@@ -140,7 +180,7 @@ proptest! {
                     let key = key_bytes(key);
                     let cas = resolve(&cas, &model, &key);
                     let command = Command::Put { key, value: vec![value; usize::from(value % 3)], cas };
-                    let expected = model_apply(&mut model, index, &command);
+                    let expected = model_apply(&mut model, &mut meta, index, &command);
                     let actual = if encoded { store.apply(index, &command.encode()) } else { store.apply_command(index, &command) };
                     prop_assert_eq!(actual, expected);
                 }
@@ -148,14 +188,14 @@ proptest! {
                     let key = key_bytes(key);
                     let cas = resolve(&cas, &model, &key);
                     let command = Command::Delete { key, cas };
-                    let expected = model_apply(&mut model, index, &command);
+                    let expected = model_apply(&mut model, &mut meta, index, &command);
                     let actual = if encoded { store.apply(index, &command.encode()) } else { store.apply_command(index, &command) };
                     prop_assert_eq!(actual, expected);
                 }
                 Step::Skip => store.skip(index),
                 Step::Garbage(bytes) => match Command::decode(&bytes) {
                     Ok(command) => {
-                        let expected = model_apply(&mut model, index, &command);
+                        let expected = model_apply(&mut model, &mut meta, index, &command);
                         prop_assert_eq!(store.apply(index, &bytes), expected);
                     }
                     Err(error) => {
@@ -163,6 +203,11 @@ proptest! {
                         prop_assert_eq!(store.apply(index, &bytes), expected);
                     }
                 },
+                Step::Meta(command) => {
+                    let expected = model_apply(&mut model, &mut meta, index, &command);
+                    let actual = if encoded { store.apply(index, &command.encode()) } else { store.apply_command(index, &command) };
+                    prop_assert_eq!(actual, expected);
+                }
                 Step::SnapshotRestore => {
                     // No entry is consumed; undo the gap so indexes stay comparable.
                     index -= gap;
@@ -173,7 +218,7 @@ proptest! {
                     prop_assert_eq!(store.state_checksum(), checksum);
                 }
             }
-            assert_same(&store, &model, index)?;
+            assert_same(&store, &model, &meta, index)?;
         }
     }
 

@@ -10,6 +10,9 @@ fn sample_store() -> KvStore {
         store.apply_command(i as u64 + 1, &command);
     }
     store.apply_command(9, &Command::Delete { key: b"c".to_vec(), cas: None });
+    store.apply_command(10, &Command::SetClusterId { cluster_id: "c-1".to_string() });
+    let member = Command::SetMember { id: 3, peer_url: "http://p:1".to_string(), client_url: "http://c:2".to_string() };
+    store.apply_command(11, &member);
     store.skip(12);
     store
 }
@@ -52,19 +55,21 @@ fn empty_store_round_trips() {
 
 #[test]
 fn snapshot_bytes_are_pinned() {
-    // Changing the format must be a deliberate, versioned decision: this pins version 1.
+    // Changing the format must be a deliberate, versioned decision: this pins version 2.
     let mut store = KvStore::new();
     store.apply_command(2, &Command::Put { key: b"k".to_vec(), value: b"v".to_vec(), cas: None });
     let snapshot = store.snapshot();
-    let mut expected = b"TKVS\x01".to_vec();
+    let mut expected = b"TKVS\x02".to_vec();
     expected.extend_from_slice(&2u64.to_le_bytes());
     expected.extend_from_slice(&1u64.to_le_bytes());
     expected.extend_from_slice(&entry(b"k", 2, 2));
+    expected.push(0); // no cluster id
+    expected.extend_from_slice(&0u64.to_le_bytes()); // no member addresses
     let checksum = crc32fast::hash(&expected);
     expected.extend_from_slice(&checksum.to_le_bytes());
     assert_eq!(snapshot, expected);
     // FNV-1a 64 of the state bytes, computed independently.
-    assert_eq!(store.state_checksum(), 0x1886_5d7c_bb44_7609);
+    assert_eq!(store.state_checksum(), 0x16e4_e5e6_e4eb_68ab);
 }
 
 #[test]
@@ -108,7 +113,7 @@ fn trailing_bytes_are_detected() {
     let mut state = Vec::new();
     KvStore::new().write_state(&mut state);
     state.push(0);
-    assert_eq!(KvStore::restore(&seal(&state)), Err(DecodeError::TrailingBytes { offset: 21, count: 1 }));
+    assert_eq!(KvStore::restore(&seal(&state)), Err(DecodeError::TrailingBytes { offset: 30, count: 1 }));
 }
 
 #[test]
@@ -117,7 +122,7 @@ fn header_errors_are_named() {
         KvStore::restore(b"NOPE\x01rest-of-file"),
         Err(DecodeError::BadMagic { found }) if &found == b"NOPE"
     ));
-    assert!(matches!(KvStore::restore(b"TKVS\x02rest-of-file"), Err(DecodeError::UnknownVersion { found: 2, .. })));
+    assert!(matches!(KvStore::restore(b"TKVS\x03rest-of-file"), Err(DecodeError::UnknownVersion { found: 3, .. })));
     assert!(matches!(KvStore::restore(b"TK"), Err(DecodeError::Truncated { offset: 0, .. })));
     let mut snapshot = sample_store().snapshot();
     let last = snapshot.len() - 1;

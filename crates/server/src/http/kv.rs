@@ -232,6 +232,7 @@ fn write_response(output: KvResponse, cas: Option<u64>) -> Result<Response, ApiE
     let (index, body) = match output {
         KvResponse::Put { index } => (index, serde_json::json!({ "index": index })),
         KvResponse::Delete { index, deleted } => (index, serde_json::json!({ "index": index, "deleted": deleted })),
+        KvResponse::Cluster { index } => (index, serde_json::json!({ "index": index })),
         KvResponse::CasFailed { current_modify_index, .. } => {
             return Err(ApiError::cas_failed(cas.unwrap_or_default(), current_modify_index));
         }
