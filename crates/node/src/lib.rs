@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+mod membership_policy;
 mod node;
 mod request;
 mod state_machine;
@@ -26,6 +27,7 @@ mod storage;
 mod transport;
 mod wal_storage;
 
+pub use membership_policy::{MembershipPolicy, PolicyConfig};
 pub use node::{Input, Node, NodeConfig};
 pub use request::{Completion, ReadConsistency, Reply, RequestError, RequestId};
 pub use state_machine::{KvQuery, KvQueryOutput, StateMachine};
