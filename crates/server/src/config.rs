@@ -36,8 +36,8 @@ pub struct InitialMember {
     pub peer_url: String,
 }
 
-/// The configuration of one server process.
-#[derive(Clone, Debug)]
+/// The configuration of one server process. Its `Debug` output hides the cluster token.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// This node's id.
     pub id: NodeId,
@@ -48,6 +48,14 @@ pub struct ServerConfig {
     /// The client URL other nodes forward writes to and show in `/v1/cluster`; default
     /// `http://{listen_client}` with the port actually bound.
     pub advertise_client_url: Option<String>,
+    /// The peer URL this node tells its peers in the hello that opens each connection; default
+    /// `http://{listen_peer}` with the port actually bound.
+    pub advertise_peer_url: Option<String>,
+    /// The shared cluster secret: peers and joiners must present it (the peer port closes any connection whose
+    /// hello does not carry it), and this node presents it to its peers. `None`: anyone who can reach the peer
+    /// port is served. At most [`crate::wire::TOKEN_MAX_BYTES`] bytes. It travels in clear text: it keeps out
+    /// strangers, not eavesdroppers.
+    pub cluster_token: Option<String>,
     /// The directory of the write-ahead log and snapshots; created if missing.
     pub data_dir: PathBuf,
     /// The members of a new cluster, this node included. Used only when the data dir is empty: afterwards
@@ -78,6 +86,8 @@ impl ServerConfig {
             listen_client: loopback,
             listen_peer: loopback,
             advertise_client_url: None,
+            advertise_peer_url: None,
+            cluster_token: None,
             data_dir,
             initial_cluster: Vec::new(),
             limits: Limits::default(),
@@ -90,7 +100,45 @@ impl ServerConfig {
     }
 }
 
-/// A malformed `--initial-cluster` or node id.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so that a new field cannot be forgotten here.
+        let ServerConfig {
+            id,
+            listen_client,
+            listen_peer,
+            advertise_client_url,
+            advertise_peer_url,
+            cluster_token,
+            data_dir,
+            initial_cluster,
+            limits,
+            request_timeout,
+            tick_interval,
+            seed,
+            snapshot_interval_entries,
+            snapshot_keep_entries,
+        } = self;
+        f.debug_struct("ServerConfig")
+            .field("id", id)
+            .field("listen_client", listen_client)
+            .field("listen_peer", listen_peer)
+            .field("advertise_client_url", advertise_client_url)
+            .field("advertise_peer_url", advertise_peer_url)
+            .field("cluster_token", &cluster_token.as_ref().map(|_| "<redacted>"))
+            .field("data_dir", data_dir)
+            .field("initial_cluster", initial_cluster)
+            .field("limits", limits)
+            .field("request_timeout", request_timeout)
+            .field("tick_interval", tick_interval)
+            .field("seed", seed)
+            .field("snapshot_interval_entries", snapshot_interval_entries)
+            .field("snapshot_keep_entries", snapshot_keep_entries)
+            .finish()
+    }
+}
+
+/// A malformed `--initial-cluster`, node id or peer URL.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ParseError(String);
@@ -156,6 +204,15 @@ mod tests {
         assert_eq!(members[0], InitialMember { id: NodeId(1), peer_url: "http://127.0.0.1:7101".into() });
         assert_eq!(members[1].id, NodeId(2));
         assert_eq!(peer_host_port(&members[1].peer_url), Ok("127.0.0.1:7102"));
+    }
+
+    #[test]
+    fn debug_output_hides_the_cluster_token() {
+        let mut config = ServerConfig::new(NodeId(1), PathBuf::from("data"));
+        config.cluster_token = Some("hunter2".to_owned());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("cluster_token: Some(\"<redacted>\")"), "{shown}");
     }
 
     #[test]

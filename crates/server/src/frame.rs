@@ -88,6 +88,12 @@ impl FrameDecoder {
         FrameDecoder { max_frame_bytes, buffer: Vec::new(), consumed: 0 }
     }
 
+    /// Changes the largest payload accepted, from the next frame on (frames already returned are unaffected): a
+    /// connection that has not yet proved who it is can be held to small frames, then allowed large ones.
+    pub fn set_max_frame_bytes(&mut self, max_frame_bytes: usize) {
+        self.max_frame_bytes = max_frame_bytes;
+    }
+
     /// Adds bytes received from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.consumed > 0 {
@@ -159,6 +165,21 @@ mod tests {
         let mut decoder = FrameDecoder::new(10);
         decoder.push(&encode(&[0; 11])[..HEADER_BYTES]);
         assert_eq!(decoder.next_frame(), Err(FrameError::TooLarge { length: 11, max: 10 }));
+    }
+
+    #[test]
+    fn a_lowered_limit_applies_from_the_next_frame() {
+        let mut decoder = FrameDecoder::new(100);
+        decoder.set_max_frame_bytes(10);
+        decoder.push(&encode(&[0; 11]));
+        assert_eq!(decoder.next_frame(), Err(FrameError::TooLarge { length: 11, max: 10 }));
+
+        let mut decoder = FrameDecoder::new(10);
+        decoder.push(&encode(&[0; 5]));
+        decoder.push(&encode(&[1; 50]));
+        assert_eq!(decoder.next_frame(), Ok(Some(vec![0; 5])));
+        decoder.set_max_frame_bytes(100);
+        assert_eq!(decoder.next_frame(), Ok(Some(vec![1; 50])));
     }
 
     #[test]

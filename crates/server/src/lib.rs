@@ -13,7 +13,8 @@
 //! ```
 //!
 //! A hello opens every peer connection and carries the sender's client URL, which is how a follower knows
-//! where to forward writes. Every decoder is total: any byte string gives a message or a clear error, never a
+//! where to forward writes, its peer URL, and the cluster token, without which a node configured with one
+//! closes the connection. Every decoder is total: any byte string gives a message or a clear error, never a
 //! panic, and nothing is allocated from an unverified length beyond the configured maximum frame size.
 #![deny(missing_docs)]
 

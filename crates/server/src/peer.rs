@@ -1,17 +1,25 @@
-//! The tokio peer transport: delivers Raft messages between nodes over TCP, and tells every node the client
-//! URL of its peers.
+//! The tokio peer transport: delivers Raft messages between nodes over TCP, keeps strangers out with the
+//! cluster token, and tells every node the client and peer URLs of its peers.
 //!
 //! ```text
+//!  set_peer(id, peer URL) ──▶ host:port, looked up again at every connection attempt
 //!  send(msg) ──Lane::of──▶ control queue ──▶ control task ──TCP: hello, messages──▶ peer's listener
 //!                    └──▶ bulk queue    ──▶ bulk task    ──TCP: hello, messages──▶ peer's listener
-//!  listener ──accept──▶ connection task ──frames──▶ wire::decode_frame
+//!  listener ──accept──▶ connection task ──frames──▶ wire::decode_frame ──▶ admission (cluster token)
 //!      ├─ message ──▶ inbox (bounded mpsc) ──▶ node loop
-//!      └─ hello   ──▶ client URL directory ──▶ client_url(id), client_urls()
+//!      └─ hello   ──▶ directory ──▶ client_url(id), client_urls(), peer_url(id), peer_urls()
+//!      refused    ──▶ closed at once, counted in rejected_connections()
 //! ```
 //!
-//! Every outbound connection opens with a hello carrying this node's id and client URL, so a node learns a
-//! peer's client URL (where followers forward client writes to the leader) as soon as that peer sends it
-//! anything, and before that message reaches the node loop. A peer that sends no hello is still served.
+//! Every outbound connection opens with a hello carrying this node's id, client URL, peer URL and cluster
+//! token ([`PeerIdentity`]), so a node learns a peer's client URL (where followers forward client writes to the
+//! leader) and peer URL as soon as that peer sends it anything, and before that message reaches the node loop.
+//!
+//! A node configured with a cluster token serves an inbound connection only if its first frame is a hello
+//! carrying the same token (compared in constant time); anything else closes the connection before anything it
+//! sent reaches the node loop, and is counted in [`PeerTransport::rejected_connections`]. Without a token, a
+//! peer that sends no hello is still served. The token is a shared secret sent in clear text: it keeps out
+//! whoever can reach the peer port without knowing it, not an eavesdropper on the network.
 //!
 //! Each peer gets two lanes, each with its own bounded queue, task and connection: snapshot chunks go on
 //! the `bulk` lane and everything else on the `control` lane, so a multi-megabyte chunk never delays a
@@ -19,13 +27,13 @@
 //! blocks: an overflowing queue drops its oldest message, and a full inbox drops the newest, because Raft
 //! tolerates loss and retries on its own. Every drop is counted in [`PeerTransport::dropped_messages`].
 
+mod admission;
 mod directory;
 mod inbound;
 mod outbound;
 mod queue;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -35,11 +43,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use directory::ClientUrls;
+use admission::Refusals;
+use directory::Directory;
 pub use inbound::InboundError;
 use outbound::LaneTask;
 use queue::LaneQueue;
 
+use crate::config::{ParseError, peer_host_port};
 use crate::frame;
 use crate::wire::{self, Hello};
 
@@ -56,6 +66,9 @@ pub struct PeerConfig {
     pub reconnect_backoff_min: Duration,
     /// The longest pause between reconnection attempts, so a peer that is down is not hammered.
     pub reconnect_backoff_max: Duration,
+    /// With a cluster token, how long an inbound connection may take to send its hello before it is closed, so
+    /// that strangers cannot hold the inbound connection slots.
+    pub hello_timeout: Duration,
 }
 
 impl Default for PeerConfig {
@@ -65,7 +78,34 @@ impl Default for PeerConfig {
             queue_messages_max: 4096,
             reconnect_backoff_min: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(2),
+            hello_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// Who this node is to its peers: what its hello tells them.
+///
+/// Its `Debug` output hides the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// Where this node serves clients, so followers can forward writes to it when it leads. At most
+    /// [`wire::CLIENT_URL_MAX_BYTES`].
+    pub client_url: String,
+    /// Where this node accepts peer connections, as peers should dial it. At most [`wire::PEER_URL_MAX_BYTES`].
+    pub peer_url: String,
+    /// The cluster's shared secret: when set, sent in every hello, and required in the hello of every inbound
+    /// connection. `None`: no token sent, every connection served. At most [`wire::TOKEN_MAX_BYTES`].
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for PeerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let PeerIdentity { client_url, peer_url, token } = self;
+        f.debug_struct("PeerIdentity")
+            .field("client_url", client_url)
+            .field("peer_url", peer_url)
+            .field("token", &token.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -90,8 +130,9 @@ impl Lane {
 
 /// One known peer: its address and its two lanes.
 struct Peer {
-    /// Its current address; the lane tasks watch it, and end when it is dropped.
-    addr: watch::Sender<SocketAddr>,
+    /// Its current `host:port`; the lane tasks watch it (and look it up at each connection attempt), and end
+    /// when it is dropped.
+    host_port: watch::Sender<String>,
     /// The control lane's queue.
     control: Arc<LaneQueue>,
     /// The bulk lane's queue.
@@ -118,6 +159,9 @@ pub struct PeerTransport {
     local_id: NodeId,
     /// Limits and timings, copied into every lane task.
     config: PeerConfig,
+    /// The runtime the transport was started on, where lane tasks are spawned whatever thread calls
+    /// [`PeerTransport::set_peer`].
+    runtime: tokio::runtime::Handle,
     /// The known peers, in id order.
     peers: Mutex<BTreeMap<NodeId, Peer>>,
     /// Set to `true` to stop every task.
@@ -128,36 +172,41 @@ pub struct PeerTransport {
     dropped: Arc<AtomicU64>,
     /// The framed hello every lane writes first on each connection.
     hello: Arc<[u8]>,
-    /// The peers' client URLs, filled by the inbound connections from the hellos they receive.
-    client_urls: Arc<ClientUrls>,
+    /// The peers' URLs, filled by the inbound connections from the hellos they receive.
+    directory: Arc<Directory>,
+    /// The inbound connections refused for a wrong or missing cluster token.
+    refusals: Arc<Refusals>,
 }
 
 impl PeerTransport {
     /// Starts accepting peer connections on `listener`; received, decoded messages addressed to `local_id`
     /// go to the returned receiver (bounded by `queue_messages_max`; when full, messages are dropped: Raft
-    /// tolerates loss). `client_url` is this node's advertised client URL, sent to every peer in the hello
-    /// that opens each connection.
+    /// tolerates loss). `identity` is what the hello that opens each outbound connection tells the peer; its
+    /// token, if any, is also required of every inbound connection.
     ///
     /// # Panics
-    /// Outside a tokio runtime, if `client_url` is longer than [`wire::CLIENT_URL_MAX_BYTES`], or if `config`
-    /// has a zero limit, a `max_frame_bytes` too small for the hello (about 1 KiB at most), or
+    /// Outside a tokio runtime, if a field of `identity` is longer than its limit ([`wire::CLIENT_URL_MAX_BYTES`],
+    /// [`wire::PEER_URL_MAX_BYTES`], [`wire::TOKEN_MAX_BYTES`]), or if `config` has a zero limit or timeout, a
+    /// `max_frame_bytes` too small for the hello (about 2.3 KiB at most), or
     /// `reconnect_backoff_min > reconnect_backoff_max`.
     pub fn start(
         local_id: NodeId,
-        client_url: String,
+        identity: PeerIdentity,
         listener: TcpListener,
         config: PeerConfig,
     ) -> (PeerTransport, mpsc::Receiver<Message>) {
         assert!(config.max_frame_bytes > 0, "max_frame_bytes must be positive");
         assert!(config.queue_messages_max > 0, "queue_messages_max must be positive");
+        assert!(!config.hello_timeout.is_zero(), "hello_timeout must be positive");
         assert!(
             config.reconnect_backoff_min <= config.reconnect_backoff_max,
             "reconnect_backoff_min {:?} > reconnect_backoff_max {:?}",
             config.reconnect_backoff_min,
             config.reconnect_backoff_max
         );
-        // Panics if the URL exceeds CLIENT_URL_MAX_BYTES.
-        let hello = wire::encode_hello(&Hello { from: local_id, client_url });
+        let PeerIdentity { client_url, peer_url, token } = identity;
+        // Panics if a field exceeds its limit.
+        let hello = wire::encode_hello(&Hello { from: local_id, client_url, peer_url, token: token.clone() });
         assert!(
             hello.len() <= config.max_frame_bytes,
             "max_frame_bytes {} cannot carry the {}-byte hello",
@@ -167,24 +216,30 @@ impl PeerTransport {
         let (inbox_tx, inbox_rx) = mpsc::channel(config.queue_messages_max);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let dropped = Arc::new(AtomicU64::new(0));
-        let client_urls = Arc::new(ClientUrls::new(local_id));
+        let directory = Arc::new(Directory::new(local_id));
+        let refusals = Arc::new(Refusals::default());
         let inbox = inbound::Inbox {
             local_id,
             tx: inbox_tx,
             max_frame_bytes: config.max_frame_bytes,
             dropped: Arc::clone(&dropped),
-            client_urls: Arc::clone(&client_urls),
+            directory: Arc::clone(&directory),
+            token: token.map(Arc::from),
+            hello_timeout: config.hello_timeout,
+            refusals: Arc::clone(&refusals),
         };
         let accept_task = tokio::spawn(inbound::accept_loop(listener, inbox, shutdown_rx));
         let transport = PeerTransport {
             local_id,
             config,
+            runtime: tokio::runtime::Handle::current(),
             peers: Mutex::new(BTreeMap::new()),
             shutdown,
             accept_task,
             dropped,
             hello: frame::encode(&hello).into(),
-            client_urls,
+            directory,
+            refusals,
         };
         (transport, inbox_rx)
     }
@@ -196,26 +251,53 @@ impl PeerTransport {
 
     /// The client URL that node `id` last announced in a hello; `None` if none was received from it yet, and
     /// for this node itself (a hello claiming this node's id is ignored). Entries outlive
-    /// [`PeerTransport::remove_peer`] and connection losses: the last URL heard stays until a newer one.
+    /// [`PeerTransport::remove_peer`] and connection losses: the last URL heard stays until a newer one. With a
+    /// cluster token, only hellos carrying it are heard.
     pub fn client_url(&self, id: NodeId) -> Option<String> {
-        self.client_urls.get(id)
+        self.directory.client_url(id)
     }
 
     /// Every client URL learned from peers' hellos, in id order (never this node's own); see
     /// [`PeerTransport::client_url`].
     pub fn client_urls(&self) -> BTreeMap<NodeId, String> {
-        self.client_urls.all()
+        self.directory.client_urls()
     }
 
-    /// Sets or changes a peer's address (membership or address changes). Connections are made lazily and
-    /// remade on a change; messages already queued for the peer are kept.
-    pub fn set_peer(&self, id: NodeId, addr: SocketAddr) {
+    /// The peer URL that node `id` last announced in a hello, as that node advertises it (not checked here);
+    /// same rules as [`PeerTransport::client_url`].
+    pub fn peer_url(&self, id: NodeId) -> Option<String> {
+        self.directory.peer_url(id)
+    }
+
+    /// Every peer URL learned from peers' hellos, in id order (never this node's own); see
+    /// [`PeerTransport::peer_url`].
+    pub fn peer_urls(&self) -> BTreeMap<NodeId, String> {
+        self.directory.peer_urls()
+    }
+
+    /// Sets or changes a peer's URL (membership or address changes): `http://host:port`, `tcp://host:port` or
+    /// `host:port`. The host is looked up at every connection attempt, so it need not resolve yet, and a change
+    /// of the address it resolves to is followed. Connections are made lazily and remade when the `host:port`
+    /// changes; messages already queued for the peer are kept. May be called from any thread.
+    ///
+    /// # Errors
+    /// A URL that is not of those forms (see [`peer_host_port`]); the peer is left as it was.
+    pub fn set_peer(&self, id: NodeId, peer_url: String) -> Result<(), ParseError> {
+        let host_port = peer_host_port(&peer_url)?.to_owned();
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(peer) = peers.get(&id) {
-            peer.addr.send_if_modified(|current| std::mem::replace(current, addr) != addr);
-            return;
+            peer.host_port.send_if_modified(|current| {
+                let changed = *current != host_port;
+                if changed {
+                    tracing::debug!(peer = %id, %peer_url, previous = %current, "peer address changed");
+                    *current = host_port;
+                }
+                changed
+            });
+            return Ok(());
         }
-        peers.insert(id, self.spawn_peer(id, addr));
+        peers.insert(id, self.spawn_peer(id, host_port));
+        Ok(())
     }
 
     /// Forgets a peer: its lane tasks end and the messages queued for it are dropped.
@@ -243,6 +325,12 @@ impl PeerTransport {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// How many inbound connections were refused so far for a wrong or missing cluster token (always 0 without
+    /// one), for metrics.
+    pub fn rejected_connections(&self) -> u64 {
+        self.refusals.count()
+    }
+
     /// Stops every task (listener, inbound connections, lanes) and waits for them to end.
     ///
     /// # Panics
@@ -260,9 +348,9 @@ impl PeerTransport {
         }
     }
 
-    /// Starts the two lane tasks of a new peer.
-    fn spawn_peer(&self, id: NodeId, addr: SocketAddr) -> Peer {
-        let (addr_tx, addr_rx) = watch::channel(addr);
+    /// Starts the two lane tasks of a new peer, on the transport's runtime.
+    fn spawn_peer(&self, id: NodeId, host_port: String) -> Peer {
+        let (host_port_tx, host_port_rx) = watch::channel(host_port);
         let control = Arc::new(LaneQueue::new(self.config.queue_messages_max, Arc::clone(&self.dropped)));
         let bulk = Arc::new(LaneQueue::new(self.config.queue_messages_max, Arc::clone(&self.dropped)));
         let spawn_lane = |lane: Lane, queue: &Arc<LaneQueue>| {
@@ -270,16 +358,16 @@ impl PeerTransport {
                 peer: id,
                 lane,
                 queue: Arc::clone(queue),
-                addr: addr_rx.clone(),
+                host_port: host_port_rx.clone(),
                 shutdown: self.shutdown.subscribe(),
                 config: self.config,
                 dropped: Arc::clone(&self.dropped),
                 hello: Arc::clone(&self.hello),
             };
-            tokio::spawn(task.run())
+            self.runtime.spawn(task.run())
         };
         let tasks = [spawn_lane(Lane::Control, &control), spawn_lane(Lane::Bulk, &bulk)];
-        Peer { addr: addr_tx, control, bulk, tasks }
+        Peer { host_port: host_port_tx, control, bulk, tasks }
     }
 }
 

@@ -23,16 +23,13 @@ use tally_wal::{RealDisk, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{ServerConfig, peer_host_port};
+use crate::config::ServerConfig;
 use crate::driver::{self, Driver, EVENT_QUEUE_MAX, Event, PeerSender, Published, WallClock};
 use crate::http;
-use crate::peer::{PeerConfig, PeerTransport};
+use crate::peer::{PeerConfig, PeerIdentity, PeerTransport};
 
 /// How long shutdown waits for in-flight HTTP requests before dropping them.
 const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How often an unresolvable peer host name is looked up again.
-const RESOLVE_RETRY: Duration = Duration::from_secs(1);
 
 /// Why a server could not start (or stopped on its own).
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +70,7 @@ pub struct Server {
     http_stop: watch::Sender<bool>,
     /// The HTTP server's task.
     http_task: tokio::task::JoinHandle<()>,
-    /// The task moving peer messages into the node loop, and the resolver tasks.
+    /// The task moving peer messages into the node loop.
     background: Vec<tokio::task::JoinHandle<()>>,
     /// The peer transport.
     peers: Arc<PeerTransport>,
@@ -128,13 +125,17 @@ impl Server {
             let _peer_context = peer_handle.enter();
             let listener =
                 TcpListener::from_std(peer_listener).map_err(|source| ServerError::Bind { addr: peer_addr, source })?;
-            PeerTransport::start(config.id, client_url.clone(), listener, peer_config)
+            let identity = PeerIdentity {
+                client_url: client_url.clone(),
+                peer_url: config.advertise_peer_url.clone().unwrap_or_else(|| format!("http://{peer_addr}")),
+                token: config.cluster_token.clone(),
+            };
+            PeerTransport::start(config.id, identity, listener, peer_config)
         };
         let peers = Arc::new(transport);
         let mut background = Vec::new();
         for member in config.initial_cluster.iter().filter(|m| m.id != config.id) {
-            let resolve = resolve_peer(Arc::clone(&peers), member.id, member.peer_url.clone());
-            background.push(peer_handle.spawn(resolve));
+            peers.set_peer(member.id, member.peer_url.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
         }
 
         let seed = config.seed.unwrap_or_else(random_seed);
@@ -342,22 +343,6 @@ fn open_storage(config: &ServerConfig, bootstrap: Membership) -> Result<WalStora
     std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
     let disk = RealDisk::open(dir).map_err(|e| fail(e.to_string()))?;
     WalStorage::open(disk, WalOptions::default(), bootstrap).map_err(|e| fail(e.to_string()))
-}
-
-/// Resolves a peer's URL to an address (retrying while its name does not resolve) and hands it to the
-/// transport.
-async fn resolve_peer(peers: Arc<PeerTransport>, id: NodeId, url: String) {
-    let Ok(host_port) = peer_host_port(&url) else {
-        return tracing::error!(peer = %id, %url, "bad peer URL");
-    };
-    loop {
-        match tokio::net::lookup_host(host_port).await.map(|mut addrs| addrs.next()) {
-            Ok(Some(addr)) => return peers.set_peer(id, addr),
-            Ok(None) => tracing::warn!(peer = %id, %url, "peer address resolves to nothing; retrying"),
-            Err(error) => tracing::warn!(peer = %id, %url, %error, "cannot resolve peer address; retrying"),
-        }
-        tokio::time::sleep(RESOLVE_RETRY).await;
-    }
 }
 
 /// A seed for the election timer that differs between nodes and runs.

@@ -1,17 +1,24 @@
 //! The binary encoding of what peers send each other (the payload of a [`crate::frame`]): Raft messages, and
-//! the hello that opens every connection and tells the receiver the sender's client URL.
+//! the hello that opens every connection: who the sender is, where it serves clients and peers, and the cluster
+//! token that proves it belongs to the cluster.
 //!
 //! ```text
 //! frame    := message | hello                 (decode_frame gives a PeerFrame)
 //! message  := from u64, to u64, term u64, kind u8 (1..=11), body
-//! hello    := from u64, to u64, term u64, kind u8 (12), client_url bytes
-//!             (to and term are written 0 and ignored; client_url is UTF-8, at most CLIENT_URL_MAX_BYTES)
+//! hello    := from u64, to u64, term u64, kind u8 (12), client_url bytes, peer_url bytes, token
+//!             (to and term are written 0 and ignored; the URLs are UTF-8, at most CLIENT_URL_MAX_BYTES and
+//!             PEER_URL_MAX_BYTES bytes)
+//! token    := 0 u8 (none) | 1 u8, bytes   (UTF-8, at most TOKEN_MAX_BYTES bytes)
 //! bytes    := length u32, bytes            (entry payloads use tally_node::codec)
 //! entry    := index u64, term u64, bytes
 //! membership := voters (count u32, ids u64...), learners (count u32, ids u64...)
 //! ```
-//! All integers little-endian. Counts are checked against the bytes left before anything is allocated.
-//! The hello shares the message header so that its kind sits where every decoder already looks for one.
+//! All integers little-endian. Counts and string lengths are checked against their limits and the bytes left
+//! before anything is allocated. The hello shares the message header so that its kind sits where every decoder
+//! already looks for one.
+//!
+//! The token travels in clear text: it keeps out strangers who can reach the peer port, not eavesdroppers on
+//! the network between peers (that would need TLS).
 
 use tally_node::codec::{decode_payload, encode_payload};
 use tally_raft::{
@@ -67,14 +74,45 @@ pub enum WireError {
 /// The longest client URL a hello may carry, in bytes: bounds what one peer can make this node remember.
 pub const CLIENT_URL_MAX_BYTES: usize = 1024;
 
+/// The longest peer URL a hello may carry, in bytes: bounds what one peer can make this node remember.
+pub const PEER_URL_MAX_BYTES: usize = 1024;
+
+/// The longest cluster token a hello may carry, in bytes.
+pub const TOKEN_MAX_BYTES: usize = 256;
+
+/// The largest hello payload: [`decode_frame`] refuses any longer one, so a connection that has not yet
+/// introduced itself can be held to frames of this size.
+pub const HELLO_MAX_BYTES: usize =
+    KIND_OFFSET + 1 + (4 + CLIENT_URL_MAX_BYTES) + (4 + PEER_URL_MAX_BYTES) + 1 + (4 + TOKEN_MAX_BYTES);
+
 /// What a node tells each peer it connects to, first thing on every connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its `Debug` output hides the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Hello {
     /// The sending node.
     pub from: NodeId,
     /// Where the sending node serves clients (e.g. `http://10.0.0.1:7001`), so that followers can forward
     /// client writes to the leader. At most [`CLIENT_URL_MAX_BYTES`] bytes.
     pub client_url: String,
+    /// Where the sending node accepts peer connections (e.g. `http://10.0.0.1:7101`), as it advertises it, so
+    /// that a node can learn how to reach a peer that reached it. At most [`PEER_URL_MAX_BYTES`] bytes.
+    pub peer_url: String,
+    /// The cluster token the sender was configured with, if any: a node configured with a token serves only
+    /// connections whose hellos carry the same one. At most [`TOKEN_MAX_BYTES`] bytes.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Hello { from, client_url, peer_url, token } = self;
+        f.debug_struct("Hello")
+            .field("from", from)
+            .field("client_url", client_url)
+            .field("peer_url", peer_url)
+            .field("token", &token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// One decoded payload: a Raft message for the node loop, or a hello for the peer transport.
@@ -106,21 +144,34 @@ const KIND_OFFSET: usize = 3 * 8;
 /// Encodes a hello.
 ///
 /// # Panics
-/// If `hello.client_url` is longer than [`CLIENT_URL_MAX_BYTES`] (peers would refuse it).
+/// If a field is longer than its limit ([`CLIENT_URL_MAX_BYTES`], [`PEER_URL_MAX_BYTES`], [`TOKEN_MAX_BYTES`]):
+/// peers would refuse the hello.
 pub fn encode_hello(hello: &Hello) -> Vec<u8> {
-    let url = hello.client_url.as_bytes();
-    assert!(
-        url.len() <= CLIENT_URL_MAX_BYTES,
-        "client URL of {} bytes exceeds the maximum of {CLIENT_URL_MAX_BYTES}",
-        url.len()
-    );
-    let mut w = Writer(Vec::with_capacity(KIND_OFFSET + 1 + 4 + url.len()));
-    w.u64(hello.from.0);
+    let Hello { from, client_url, peer_url, token } = hello;
+    assert_fits("client URL", client_url, CLIENT_URL_MAX_BYTES);
+    assert_fits("peer URL", peer_url, PEER_URL_MAX_BYTES);
+    let mut w = Writer(Vec::with_capacity(HELLO_MAX_BYTES));
+    w.u64(from.0);
     w.u64(0);
     w.u64(0);
     w.u8(HELLO);
-    w.bytes(url);
+    w.bytes(client_url.as_bytes());
+    w.bytes(peer_url.as_bytes());
+    match token {
+        None => w.u8(0),
+        Some(token) => {
+            assert_fits("cluster token", token, TOKEN_MAX_BYTES);
+            w.u8(1);
+            w.bytes(token.as_bytes());
+        }
+    }
+    assert!(w.0.len() <= HELLO_MAX_BYTES, "hello of {} bytes > HELLO_MAX_BYTES {HELLO_MAX_BYTES}", w.0.len());
     w.0
+}
+
+/// Asserts that a hello field is within its limit.
+fn assert_fits(what: &str, text: &str, max: usize) {
+    assert!(text.len() <= max, "{what} of {} bytes exceeds the maximum of {max}", text.len());
 }
 
 /// Encodes a message.
@@ -232,7 +283,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<PeerFrame, WireError> {
     let mut r = Reader { bytes, offset: 0 };
     let (from, to, term) = (NodeId(r.u64()?), NodeId(r.u64()?), Term(r.u64()?));
     let frame = match r.u8()? {
-        HELLO => PeerFrame::Hello(Hello { from, client_url: r.string("client URL", CLIENT_URL_MAX_BYTES)? }),
+        HELLO => PeerFrame::Hello(decode_hello(&mut r, from)?),
         kind => PeerFrame::Raft(Message { from, to, term, body: decode_body(&mut r, kind)? }),
     };
     let count = bytes.len() - r.offset;
@@ -240,6 +291,18 @@ pub fn decode_frame(bytes: &[u8]) -> Result<PeerFrame, WireError> {
         return Err(WireError::TrailingBytes { count });
     }
     Ok(frame)
+}
+
+/// The fields of a hello from `from`, after its kind byte.
+fn decode_hello(r: &mut Reader<'_>, from: NodeId) -> Result<Hello, WireError> {
+    let client_url = r.string("client URL", CLIENT_URL_MAX_BYTES)?;
+    let peer_url = r.string("peer URL", PEER_URL_MAX_BYTES)?;
+    let token = match r.u8()? {
+        0 => None,
+        1 => Some(r.string("cluster token", TOKEN_MAX_BYTES)?),
+        tag => return Err(WireError::BadTag { what: "token presence", tag, offset: r.offset - 1 }),
+    };
+    Ok(Hello { from, client_url, peer_url, token })
 }
 
 /// The body of a Raft message of `kind` (just read, at [`KIND_OFFSET`]).

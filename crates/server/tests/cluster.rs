@@ -29,6 +29,8 @@ async fn start_cluster(dir: &std::path::Path, n: u64) -> Vec<Server> {
         config.initial_cluster = members.clone();
         config.tick_interval = Duration::from_millis(20);
         config.seed = Some(i as u64 + 7);
+        // Every peer connection must then open with the token: the cluster works only if each node sends it.
+        config.cluster_token = Some("cluster test token".to_owned());
         servers.push(Server::start_on(config, client, peer).await.expect("server starts"));
     }
     servers

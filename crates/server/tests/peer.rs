@@ -1,5 +1,6 @@
 //! The tokio peer transport over real loopback sockets: delivery and order, malformed input, reconnection,
-//! the bulk lane not delaying the control lane, and the hellos that tell peers each other's client URL.
+//! peer URLs given by host name, the bulk lane not delaying the control lane, the hellos that tell peers each
+//! other's client and peer URLs, and the cluster token that keeps strangers off a protected peer port.
 //! Every test is bounded in time.
 
 use std::collections::BTreeMap;
@@ -10,11 +11,11 @@ use tally_raft::{
     Entry, EntryPayload, LogIndex, Membership, Message, MessageBody, NodeId, SnapshotChunk, SnapshotMeta, Term,
 };
 use tally_server::frame;
-use tally_server::peer::{PeerConfig, PeerTransport};
+use tally_server::peer::{PeerConfig, PeerIdentity, PeerTransport};
 use tally_server::wire::{self, Hello, PeerFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::time::timeout;
 
 /// The bound on every test.
@@ -26,12 +27,26 @@ const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
 const A: NodeId = NodeId(1);
 const B: NodeId = NodeId(2);
 
-/// A transport for `id` on a fresh loopback port, with short backoffs so tests reconnect quickly.
+/// The cluster token of the protected transports in these tests.
+const TOKEN: &str = "correct horse battery staple";
+
+/// A transport for `id` without a cluster token on a fresh loopback port, with short backoffs so tests
+/// reconnect quickly.
 async fn start(id: NodeId) -> (PeerTransport, mpsc::Receiver<Message>, SocketAddr) {
+    start_with_token(id, None).await
+}
+
+/// Like [`start`], with `token` as the cluster token.
+async fn start_with_token(id: NodeId, token: Option<&str>) -> (PeerTransport, mpsc::Receiver<Message>, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    let (transport, inbox) = PeerTransport::start(id, client_url(id), listener, test_config());
+    let (transport, inbox) = PeerTransport::start(id, identity(id, token), listener, test_config());
     (transport, inbox, addr)
+}
+
+/// What node `id` of these tests tells its peers.
+fn identity(id: NodeId, token: Option<&str>) -> PeerIdentity {
+    PeerIdentity { client_url: client_url(id), peer_url: peer_url(id), token: token.map(str::to_owned) }
 }
 
 /// The client URL node `id` advertises in these tests (never dialled: only carried in hellos).
@@ -39,10 +54,21 @@ fn client_url(id: NodeId) -> String {
     format!("http://node-{}.tally.test:7001", id.0)
 }
 
+/// The peer URL node `id` advertises in these tests (never dialled: only carried in hellos).
+fn peer_url(id: NodeId) -> String {
+    format!("http://node-{}.tally.test:7101", id.0)
+}
+
+/// Tells `transport` that node `id` listens on `addr`.
+fn set_peer(transport: &PeerTransport, id: NodeId, addr: SocketAddr) {
+    transport.set_peer(id, format!("http://{addr}")).expect("a valid peer URL");
+}
+
 fn test_config() -> PeerConfig {
     PeerConfig {
         reconnect_backoff_min: Duration::from_millis(10),
         reconnect_backoff_max: Duration::from_millis(100),
+        hello_timeout: Duration::from_millis(300),
         ..PeerConfig::default()
     }
 }
@@ -95,8 +121,8 @@ async fn two_transports_exchange_messages_in_order_both_ways() {
     timeout(TEST_TIMEOUT, async {
         let (a, mut a_inbox, a_addr) = start(A).await;
         let (b, mut b_inbox, b_addr) = start(B).await;
-        a.set_peer(B, b_addr);
-        b.set_peer(A, a_addr);
+        set_peer(&a, B, b_addr);
+        set_peer(&b, A, a_addr);
         exchange(&a, A, B, &mut b_inbox).await;
         exchange(&b, B, A, &mut a_inbox).await;
         // The bulk lane keeps its own order too.
@@ -127,7 +153,7 @@ async fn malformed_input_closes_only_that_connection() {
     timeout(TEST_TIMEOUT, async {
         let (a, _a_inbox, _) = start(A).await;
         let (b, mut b_inbox, b_addr) = start(B).await;
-        a.set_peer(B, b_addr);
+        set_peer(&a, B, b_addr);
 
         let mut garbage = TcpStream::connect(b_addr).await.expect("connect");
         garbage.write_all(b"GET / HTTP/1.1\r\nHost: tally\r\n\r\n").await.expect("write garbage");
@@ -162,7 +188,8 @@ async fn messages_to_a_peer_that_comes_up_late_are_delivered() {
         let b_addr = reserved.local_addr().expect("local addr");
         drop(reserved);
 
-        a.set_peer(B, b_addr);
+        // By host name, as in a real cluster: it is looked up at every attempt, and does not listen yet.
+        a.set_peer(B, format!("localhost:{}", b_addr.port())).expect("a valid peer URL");
         for seq in 0..10 {
             a.send(heartbeat(A, B, seq));
         }
@@ -170,7 +197,7 @@ async fn messages_to_a_peer_that_comes_up_late_are_delivered() {
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         let listener = TcpListener::bind(b_addr).await.expect("rebind the reserved port");
-        let (b, mut b_inbox) = PeerTransport::start(B, client_url(B), listener, test_config());
+        let (b, mut b_inbox) = PeerTransport::start(B, identity(B, None), listener, test_config());
         for seq in 0..10 {
             assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, seq));
         }
@@ -179,7 +206,7 @@ async fn messages_to_a_peer_that_comes_up_late_are_delivered() {
         b.shutdown().await;
         drop(b_inbox);
         let listener = TcpListener::bind(b_addr).await.expect("rebind after restart");
-        let (b, mut b_inbox) = PeerTransport::start(B, client_url(B), listener, test_config());
+        let (b, mut b_inbox) = PeerTransport::start(B, identity(B, None), listener, test_config());
         let delivered = async {
             for seq in 100.. {
                 a.send(heartbeat(A, B, seq));
@@ -203,7 +230,7 @@ async fn a_large_snapshot_chunk_does_not_delay_heartbeats() {
     timeout(TEST_TIMEOUT, async {
         let (a, _a_inbox, _) = start(A).await;
         let (b, mut b_inbox, b_addr) = start(B).await;
-        a.set_peer(B, b_addr);
+        set_peer(&a, B, b_addr);
         let chunk = snapshot_chunk(A, B, 8 * 1024 * 1024);
         a.send(chunk.clone());
         a.send(heartbeat(A, B, 42));
@@ -228,9 +255,9 @@ async fn messages_to_unknown_peers_and_other_nodes_are_dropped() {
         assert_eq!(a.dropped_messages(), 1);
 
         // B's address registered under another id: B drops what is not addressed to it.
-        a.set_peer(NodeId(9), b_addr);
+        set_peer(&a, NodeId(9), b_addr);
         a.send(heartbeat(A, NodeId(9), 1));
-        a.set_peer(B, b_addr);
+        set_peer(&a, B, b_addr);
         a.send(heartbeat(A, B, 2));
         assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 2));
 
@@ -258,9 +285,10 @@ async fn read_frame(stream: &mut TcpStream) -> PeerFrame {
     wire::decode_frame(&payload).expect("valid payload")
 }
 
-/// The hello that node `id` of these tests opens its connections with.
-fn hello(id: NodeId) -> PeerFrame {
-    PeerFrame::Hello(Hello { from: id, client_url: client_url(id) })
+/// The hello that node `id` of these tests opens its connections with, when its cluster token is `token`.
+fn hello(id: NodeId, token: Option<&str>) -> Hello {
+    let PeerIdentity { client_url, peer_url, token } = identity(id, token);
+    Hello { from: id, client_url, peer_url, token }
 }
 
 #[tokio::test]
@@ -269,10 +297,11 @@ async fn a_stalled_snapshot_transfer_does_not_block_heartbeats() {
         let (a, _a_inbox, _) = start(A).await;
         // A fake B that starts reading the chunk's connection and then stops: the chunk stays in flight.
         let fake_b = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        a.set_peer(B, fake_b.local_addr().expect("local addr"));
+        set_peer(&a, B, fake_b.local_addr().expect("local addr"));
         a.send(snapshot_chunk(A, B, 8 * 1024 * 1024));
         let (mut bulk, _) = fake_b.accept().await.expect("bulk connection");
-        assert_eq!(read_frame(&mut bulk).await, hello(A), "the bulk connection opens with a hello");
+        let opening = PeerFrame::Hello(hello(A, None));
+        assert_eq!(read_frame(&mut bulk).await, opening, "the bulk connection opens with a hello");
         let mut header = [0u8; frame::HEADER_BYTES];
         bulk.read_exact(&mut header).await.expect("chunk header");
         let length = u32::from_le_bytes(header[5..9].try_into().expect("4 bytes"));
@@ -280,7 +309,7 @@ async fn a_stalled_snapshot_transfer_does_not_block_heartbeats() {
 
         a.send(heartbeat(A, B, 7));
         let (mut control, _) = fake_b.accept().await.expect("control connection");
-        assert_eq!(read_frame(&mut control).await, hello(A), "the control connection opens with a hello");
+        assert_eq!(read_frame(&mut control).await, opening, "the control connection opens with a hello");
         assert_eq!(read_frame(&mut control).await, PeerFrame::Raft(heartbeat(A, B, 7)));
         a.shutdown().await;
     })
@@ -289,12 +318,12 @@ async fn a_stalled_snapshot_transfer_does_not_block_heartbeats() {
 }
 
 #[tokio::test]
-async fn peers_learn_each_others_client_url_from_the_hello_before_the_first_message() {
+async fn peers_learn_each_others_urls_from_the_hello_before_the_first_message() {
     timeout(TEST_TIMEOUT, async {
         let (a, mut a_inbox, a_addr) = start(A).await;
         let (b, mut b_inbox, b_addr) = start(B).await;
-        a.set_peer(B, b_addr);
-        b.set_peer(A, a_addr);
+        set_peer(&a, B, b_addr);
+        set_peer(&b, A, a_addr);
         assert_eq!(b.client_url(A), None);
 
         // The hello precedes the message on its connection and is handled first, so no polling is needed.
@@ -302,13 +331,18 @@ async fn peers_learn_each_others_client_url_from_the_hello_before_the_first_mess
         assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 1));
         assert_eq!(b.client_url(A), Some(client_url(A)));
         assert_eq!(b.client_urls(), BTreeMap::from([(A, client_url(A))]));
+        assert_eq!(b.peer_url(A), Some(peer_url(A)));
+        assert_eq!(b.peer_urls(), BTreeMap::from([(A, peer_url(A))]));
         assert_eq!(a.client_urls(), BTreeMap::new(), "B has not connected to A yet");
+        assert_eq!(a.peer_urls(), BTreeMap::new(), "B has not connected to A yet");
 
         // The bulk lane's connection says hello too; the directory is unchanged by the repeat.
         b.send(snapshot_chunk(B, A, 16));
         assert_eq!(receive(&mut a_inbox).await, snapshot_chunk(B, A, 16));
         assert_eq!(a.client_url(B), Some(client_url(B)));
+        assert_eq!(a.peer_url(B), Some(peer_url(B)));
         assert_eq!(a.client_url(A), None, "a node does not list itself");
+        assert_eq!(a.peer_url(A), None, "a node does not list itself");
         assert_eq!(b.client_urls(), BTreeMap::from([(A, client_url(A))]));
         a.shutdown().await;
         b.shutdown().await;
@@ -318,23 +352,28 @@ async fn peers_learn_each_others_client_url_from_the_hello_before_the_first_mess
 }
 
 #[tokio::test]
-async fn a_restarted_peer_with_a_new_client_url_replaces_the_old_one() {
+async fn a_restarted_peer_with_new_urls_replaces_the_old_ones() {
     timeout(TEST_TIMEOUT, async {
         let (a, _a_inbox, _) = start(A).await;
         let (b, mut b_inbox, b_addr) = start(B).await;
-        a.set_peer(B, b_addr);
+        set_peer(&a, B, b_addr);
         a.send(heartbeat(A, B, 1));
         receive(&mut b_inbox).await;
         assert_eq!(b.client_url(A), Some(client_url(A)));
 
         a.shutdown().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let moved = "https://moved.tally.test:8443".to_owned();
+        let moved = PeerIdentity {
+            client_url: "https://moved.tally.test:8443".to_owned(),
+            peer_url: "tcp://moved.tally.test:8444".to_owned(),
+            token: None,
+        };
         let (a, _a_inbox) = PeerTransport::start(A, moved.clone(), listener, test_config());
-        a.set_peer(B, b_addr);
+        set_peer(&a, B, b_addr);
         a.send(heartbeat(A, B, 2));
         assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 2));
-        assert_eq!(b.client_url(A), Some(moved));
+        assert_eq!(b.client_url(A), Some(moved.client_url));
+        assert_eq!(b.peer_url(A), Some(moved.peer_url));
         a.shutdown().await;
         b.shutdown().await;
     })
@@ -355,8 +394,8 @@ async fn hellos_are_optional_and_one_claiming_this_nodes_id_is_ignored() {
 
         // A hello carrying B's own id is ignored; later hellos on the same connection are still read.
         let mut raw = TcpStream::connect(b_addr).await.expect("connect");
-        let own = Hello { from: B, client_url: "http://impostor.tally.test:1".to_owned() };
-        let third = Hello { from: NodeId(3), client_url: client_url(NodeId(3)) };
+        let own = Hello { client_url: "http://impostor.tally.test:1".to_owned(), ..hello(B, None) };
+        let third = hello(NodeId(3), None);
         let mut bytes = frame::encode(&wire::encode_hello(&own));
         bytes.extend(frame::encode(&wire::encode_hello(&third)));
         bytes.extend(frame::encode(&wire::encode(&heartbeat(NodeId(3), B, 2))));
@@ -366,12 +405,189 @@ async fn hellos_are_optional_and_one_claiming_this_nodes_id_is_ignored() {
         assert_eq!(b.client_urls(), BTreeMap::from([(NodeId(3), client_url(NodeId(3)))]));
 
         // A hello whose URL is not UTF-8 is malformed: that connection is closed.
-        let mut bad = wire::encode_hello(&Hello { from: NodeId(4), client_url: "http://x".to_owned() });
+        let mut bad = wire::encode_hello(&Hello { token: Some("x".to_owned()), ..hello(NodeId(4), None) });
         let last = bad.len() - 1;
         bad[last] = 0xff;
         raw.write_all(&frame::encode(&bad)).await.expect("write bad hello");
         assert!(closed_by_transport(&mut raw).await, "connection with a bad hello stays open");
         assert_eq!(b.client_url(NodeId(4)), None);
+        b.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+/// Waits until `transport` has refused at least `count` connections in all.
+async fn wait_for_rejections(transport: &PeerTransport, count: u64) {
+    let counted = async {
+        while transport.rejected_connections() < count {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    timeout(RECEIVE_TIMEOUT, counted).await.expect("connections refused in time");
+}
+
+#[tokio::test]
+async fn set_peer_takes_host_names_and_refuses_bad_urls() {
+    timeout(TEST_TIMEOUT, async {
+        let (a, _a_inbox, _) = start(A).await;
+        let (b, mut b_inbox, b_addr) = start(B).await;
+        a.set_peer(B, format!("tcp://localhost:{}/", b_addr.port())).expect("a host name URL");
+        a.send(heartbeat(A, B, 1));
+        assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 1));
+
+        // A bad URL is refused with a message saying what is expected, and leaves the peer as it was.
+        for bad in ["http://localhost", "http://localhost:99999", "http://localhost:1/path", ":7101", ""] {
+            let error = a.set_peer(B, bad.to_owned()).expect_err(bad);
+            assert!(error.to_string().contains("expected http://HOST:PORT"), "{bad:?}: {error}");
+        }
+        assert!(a.set_peer(NodeId(9), "nonsense".to_owned()).is_err());
+        a.send(heartbeat(A, NodeId(9), 2));
+        assert_eq!(a.dropped_messages(), 1, "a peer refused by set_peer stays unknown");
+        a.send(heartbeat(A, B, 3));
+        assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 3));
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+#[tokio::test]
+async fn changing_a_peers_url_reconnects_even_from_a_name_that_does_not_resolve() {
+    timeout(TEST_TIMEOUT, async {
+        let (a, _a_inbox, _) = start(A).await;
+        let (b, mut b_inbox, b_addr) = start(B).await;
+        // `.invalid` never resolves (RFC 6761): A keeps the messages and retries, without delivering anything.
+        a.set_peer(B, "http://node-2.tally.invalid:7101".to_owned()).expect("a valid peer URL");
+        for seq in 0..3 {
+            a.send(heartbeat(A, B, seq));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(matches!(b_inbox.try_recv(), Err(TryRecvError::Empty)));
+
+        // The new URL is tried at once, even if a lookup of the old name is still hanging.
+        set_peer(&a, B, b_addr);
+        for seq in 0..3 {
+            assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, seq));
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+#[tokio::test]
+async fn transports_sharing_a_token_exchange_messages_and_send_it_in_their_hello() {
+    timeout(TEST_TIMEOUT, async {
+        let (a, mut a_inbox, a_addr) = start_with_token(A, Some(TOKEN)).await;
+        let (b, mut b_inbox, b_addr) = start_with_token(B, Some(TOKEN)).await;
+        set_peer(&a, B, b_addr);
+        set_peer(&b, A, a_addr);
+        exchange(&a, A, B, &mut b_inbox).await;
+        exchange(&b, B, A, &mut a_inbox).await;
+        assert_eq!(b.peer_url(A), Some(peer_url(A)));
+        assert_eq!(a.client_url(B), Some(client_url(B)));
+        assert_eq!((a.rejected_connections(), b.rejected_connections()), (0, 0));
+
+        // What A sends a peer: its hello carries the token.
+        let fake = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        set_peer(&a, NodeId(3), fake.local_addr().expect("local addr"));
+        a.send(heartbeat(A, NodeId(3), 1));
+        let (mut raw, _) = fake.accept().await.expect("connection from A");
+        assert_eq!(read_frame(&mut raw).await, PeerFrame::Hello(hello(A, Some(TOKEN))));
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+#[tokio::test]
+async fn a_protected_transport_refuses_peers_with_a_wrong_or_no_token_and_stays_healthy() {
+    timeout(TEST_TIMEOUT, async {
+        let (b, mut b_inbox, b_addr) = start_with_token(B, Some(TOKEN)).await;
+
+        // A peer with another token: every connection it makes is refused, nothing it sent is delivered.
+        let (wrong, _wrong_inbox, _) = start_with_token(A, Some("a guess")).await;
+        set_peer(&wrong, B, b_addr);
+        wrong.send(heartbeat(A, B, 1));
+        wait_for_rejections(&b, 1).await;
+        wrong.shutdown().await;
+
+        // A peer without a token: refused too.
+        let none_id = NodeId(3);
+        let (none, _none_inbox, _) = start(none_id).await;
+        let before = b.rejected_connections();
+        set_peer(&none, B, b_addr);
+        none.send(heartbeat(none_id, B, 2));
+        wait_for_rejections(&b, before + 1).await;
+        none.shutdown().await;
+        assert!(matches!(b_inbox.try_recv(), Err(TryRecvError::Empty)), "a refused peer's message was delivered");
+        assert_eq!(b.client_urls(), BTreeMap::new(), "a refused peer's hello was recorded");
+
+        // A peer with the token still gets through, and is the only one heard.
+        let good_id = NodeId(4);
+        let (good, _good_inbox, _) = start_with_token(good_id, Some(TOKEN)).await;
+        set_peer(&good, B, b_addr);
+        good.send(heartbeat(good_id, B, 3));
+        assert_eq!(receive(&mut b_inbox).await, heartbeat(good_id, B, 3));
+        assert!(matches!(b_inbox.try_recv(), Err(TryRecvError::Empty)));
+        assert_eq!(b.client_urls(), BTreeMap::from([(good_id, client_url(good_id))]));
+        assert_eq!(b.peer_urls(), BTreeMap::from([(good_id, peer_url(good_id))]));
+        good.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
+    .expect("test within its time bound");
+}
+
+#[tokio::test]
+async fn a_protected_port_refuses_raw_clients_that_do_not_open_with_the_token() {
+    timeout(TEST_TIMEOUT, async {
+        let (b, mut b_inbox, b_addr) = start_with_token(B, Some(TOKEN)).await;
+        let framed_hello = |token: Option<&str>| frame::encode(&wire::encode_hello(&hello(A, token)));
+        let framed_heartbeat = |seq| frame::encode(&wire::encode(&heartbeat(A, B, seq)));
+
+        // A Raft message without a hello.
+        let mut silent = TcpStream::connect(b_addr).await.expect("connect");
+        silent.write_all(&framed_heartbeat(1)).await.expect("write message");
+        assert!(closed_by_transport(&mut silent).await, "a message without a hello was served");
+        wait_for_rejections(&b, 1).await;
+
+        // A hello with another token, and a message in the same write.
+        let mut guessing = TcpStream::connect(b_addr).await.expect("connect");
+        let mut bytes = framed_hello(Some("a guess"));
+        bytes.extend(framed_heartbeat(2));
+        guessing.write_all(&bytes).await.expect("write hello and message");
+        assert!(closed_by_transport(&mut guessing).await, "a wrong token was served");
+        wait_for_rejections(&b, 2).await;
+
+        // A frame far larger than any hello is refused from its header, before it is buffered.
+        let mut oversized = TcpStream::connect(b_addr).await.expect("connect");
+        let mut header = frame::encode(b"x");
+        header.truncate(frame::HEADER_BYTES);
+        header[5..9].copy_from_slice(&(1u32 << 20).to_le_bytes());
+        oversized.write_all(&header).await.expect("write header");
+        assert!(closed_by_transport(&mut oversized).await, "a large first frame was accepted");
+        wait_for_rejections(&b, 3).await;
+
+        // A connection that says nothing is closed after the hello timeout.
+        let mut idle = TcpStream::connect(b_addr).await.expect("connect");
+        assert!(closed_by_transport(&mut idle).await, "an idle connection stays open");
+        wait_for_rejections(&b, 4).await;
+        assert!(matches!(b_inbox.try_recv(), Err(TryRecvError::Empty)), "a refused message was delivered");
+
+        // The right token opens the connection for messages, large ones too.
+        let mut admitted = TcpStream::connect(b_addr).await.expect("connect");
+        let mut bytes = framed_hello(Some(TOKEN));
+        bytes.extend(framed_heartbeat(3));
+        bytes.extend(frame::encode(&wire::encode(&snapshot_chunk(A, B, 64 * 1024))));
+        admitted.write_all(&bytes).await.expect("write hello and messages");
+        assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 3));
+        assert_eq!(receive(&mut b_inbox).await, snapshot_chunk(A, B, 64 * 1024));
+        assert_eq!(b.rejected_connections(), 4);
         b.shutdown().await;
     })
     .await

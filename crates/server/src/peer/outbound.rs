@@ -1,15 +1,21 @@
 //! One outbound lane to one peer: a task that owns a TCP connection and writes the lane's queue into it.
 //!
 //! ```text
-//!  connect ──write_all──▶ hello frame (this node's id and client URL), once per connection
+//!  lookup_host(peer host:port) ──▶ connect to each address in turn, on every attempt (a peer's IP may change)
+//!  connect ──write_all──▶ hello frame (id, client URL, peer URL, cluster token), once per connection
 //!  LaneQueue ──pop──▶ wire::encode ──▶ frame::encode ──write_all──▶ TcpStream (TCP_NODELAY)
 //!      ▲ messages wait here while disconnected        connect on the first message, reconnect with backoff
 //! ```
 //!
-//! Every connection starts with the hello, so the peer knows this node's client URL before its first message.
+//! Every connection starts with the hello, so the peer knows this node's URLs before its first message, and a
+//! peer configured with a cluster token serves the connection only if the hello carries the same token.
+//!
+//! The peer's name is looked up again at every connection attempt, so a peer whose address changes (a
+//! restarted container) or whose name does not resolve yet is reached once it does. A failed lookup is handled
+//! like a failed connect: backoff, and a warning only once a failure streak is long, then quiet until it ends.
 //!
 //! The connection is write-only: the peer never answers on it (its answers come on its own outbound
-//! connection), so a read that returns is the peer closing it, and the lane reconnects.
+//! connection), so a read that returns is the peer closing it (or refusing our token), and the lane reconnects.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,8 +35,19 @@ use crate::{frame, wire};
 /// Bytes of queued frames gathered into one write.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
-/// How long a connection attempt may take before it counts as failed (an unreachable host may never answer).
+/// How long a connection attempt to one address may take before it counts as failed (an unreachable host may
+/// never answer).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a name lookup may take before it counts as failed (a DNS server may never answer).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The most addresses of one name tried per attempt, so a name resolving to many cannot stall the lane.
+const RESOLVED_ADDRESSES_MAX: usize = 8;
+
+/// Failed attempts in a row before a warning (with the default backoff, a few seconds of failing): a peer
+/// that is restarting, or not started yet, does not warrant one.
+const FAILURES_BEFORE_WARNING: u32 = 8;
 
 /// Everything one lane's task needs.
 pub(crate) struct LaneTask {
@@ -40,8 +57,9 @@ pub(crate) struct LaneTask {
     pub(crate) lane: Lane,
     /// The messages to write.
     pub(crate) queue: Arc<LaneQueue>,
-    /// The peer's address; a change reconnects, the sender's drop (peer removed) ends the task.
-    pub(crate) addr: watch::Receiver<SocketAddr>,
+    /// The peer's `host:port`, looked up at each connection attempt; a change reconnects, the sender's drop
+    /// (peer removed) ends the task.
+    pub(crate) host_port: watch::Receiver<String>,
     /// Set to `true` (or dropped) when the transport shuts down.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Frame limit and backoff bounds.
@@ -60,22 +78,64 @@ enum Exit {
     Reconnect,
 }
 
+/// How a connection attempt ended.
+enum Attempt {
+    /// Connected to this address of the peer.
+    Connected(TcpStream, SocketAddr),
+    /// Failed: back off and try again.
+    Failed(DialError),
+    /// The peer's address changed meanwhile: try the new one at once.
+    Moved,
+    /// The transport shut down or the peer was removed: end the task.
+    Stop,
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    /// The name did not resolve (or resolved to nothing).
+    #[error("cannot resolve {host_port}: {source}")]
+    Resolve {
+        /// What was looked up.
+        host_port: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// No address of the name accepted the connection.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The last address tried.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
 impl LaneTask {
     /// Connects, writes, reconnects with backoff, until shutdown or the peer's removal.
     pub(crate) async fn run(mut self) {
         let mut backoff = self.config.reconnect_backoff_min;
+        let mut failures = 0u32;
         loop {
             if !self.wait_for_message().await {
                 return;
             }
-            let addr = *self.addr.borrow_and_update();
-            let exit = match self.connect(addr).await {
-                Some(Ok(stream)) => self.serve(stream, addr, &mut backoff).await,
-                Some(Err(error)) => {
-                    tracing::debug!(peer = %self.peer, lane = ?self.lane, %addr, %error, "peer connect failed");
+            let host_port = self.host_port.borrow_and_update().clone();
+            let exit = match self.connect(&host_port).await {
+                Attempt::Connected(stream, addr) => {
+                    if failures >= FAILURES_BEFORE_WARNING {
+                        tracing::info!(peer = %self.peer, lane = ?self.lane, %host_port, "peer reachable again");
+                    }
+                    failures = 0;
+                    self.serve(stream, addr, &mut backoff).await
+                }
+                Attempt::Failed(error) => {
+                    failures = failures.saturating_add(1);
+                    self.log_failure(&error, failures);
                     Exit::Reconnect
                 }
-                None => Exit::Stop,
+                Attempt::Moved => continue,
+                Attempt::Stop => Exit::Stop,
             };
             if matches!(exit, Exit::Stop) || !self.pause(backoff).await {
                 return;
@@ -84,24 +144,37 @@ impl LaneTask {
         }
     }
 
+    /// Logs the `failures`-th failed attempt in a row: a warning for the one that makes the streak long, debug
+    /// for the others, so a peer that stays down costs one warning per lane and not one per attempt.
+    fn log_failure(&self, error: &DialError, failures: u32) {
+        if failures == FAILURES_BEFORE_WARNING {
+            tracing::warn!(peer = %self.peer, lane = ?self.lane, %error, failures, "cannot reach peer; retrying");
+        } else {
+            tracing::debug!(peer = %self.peer, lane = ?self.lane, %error, failures, "peer connect failed");
+        }
+    }
+
     /// Waits until there is something to send, so connections are made lazily; `false` if the lane must stop.
     async fn wait_for_message(&mut self) -> bool {
         loop {
             tokio::select! {
                 _ = stopped(&mut self.shutdown) => return false,
-                changed = self.addr.changed() => if changed.is_err() { return false },
+                changed = self.host_port.changed() => if changed.is_err() { return false },
                 () = self.queue.wait_nonempty() => return true,
             }
         }
     }
 
-    /// One connection attempt; `None` if the lane must stop instead.
-    async fn connect(&mut self, addr: SocketAddr) -> Option<std::io::Result<TcpStream>> {
+    /// One connection attempt: resolves `host_port` and tries its addresses in turn, until connected, failed,
+    /// the peer's address changes, or the lane must stop.
+    async fn connect(&mut self, host_port: &str) -> Attempt {
         tokio::select! {
-            _ = stopped(&mut self.shutdown) => None,
-            result = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)) => {
-                Some(result.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())))
-            }
+            _ = stopped(&mut self.shutdown) => Attempt::Stop,
+            changed = self.host_port.changed() => if changed.is_ok() { Attempt::Moved } else { Attempt::Stop },
+            result = dial(host_port) => match result {
+                Ok((stream, addr)) => Attempt::Connected(stream, addr),
+                Err(error) => Attempt::Failed(error),
+            },
         }
     }
 
@@ -109,7 +182,7 @@ impl LaneTask {
     async fn pause(&mut self, backoff: Duration) -> bool {
         tokio::select! {
             _ = stopped(&mut self.shutdown) => false,
-            changed = self.addr.changed() => changed.is_ok(),
+            changed = self.host_port.changed() => changed.is_ok(),
             () = tokio::time::sleep(backoff) => true,
         }
     }
@@ -136,7 +209,7 @@ impl LaneTask {
         loop {
             tokio::select! {
                 _ = stopped(&mut self.shutdown) => return Exit::Stop,
-                changed = self.addr.changed() => {
+                changed = self.host_port.changed() => {
                     return if changed.is_ok() { Exit::Reconnect } else { Exit::Stop };
                 }
                 read = reader.read(&mut probe) => {
@@ -208,6 +281,29 @@ impl LaneTask {
         }
         Some(frame::encode(&payload))
     }
+}
+
+/// Resolves `host_port` and connects to the first of its addresses that accepts.
+///
+/// # Errors
+/// The lookup's failure, or the last address's.
+async fn dial(host_port: &str) -> Result<(TcpStream, SocketAddr), DialError> {
+    let resolve_error = |source| DialError::Resolve { host_port: host_port.to_owned(), source };
+    let addrs = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(host_port))
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+        .map_err(resolve_error)?;
+    let mut last_error = None;
+    for addr in addrs.take(RESOLVED_ADDRESSES_MAX) {
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+        match connected {
+            Ok(stream) => return Ok((stream, addr)),
+            Err(source) => last_error = Some(DialError::Connect { addr, source }),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| resolve_error(std::io::Error::other("the name has no address"))))
 }
 
 /// Whether a read on the write-only connection means it is gone (end of stream or an error).

@@ -113,23 +113,50 @@ fn structurally_invalid_messages_are_refused_at_the_boundary() {
     assert!(matches!(decode(&encode(&message)), Err(WireError::Invalid(_))));
 }
 
-/// Hellos with awkward values: empty, non-ASCII, and exactly at the length limit.
+/// Hellos with awkward values: empty, non-ASCII, with and without a token, and every field at its limit.
 fn hello_samples() -> Vec<Hello> {
+    let hello = |from, client_url: &str, peer_url: &str, token: Option<&str>| Hello {
+        from: NodeId(from),
+        client_url: client_url.to_owned(),
+        peer_url: peer_url.to_owned(),
+        token: token.map(str::to_owned),
+    };
     vec![
-        Hello { from: NodeId(3), client_url: "http://10.0.0.3:7001".to_owned() },
-        Hello { from: NodeId(0), client_url: String::new() },
-        Hello { from: NodeId(u64::MAX), client_url: "http://nœud-é.example:7001/☃".to_owned() },
-        Hello { from: NodeId(7), client_url: "x".repeat(CLIENT_URL_MAX_BYTES) },
+        hello(3, "http://10.0.0.3:7001", "http://10.0.0.3:7101", None),
+        hello(0, "", "", Some("")),
+        hello(u64::MAX, "http://nœud-é.example:7001/☃", "tcp://nœud-é.example:7101", Some("sécret ☃")),
+        Hello {
+            from: NodeId(7),
+            client_url: "x".repeat(CLIENT_URL_MAX_BYTES),
+            peer_url: "y".repeat(PEER_URL_MAX_BYTES),
+            token: Some("z".repeat(TOKEN_MAX_BYTES)),
+        },
     ]
 }
 
-/// A hello's payload with `url` as its client URL bytes, bypassing the encoder's checks.
-fn raw_hello(url: &[u8]) -> Vec<u8> {
-    let mut bytes = encode_hello(&Hello { from: NodeId(3), client_url: String::new() });
-    bytes.truncate(bytes.len() - 4);
-    bytes.extend_from_slice(&u32::try_from(url.len()).expect("test URL fits in u32").to_le_bytes());
-    bytes.extend_from_slice(url);
+/// A hello's payload with these raw field bytes (`None`: no token), bypassing the encoder's checks.
+fn raw_hello(client_url: &[u8], peer_url: &[u8], token: Option<&[u8]>) -> Vec<u8> {
+    let push = |bytes: &mut Vec<u8>, field: &[u8]| {
+        bytes.extend_from_slice(&u32::try_from(field.len()).expect("test field fits in u32").to_le_bytes());
+        bytes.extend_from_slice(field);
+    };
+    let mut bytes = encode_hello(&hello_samples()[0]);
+    bytes.truncate(KIND_OFFSET + 1);
+    push(&mut bytes, client_url);
+    push(&mut bytes, peer_url);
+    bytes.push(u8::from(token.is_some()));
+    if let Some(token) = token {
+        push(&mut bytes, token);
+    }
     bytes
+}
+
+/// Where each field's length sits in a hello whose URLs are `client_url_bytes` and `peer_url_bytes` long.
+fn hello_offsets(client_url_bytes: usize, peer_url_bytes: usize) -> (usize, usize, usize) {
+    let client_url = KIND_OFFSET + 1;
+    let peer_url = client_url + 4 + client_url_bytes;
+    let token = peer_url + 4 + peer_url_bytes + 1;
+    (client_url, peer_url, token)
 }
 
 #[test]
@@ -140,6 +167,18 @@ fn hellos_and_messages_round_trip_through_decode_frame() {
     for message in samples() {
         assert_eq!(decode_frame(&encode(&message)), Ok(PeerFrame::Raft(message.clone())), "{message}");
     }
+}
+
+#[test]
+fn the_largest_hello_is_hello_max_bytes() {
+    assert_eq!(encode_hello(&hello_samples()[3]).len(), HELLO_MAX_BYTES);
+}
+
+#[test]
+fn a_hello_debug_output_hides_the_token() {
+    let shown = format!("{:?}", hello_samples()[2]);
+    assert!(!shown.contains("sécret"), "{shown}");
+    assert!(shown.contains("<redacted>") && shown.contains("tcp://nœud-é.example:7101"), "{shown}");
 }
 
 #[test]
@@ -162,34 +201,69 @@ fn every_hello_truncation_and_extension_is_an_error() {
 }
 
 #[test]
-fn a_hello_with_a_client_url_that_is_not_utf8_is_refused() {
-    for url in [&b"http://\xff:7001"[..], b"\xc3", b"\xed\xa0\x80"] {
-        assert!(matches!(decode_frame(&raw_hello(url)), Err(WireError::Invalid(_))), "{url:?}");
+fn a_hello_field_that_is_not_utf8_is_refused() {
+    for bad in [&b"http://\xff:7001"[..], b"\xc3", b"\xed\xa0\x80"] {
+        for hello in [raw_hello(bad, b"", None), raw_hello(b"", bad, None), raw_hello(b"", b"", Some(bad))] {
+            assert!(matches!(decode_frame(&hello), Err(WireError::Invalid(_))), "{bad:?}");
+        }
     }
-    assert!(decode_frame(&raw_hello("http://é".as_bytes())).is_ok(), "multi-byte UTF-8 is valid");
+    let valid = "http://é".as_bytes();
+    assert!(decode_frame(&raw_hello(valid, valid, Some(valid))).is_ok(), "multi-byte UTF-8 is valid");
 }
 
 #[test]
-fn an_oversized_client_url_is_refused_from_its_length() {
-    let too_long = vec![b'x'; CLIENT_URL_MAX_BYTES + 1];
-    let error = WireError::TooLong {
-        what: "client URL",
-        length: CLIENT_URL_MAX_BYTES + 1,
-        max: CLIENT_URL_MAX_BYTES,
-        offset: KIND_OFFSET + 1,
-    };
-    assert_eq!(decode_frame(&raw_hello(&too_long)), Err(error));
-    // A forged length is refused before the missing bytes are looked for.
-    let mut forged = raw_hello(b"");
-    let length_at = forged.len() - 4;
-    forged[length_at..].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(matches!(decode_frame(&forged), Err(WireError::TooLong { length, .. }) if length == u32::MAX as usize));
+fn a_token_presence_byte_other_than_0_or_1_is_refused() {
+    let mut bytes = raw_hello(b"", b"", None);
+    let (_, _, token_at) = hello_offsets(0, 0);
+    let tag_at = token_at - 1;
+    assert_eq!(bytes.len(), token_at);
+    bytes[tag_at] = 2;
+    assert_eq!(decode_frame(&bytes), Err(WireError::BadTag { what: "token presence", tag: 2, offset: tag_at }));
 }
 
 #[test]
-#[should_panic(expected = "exceeds the maximum")]
+fn oversized_hello_fields_are_refused_from_their_length() {
+    let (client_url_at, peer_url_at, token_at) = hello_offsets(0, 0);
+    let too_long = |max: usize| vec![b'x'; max + 1];
+    let cases = [
+        ("client URL", CLIENT_URL_MAX_BYTES, client_url_at, raw_hello(&too_long(CLIENT_URL_MAX_BYTES), b"", None)),
+        ("peer URL", PEER_URL_MAX_BYTES, peer_url_at, raw_hello(b"", &too_long(PEER_URL_MAX_BYTES), None)),
+        ("cluster token", TOKEN_MAX_BYTES, token_at, raw_hello(b"", b"", Some(&too_long(TOKEN_MAX_BYTES)))),
+    ];
+    for (what, max, offset, bytes) in cases {
+        let error = WireError::TooLong { what, length: max + 1, max, offset };
+        assert_eq!(decode_frame(&bytes), Err(error));
+
+        // A forged length is refused before the missing bytes are looked for.
+        let mut forged = bytes[..offset].to_vec();
+        forged.extend_from_slice(&u32::MAX.to_le_bytes());
+        let refused = decode_frame(&forged);
+        assert!(matches!(refused, Err(WireError::TooLong { length, .. }) if length == u32::MAX as usize), "{what}");
+    }
+}
+
+#[test]
+#[should_panic(expected = "client URL of 1025 bytes exceeds the maximum")]
 fn encoding_an_oversized_client_url_panics() {
-    encode_hello(&Hello { from: NodeId(1), client_url: "x".repeat(CLIENT_URL_MAX_BYTES + 1) });
+    let mut hello = hello_samples().remove(0);
+    hello.client_url = "x".repeat(CLIENT_URL_MAX_BYTES + 1);
+    encode_hello(&hello);
+}
+
+#[test]
+#[should_panic(expected = "peer URL of 1025 bytes exceeds the maximum")]
+fn encoding_an_oversized_peer_url_panics() {
+    let mut hello = hello_samples().remove(0);
+    hello.peer_url = "x".repeat(PEER_URL_MAX_BYTES + 1);
+    encode_hello(&hello);
+}
+
+#[test]
+#[should_panic(expected = "cluster token of 257 bytes exceeds the maximum")]
+fn encoding_an_oversized_token_panics() {
+    let mut hello = hello_samples().remove(0);
+    hello.token = Some("x".repeat(TOKEN_MAX_BYTES + 1));
+    encode_hello(&hello);
 }
 
 proptest! {
@@ -201,7 +275,7 @@ proptest! {
 
     #[test]
     fn garbage_after_a_hello_header_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..64)) {
-        let mut bytes = raw_hello(b"");
+        let mut bytes = raw_hello(b"", b"", None);
         bytes.truncate(KIND_OFFSET + 1);
         bytes.extend_from_slice(&tail);
         let _ = decode_frame(&bytes);
