@@ -1,4 +1,5 @@
-//! `tally-client`: an async client for a Tally cluster over its HTTP API (see `docs/http-api.md`).
+//! `tally-client`: an async client for a Tally cluster over its HTTP API (see `docs/http-api.md`), and
+//! [`RegistryClient`], the client of the registry service through which nodes find their cluster.
 //!
 //! ```text
 //!  Client::put/get/delete/list/cluster/transfer_leader
@@ -62,6 +63,7 @@ mod client;
 mod codec;
 mod endpoints;
 mod error;
+mod registry;
 mod retry;
 mod types;
 
@@ -69,4 +71,5 @@ pub use client::{Client, ClientConfig};
 pub use codec::{decode_page, key_path, percent_encode};
 pub use endpoints::normalize_endpoint;
 pub use error::{ApiError, ClientError, code};
+pub use registry::{ClaimAnswer, ClusterClaim, RegisteredNode, Registration, RegistryClient, RegistryError};
 pub use types::{ClusterStatus, Consistency, DeleteResult, KeyValue, Member, MemberRole, NodeRole, Page, WriteResult};

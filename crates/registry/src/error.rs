@@ -1,4 +1,5 @@
-//! The errors at the registry's boundary: bad input and a full table, which a caller can act on.
+//! The errors at the registry's boundary: bad input, a full table and a warming-up registry, which a caller can
+//! act on.
 
 /// A call to the registry that was refused. Nothing was changed when one of these is returned.
 #[derive(Debug, thiserror::Error)]
@@ -7,6 +8,14 @@ pub enum Error {
     /// A node id is not 1-64 characters of `[A-Za-z0-9_-]`.
     #[error("invalid node id {id:?}: {reason}")]
     InvalidNodeId {
+        /// The id as given (truncated if very long).
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A cluster id is not 1-64 characters of `[A-Za-z0-9_-]`.
+    #[error("invalid cluster id {id:?}: {reason}")]
+    InvalidClusterId {
         /// The id as given (truncated if very long).
         id: String,
         /// What is wrong with it.
@@ -27,6 +36,17 @@ pub enum Error {
     Full {
         /// The configured maximum.
         max_nodes: usize,
+    },
+    /// A bootstrap claim arrived while no claim is held and the registry started less than one TTL ago. The
+    /// members of an existing cluster may not have re-registered yet (the registry keeps no state across a
+    /// restart), so no one may win a claim yet: the claimant must retry after `retry_after_ms`.
+    #[error(
+        "the registry started less than one TTL ago; members of an existing cluster re-register within that time; \
+         retry in {retry_after_ms} ms"
+    )]
+    WarmingUp {
+        /// How long until the warm-up ends; at least 1.
+        retry_after_ms: u64,
     },
     /// The configuration is unusable.
     #[error("invalid registry configuration: {0}")]

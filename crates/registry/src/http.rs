@@ -1,5 +1,19 @@
 //! The HTTP wrapper around the [`Registry`] table: decode, check, lock, call, encode.
 //!
+//! | call | answer |
+//! | --- | --- |
+//! | `PUT /v1/nodes/{id}` body `{"client_url","peer_url","cluster_id"?}` | register or heartbeat: `{"id","client_url","peer_url","cluster_id","new","ttl_ms"}`; `cluster_id` (1-64 of `[A-Za-z0-9_-]`) is sent by members of a formed cluster and may adopt the claim |
+//! | `GET /v1/nodes` | `{"nodes":[{"id","client_url","peer_url","cluster_id","last_seen_ms_ago"}]}`, live nodes in id order; `cluster_id` is `null` for nodes in no cluster |
+//! | `DELETE /v1/nodes/{id}` | leave: `{"id"}`, or `404` if not registered |
+//! | `POST /v1/bootstrap` body `{"id"}` | claim: `{"winner","cluster_id","you_won"}`, or `503 warming_up` |
+//! | `GET /v1/bootstrap` | the cluster: `{"winner","cluster_id"}`, or `404` while no claim is held |
+//! | `GET /livez` | `ok`; needs no token |
+//!
+//! Errors are `{"error":{"code","message"}}`. `503 warming_up` (no claim is held and the registry started
+//! less than one TTL ago; see the bootstrap rule in the `registry` module) also carries `"retry_after_ms"` in
+//! `error` and a `Retry-After` header in whole seconds, rounded up. With a cluster token configured, every
+//! call but `/livez` without `Authorization: Bearer TOKEN` is `401 unauthorized`.
+//!
 //! The table sits behind one `std::sync::Mutex` (never held across an `.await`, so a blocking lock is right
 //! and cheaper than tokio's). The clock is read **while holding the lock**, so the times the table sees are
 //! in call order and never go backwards, which the table asserts.
@@ -20,7 +34,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, NodeId, Registry, RegistryConfig};
+use crate::{ClusterId, Error, NodeId, Registry, RegistryConfig};
 
 /// The largest request body accepted; a registration is well under 1 KiB.
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
@@ -126,6 +140,9 @@ struct RegisterBody {
     client_url: String,
     /// Where peers reach the node.
     peer_url: String,
+    /// The cluster the node is a member of; absent (or `null`) for a node in none yet.
+    #[serde(default)]
+    cluster_id: Option<String>,
 }
 
 /// `PUT /v1/nodes/{id}` answer.
@@ -137,6 +154,8 @@ struct RegisterReply {
     client_url: String,
     /// The peer URL now on record.
     peer_url: String,
+    /// The cluster id now on record (`null`: none).
+    cluster_id: Option<String>,
     /// Whether the node was not live before.
     new: bool,
     /// Heartbeat well within this.
@@ -152,6 +171,8 @@ struct NodeView {
     client_url: String,
     /// Where peers reach the node.
     peer_url: String,
+    /// The cluster the node said it belongs to (`null`: none).
+    cluster_id: Option<String>,
     /// How long ago the last heartbeat arrived.
     last_seen_ms_ago: u64,
 }
@@ -198,20 +219,30 @@ async fn put_node(
 ) -> Result<Response, ApiError> {
     let id = node_id_from_path(path)?;
     let bytes = read_body(body).await?;
-    let request: RegisterBody =
-        parse_json(&bytes, r#"{"client_url":"http://host:port","peer_url":"http://host:port"}"#)?;
+    let request: RegisterBody = parse_json(
+        &bytes,
+        r#"{"client_url":"http://host:port","peer_url":"http://host:port"} with an optional "cluster_id":"ID""#,
+    )?;
+    let cluster_id = request.cluster_id.as_deref().map(ClusterId::parse).transpose()?;
     let (is_new, ttl_ms) = state.with_registry(|registry, now_ms| {
-        let is_new = registry.register(id.clone(), &request.client_url, &request.peer_url, now_ms);
+        let is_new = registry.register(id.clone(), &request.client_url, &request.peer_url, cluster_id.clone(), now_ms);
         (is_new, registry.config().ttl_ms)
     })?;
     let is_new = is_new?;
     if is_new {
-        tracing::info!(%id, client_url = %request.client_url, peer_url = %request.peer_url, "node registered");
+        tracing::info!(
+            %id,
+            client_url = %request.client_url,
+            peer_url = %request.peer_url,
+            cluster_id = cluster_id.as_ref().map_or("-", ClusterId::as_str),
+            "node registered"
+        );
     }
     let reply = RegisterReply {
         id: id.to_string(),
         client_url: request.client_url,
         peer_url: request.peer_url,
+        cluster_id: cluster_id.map(|cluster_id| cluster_id.to_string()),
         new: is_new,
         ttl_ms,
     };
@@ -228,6 +259,7 @@ async fn list_nodes(State(state): State<RegistryState>) -> Result<Response, ApiE
                 id: entry.id.to_string(),
                 client_url: entry.client_url,
                 peer_url: entry.peer_url,
+                cluster_id: entry.cluster_id.map(|cluster_id| cluster_id.to_string()),
                 last_seen_ms_ago: now_ms - entry.last_seen_ms,
             })
             .collect()
@@ -257,22 +289,28 @@ async fn post_claim(State(state): State<RegistryState>, body: Body) -> Result<Re
     let bytes = read_body(body).await?;
     let request: ClaimBody = parse_json(&bytes, r#"{"id":"n1"}"#)?;
     let id = NodeId::parse(&request.id)?;
-    let claim = state.with_registry(|registry, now_ms| registry.bootstrap_claim(id.clone(), now_ms))?;
+    let claim = state.with_registry(|registry, now_ms| registry.bootstrap_claim(id.clone(), now_ms))??;
     if claim.new {
         tracing::info!(winner = %claim.winner, cluster_id = %claim.cluster_id, "bootstrap claimed");
     }
-    let reply =
-        ClaimReply { you_won: claim.winner == id, winner: claim.winner.to_string(), cluster_id: claim.cluster_id };
+    let reply = ClaimReply {
+        you_won: claim.winner == id,
+        winner: claim.winner.to_string(),
+        cluster_id: claim.cluster_id.to_string(),
+    };
     Ok(axum::Json(reply).into_response())
 }
 
-/// `GET /v1/bootstrap`: the current claim, or 404.
+/// `GET /v1/bootstrap`: the cluster (the held claim, granted or adopted), or 404.
 async fn get_claim(State(state): State<RegistryState>) -> Result<Response, ApiError> {
     let claim = state.lock()?.current_claim();
     let Some(claim) = claim else {
-        return Err(ApiError::not_found("no node has claimed the bootstrap yet"));
+        return Err(ApiError::not_found(
+            "no cluster is known: no node has claimed the bootstrap yet, and no member of a cluster has registered",
+        ));
     };
-    Ok(axum::Json(ClaimView { winner: claim.winner.to_string(), cluster_id: claim.cluster_id }).into_response())
+    let view = ClaimView { winner: claim.winner.to_string(), cluster_id: claim.cluster_id.to_string() };
+    Ok(axum::Json(view).into_response())
 }
 
 /// `GET /livez`: the process serves and its table is sound.
@@ -370,12 +408,14 @@ struct ApiError {
     code: &'static str,
     /// What happened and what to do about it.
     message: String,
+    /// For `503 warming_up`: when to retry, sent as `error.retry_after_ms` and as `Retry-After` (seconds).
+    retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
     /// An error.
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after_ms: None }
     }
 
     /// `400 bad_request`.
@@ -392,18 +432,33 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(error: Error) -> ApiError {
         let (status, code) = match &error {
-            Error::InvalidNodeId { .. } | Error::InvalidUrl { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::InvalidNodeId { .. } | Error::InvalidClusterId { .. } | Error::InvalidUrl { .. } => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
             Error::Full { .. } => (StatusCode::SERVICE_UNAVAILABLE, "full"),
+            Error::WarmingUp { .. } => (StatusCode::SERVICE_UNAVAILABLE, "warming_up"),
             Error::InvalidConfig(_) | Error::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError::new(status, code, error.to_string())
+        let retry_after_ms = match &error {
+            Error::WarmingUp { retry_after_ms } => Some(*retry_after_ms),
+            _ => None,
+        };
+        ApiError { retry_after_ms, ..ApiError::new(status, code, error.to_string()) }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, axum::Json(body)).into_response()
+        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(retry_after_ms) = self.retry_after_ms {
+            error["retry_after_ms"] = retry_after_ms.into();
+        }
+        let mut response = (self.status, axum::Json(serde_json::json!({ "error": error }))).into_response();
+        if let Some(retry_after_ms) = self.retry_after_ms {
+            let seconds = retry_after_ms.div_ceil(1_000);
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -1,4 +1,4 @@
-//! Validation of what nodes send: node ids and `http://host:port` URLs.
+//! Validation of what nodes send: node ids, cluster ids and `http://host:port` URLs.
 
 use std::fmt;
 
@@ -6,6 +6,9 @@ use crate::Error;
 
 /// Longest node id accepted.
 pub const NODE_ID_LEN_MAX: usize = 64;
+
+/// Longest cluster id accepted; the registry's own are 16 hex digits.
+pub const CLUSTER_ID_LEN_MAX: usize = 64;
 
 /// Longest URL accepted; a real `http://host:port` is far shorter.
 pub const URL_LEN_MAX: usize = 256;
@@ -28,16 +31,7 @@ impl NodeId {
     /// # Errors
     /// [`Error::InvalidNodeId`] when it is empty, too long, or has a character outside `[A-Za-z0-9_-]`.
     pub fn parse(id: &str) -> Result<NodeId, Error> {
-        let invalid = |reason: String| Error::InvalidNodeId { id: echo(id), reason };
-        if id.is_empty() {
-            return Err(invalid("it is empty".to_string()));
-        }
-        if id.len() > NODE_ID_LEN_MAX {
-            return Err(invalid(format!("it is {} bytes long, the limit is {NODE_ID_LEN_MAX}", id.len())));
-        }
-        if let Some(bad) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
-            return Err(invalid(format!("{bad:?} is not allowed; use only letters, digits, '_' and '-'")));
-        }
+        check_name(id, NODE_ID_LEN_MAX).map_err(|reason| Error::InvalidNodeId { id: echo(id), reason })?;
         Ok(NodeId(id.to_string()))
     }
 
@@ -51,6 +45,49 @@ impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A validated cluster id: the one the registry hands out with a bootstrap claim, or the one a node says it
+/// belongs to when it registers.
+///
+/// Invariant: 1 to [`CLUSTER_ID_LEN_MAX`] characters, each of `[A-Za-z0-9_-]`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterId(String);
+
+impl ClusterId {
+    /// Parses and validates a cluster id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidClusterId`] when it is empty, too long, or has a character outside `[A-Za-z0-9_-]`.
+    pub fn parse(id: &str) -> Result<ClusterId, Error> {
+        check_name(id, CLUSTER_ID_LEN_MAX).map_err(|reason| Error::InvalidClusterId { id: echo(id), reason })?;
+        Ok(ClusterId(id.to_string()))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The reason `name` (a node or cluster id) is not 1 to `len_max` characters of `[A-Za-z0-9_-]`.
+fn check_name(name: &str, len_max: usize) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".to_string());
+    }
+    if name.len() > len_max {
+        return Err(format!("it is {} bytes long, the limit is {len_max}", name.len()));
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        return Err(format!("{bad:?} is not allowed; use only letters, digits, '_' and '-'"));
+    }
+    Ok(())
 }
 
 /// Checks that `url` is exactly `http://host:port`: scheme `http`, a host name, IPv4 address or bracketed
@@ -158,6 +195,25 @@ mod tests {
         }
         for bad in ["", "n 1", "n/1", "n.1", "ü", &"a".repeat(NODE_ID_LEN_MAX + 1)] {
             assert!(matches!(NodeId::parse(bad), Err(Error::InvalidNodeId { .. })), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn cluster_ids_are_validated() {
+        for good in ["0123456789abcdef", "prod_east-1", "c", &"a".repeat(CLUSTER_ID_LEN_MAX)] {
+            assert_eq!(ClusterId::parse(good).map(|id| id.to_string()).ok().as_deref(), Some(good));
+        }
+        let bad = [
+            ("", "empty"),
+            ("a b", "' ' is not allowed"),
+            ("a/b", "'/' is not allowed"),
+            ("ü", "'ü' is not allowed"),
+            (&"a".repeat(CLUSTER_ID_LEN_MAX + 1), "limit is 64"),
+        ];
+        for (id, why) in bad {
+            let message = ClusterId::parse(id).map(|_| String::new()).unwrap_or_else(|e| e.to_string());
+            assert!(message.contains("invalid cluster id"), "{id:?}: {message:?}");
+            assert!(message.contains(why), "{id:?}: {message:?} should mention {why:?}");
         }
     }
 
