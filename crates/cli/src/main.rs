@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run one node of a cluster.
-    Node(node::NodeArgs),
+    Node(Box<node::NodeArgs>),
     /// Run the registry service through which nodes find each other.
     Registry(registry::RegistryArgs),
     /// Start a local cluster (3 nodes on 127.0.0.1:7001..7003) as child processes, for trying Tally out.
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
 /// mismatch); errors exit with 2.
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Node(args) => node::run(args).await,
+        Command::Node(args) => node::run(*args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Registry(args) => registry::run(args).await,
         Command::Put(args) => kv::put(args).await,

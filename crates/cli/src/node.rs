@@ -6,32 +6,56 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use tally_server::{ServerConfig, parse_initial_cluster, parse_node_id};
+use tally_server::{DiscoveryConfig, PolicyConfig, ServerConfig, parse_initial_cluster, parse_node_id};
 
 use crate::signal::shutdown_signal;
 
-/// `tally node --id n1 --listen-client ADDR --listen-peer ADDR --data-dir DIR --initial-cluster ...`.
+/// `tally node --registry-address URL` (or `--join URL`, or a static `--initial-cluster`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct NodeArgs {
-    /// This node's id: n1, n2, ... (or 1, 2, ...).
-    #[arg(long)]
-    pub id: String,
-    /// Where the client HTTP API listens, e.g. 127.0.0.1:7001 (port 0: any free port).
-    #[arg(long, value_name = "ADDR")]
+    /// This node's id: n1, n2, ... (or 1, 2, ...). Default: the id stored in the data directory, or a new
+    /// random one (stored there, so the node keeps it).
+    #[arg(long, env = "TALLY_ID")]
+    pub id: Option<String>,
+    /// Where the client HTTP API listens (port 0: any free port).
+    #[arg(long, value_name = "ADDR", env = "TALLY_LISTEN_CLIENT", default_value = "127.0.0.1:7001")]
     pub listen_client: SocketAddr,
-    /// Where the peer transport listens, e.g. 127.0.0.1:7101.
-    #[arg(long, value_name = "ADDR")]
+    /// Where the peer transport listens.
+    #[arg(long, value_name = "ADDR", env = "TALLY_LISTEN_PEER", default_value = "127.0.0.1:7101")]
     pub listen_peer: SocketAddr,
     /// The directory of the write-ahead log and snapshots; created if missing.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "TALLY_DATA_DIR", default_value = "tally-node-data")]
     pub data_dir: PathBuf,
-    /// The members of a new cluster, this node included: n1=PEER_URL,n2=PEER_URL,... Used only when the
-    /// data directory is empty; afterwards the membership comes from the log.
-    #[arg(long, value_name = "ID=PEER_URL,...")]
-    pub initial_cluster: String,
-    /// The client URL other nodes and clients are told (default: http://LISTEN_CLIENT).
-    #[arg(long, value_name = "URL")]
+    /// The registry to find the cluster through (the original's -ra): the node registers, forms the cluster
+    /// if it wins the bootstrap claim, or joins it.
+    #[arg(long, alias = "ra", value_name = "URL", env = "TALLY_REGISTRY_ADDRESS")]
+    pub registry_address: Option<String>,
+    /// Client URLs of members to join through (comma-separated), with or without a registry.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',', env = "TALLY_JOIN")]
+    pub join: Vec<String>,
+    /// A static cluster instead of discovery: n1=PEER_URL,n2=PEER_URL,..., this node included. Used only
+    /// when the data directory is empty; afterwards the membership comes from the log.
+    #[arg(long, value_name = "ID=PEER_URL,...", conflicts_with_all = ["registry_address", "join"])]
+    pub initial_cluster: Option<String>,
+    /// The shared cluster secret: the registry, the peer port and the join call refuse anyone without it.
+    #[arg(long, value_name = "TOKEN", env = "TALLY_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
+    /// How many voters the cluster keeps (1, 3, 5 or 7); further nodes stay learners (discovery only).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub voters: usize,
+    /// How long a member may be unreachable before the leader removes it, e.g. 5m, 90s (discovery only).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub dead_node_timeout: Duration,
+    /// How long a learner must stay caught up before it is promoted to voter, e.g. 2s (discovery only).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub promote_after: Duration,
+    /// The client URL other nodes and clients are told (default: http://LISTEN_CLIENT, with a wildcard
+    /// address replaced by the local address that reaches the registry).
+    #[arg(long, value_name = "URL", env = "TALLY_ADVERTISE_CLIENT")]
     pub advertise_client: Option<String>,
+    /// The peer URL other nodes are told (default like --advertise-client, from --listen-peer).
+    #[arg(long, value_name = "URL", env = "TALLY_ADVERTISE_PEER")]
+    pub advertise_peer: Option<String>,
     /// The longest key, in bytes (default 4096).
     #[arg(long, value_name = "N")]
     pub max_key_bytes: Option<usize>,
@@ -65,12 +89,34 @@ impl NodeArgs {
     /// # Errors
     /// A malformed id or `--initial-cluster`, or a zero duration.
     pub fn to_config(&self) -> anyhow::Result<ServerConfig> {
-        let id = parse_node_id(&self.id).context("--id")?;
+        let given = self.id.as_deref().map(parse_node_id).transpose().context("--id")?;
+        let id = tally_server::node_id(&self.data_dir, given)?;
         let mut config = ServerConfig::new(id, self.data_dir.clone());
         config.listen_client = self.listen_client;
         config.listen_peer = self.listen_peer;
         config.advertise_client_url = self.advertise_client.clone();
-        config.initial_cluster = parse_initial_cluster(&self.initial_cluster).context("--initial-cluster")?;
+        config.advertise_peer_url = self.advertise_peer.clone();
+        config.cluster_token = self.cluster_token.clone().filter(|t| !t.is_empty());
+        match &self.initial_cluster {
+            Some(members) => config.initial_cluster = parse_initial_cluster(members).context("--initial-cluster")?,
+            None => {
+                anyhow::ensure!(
+                    self.registry_address.is_some() || !self.join.is_empty(),
+                    "tell the node how to find its cluster: --registry-address URL, --join URL or --initial-cluster"
+                );
+                let policy = PolicyConfig {
+                    target_voters: self.voters,
+                    promote_after_ms: self.promote_after.as_millis() as u64,
+                    dead_after_ms: self.dead_node_timeout.as_millis() as u64,
+                    healthy_within_ms: 0, // set below, once the tick interval is known
+                };
+                config.discovery = Some(DiscoveryConfig {
+                    registry_address: self.registry_address.clone(),
+                    join: self.join.clone(),
+                    policy,
+                });
+            }
+        }
         let limits = &mut config.limits;
         limits.max_key_bytes = self.max_key_bytes.unwrap_or(limits.max_key_bytes);
         limits.max_value_bytes = self.max_value_bytes.unwrap_or(limits.max_value_bytes);
@@ -87,7 +133,35 @@ impl NodeArgs {
         }
         config.snapshot_keep_entries = self.snapshot_keep_entries.unwrap_or(config.snapshot_keep_entries);
         config.seed = self.seed.or(config.seed);
+        if let Some(discovery) = config.discovery.as_mut() {
+            // Healthy: heard from within three election timeouts (an election timeout is 10 ticks).
+            discovery.policy.healthy_within_ms = 30 * config.tick_interval.as_millis() as u64;
+            discovery.policy.validate().map_err(anyhow::Error::msg).context("--voters / --dead-node-timeout")?;
+        }
         Ok(config)
+    }
+}
+
+/// Parses a duration: a number and a unit, `ms`, `s`, `m` or `h` (`1500ms`, `90s`, `5m`).
+///
+/// # Errors
+/// Anything else, or zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || format!("bad duration {text:?}: expected a number and a unit, e.g. 500ms, 90s, 5m");
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let millis = match unit {
+        "ms" => Some(number),
+        "s" => number.checked_mul(1_000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => None,
+    };
+    match millis {
+        Some(0) => Err(format!("the duration {text:?} must be positive")),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+        None => Err(bad()),
     }
 }
 
@@ -131,7 +205,7 @@ mod tests {
             "--listen-peer",
             "127.0.0.1:7102",
             "--data-dir",
-            "/tmp/n2",
+            "/tmp/tally-cli-test-n2",
             "--initial-cluster",
             "n1=http://127.0.0.1:7101,n2=http://127.0.0.1:7102",
         ];
@@ -158,7 +232,7 @@ mod tests {
         assert_eq!(config.id.to_string(), "n2");
         assert_eq!(config.listen_client.port(), 7002);
         assert_eq!(config.listen_peer.port(), 7102);
-        assert_eq!(config.data_dir, PathBuf::from("/tmp/n2"));
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/tally-cli-test-n2"));
         assert_eq!(config.initial_cluster.len(), 2);
         assert_eq!(config.limits.max_key_bytes, 100);
         assert_eq!(config.limits.max_value_bytes, tally_server::Limits::default().max_value_bytes);
@@ -171,14 +245,24 @@ mod tests {
     #[test]
     fn refuses_bad_values_with_the_flag_named() {
         let mut args = parse(&[]);
-        args.id = "x1".into();
+        args.id = Some("x1".into());
         let error = format!("{:#}", args.to_config().expect_err("bad id"));
         assert!(error.starts_with("--id"), "{error}");
         let error = format!("{:#}", parse(&["--tick-ms", "0"]).to_config().expect_err("zero tick"));
         assert!(error.contains("--tick-ms"), "{error}");
         let mut args = parse(&[]);
-        args.initial_cluster = "n1".into();
+        args.initial_cluster = Some("n1".into());
         let error = format!("{:#}", args.to_config().expect_err("bad cluster"));
         assert!(error.starts_with("--initial-cluster"), "{error}");
+    }
+
+    #[test]
+    fn durations_need_a_unit_and_a_positive_value() {
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        for bad in ["", "5", "m", "0s", "5 m", "-1s", "1d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

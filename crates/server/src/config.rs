@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub snapshot_interval_entries: u64,
     /// Log entries kept behind a snapshot, so a follower a little behind catches up from the log.
     pub snapshot_keep_entries: u64,
+    /// Find the cluster through a registry or a member instead of `initial_cluster` (which must then be
+    /// empty), and let the leader manage membership.
+    pub discovery: Option<crate::discovery::DiscoveryConfig>,
 }
 
 impl ServerConfig {
@@ -96,6 +99,7 @@ impl ServerConfig {
             seed: None,
             snapshot_interval_entries: 100_000,
             snapshot_keep_entries: 10_000,
+            discovery: None,
         }
     }
 }
@@ -118,6 +122,7 @@ impl std::fmt::Debug for ServerConfig {
             seed,
             snapshot_interval_entries,
             snapshot_keep_entries,
+            discovery,
         } = self;
         f.debug_struct("ServerConfig")
             .field("id", id)
@@ -133,6 +138,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("tick_interval", tick_interval)
             .field("seed", seed)
             .field("snapshot_interval_entries", snapshot_interval_entries)
+            .field("discovery", discovery)
             .field("snapshot_keep_entries", snapshot_keep_entries)
             .finish()
     }

@@ -16,15 +16,17 @@
 //! the next iteration takes them all into the next fsync. The thread blocks only on the channel and on the
 //! disk, never on the network (the peer transport's `send` only enqueues).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tally_kv::KvStore;
-use tally_node::{Clock, Input, KvQuery, Node, ReadConsistency, Reply, RequestError, RequestId, WalStorage};
-use tally_raft::{LogIndex, Message, NodeId, Role};
+use tally_kv::{KvStore, MemberAddress};
+use tally_node::{
+    Clock, Input, KvQuery, MembershipPolicy, Node, ReadConsistency, Reply, RequestError, RequestId, WalStorage,
+};
+use tally_raft::{LogIndex, MembershipChange, Message, NodeId, Role};
 use tally_wal::RealDisk;
 use tokio::sync::oneshot;
 
@@ -43,6 +45,9 @@ const _: () = assert!(CLIENT_QUEUE_MAX < EVENT_QUEUE_MAX, "peers must keep a sha
 
 /// How often requests whose caller gave up (timed out, disconnected) are forgotten.
 const ABANDON_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How often the leader's membership policy is asked for a change.
+const POLICY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The node this server drives.
 pub(crate) type KvNode = Node<KvStore, WalStorage<RealDisk>, PeerSender, WallClock>;
@@ -68,6 +73,13 @@ pub(crate) enum Event {
         /// How fresh.
         consistency: ReadConsistency,
         /// Where the answer goes.
+        reply: oneshot::Sender<RequestResult>,
+    },
+    /// A membership change (the join call adds learners; the leader's policy does the rest).
+    ProposeMembership {
+        /// The change.
+        change: MembershipChange,
+        /// Where the result goes, once the change is applied.
         reply: oneshot::Sender<RequestResult>,
     },
     /// A leadership transfer to another voter.
@@ -118,6 +130,10 @@ pub(crate) struct NodeStatus {
     pub(crate) state_checksum: u64,
     /// The members, in id order.
     pub(crate) members: Vec<MemberStatus>,
+    /// The cluster's id, once the node that formed it named it.
+    pub(crate) cluster_id: Option<String>,
+    /// Every member's addresses from the replicated metadata (may include nodes no longer members).
+    pub(crate) addresses: BTreeMap<NodeId, MemberAddress>,
     /// The storage failure that stopped the node, if any.
     pub(crate) failure: Option<String>,
 }
@@ -133,6 +149,10 @@ pub(crate) struct Published {
     commit_index: AtomicU64,
     /// Set once the node stopped (storage failure or shutdown).
     stopped: AtomicBool,
+    /// Whether this node is a voter or learner in the membership it knows.
+    is_member: AtomicBool,
+    /// The cluster id from the replicated metadata, once set.
+    cluster_id: RwLock<Option<String>>,
     /// Client requests queued and not yet taken by the loop (at most [`CLIENT_QUEUE_MAX`]).
     client_queued: AtomicUsize,
     /// Counters and gauges for `/metrics`.
@@ -175,6 +195,16 @@ impl Published {
     /// The commit index.
     pub(crate) fn commit_index(&self) -> u64 {
         self.commit_index.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node is a voter or learner in the membership it knows.
+    pub(crate) fn is_member(&self) -> bool {
+        self.is_member.load(Ordering::Relaxed)
+    }
+
+    /// The cluster id, once named.
+    pub(crate) fn cluster_id(&self) -> Option<String> {
+        self.cluster_id.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Whether the node loop stopped.
@@ -251,13 +281,42 @@ pub(crate) struct Driver {
     next_request: RequestId,
     /// When the last sweep for abandoned requests ran.
     last_sweep: Instant,
+    /// The leader's membership policy, when membership is managed (discovery); `None` for a static cluster.
+    policy: Option<MembershipPolicy>,
+    /// When the policy was last asked.
+    last_policy_run: Instant,
+    /// Peer URLs given at start (`--initial-cluster`), used until the replicated metadata has an address.
+    static_peers: BTreeMap<NodeId, String>,
+    /// The peer URL last handed to the transport for each node.
+    peer_urls_set: BTreeMap<NodeId, String>,
+    /// The replicated addresses as of the last sync; `None` before the first.
+    addresses_synced: Option<BTreeMap<u64, MemberAddress>>,
 }
 
 impl Driver {
-    /// A loop over `node`, fed by `events`.
-    pub(crate) fn new(node: KvNode, events: Receiver<Event>, published: Arc<Published>) -> Driver {
-        let driver =
-            Driver { node, events, published, waiters: HashMap::new(), next_request: 1, last_sweep: Instant::now() };
+    /// A loop over `node`, fed by `events`. `static_peers` are the peer URLs given at start; `policy` manages
+    /// membership when set.
+    pub(crate) fn new(
+        node: KvNode,
+        events: Receiver<Event>,
+        published: Arc<Published>,
+        static_peers: BTreeMap<NodeId, String>,
+        policy: Option<MembershipPolicy>,
+    ) -> Driver {
+        let mut driver = Driver {
+            node,
+            events,
+            published,
+            waiters: HashMap::new(),
+            next_request: 1,
+            last_sweep: Instant::now(),
+            policy,
+            last_policy_run: Instant::now(),
+            static_peers,
+            peer_urls_set: BTreeMap::new(),
+            addresses_synced: None,
+        };
+        driver.sync_peer_addresses();
         driver.publish();
         driver
     }
@@ -294,12 +353,25 @@ impl Driver {
         inputs.push(Input::Tick);
         let mut keep_running = true;
         let mut statuses = Vec::new();
+        let now_ms = self.node.clock_mut().now_ms();
         for event in batch.drain(..) {
             if !matches!(event, Event::Peer(_) | Event::Shutdown) {
                 self.published.release_client_request();
             }
             match event {
-                Event::Peer(message) => inputs.push(Input::Message(message)),
+                Event::Peer(message) => {
+                    if let Some(policy) = self.policy.as_mut() {
+                        policy.heard_from(message.from, now_ms);
+                    }
+                    if !self.peer_urls_set.contains_key(&message.from) {
+                        self.learn_peer_from_hello(message.from);
+                    }
+                    inputs.push(Input::Message(message));
+                }
+                Event::ProposeMembership { change, reply } => {
+                    let id = self.register(reply);
+                    inputs.push(Input::ProposeMembership { id, change });
+                }
                 Event::Propose { command, reply } => {
                     let id = self.register(reply);
                     inputs.push(Input::Propose { id, command });
@@ -318,7 +390,9 @@ impl Driver {
             }
         }
         self.handle(inputs);
+        self.run_policy(now_ms);
         self.answer_completions();
+        self.sync_peer_addresses();
         if !statuses.is_empty() {
             let status = self.status();
             for reply in statuses {
@@ -349,6 +423,59 @@ impl Driver {
             self.fail_all(RequestError::Stopped(error.to_string()));
             self.published.stopped.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Asks the membership policy (every [`POLICY_INTERVAL`]) for a change and proposes it. Nobody waits for
+    /// it: a refused or lost change is simply asked for again later.
+    fn run_policy(&mut self, now_ms: u64) {
+        let Some(policy) = self.policy.as_mut() else { return };
+        if self.last_policy_run.elapsed() < POLICY_INTERVAL || self.node.has_failed() {
+            return;
+        }
+        self.last_policy_run = Instant::now();
+        let Some(change) = policy.next_change(self.node.raft(), now_ms) else { return };
+        tracing::info!(?change, "membership: proposing a change");
+        let id = self.next_request;
+        self.next_request += 1;
+        self.handle(vec![Input::ProposeMembership { id, change }]);
+    }
+
+    /// Hands the transport every member's peer URL: from the replicated metadata, else from the static list.
+    /// Addresses of nodes that left are kept (a few strings): a node that was removed may still need its
+    /// removal, and one that rejoins comes back with its address.
+    fn sync_peer_addresses(&mut self) {
+        let members = &self.node.state_machine().cluster().members;
+        if self.addresses_synced.as_ref() == Some(members) {
+            return; // the common case, checked without allocating
+        }
+        self.addresses_synced = Some(members.clone());
+        let me = self.node.raft().id();
+        let replicated = self.node.state_machine().cluster().members.iter();
+        let mut wanted = self.static_peers.clone();
+        wanted.extend(replicated.map(|(&id, address)| (NodeId(id), address.peer_url.clone())));
+        for (id, url) in wanted {
+            if id == me || self.peer_urls_set.get(&id) == Some(&url) {
+                continue;
+            }
+            match self.node.transport_mut().0.set_peer(id, url.clone()) {
+                Ok(()) => tracing::info!(peer = %id, %url, "peer address"),
+                Err(error) => tracing::warn!(peer = %id, %url, %error, "ignoring a bad peer address"),
+            }
+            self.peer_urls_set.insert(id, url.clone());
+        }
+    }
+
+    /// A message came from a node whose address this node does not know (a joiner knows nobody until the
+    /// leader's snapshot brings the replicated addresses): use the peer URL its hello announced, so that it can
+    /// be answered. The replicated address, once known, takes over.
+    fn learn_peer_from_hello(&mut self, id: NodeId) {
+        let transport = &self.node.transport_mut().0;
+        let Some(url) = transport.peer_url(id) else { return };
+        match transport.set_peer(id, url.clone()) {
+            Ok(()) => tracing::info!(peer = %id, %url, "peer address (from its hello)"),
+            Err(error) => tracing::warn!(peer = %id, %url, %error, "ignoring a bad peer address from a hello"),
+        }
+        self.peer_urls_set.insert(id, url);
     }
 
     /// Remembers a waiter under a new request id.
@@ -401,6 +528,13 @@ impl Driver {
                 None => tracing::info!(term = raft.term().0, "no leader known (election in progress)"),
             }
         }
+        published.is_member.store(raft.membership().contains(raft.id()), Ordering::Relaxed);
+        let cluster_id = &self.node.state_machine().cluster().cluster_id;
+        if published.cluster_id.read().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref()
+            != cluster_id.as_ref()
+        {
+            *published.cluster_id.write().unwrap_or_else(std::sync::PoisonError::into_inner) = cluster_id.clone();
+        }
         published.applied_index.store(raft.applied_index().0, Ordering::Relaxed);
         published.commit_index.store(raft.commit_index().0, Ordering::Relaxed);
         let metrics = &published.metrics;
@@ -431,6 +565,15 @@ impl Driver {
             snapshot_index: raft.snapshot().meta.index,
             state_checksum: tally_node::StateMachine::state_checksum(self.node.state_machine()),
             members,
+            cluster_id: self.node.state_machine().cluster().cluster_id.clone(),
+            addresses: self
+                .node
+                .state_machine()
+                .cluster()
+                .members
+                .iter()
+                .map(|(&id, address)| (NodeId(id), address.clone()))
+                .collect(),
             failure: self.node.has_failed().then(|| self.failure_text()),
         }
     }

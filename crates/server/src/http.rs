@@ -10,6 +10,7 @@
 mod cluster;
 mod error;
 mod forward;
+mod join;
 mod kv;
 mod metrics;
 mod params;
@@ -46,6 +47,10 @@ pub(crate) struct Shared {
     pub(crate) id: NodeId,
     /// This node's advertised client URL.
     pub(crate) client_url: String,
+    /// This node's advertised peer URL.
+    pub(crate) peer_url: String,
+    /// The shared cluster secret the join call requires, if any.
+    pub(crate) cluster_token: Option<String>,
     /// Peer URLs of the configured members.
     pub(crate) peer_urls: BTreeMap<NodeId, String>,
     /// The node loop's input.
@@ -138,6 +143,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/db/{*key}", get(kv::get_key).post(kv::put_key))
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/transfer-leader", post(cluster::transfer_leader))
+        .route("/v1/cluster/join", post(join::join))
         .route("/livez", get(cluster::livez))
         .route("/readyz", get(cluster::readyz))
         .route("/metrics", get(metrics::metrics))

@@ -18,7 +18,9 @@
 //! panic, and nothing is allocated from an unverified length beyond the configured maximum frame size.
 #![deny(missing_docs)]
 
+mod auth;
 pub mod config;
+pub mod discovery;
 mod driver;
 pub mod frame;
 mod http;
@@ -27,4 +29,6 @@ mod server;
 pub mod wire;
 
 pub use config::{InitialMember, Limits, ServerConfig, parse_initial_cluster, parse_node_id};
+pub use discovery::{DiscoveryConfig, node_id};
 pub use server::{Server, ServerError, run};
+pub use tally_node::PolicyConfig;

@@ -16,14 +16,16 @@ use std::sync::mpsc::SyncSender;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use tally_client::RegistryClient;
 use tally_kv::KvStore;
-use tally_node::{Node, NodeConfig, WalStorage};
+use tally_node::{MembershipPolicy, Node, NodeConfig, WalStorage};
 use tally_raft::{Membership, NodeId};
 use tally_wal::{RealDisk, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, peer_host_port};
+use crate::discovery;
 use crate::driver::{self, Driver, EVENT_QUEUE_MAX, Event, PeerSender, Published, WallClock};
 use crate::http;
 use crate::peer::{PeerConfig, PeerIdentity, PeerTransport};
@@ -99,23 +101,51 @@ impl Server {
         client_listener: TcpListener,
         peer_listener: TcpListener,
     ) -> Result<Server, ServerError> {
-        let voters: Vec<NodeId> = config.initial_cluster.iter().map(|m| m.id).collect();
-        if !voters.contains(&config.id) {
-            return Err(ServerError::Config(format!(
-                "--initial-cluster must include this node ({}); it names {}",
-                config.id,
-                voters.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-            )));
-        }
         let peer_config = PeerConfig::default();
-        check_limits(&config, &peer_config)?;
+        check_config(&config, &peer_config)?;
         let client_addr =
             client_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_client, source })?;
         let peer_addr =
             peer_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_peer, source })?;
-        let client_url = config.advertise_client_url.clone().unwrap_or_else(|| format!("http://{client_addr}"));
+        let discovery = config.discovery.clone();
+        let registry = match discovery.as_ref().and_then(|d| d.registry_address.as_deref()) {
+            Some(address) => Some(
+                RegistryClient::new(address, config.cluster_token.clone(), Duration::from_secs(5))
+                    .map_err(|e| ServerError::Config(format!("--registry-address: {e}")))?,
+            ),
+            None => None,
+        };
+        // A wildcard listener is advertised under the local address that reaches the registry (or a member).
+        let toward =
+            discovery.as_ref().and_then(|d| d.registry_address.as_deref().or(d.join.first().map(String::as_str)));
+        let me = discovery::Advertised {
+            client_url: match &config.advertise_client_url {
+                Some(url) => url.clone(),
+                None => format!(
+                    "http://{}",
+                    SocketAddr::new(discovery::advertised_ip(client_addr, toward).await, client_addr.port())
+                ),
+            },
+            peer_url: match &config.advertise_peer_url {
+                Some(url) => url.clone(),
+                None => format!(
+                    "http://{}",
+                    SocketAddr::new(discovery::advertised_ip(peer_addr, toward).await, peer_addr.port())
+                ),
+            },
+        };
+        let client_url = me.client_url.clone();
+        let start = match &discovery {
+            None => discovery::Start::FromLog,
+            Some(_) => discovery::decide_start(config.id, &config.data_dir, registry.as_ref(), &me).await?,
+        };
+        let bootstrap = match (&discovery, &start) {
+            (None, _) => Membership::with_voters(config.initial_cluster.iter().map(|m| m.id)),
+            (Some(_), discovery::Start::Form { .. }) => Membership::with_voters([config.id]),
+            (Some(_), _) => Membership::default(),
+        };
 
-        let storage = open_storage(&config, Membership::with_voters(voters))?;
+        let storage = open_storage(&config, bootstrap)?;
         // The peer transport runs on its own runtime (one thread), so Appends, acks and heartbeats never wait
         // in a run queue behind client HTTP work: under load that wait, not the network, was the round trip.
         let peer_runtime = PeerRuntime::new()?;
@@ -127,15 +157,17 @@ impl Server {
                 TcpListener::from_std(peer_listener).map_err(|source| ServerError::Bind { addr: peer_addr, source })?;
             let identity = PeerIdentity {
                 client_url: client_url.clone(),
-                peer_url: config.advertise_peer_url.clone().unwrap_or_else(|| format!("http://{peer_addr}")),
+                peer_url: me.peer_url.clone(),
                 token: config.cluster_token.clone(),
             };
             PeerTransport::start(config.id, identity, listener, peer_config)
         };
         let peers = Arc::new(transport);
         let mut background = Vec::new();
-        for member in config.initial_cluster.iter().filter(|m| m.id != config.id) {
-            peers.set_peer(member.id, member.peer_url.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
+        let static_peers: BTreeMap<NodeId, String> =
+            config.initial_cluster.iter().map(|m| (m.id, m.peer_url.clone())).collect();
+        for (&id, url) in static_peers.iter().filter(|(id, _)| **id != config.id) {
+            peers.set_peer(id, url.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
         }
 
         let seed = config.seed.unwrap_or_else(random_seed);
@@ -149,7 +181,8 @@ impl Server {
 
         let (events, receiver) = std::sync::mpsc::sync_channel(EVENT_QUEUE_MAX);
         let published = Arc::new(Published::default());
-        let driver = Driver::new(node, receiver, Arc::clone(&published));
+        let policy = discovery.as_ref().map(|d| MembershipPolicy::new(d.policy));
+        let driver = Driver::new(node, receiver, Arc::clone(&published), static_peers, policy);
         let driver_published = Arc::clone(&published);
         let runtime = tokio::runtime::Handle::current();
         let driver_thread = std::thread::Builder::new()
@@ -175,6 +208,8 @@ impl Server {
         let shared = http::Shared {
             id: config.id,
             client_url,
+            peer_url: me.peer_url.clone(),
+            cluster_token: config.cluster_token.clone(),
             peer_urls: config.initial_cluster.iter().map(|m| (m.id, m.peer_url.clone())).collect::<BTreeMap<_, _>>(),
             events: events.clone(),
             published: Arc::clone(&published),
@@ -197,6 +232,27 @@ impl Server {
                 tracing::error!(%error, "client API failed");
             }
         });
+        if let Some(discovery) = discovery {
+            let cluster_id = match start {
+                discovery::Start::Form { cluster_id } => Some(cluster_id),
+                _ => None,
+            };
+            if let Some(registry) = registry.clone() {
+                let heartbeat =
+                    discovery::heartbeat(config.id, registry, me.clone(), cluster_id.clone(), Arc::clone(&published));
+                background.push(tokio::spawn(heartbeat));
+            }
+            let join = discovery::join(
+                config.id,
+                me,
+                cluster_id,
+                discovery.join,
+                registry,
+                config.cluster_token.clone(),
+                Arc::clone(&published),
+            );
+            background.push(tokio::spawn(join));
+        }
         Ok(Server {
             client_addr,
             peer_addr,
@@ -306,6 +362,39 @@ impl Drop for StoppedOnExit {
     }
 }
 
+/// Checks the configuration as a whole: how the node finds its cluster, the token, and the limits.
+fn check_config(config: &ServerConfig, peer: &PeerConfig) -> Result<(), ServerError> {
+    match &config.discovery {
+        None if !config.initial_cluster.iter().any(|m| m.id == config.id) => {
+            let named: Vec<String> = config.initial_cluster.iter().map(|m| m.id.to_string()).collect();
+            return Err(ServerError::Config(format!(
+                "--initial-cluster must include this node ({}); it names {}",
+                config.id,
+                named.join(", ")
+            )));
+        }
+        Some(_) if !config.initial_cluster.is_empty() => {
+            return Err(ServerError::Config("--initial-cluster cannot be combined with discovery".to_string()));
+        }
+        Some(discovery) => discovery.policy.validate().map_err(ServerError::Config)?,
+        None => {}
+    }
+    if let Some(token) = &config.cluster_token {
+        if token.is_empty() || token.len() > crate::wire::TOKEN_MAX_BYTES {
+            return Err(ServerError::Config(format!(
+                "the cluster token must be 1 to {} bytes",
+                crate::wire::TOKEN_MAX_BYTES
+            )));
+        }
+    }
+    for url in [&config.advertise_client_url, &config.advertise_peer_url].into_iter().flatten() {
+        if url.len() > crate::wire::CLIENT_URL_MAX_BYTES || peer_host_port(url).is_err() {
+            return Err(ServerError::Config(format!("bad advertised URL {url:?}: expected http://HOST:PORT")));
+        }
+    }
+    check_limits(config, peer)
+}
+
 /// Checks that the request limits fit what the log and the peer transport can carry: a value that passed the
 /// HTTP checks must never be refused (or trip an assertion) further down.
 fn check_limits(config: &ServerConfig, peer: &PeerConfig) -> Result<(), ServerError> {
@@ -356,7 +445,12 @@ fn random_seed() -> u64 {
 /// # Errors
 /// If it cannot start, or the node stops after a storage failure.
 pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let server = Server::start(config).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    // Starting may wait for the registry (a new node must know whether a cluster exists): a signal ends it.
+    let server = tokio::select! {
+        server = Server::start(config) => server?,
+        () = &mut shutdown => return Ok(()),
+    };
     let stopped = {
         let published = Arc::clone(&server.published);
         async move {
@@ -366,7 +460,7 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Re
         }
     };
     let failed = tokio::select! {
-        () = shutdown => false,
+        () = &mut shutdown => false,
         () = stopped => true,
     };
     server.shutdown().await;

@@ -33,6 +33,9 @@ struct MemberView {
 struct ClusterView {
     /// This node.
     id: String,
+    /// The cluster's id (clusters formed through the registry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_id: Option<String>,
     /// Its role.
     role: &'static str,
     /// Its term.
@@ -76,13 +79,22 @@ pub(crate) async fn status(State(state): State<AppState>, uri: Uri) -> Response 
             .map(|m| MemberView {
                 id: m.id.to_string(),
                 role: if m.voter { "voter" } else { "learner" },
-                peer_url: state.peer_urls.get(&m.id).cloned(),
-                client_url: state.client_url_of(m.id),
+                peer_url: status
+                    .addresses
+                    .get(&m.id)
+                    .map(|a| a.peer_url.clone())
+                    .or_else(|| state.peer_urls.get(&m.id).cloned()),
+                client_url: status
+                    .addresses
+                    .get(&m.id)
+                    .map(|a| a.client_url.clone())
+                    .or_else(|| state.client_url_of(m.id)),
                 match_index: m.match_index.map(|i| i.0),
             })
             .collect();
         let view = ClusterView {
             id: state.id.to_string(),
+            cluster_id: status.cluster_id.clone(),
             role: role_name(status.role),
             term: status.term,
             leader: status.leader.map(|l| l.to_string()),

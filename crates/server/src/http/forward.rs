@@ -13,6 +13,9 @@ use super::{ApiError, AppState, HEADER_FORWARDED_BY};
 const RELAYED_HEADERS: [&str; 5] =
     ["content-type", "x-tally-index", "x-tally-leader", "x-tally-create-index", "x-tally-modify-index"];
 
+/// Headers of the client's request passed on to the leader.
+const FORWARDED_HEADERS: [&str; 2] = ["content-type", "authorization"];
+
 /// Sends the write in `parts` + `body` to `leader` and relays its answer.
 ///
 /// # Errors
@@ -30,14 +33,13 @@ pub(crate) async fn write(state: &AppState, leader: NodeId, parts: &Parts, body:
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let forwarded_by = HeaderValue::from_str(&state.id.to_string()).expect("node ids are ASCII");
-    let sent = state
-        .forwarder
-        .request(parts.method.clone(), &url)
-        .header(HEADER_FORWARDED_BY, forwarded_by)
-        .timeout(state.request_timeout)
-        .body(body)
-        .send()
-        .await;
+    let mut request = state.forwarder.request(parts.method.clone(), &url).header(HEADER_FORWARDED_BY, forwarded_by);
+    for name in FORWARDED_HEADERS {
+        if let Some(value) = parts.headers.get(name) {
+            request = request.header(name, value.clone());
+        }
+    }
+    let sent = request.timeout(state.request_timeout).body(body).send().await;
     let answer = match sent {
         Ok(answer) => answer,
         Err(error) if error.is_connect() => {

@@ -191,7 +191,7 @@ async fn read(
 ///
 /// # Errors
 /// `413` over the limit, `400` if the body is cut short or unreadable.
-async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {

@@ -1,0 +1,385 @@
+//! Discovery: how a node that knows only the registry's address (or one member's) becomes part of the
+//! cluster.
+//!
+//! ```text
+//!  start ──data dir empty?──no──▶ start the node from its log ─────────────────────────┐
+//!    │ yes                                                                              │
+//!    ├─ registry: register, then POST /v1/bootstrap                                     │
+//!    │    won (and still won after a confirming heartbeat) ─▶ start a one-voter cluster ┤
+//!    │    lost ─▶ start with no membership ─────────────────────────────────────────────┤
+//!    └─ no registry (--join URL): start with no membership ─────────────────────────────┤
+//!                                                                                       ▼
+//!  background: heartbeat the registry every ttl/3 (with the cluster id once known), and
+//!              POST /v1/cluster/join to this node (if a member) or any member, until it succeeds
+//! ```
+//!
+//! The join call is idempotent and does whatever is missing: adds the node as a learner, or records its new
+//! addresses, or nothing. So a node that restarts with its data rejoins as itself, and one whose address
+//! changed updates it, through the same call. The leader's membership policy promotes learners.
+//!
+//! Safety of the bootstrap: only a node with an empty data directory claims, and only the claim's winner
+//! forms a cluster. The winner confirms its claim by heartbeating and claims again: only if the answer is
+//! still itself with the same cluster id does it start. A confirmed claim is never handed to anyone else, and
+//! a restarted registry refuses claims for one TTL while the existing members re-register with their cluster
+//! id, which the registry adopts.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tally_client::{RegistryClient, RegistryError};
+use tally_node::PolicyConfig;
+use tally_raft::NodeId;
+
+use crate::config::peer_host_port;
+use crate::driver::Published;
+use crate::server::ServerError;
+
+/// The file in the data directory that holds the node's id when none is given.
+pub const NODE_ID_FILE: &str = "node-id";
+
+/// The first pause between attempts (registry calls, joins); doubled up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(200);
+/// The longest pause between attempts.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long one registry or join call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a node finds its cluster (instead of a static `--initial-cluster`).
+#[derive(Clone, Debug)]
+pub struct DiscoveryConfig {
+    /// The registry's URL (`--registry-address`), if any.
+    pub registry_address: Option<String>,
+    /// Client URLs of members to send the join call to (`--join`), if any.
+    pub join: Vec<String>,
+    /// The leader's membership policy (voters, promotion, dead nodes).
+    pub policy: PolicyConfig,
+}
+
+/// The addresses this node advertises.
+#[derive(Clone, Debug)]
+pub(crate) struct Advertised {
+    /// Its client URL.
+    pub(crate) client_url: String,
+    /// Its peer URL.
+    pub(crate) peer_url: String,
+}
+
+/// What the bootstrap decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// The data directory has a log: start from it.
+    FromLog,
+    /// This node won the bootstrap claim: form a one-voter cluster with this id.
+    Form {
+        /// The cluster id the registry handed out.
+        cluster_id: String,
+    },
+    /// Start with no membership and join a member.
+    Join,
+}
+
+/// The node's id: `given` (checked against the one stored in the data directory), or the stored one, or a new
+/// random one, which is stored (a node keeps its id across restarts).
+///
+/// # Errors
+/// A given id that differs from the stored one, or an unreadable or unwritable id file.
+pub fn node_id(data_dir: &Path, given: Option<NodeId>) -> Result<NodeId, ServerError> {
+    let path = data_dir.join(NODE_ID_FILE);
+    let fail = |e: String| ServerError::Storage(format!("{}: {e}", path.display()));
+    let stored = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(crate::config::parse_node_id(text.trim()).map_err(|e| fail(e.to_string()))?),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(fail(error.to_string())),
+    };
+    match (given, stored) {
+        (Some(given), Some(stored)) if given != stored => Err(ServerError::Config(format!(
+            "--id {given} differs from the id {stored} this data directory belongs to ({})",
+            path.display()
+        ))),
+        (_, Some(stored)) => Ok(stored),
+        (given, None) => {
+            let id = given.unwrap_or_else(random_node_id);
+            std::fs::create_dir_all(data_dir).map_err(|e| fail(e.to_string()))?;
+            write_durably(&path, format!("{id}\n").as_bytes()).map_err(|e| fail(e.to_string()))?;
+            Ok(id)
+        }
+    }
+}
+
+/// Writes a small file atomically and durably: temporary file, fsync, rename, directory fsync.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// A random id in `1..2^31`: short enough to read, and two nodes of one cluster collide with a chance of
+/// about one in a few hundred million.
+fn random_node_id() -> NodeId {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
+    NodeId(1 + random % ((1 << 31) - 1))
+}
+
+/// Whether the data directory holds a log (anything but the id file): such a node never claims the bootstrap.
+pub(crate) fn has_log(data_dir: &Path) -> bool {
+    match std::fs::read_dir(data_dir) {
+        Ok(entries) => entries.flatten().any(|entry| entry.file_name() != NODE_ID_FILE),
+        Err(_) => false,
+    }
+}
+
+/// The host to advertise for a listener bound to `addr`: itself, unless it is a wildcard (`0.0.0.0`, `::`),
+/// in which case the local address that routes to `toward` (the registry or a member), else loopback.
+pub(crate) async fn advertised_ip(addr: SocketAddr, toward: Option<&str>) -> IpAddr {
+    if !addr.ip().is_unspecified() {
+        return addr.ip();
+    }
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    let Some(host_port) = toward.and_then(|url| peer_host_port(url).ok()) else { return loopback };
+    let Ok(Some(target)) = tokio::net::lookup_host(host_port).await.map(|mut addrs| addrs.next()) else {
+        return loopback;
+    };
+    // Connecting a UDP socket sends nothing; it only asks the kernel which local address routes there.
+    let local = std::net::UdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0))
+        .and_then(|socket| socket.connect(target).and_then(|()| socket.local_addr()));
+    match local {
+        Ok(local) if !local.ip().is_unspecified() => local.ip(),
+        _ => loopback,
+    }
+}
+
+/// The registry id of a node: `n` and its number.
+fn registry_id(id: NodeId) -> String {
+    id.to_string()
+}
+
+/// Decides how the node starts (module doc). Waits for the registry as long as it takes when the data
+/// directory is empty: without it, the node cannot know whether a cluster exists.
+///
+/// # Errors
+/// The registry refused this node (wrong token, bad registration).
+pub(crate) async fn decide_start(
+    id: NodeId,
+    data_dir: &Path,
+    registry: Option<&RegistryClient>,
+    me: &Advertised,
+) -> Result<Start, ServerError> {
+    if has_log(data_dir) {
+        return Ok(Start::FromLog);
+    }
+    let Some(registry) = registry else { return Ok(Start::Join) };
+    let mut backoff = Backoff::new();
+    let name = registry_id(id);
+    let refused = |message: String| ServerError::Config(format!("the registry refused this node: {message}"));
+    loop {
+        let registered = registry.register(&name, &me.client_url, &me.peer_url, None).await;
+        let answer = match registered {
+            Ok(_) => registry.claim(&name).await,
+            Err(error) => Err(error),
+        };
+        match answer {
+            Ok(claim) if !claim.you_won => {
+                tracing::info!(winner = %claim.winner, cluster = %claim.cluster_id, "a cluster exists or is forming: joining it");
+                return Ok(Start::Join);
+            }
+            Ok(claim) => {
+                // Confirm (a heartbeat after the claim), then check that the claim is still ours: a claim taken
+                // over while this node stalled must not give two clusters.
+                registry
+                    .register(&name, &me.client_url, &me.peer_url, None)
+                    .await
+                    .map_err(|e| refused(e.to_string()))?;
+                let again = registry.claim(&name).await.map_err(|e| refused(e.to_string()))?;
+                if again.you_won && again.cluster_id == claim.cluster_id {
+                    tracing::info!(cluster = %claim.cluster_id, "won the bootstrap claim: forming a new cluster");
+                    return Ok(Start::Form { cluster_id: claim.cluster_id });
+                }
+                tracing::warn!(winner = %again.winner, "the bootstrap claim was taken over: joining instead");
+                return Ok(Start::Join);
+            }
+            Err(RegistryError::Unauthorized(message)) => return Err(refused(message)),
+            Err(RegistryError::Rejected { status, message, .. }) if status < 500 => {
+                return Err(refused(format!("{status}: {message}")));
+            }
+            Err(RegistryError::WarmingUp { retry_after }) => {
+                tracing::info!(?retry_after, "the registry restarted recently; waiting before claiming");
+                tokio::time::sleep(retry_after.max(RETRY_MIN)).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "waiting for the registry (needed to find or form the cluster)");
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+/// Heartbeats the registry forever, every third of its TTL: with the cluster id once known, so that a
+/// restarted registry learns that the cluster exists. The cluster keeps serving while the registry is down.
+///
+/// `formed` is the cluster id this node formed the cluster with, sent until the replicated one is known.
+pub(crate) async fn heartbeat(
+    id: NodeId,
+    registry: RegistryClient,
+    me: Advertised,
+    formed: Option<String>,
+    published: Arc<Published>,
+) {
+    let name = registry_id(id);
+    let mut interval = Duration::from_millis(500);
+    let mut healthy = true;
+    let mut backoff = Backoff::new();
+    loop {
+        let cluster_id = published.cluster_id().or_else(|| formed.clone());
+        match registry.register(&name, &me.client_url, &me.peer_url, cluster_id.as_deref()).await {
+            Ok(registration) => {
+                if !healthy {
+                    tracing::info!("the registry is reachable again");
+                }
+                healthy = true;
+                backoff = Backoff::new();
+                interval = Duration::from_millis((registration.ttl_ms / 3).max(50));
+                tokio::time::sleep(interval).await;
+            }
+            Err(error) => {
+                if healthy {
+                    tracing::warn!(%error, "cannot heartbeat the registry; the cluster keeps serving, retrying");
+                }
+                healthy = false;
+                backoff.wait_at_most(interval).await;
+            }
+        }
+    }
+}
+
+/// The join call's body.
+#[derive(Serialize)]
+struct JoinBody<'a> {
+    /// This node.
+    id: String,
+    /// Its peer URL.
+    peer_url: &'a str,
+    /// Its client URL.
+    client_url: &'a str,
+    /// The cluster id, from the node that formed the cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_id: Option<&'a str>,
+}
+
+/// Sends the join call until one succeeds: to this node itself while it is a member (it forwards to the
+/// leader), to the `--join` URLs, and to every node the registry lists.
+pub(crate) async fn join(
+    id: NodeId,
+    me: Advertised,
+    cluster_id: Option<String>,
+    seeds: Vec<String>,
+    registry: Option<RegistryClient>,
+    token: Option<String>,
+    published: Arc<Published>,
+) {
+    let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build().expect("a plain HTTP client builds");
+    let body = JoinBody { id: id.to_string(), peer_url: &me.peer_url, client_url: &me.client_url, cluster_id: None };
+    let body = JoinBody { cluster_id: cluster_id.as_deref(), ..body };
+    let mut backoff = Backoff::new();
+    let mut attempts = 0u64;
+    loop {
+        let mut targets = Vec::new();
+        if published.is_member() {
+            targets.push(me.client_url.clone());
+        }
+        targets.extend(seeds.iter().cloned());
+        if let Some(registry) = &registry {
+            match registry.nodes().await {
+                Ok(nodes) => targets.extend(nodes.into_iter().filter(|n| n.id != id.to_string()).map(|n| n.client_url)),
+                Err(error) => tracing::debug!(%error, "cannot list the registry's nodes"),
+            }
+        }
+        let mut last_error = String::from("no member known yet (registry empty or unreachable, no --join URL)");
+        for target in targets {
+            let url = format!("{}/v1/cluster/join", target.trim_end_matches('/'));
+            let mut request = http.post(&url).json(&body);
+            if let Some(token) = &token {
+                request = request.bearer_auth(token);
+            }
+            match request.send().await {
+                Ok(answer) if answer.status().is_success() => {
+                    let text = answer.text().await.unwrap_or_default();
+                    return tracing::info!(via = %target, answer = %text.trim(), "joined the cluster");
+                }
+                Ok(answer) => {
+                    let status = answer.status();
+                    let text = answer.text().await.unwrap_or_default();
+                    if status == reqwest::StatusCode::UNAUTHORIZED {
+                        tracing::error!(via = %target, answer = %text.trim(), "join refused: wrong or missing cluster token");
+                    }
+                    last_error = format!("{target}: {status} {}", text.trim());
+                }
+                Err(error) => last_error = format!("{target}: {error}"),
+            }
+        }
+        attempts += 1;
+        if attempts % 10 == 1 {
+            tracing::info!(attempts, last = %last_error, "not joined yet; retrying with backoff");
+        }
+        backoff.wait().await;
+    }
+}
+
+/// Exponential backoff between [`RETRY_MIN`] and [`RETRY_MAX`].
+struct Backoff(Duration);
+
+impl Backoff {
+    /// Starts at the minimum.
+    fn new() -> Backoff {
+        Backoff(RETRY_MIN)
+    }
+
+    /// Sleeps the current pause, then doubles it.
+    async fn wait(&mut self) {
+        self.wait_at_most(RETRY_MAX).await;
+    }
+
+    /// Sleeps the current pause (at most `max`), then doubles it.
+    async fn wait_at_most(&mut self, max: Duration) {
+        tokio::time::sleep(self.0.min(max)).await;
+        self.0 = (self.0 * 2).min(RETRY_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_keeps_its_id_and_a_given_id_must_match() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = node_id(dir.path(), None).expect("new id");
+        assert_eq!(node_id(dir.path(), None).expect("stored"), first);
+        assert_eq!(node_id(dir.path(), Some(first)).expect("same"), first);
+        let other = NodeId(first.0 % 1000 + 1 + if first.0 == 1 { 1 } else { 0 });
+        if other != first {
+            assert!(node_id(dir.path(), Some(other)).is_err(), "a different --id is refused");
+        }
+        assert!(!has_log(dir.path()), "the id file alone is not a log");
+        let given = tempfile::tempdir().expect("tempdir");
+        assert_eq!(node_id(given.path(), Some(NodeId(7))).expect("given"), NodeId(7));
+    }
+
+    #[test]
+    fn random_ids_are_positive_and_short() {
+        for _ in 0..100 {
+            let id = random_node_id();
+            assert!(id.0 >= 1 && id.0 < 1 << 31);
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `POST /v1/cluster/join`: a node asks to be part of the cluster.
+//!
+//! The call is idempotent, so a joiner simply retries it until it succeeds, whatever went wrong. On the
+//! leader it brings the replicated state in line with the request, one step at a time, re-reading the state
+//! after each:
+//!
+//! 1. the cluster id, if the request names one and the cluster has none yet (the node that formed the cluster
+//!    names it this way);
+//! 2. the joiner's addresses in the replicated metadata (new node, or a node whose address changed);
+//! 3. the joiner as a learner, if it is not a member yet. The leader's membership policy promotes it later.
+//!
+//! A follower forwards the call to the leader. With a cluster token configured, the call needs
+//! `Authorization: Bearer TOKEN` (`401` otherwise).
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tally_kv::{Command, METADATA_TEXT_MAX_BYTES, MemberAddress};
+use tally_node::{Reply, RequestError};
+use tally_raft::{MembershipChange, NodeId, ProposeError};
+
+use super::params::Params;
+use super::{ApiError, AppState, HEADER_FORWARDED_BY};
+use crate::auth::{bearer_token, token_matches};
+use crate::config::{parse_node_id, peer_host_port};
+use crate::driver::{Event, NodeStatus};
+
+/// The largest join request body; a request is a few hundred bytes.
+const JOIN_BODY_MAX: usize = 16 * 1024;
+
+/// The pause before asking again while another membership change is pending.
+const PENDING_RETRY: Duration = Duration::from_millis(100);
+
+/// The body of a join request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinRequest {
+    /// The joiner's id (`n4` or `4`).
+    id: String,
+    /// Where its peer port is reached.
+    peer_url: String,
+    /// Where its client API is reached.
+    client_url: String,
+    /// The cluster id, sent by the node that formed the cluster.
+    #[serde(default)]
+    cluster_id: Option<String>,
+}
+
+/// A checked join request.
+struct Joiner {
+    /// Its id.
+    id: NodeId,
+    /// Its addresses.
+    address: MemberAddress,
+    /// The cluster id it names.
+    cluster_id: Option<String>,
+}
+
+/// `POST /v1/cluster/join`.
+pub(crate) async fn join(State(state): State<AppState>, request: Request) -> Response {
+    let result = async {
+        let (parts, body) = request.into_parts();
+        check_token(&state, &parts.headers)?;
+        Params::parse(parts.uri.query(), &[])?;
+        let body = super::kv::read_body(body, JOIN_BODY_MAX).await?;
+        let joiner = parse_request(&body)?;
+        if joiner.id == state.id && joiner.address.peer_url != state.peer_url {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "id_in_use",
+                format!("{} is this node's id, and this node's peer URL is {}", joiner.id, state.peer_url),
+            ));
+        }
+        if !state.published.is_leader() && !parts.headers.contains_key(HEADER_FORWARDED_BY) {
+            let Some(leader) = state.published.leader() else {
+                return Err(ApiError::no_leader("no leader is known here yet; retry the join"));
+            };
+            return super::forward::write(&state, leader, &parts, body).await;
+        }
+        admit(&state, &joiner).await
+    }
+    .await;
+    state.finish(result)
+}
+
+/// `401` unless the request carries the cluster token (when one is configured).
+fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.cluster_token.as_deref() else { return Ok(()) };
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
+    match presented {
+        Some(token) if token_matches(expected, token) => Ok(()),
+        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong cluster token")),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this cluster needs a token: send Authorization: Bearer TOKEN (--cluster-token / TALLY_CLUSTER_TOKEN)",
+        )),
+    }
+}
+
+/// Decodes and checks the body.
+fn parse_request(body: &[u8]) -> Result<Joiner, ApiError> {
+    let request: JoinRequest = serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request(format!(
+            "bad join request ({error}); expected {{\"id\": \"n4\", \"peer_url\": \"http://HOST:PORT\", \"client_url\": \
+             \"http://HOST:PORT\"}}"
+        ))
+    })?;
+    let id = parse_node_id(&request.id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    for (name, url) in [("peer_url", &request.peer_url), ("client_url", &request.client_url)] {
+        if url.len() > METADATA_TEXT_MAX_BYTES || !url.starts_with("http://") || peer_host_port(url).is_err() {
+            return Err(ApiError::bad_request(format!("bad {name} {url:?}: expected http://HOST:PORT")));
+        }
+    }
+    if let Some(cluster_id) = &request.cluster_id {
+        let valid = (1..=64).contains(&cluster_id.len())
+            && cluster_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(ApiError::bad_request(format!("bad cluster_id {cluster_id:?}: 1-64 of [A-Za-z0-9_-]")));
+        }
+    }
+    let address = MemberAddress { peer_url: request.peer_url, client_url: request.client_url };
+    Ok(Joiner { id, address, cluster_id: request.cluster_id })
+}
+
+/// On the leader: applies the steps of the module doc until the joiner is a member with its addresses.
+async fn admit(state: &AppState, joiner: &Joiner) -> Result<Response, ApiError> {
+    let deadline = Instant::now() + state.request_timeout;
+    loop {
+        if Instant::now() >= deadline {
+            return Err(ApiError::unavailable(
+                "the join did not finish in time (another membership change in progress?); retry, it is idempotent",
+            ));
+        }
+        let status: NodeStatus = state.ask(|reply| Event::Status { reply }, false).await?;
+        if status.role != tally_raft::Role::Leader {
+            return Err(ApiError::no_leader("this node stopped leading; retry the join"));
+        }
+        let pending = if let Some(cluster_id) = joiner.cluster_id.clone().filter(|_| status.cluster_id.is_none()) {
+            write(state, Command::SetClusterId { cluster_id }).await?
+        } else if status.addresses.get(&joiner.id) != Some(&joiner.address) {
+            let MemberAddress { peer_url, client_url } = joiner.address.clone();
+            write(state, Command::SetMember { id: joiner.id.0, peer_url, client_url }).await?
+        } else if let Some(member) = status.members.iter().find(|m| m.id == joiner.id) {
+            let role = if member.voter { "voter" } else { "learner" };
+            tracing::info!(node = %joiner.id, role, "join: member with its addresses");
+            let body =
+                serde_json::json!({ "id": joiner.id.to_string(), "role": role, "cluster_id": status.cluster_id });
+            return Ok(axum::Json(body).into_response());
+        } else {
+            tracing::info!(node = %joiner.id, peer_url = %joiner.address.peer_url, "join: adding a learner");
+            let change = MembershipChange::AddLearner(joiner.id);
+            match state.ask(|reply| Event::ProposeMembership { change, reply }, true).await? {
+                Ok(_) => false,
+                Err(RequestError::Rejected(ProposeError::MembershipChangePending)) => true,
+                Err(error) => return Err(ApiError::from_request(&error, true)),
+            }
+        };
+        if pending {
+            tokio::time::sleep(PENDING_RETRY).await;
+        }
+    }
+}
+
+/// Proposes a metadata command and waits for it to apply; `Ok(false)`: done, go on with the next step.
+async fn write(state: &AppState, command: Command) -> Result<bool, ApiError> {
+    match state.ask(|reply| Event::Propose { command: command.encode(), reply }, true).await? {
+        Ok(Reply::Written { .. }) => Ok(false),
+        Ok(_) => Err(ApiError::unavailable("internal error: a write was answered with a read")),
+        Err(error) => Err(ApiError::from_request(&error, true)),
+    }
+}
