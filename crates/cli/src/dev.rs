@@ -1,12 +1,16 @@
 //! `tally dev`: a local cluster for trying Tally out, as child processes of this executable.
 //!
 //! ```text
-//!  tally dev ──spawn──▶ tally node --id n1 ... (client 127.0.0.1:7001, peer 127.0.0.1:7101) ──▶ DIR/n1.log
+//!  tally dev ──spawn──▶ tally registry --listen 127.0.0.1:7000 ──▶ DIR/registry.log
+//!            ──spawn──▶ tally node --id n1 --registry-address http://127.0.0.1:7000 ... ──▶ DIR/n1.log
 //!            ──spawn──▶ tally node --id n2 ... (client 127.0.0.1:7002, peer 127.0.0.1:7102) ──▶ DIR/n2.log
 //!            ──spawn──▶ tally node --id n3 ... (client 127.0.0.1:7003, peer 127.0.0.1:7103) ──▶ DIR/n3.log
-//!            ──poll /v1/cluster until a leader──▶ print URLs, PIDs, commands to try
+//!            ──poll /v1/cluster until a leader with every node a member──▶ print URLs, PIDs, commands to try
 //!            ──watch children (report deaths) until Ctrl-C/SIGTERM──▶ SIGTERM each by PID, wait, SIGKILL
 //! ```
+//!
+//! The nodes find each other through the registry, exactly as on separate hosts: one wins the bootstrap
+//! claim and forms the cluster, the others join it and are promoted to voters (up to 3).
 //!
 //! The children run in their own process group, so a Ctrl-C in the terminal reaches only `tally dev`,
 //! which then stops them in order.
@@ -31,8 +35,12 @@ const CLIENT_PORT_BASE: u16 = 7000;
 const PEER_PORT_BASE: u16 = 7100;
 /// The most nodes `tally dev` starts (the port ranges must not overlap).
 const NODES_MAX: u16 = 9;
-/// How long to wait for the cluster to elect a leader.
-const LEADER_WAIT: Duration = Duration::from_secs(15);
+/// How long to wait for the cluster to form (registry warm-up, election, joins).
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+/// The id `tally dev` gives its registry in messages.
+const REGISTRY: &str = "registry";
+/// The registry's TTL: a fresh registry refuses bootstrap claims for one TTL, so keep it short here.
+const REGISTRY_TTL_MS: &str = "2000";
 /// How often to look for a leader, and for children that died.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How long the children get to stop after SIGTERM before SIGKILL.
@@ -53,6 +61,9 @@ pub struct DevArgs {
     /// The nodes' peer ports, comma-separated, one per node (default 7101, 7102, ...).
     #[arg(long, value_delimiter = ',', value_name = "PORT,...")]
     pub peer_ports: Vec<u16>,
+    /// The registry's port.
+    #[arg(long, default_value_t = 7000, value_name = "PORT")]
+    pub registry_port: u16,
 }
 
 impl DevArgs {
@@ -96,9 +107,13 @@ impl DevNode {
         format!("http://{}", self.client_addr)
     }
 
-    /// The arguments of `tally node` for this node in a cluster of `nodes`.
+    /// The arguments of `tally registry` or `tally node` for this process of the cluster `nodes` (whose
+    /// first entry is the registry).
     pub fn node_args(&self, nodes: &[DevNode]) -> Vec<String> {
-        let initial_cluster: Vec<String> = nodes.iter().map(|n| format!("{}=http://{}", n.id, n.peer_addr)).collect();
+        if self.id == REGISTRY {
+            return ["registry", "--listen", &self.client_addr, "--ttl-ms", REGISTRY_TTL_MS].map(String::from).to_vec();
+        }
+        let registry = nodes.iter().find(|n| n.id == REGISTRY).map_or_else(String::new, DevNode::client_url);
         vec![
             "node".into(),
             "--id".into(),
@@ -109,25 +124,33 @@ impl DevNode {
             self.peer_addr.clone(),
             "--data-dir".into(),
             self.data_dir.display().to_string(),
-            "--initial-cluster".into(),
-            initial_cluster.join(","),
+            "--registry-address".into(),
+            registry,
+            "--promote-after".into(),
+            "1s".into(),
         ]
     }
 }
 
-/// The layout of a dev cluster: one node per (client port, peer port) pair, with data under `data_dir`.
-pub fn layout(data_dir: &Path, ports: &[(u16, u16)]) -> Vec<DevNode> {
-    ports
-        .iter()
-        .zip(1..)
-        .map(|(&(client, peer), k)| DevNode {
-            id: format!("n{k}"),
-            client_addr: format!("127.0.0.1:{client}"),
-            peer_addr: format!("127.0.0.1:{peer}"),
-            data_dir: data_dir.join(format!("n{k}")),
-            log_path: data_dir.join(format!("n{k}.log")),
-        })
-        .collect()
+/// The layout of a dev cluster: the registry on `registry_port`, then one node per (client port, peer port)
+/// pair, with data under `data_dir`.
+pub fn layout(data_dir: &Path, registry_port: u16, ports: &[(u16, u16)]) -> Vec<DevNode> {
+    let registry_addr = format!("127.0.0.1:{registry_port}");
+    let registry = DevNode {
+        id: REGISTRY.to_string(),
+        client_addr: registry_addr.clone(),
+        peer_addr: registry_addr,
+        data_dir: data_dir.to_path_buf(),
+        log_path: data_dir.join("registry.log"),
+    };
+    let nodes = ports.iter().zip(1..).map(|(&(client, peer), k)| DevNode {
+        id: format!("n{k}"),
+        client_addr: format!("127.0.0.1:{client}"),
+        peer_addr: format!("127.0.0.1:{peer}"),
+        data_dir: data_dir.join(format!("n{k}")),
+        log_path: data_dir.join(format!("n{k}.log")),
+    });
+    std::iter::once(registry).chain(nodes).collect()
 }
 
 /// A running child node.
@@ -149,12 +172,12 @@ struct Running {
 /// startup, or no leader within 15 s; any nodes started are stopped first.
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let ports = args.ports()?;
-    check_ports_free(&layout(&args.data_dir, &ports))?;
+    check_ports_free(&layout(&args.data_dir, args.registry_port, &ports))?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     // Absolute paths, so the restart command printed for a dead node works from any directory.
     let data_dir =
         std::path::absolute(&args.data_dir).with_context(|| format!("cannot resolve {}", args.data_dir.display()))?;
-    let nodes = layout(&data_dir, &ports);
+    let nodes = layout(&data_dir, args.registry_port, &ports);
     let exe = std::env::current_exe().context("cannot find the tally executable to start the nodes")?;
     let mut running = Vec::new();
     for node in &nodes {
@@ -166,7 +189,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let endpoints: Vec<String> = nodes.iter().map(DevNode::client_url).collect();
+    let endpoints: Vec<String> = nodes.iter().filter(|n| n.id != REGISTRY).map(DevNode::client_url).collect();
     let leader = tokio::select! {
         leader = wait_for_leader(&endpoints, &mut running) => leader,
         () = shutdown_signal() => Err(anyhow::anyhow!("interrupted before the cluster elected a leader")),
@@ -246,7 +269,7 @@ async fn wait_for_leader(endpoints: &[String], running: &mut [Running]) -> anyho
         }
         for endpoint in endpoints {
             if let Ok(view) = client.cluster_of(endpoint).await {
-                if view.role == NodeRole::Leader {
+                if view.role == NodeRole::Leader && view.members.len() == endpoints.len() {
                     return Ok(view.id);
                 }
             }
@@ -269,12 +292,20 @@ fn log_tail(path: &Path, lines: usize) -> String {
 /// What to print once the cluster is up: the nodes, where they log, and commands to try.
 fn banner(data_dir: &Path, running: &[Running], leader: &str) -> String {
     let mut out = format!(
-        "tally dev: {} nodes on loopback, data in {}; each node's output goes to {}/nK.log\n\n",
-        running.len(),
+        "tally dev: a registry and {} nodes on loopback, data in {}; each one's output goes to {}/NAME.log\n\n",
+        running.len() - 1,
         data_dir.display(),
         data_dir.display()
     );
-    for r in running {
+    for r in running.iter().filter(|r| r.node.id == REGISTRY) {
+        out.push_str(&format!(
+            "  registry  pid {:<7}  {}  log {}\n",
+            r.pid,
+            r.node.client_url(),
+            r.node.log_path.display()
+        ));
+    }
+    for r in running.iter().filter(|r| r.node.id != REGISTRY) {
         let mark = if r.node.id == leader { "  (leader)" } else { "" };
         out.push_str(&format!(
             "  {}  pid {:<7}  client {}  peer {}  log {}{mark}\n",
@@ -286,7 +317,8 @@ fn banner(data_dir: &Path, running: &[Running], leader: &str) -> String {
         ));
     }
     let leader_pid = running.iter().find(|r| r.node.id == leader).map_or(0, |r| r.pid);
-    let endpoints: Vec<String> = running.iter().map(|r| r.node.client_url()).collect();
+    let endpoints: Vec<String> =
+        running.iter().filter(|r| r.node.id != REGISTRY).map(|r| r.node.client_url()).collect();
     if endpoints.join(",") != crate::kv::DEV_ENDPOINTS {
         // Not the default ports: client commands must be told where the cluster is.
         out.push_str(&format!(
@@ -386,15 +418,17 @@ mod tests {
 
     #[test]
     fn lays_out_fixed_loopback_ports() {
-        let nodes = layout(Path::new("./tally-data"), &[(7001, 7101), (7002, 7102), (7003, 7103)]);
+        let all = layout(Path::new("./tally-data"), 7000, &[(7001, 7101), (7002, 7102), (7003, 7103)]);
+        assert_eq!(all[0].node_args(&all).join(" "), "registry --listen 127.0.0.1:7000 --ttl-ms 2000");
+        let nodes = &all[1..];
         assert_eq!(nodes[0].client_url(), "http://127.0.0.1:7001");
         assert_eq!(nodes[2].peer_addr, "127.0.0.1:7103");
         assert_eq!(nodes[1].data_dir, Path::new("./tally-data/n2"));
         assert_eq!(nodes[1].log_path, Path::new("./tally-data/n2.log"));
         assert_eq!(
-            nodes[1].node_args(&nodes).join(" "),
+            nodes[1].node_args(&all).join(" "),
             "node --id n2 --listen-client 127.0.0.1:7002 --listen-peer 127.0.0.1:7102 --data-dir ./tally-data/n2 \
-             --initial-cluster n1=http://127.0.0.1:7101,n2=http://127.0.0.1:7102,n3=http://127.0.0.1:7103"
+             --registry-address http://127.0.0.1:7000 --promote-after 1s"
         );
     }
 
@@ -402,7 +436,8 @@ mod tests {
     fn a_taken_port_is_named() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = taken.local_addr().expect("bound").to_string();
-        let mut nodes = layout(Path::new("d"), &[(7001, 7101)]);
+        let mut nodes = layout(Path::new("d"), 0, &[(7001, 7101)]);
+        nodes.remove(0);
         nodes[0].client_addr = "127.0.0.1:0".into();
         nodes[0].peer_addr = addr.clone();
         let error = check_ports_free(&nodes).expect_err("the port is taken").to_string();

@@ -195,7 +195,10 @@ mod tests {
         node: NodeArgs,
     }
 
-    fn parse(extra: &[&str]) -> NodeArgs {
+    /// Parses the node arguments plus `extra`, with a data directory of their own (the id is kept there).
+    fn parse(extra: &[&str]) -> (NodeArgs, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().to_path_buf();
         let mut argv = vec![
             "node",
             "--id",
@@ -205,17 +208,17 @@ mod tests {
             "--listen-peer",
             "127.0.0.1:7102",
             "--data-dir",
-            "/tmp/tally-cli-test-n2",
+            data_dir.to_str().expect("utf-8 temp path"),
             "--initial-cluster",
             "n1=http://127.0.0.1:7101,n2=http://127.0.0.1:7102",
         ];
         argv.extend_from_slice(extra);
-        Wrapper::try_parse_from(argv).expect("valid arguments").node
+        (Wrapper::try_parse_from(argv).expect("valid arguments").node, dir)
     }
 
     #[test]
     fn builds_the_server_configuration() {
-        let config = parse(&[
+        let (args, _dir) = parse(&[
             "--max-key-bytes",
             "100",
             "--request-timeout-ms",
@@ -226,13 +229,12 @@ mod tests {
             "50",
             "--snapshot-keep-entries",
             "7",
-        ])
-        .to_config()
-        .expect("valid");
+        ]);
+        let config = args.to_config().expect("valid");
         assert_eq!(config.id.to_string(), "n2");
         assert_eq!(config.listen_client.port(), 7002);
         assert_eq!(config.listen_peer.port(), 7102);
-        assert_eq!(config.data_dir, PathBuf::from("/tmp/tally-cli-test-n2"));
+        assert!(config.data_dir.join("node-id").exists(), "the id is kept in the data directory");
         assert_eq!(config.initial_cluster.len(), 2);
         assert_eq!(config.limits.max_key_bytes, 100);
         assert_eq!(config.limits.max_value_bytes, tally_server::Limits::default().max_value_bytes);
@@ -244,13 +246,14 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_with_the_flag_named() {
-        let mut args = parse(&[]);
+        let (mut args, _dir) = parse(&[]);
         args.id = Some("x1".into());
         let error = format!("{:#}", args.to_config().expect_err("bad id"));
         assert!(error.starts_with("--id"), "{error}");
-        let error = format!("{:#}", parse(&["--tick-ms", "0"]).to_config().expect_err("zero tick"));
+        let (args, _dir2) = parse(&["--tick-ms", "0"]);
+        let error = format!("{:#}", args.to_config().expect_err("zero tick"));
         assert!(error.contains("--tick-ms"), "{error}");
-        let mut args = parse(&[]);
+        let (mut args, _dir3) = parse(&[]);
         args.initial_cluster = Some("n1".into());
         let error = format!("{:#}", args.to_config().expect_err("bad cluster"));
         assert!(error.starts_with("--initial-cluster"), "{error}");

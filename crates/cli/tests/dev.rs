@@ -55,15 +55,16 @@ fn node_pids(banner: &str) -> Vec<u32> {
 #[test]
 fn tally_dev_serves_the_client_commands_and_stops_every_node_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ports = reserve_ports(6);
+    let ports = reserve_ports(7);
     let client_ports: Vec<String> = ports[..3].iter().map(u16::to_string).collect();
-    let peer_ports: Vec<String> = ports[3..].iter().map(u16::to_string).collect();
+    let peer_ports: Vec<String> = ports[3..6].iter().map(u16::to_string).collect();
     let out_path = dir.path().join("dev.out");
     let out = File::create(&out_path).expect("create dev.out");
     let data_dir = dir.path().join("data");
     let child = Command::new(TALLY)
         .args(["dev", "--data-dir", data_dir.to_str().expect("utf-8 path")])
         .args(["--client-ports", &client_ports.join(","), "--peer-ports", &peer_ports.join(",")])
+        .args(["--registry-port", &ports[6].to_string()])
         .stdout(Stdio::from(out.try_clone().expect("clone")))
         .stderr(Stdio::from(out))
         .spawn()
@@ -73,7 +74,7 @@ fn tally_dev_serves_the_client_commands_and_stops_every_node_on_sigterm() {
     // It prints the banner once a leader is elected.
     let banner = wait_for(&out_path, "(leader)", Duration::from_secs(30), &mut dev);
     dev.node_pids = node_pids(&banner);
-    assert_eq!(dev.node_pids.len(), 3, "three node PIDs in the banner:\n{banner}");
+    assert_eq!(dev.node_pids.len(), 4, "the registry's and three nodes' PIDs in the banner:\n{banner}");
     assert!(banner.contains("export TALLY_ENDPOINTS="), "non-default ports need the endpoints hint:\n{banner}");
 
     // The client commands work against it.
@@ -82,8 +83,16 @@ fn tally_dev_serves_the_client_commands_and_stops_every_node_on_sigterm() {
     let index: u64 = tally(&endpoints, &["put", "greeting", "hello"]).trim().parse().expect("put prints the index");
     assert!(index > 0);
     assert_eq!(tally(&endpoints, &["get", "greeting"]), "hello");
-    let status = tally(&endpoints, &["status"]);
-    assert_eq!(status.matches("voter").count(), 3, "three voters in:\n{status}");
+    // The nodes found each other through the registry; the leader promotes joiners to voters.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = tally(&endpoints, &["status"]);
+        if status.matches("voter").count() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not three voters in:\n{status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // SIGTERM: every node stops, then tally dev exits 0.
     let pid = dev.child.id().to_string();

@@ -1,5 +1,6 @@
 //! Everything about one simulated run that is derived from its seed.
 
+use tally_node::PolicyConfig;
 use tally_raft::{Faults, SplitMix64};
 
 /// Which mix of runs a seed is drawn from.
@@ -85,6 +86,10 @@ pub struct SimParams {
     pub max_inflight_messages: usize,
     /// Broken behaviours switched on in every node (tests only).
     pub faults: Faults,
+    /// In half the membership runs, the operator is the leader's membership policy, as in the server: spares
+    /// join as learners (what the join call does) at `membership_permille`, and the policy promotes them up to
+    /// `nodes` voters and removes members that stayed unreachable too long. `None`: random changes.
+    pub membership_policy: Option<PolicyConfig>,
 }
 
 impl SimParams {
@@ -134,6 +139,13 @@ impl SimParams {
             max_inflight_messages: rng.range(8, 64) as usize,
             max_bytes_per_message: if rng.chance(1, 3) { rng.range(7, 64) as usize } else { 1 << 20 },
             faults: Faults::default(),
+            // Drawn last, so that adding it left every other field of every seed as it was.
+            membership_policy: (membership && rng.chance(1, 2)).then(|| PolicyConfig {
+                target_voters: nodes,
+                promote_after_ms: rng.range(50, 1_000),
+                dead_after_ms: rng.range(300, 3_000),
+                healthy_within_ms: 300,
+            }),
         }
     }
 }

@@ -62,6 +62,11 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
+    /// Takes charge of a started child.
+    pub fn new(child: Child) -> NodeProcess {
+        NodeProcess { child }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -1,33 +1,28 @@
 //! The operator: single-server membership changes and leadership transfers asked of the leader during the
 //! safety phase, and removed nodes shut down once their removal is committed.
+//!
+//! Two operators: random changes of every kind, or (in half the membership runs) the server's own
+//! [`tally_node::MembershipPolicy`], with spares joining as learners as the join call adds them.
 
-use tally_raft::{MembershipChange, NodeId};
+use tally_raft::{Membership, MembershipChange, NodeId};
 
 use super::{Simulation, Slot};
 
 impl Simulation {
-    /// Maybe asks the leader for one membership change: add a spare as learner, promote a learner, or
-    /// demote or remove a member (never below three voters, so a crash still leaves a quorum possible).
+    /// Maybe asks the leader for one membership change: with the policy operator, see [`Self::run_policy`];
+    /// otherwise at random, add a spare as learner, promote a learner, or demote or remove a member (never
+    /// below three voters, so a crash still leaves a quorum possible), or transfer leadership.
     pub(super) fn change_membership(&mut self) {
+        if self.params.membership_policy.is_some() {
+            return self.run_policy();
+        }
         if !self.rng.chance(self.params.membership_permille, 1_000) {
             return;
         }
         let Some(leader) = self.current_leader() else { return };
         let i = self.slot_of(leader);
         let membership = self.node(i).expect("the leader is up").raft().membership().clone();
-        let outsiders: Vec<NodeId> = self
-            .ids
-            .iter()
-            .copied()
-            .filter(|&id| {
-                // Ids are never reused: only a spare that was never a member may be added.
-                let i = self.slot_of(id);
-                !membership.contains(id)
-                    && i >= self.params.nodes
-                    && !self.added[i]
-                    && !matches!(self.slots[i], Slot::Removed)
-            })
-            .collect();
+        let outsiders = self.outsiders(&membership);
         let learners: Vec<NodeId> = membership.learners.iter().copied().collect();
         let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
         if self.rng.chance(1, 4) && voters.len() > 1 {
@@ -51,6 +46,47 @@ impl Simulation {
             }
             _ => return,
         };
+        self.propose_change(i, leader, change);
+    }
+
+    /// The policy operator: spares join as learners now and then (the join call), and every 10 ms the leader's
+    /// membership policy may propose one change (promote a caught-up learner, remove a member down too long).
+    fn run_policy(&mut self) {
+        let Some(leader) = self.current_leader() else { return };
+        let i = self.slot_of(leader);
+        let membership = self.node(i).expect("the leader is up").raft().membership().clone();
+        let outsiders = self.outsiders(&membership);
+        let change = if !outsiders.is_empty() && self.rng.chance(self.params.membership_permille, 1_000) {
+            Some(MembershipChange::AddLearner(self.pick(&outsiders)))
+        } else if self.now % 10 == 0 {
+            let now = self.local_time(i);
+            let Slot::Up(node) = &self.slots[i] else { unreachable!("the leader is up") };
+            self.policies[i].next_change(node.raft(), now)
+        } else {
+            None
+        };
+        if let Some(change) = change {
+            self.propose_change(i, leader, change);
+        }
+    }
+
+    /// Spares that may be added: never members (ids are never reused) and not removed.
+    fn outsiders(&self, membership: &Membership) -> Vec<NodeId> {
+        self.ids
+            .iter()
+            .copied()
+            .filter(|&id| {
+                let i = self.slot_of(id);
+                !membership.contains(id)
+                    && i >= self.params.nodes
+                    && !self.added[i]
+                    && !matches!(self.slots[i], Slot::Removed)
+            })
+            .collect()
+    }
+
+    /// Proposes `change` to `leader`, in slot `i`.
+    fn propose_change(&mut self, i: usize, leader: NodeId, change: MembershipChange) {
         let request = self.next_request;
         self.next_request += 1;
         let node = self.node_mut(i).expect("the leader is up");

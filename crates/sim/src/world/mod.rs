@@ -132,6 +132,8 @@ pub struct Simulation {
     commit_seen: Vec<LogIndex>,
     /// The trace, when enabled: shared with the caller so it survives a panic in the run.
     trace: Option<Trace>,
+    /// Per node: its membership policy (acts only while it leads), when the run uses the policy.
+    policies: Vec<tally_node::MembershipPolicy>,
 }
 
 impl Simulation {
@@ -181,6 +183,10 @@ impl Simulation {
             commit_seen: vec![LogIndex(0); ids.len()],
             unchecked_keys: 0,
             trace,
+            policies: match params.membership_policy {
+                Some(config) => (0..ids.len()).map(|_| tally_node::MembershipPolicy::new(config)).collect(),
+                None => Vec::new(),
+            },
             ids,
             params,
         };
@@ -335,6 +341,10 @@ impl Simulation {
         }
         for message in deliverable {
             let i = self.slot_of(message.to);
+            let local_now = self.local_time(i);
+            if let Some(policy) = self.policies.get_mut(i) {
+                policy.heard_from(message.from, local_now);
+            }
             let Some(node) = self.node_mut(i) else { continue };
             let line = format!("deliver {message}");
             let result = node.receive(message);
