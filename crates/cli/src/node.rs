@@ -33,9 +33,13 @@ pub struct NodeArgs {
     /// Client URLs of members to join through (comma-separated), with or without a registry.
     #[arg(long, value_name = "URL,...", value_delimiter = ',', env = "TALLY_JOIN")]
     pub join: Vec<String>,
+    /// Form a new cluster if the data directory is empty, without a registry; other nodes then --join it.
+    /// Give it to one node, once.
+    #[arg(long, conflicts_with = "registry_address")]
+    pub bootstrap: bool,
     /// A static cluster instead of discovery: n1=PEER_URL,n2=PEER_URL,..., this node included. Used only
     /// when the data directory is empty; afterwards the membership comes from the log.
-    #[arg(long, value_name = "ID=PEER_URL,...", conflicts_with_all = ["registry_address", "join"])]
+    #[arg(long, value_name = "ID=PEER_URL,...", conflicts_with_all = ["registry_address", "join", "bootstrap"])]
     pub initial_cluster: Option<String>,
     /// The shared cluster secret: the registry, the peer port and the join call refuse anyone without it.
     #[arg(long, value_name = "TOKEN", env = "TALLY_CLUSTER_TOKEN", hide_env_values = true)]
@@ -101,8 +105,9 @@ impl NodeArgs {
             Some(members) => config.initial_cluster = parse_initial_cluster(members).context("--initial-cluster")?,
             None => {
                 anyhow::ensure!(
-                    self.registry_address.is_some() || !self.join.is_empty(),
-                    "tell the node how to find its cluster: --registry-address URL, --join URL or --initial-cluster"
+                    self.registry_address.is_some() || !self.join.is_empty() || self.bootstrap,
+                    "tell the node how to find its cluster: --registry-address URL, --join URL (--bootstrap on the \
+                     first node without a registry) or --initial-cluster"
                 );
                 let policy = PolicyConfig {
                     target_voters: self.voters,
@@ -113,6 +118,7 @@ impl NodeArgs {
                 config.discovery = Some(DiscoveryConfig {
                     registry_address: self.registry_address.clone(),
                     join: self.join.clone(),
+                    bootstrap: self.bootstrap,
                     policy,
                 });
             }
@@ -234,7 +240,7 @@ mod tests {
         assert_eq!(config.id.to_string(), "n2");
         assert_eq!(config.listen_client.port(), 7002);
         assert_eq!(config.listen_peer.port(), 7102);
-        assert!(config.data_dir.join("node-id").exists(), "the id is kept in the data directory");
+        assert!(!config.data_dir.join("node-id").exists(), "the id is stored only once the log is open");
         assert_eq!(config.initial_cluster.len(), 2);
         assert_eq!(config.limits.max_key_bytes, 100);
         assert_eq!(config.limits.max_value_bytes, tally_server::Limits::default().max_value_bytes);

@@ -28,6 +28,7 @@ const SHAPE_TIMEOUT: Duration = Duration::from_secs(30);
 struct Member {
     id: String,
     role: String,
+    peer_url: Option<String>,
 }
 
 /// `/v1/cluster` (the fields used here).
@@ -60,6 +61,8 @@ struct Proc {
     data_dir: PathBuf,
     /// Its log.
     log: PathBuf,
+    /// How it finds the cluster (nodes only): `--registry-address URL` unless a test says otherwise.
+    discovery: Vec<String>,
     /// The running process.
     process: Option<NodeProcess>,
 }
@@ -96,7 +99,14 @@ impl World {
         let mut world = World { procs: Vec::new(), token: token.map(str::to_string), node_args, http, dir };
         let log = world.dir.path().join("registry.log");
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        world.procs.push(Proc { addr, peer: addr, data_dir: PathBuf::new(), log, process: None });
+        world.procs.push(Proc {
+            addr,
+            peer: addr,
+            data_dir: PathBuf::new(),
+            log,
+            discovery: Vec::new(),
+            process: None,
+        });
         // A reserved port may be taken by another test before the registry binds it: then try another.
         for _ in 0..5 {
             world.procs[0].addr.set_port(reserve_ports(1)[0]);
@@ -143,6 +153,7 @@ impl World {
                     peer: SocketAddr::from(([127, 0, 0, 1], ports[2 * k + 1])),
                     data_dir: self.dir.path().join(format!("node{i}")),
                     log: self.dir.path().join(format!("node{i}.log")),
+                    discovery: vec!["--registry-address".to_string(), self.registry_url()],
                     process: None,
                 });
                 i
@@ -159,7 +170,7 @@ impl World {
         } else {
             command
                 .arg("node")
-                .args(["--registry-address", &self.registry_url()])
+                .args(&p.discovery)
                 .args(["--listen-client", &p.addr.to_string(), "--listen-peer", &p.peer.to_string()])
                 .arg("--data-dir")
                 .arg(&p.data_dir)
@@ -285,37 +296,37 @@ async fn five_nodes_started_at_once_form_exactly_one_cluster_twenty_times() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_node_catches_up_by_snapshot_and_replaces_a_dead_voter() {
+async fn a_sixth_node_catches_up_by_snapshot_and_replaces_a_dead_voter() {
     let mut world = World::new(
         None,
         &["--snapshot-interval-entries", "50", "--snapshot-keep-entries", "10", "--dead-node-timeout", "3s"],
     );
-    let first = world.add_nodes(3);
+    let first = world.add_nodes(5);
     for &i in &first {
         world.start(i);
     }
-    world.wait_for("three voters", |v| one_cluster(v, 3, 3, 0)).await;
+    world.wait_for("3 voters and 2 learners", |v| one_cluster(v, 5, 3, 2)).await;
     for n in 0..200 {
-        world.put(first[n % 3], &format!("k{n:03}"), &format!("v{n}")).await.expect("write");
+        world.put(first[n % 5], &format!("k{n:03}"), &format!("v{n}")).await.expect("write");
     }
 
-    // A fourth node joins late: the log it needs is compacted, so it catches up from a snapshot.
+    // A sixth node joins late: the log it needs is compacted, so it catches up from a snapshot.
     let late = world.add_nodes(1)[0];
     world.start(late);
-    let views = world.wait_for("the late node is a caught-up learner", |v| one_cluster(v, 4, 3, 1)).await;
+    let views = world.wait_for("the sixth node is a learner", |v| one_cluster(v, 6, 3, 3)).await;
     let leader_commit = views.iter().find(|v| v.role == "leader").expect("leader").commit_index;
-    world.wait_for("the late node applied everything", |v| v.iter().all(|v| v.applied_index >= leader_commit)).await;
-    let late_view = world.view(late).await.expect("late node answers");
-    assert!(late_view.snapshot_index > 0, "the late node did not install a snapshot: {late_view:?}");
+    world.wait_for("the sixth node applied everything", |v| v.iter().all(|v| v.applied_index >= leader_commit)).await;
+    let late_view = world.view(late).await.expect("the sixth node answers");
+    assert!(late_view.snapshot_index > 0, "the sixth node did not install a snapshot: {late_view:?}");
     assert_eq!(world.read(late, "k000").await.as_deref(), Some("v0"));
 
     // A voter that is not the leader dies for good. Writes go on throughout (a majority remains); after the
-    // dead-node timeout it is removed and the learner promoted, so there are three voters again.
-    let leader_id = world.views().await.into_iter().find(|v| v.role == "leader").expect("leader").id;
+    // dead-node timeout it is removed and a learner promoted, so there are three voters again.
+    let leader = world.views().await.into_iter().find(|v| v.role == "leader").expect("leader");
     let mut victim = None;
     for &i in &first {
-        let id = world.view(i).await.expect("a voter answers").id;
-        if id != leader_id {
+        let id = world.view(i).await.expect("a node answers").id;
+        if id != leader.id && leader.with_role("voter").contains(&id) {
             victim = Some((i, id));
             break;
         }
@@ -330,7 +341,7 @@ async fn a_late_node_catches_up_by_snapshot_and_replaces_a_dead_voter() {
         world.put(target, &format!("during{n}"), "x").await.unwrap_or_else(|e| panic!("write {n} failed: {e}"));
         n += 1;
         let views = world.views().await;
-        if one_cluster(&views, 3, 3, 0) {
+        if one_cluster(&views, 5, 3, 2) {
             assert!(views.iter().all(|v| v.members.iter().all(|m| m.id != victim_id)), "{victim_id} still a member");
             break;
         }
@@ -339,6 +350,83 @@ async fn a_late_node_catches_up_by_snapshot_and_replaces_a_dead_voter() {
     }
     assert!(killed_at.elapsed() >= Duration::from_secs(3), "removed before the dead-node timeout");
     eprintln!("dead voter replaced after {:?}, {n} writes acknowledged meanwhile", killed_at.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_registry_nodes_join_a_bootstrapped_node_and_a_moved_node_updates_its_address() {
+    let mut world = World::new(None, &[]);
+    let nodes = world.add_nodes(3);
+    let first_url = format!("http://{}", world.procs[nodes[0]].addr);
+    world.procs[nodes[0]].discovery = vec!["--bootstrap".to_string()];
+    for &i in &nodes[1..] {
+        world.procs[i].discovery = vec!["--join".to_string(), first_url.clone()];
+    }
+    world.kill(0); // no registry at all
+    for &i in &nodes {
+        world.start(i);
+    }
+    world.wait_for("three voters", |v| one_cluster(v, 3, 3, 0)).await;
+
+    // A node stops and comes back on other ports with its data: the join call updates its addresses and
+    // it catches up as itself.
+    let moved = nodes[2];
+    let id = world.view(moved).await.expect("answers").id;
+    world.procs[moved].process.take().expect("running").terminate();
+    world.put(nodes[0], "while-away", "yes").await.expect("a majority remains");
+    let ports = reserve_ports(2);
+    world.procs[moved].addr.set_port(ports[0]);
+    world.procs[moved].peer.set_port(ports[1]);
+    world.start(moved);
+    let new_peer_url = format!("http://{}", world.procs[moved].peer);
+    world
+        .wait_for("the moved node is back as itself at its new address", |views| {
+            one_cluster(views, 3, 3, 0)
+                && views.iter().any(|v| v.id == id)
+                && views.iter().all(|v| {
+                    v.role != "leader"
+                        || v.members.iter().any(|m| m.id == id && m.peer_url.as_deref() == Some(&new_peer_url))
+                })
+        })
+        .await;
+    let mut caught_up = false;
+    for _ in 0..200 {
+        if world.read(moved, "while-away").await.as_deref() == Some("yes") {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(caught_up, "the moved node did not catch up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_registrations_get_clear_errors_and_the_registry_stays_healthy() {
+    let world = World::new(None, &[]);
+    let base = world.registry_url();
+    let put = |id: &str, body: Vec<u8>| world.http.put(format!("{base}/v1/nodes/{id}")).body(body).send();
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("n1", b"{not json".to_vec(), 400),
+        ("n1", br#"{"client_url": "http://a:1"}"#.to_vec(), 400),
+        ("n1", br#"{"client_url": "ftp://a:1", "peer_url": "http://a:2"}"#.to_vec(), 400),
+        ("n1", br#"{"client_url": "http://a", "peer_url": "http://a:2"}"#.to_vec(), 400),
+        ("bad id!", br#"{"client_url": "http://a:1", "peer_url": "http://a:2"}"#.to_vec(), 400),
+        ("n1", vec![b' '; 200 * 1024], 413),
+    ];
+    for (id, body, status) in cases {
+        let answer = put(id, body).await.expect("the registry answers");
+        assert_eq!(answer.status().as_u16(), status, "registration of {id:?}");
+        let error: serde_json::Value = answer.json().await.expect("a JSON error");
+        assert!(error["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {error}");
+    }
+    let answer = world.http.delete(format!("{base}/v1/nodes/n404")).send().await.expect("answers");
+    assert_eq!(answer.status(), 404, "leaving with an unknown id");
+    // Still healthy: a good registration works and is listed.
+    let good = br#"{"client_url": "http://127.0.0.1:1", "peer_url": "http://127.0.0.1:2"}"#.to_vec();
+    assert_eq!(put("n1", good).await.expect("answers").status(), 200);
+    let listed: serde_json::Value =
+        world.http.get(format!("{base}/v1/nodes")).send().await.expect("answers").json().await.expect("json");
+    assert_eq!(listed["nodes"][0]["id"], "n1", "{listed}");
+    assert_eq!(world.http.get(format!("{base}/livez")).send().await.expect("answers").status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 //! ```text
 //!  start ──data dir empty?──no──▶ start the node from its log ─────────────────────────┐
 //!    │ yes                                                                              │
+//!    ├─ --bootstrap: form a one-voter cluster (no registry) ──────────────────────────────┤
 //!    ├─ registry: register, then POST /v1/bootstrap                                     │
 //!    │    won (and still won after a confirming heartbeat) ─▶ start a one-voter cluster ┤
 //!    │    lost ─▶ start with no membership ─────────────────────────────────────────────┤
@@ -54,6 +55,9 @@ pub struct DiscoveryConfig {
     pub registry_address: Option<String>,
     /// Client URLs of members to send the join call to (`--join`), if any.
     pub join: Vec<String>,
+    /// Form a new cluster if the data directory is empty, without asking a registry (`--bootstrap`): for a
+    /// cluster grown with `--join` and no registry. Give it to one node only, once.
+    pub bootstrap: bool,
     /// The leader's membership policy (voters, promotion, dead nodes).
     pub policy: PolicyConfig,
 }
@@ -82,10 +86,11 @@ pub(crate) enum Start {
 }
 
 /// The node's id: `given` (checked against the one stored in the data directory), or the stored one, or a new
-/// random one, which is stored (a node keeps its id across restarts).
+/// random one. A new id is stored by [`persist_node_id`] once the log is open, so a node keeps its id across
+/// restarts, and an id without a log means the log was lost.
 ///
 /// # Errors
-/// A given id that differs from the stored one, or an unreadable or unwritable id file.
+/// A given id that differs from the stored one, an unreadable id file, or a stored id without a log.
 pub fn node_id(data_dir: &Path, given: Option<NodeId>) -> Result<NodeId, ServerError> {
     let path = data_dir.join(NODE_ID_FILE);
     let fail = |e: String| ServerError::Storage(format!("{}: {e}", path.display()));
@@ -99,14 +104,25 @@ pub fn node_id(data_dir: &Path, given: Option<NodeId>) -> Result<NodeId, ServerE
             "--id {given} differs from the id {stored} this data directory belongs to ({})",
             path.display()
         ))),
+        (_, Some(stored)) if !has_log(data_dir) => Err(ServerError::Storage(format!(
+            "{} holds the id {stored} but no log: this node's data was lost. A member that lost its log must not come \
+             back as itself (it could vote twice in a term); remove {} to join as a new node",
+            data_dir.display(),
+            path.display()
+        ))),
         (_, Some(stored)) => Ok(stored),
-        (given, None) => {
-            let id = given.unwrap_or_else(random_node_id);
-            std::fs::create_dir_all(data_dir).map_err(|e| fail(e.to_string()))?;
-            write_durably(&path, format!("{id}\n").as_bytes()).map_err(|e| fail(e.to_string()))?;
-            Ok(id)
-        }
+        (given, None) => Ok(given.unwrap_or_else(random_node_id)),
     }
+}
+
+/// Stores the node's id in its data directory, if not there yet. Called once the log is open.
+pub(crate) fn persist_node_id(data_dir: &Path, id: NodeId) -> Result<(), ServerError> {
+    let path = data_dir.join(NODE_ID_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    write_durably(&path, format!("{id}\n").as_bytes())
+        .map_err(|e| ServerError::Storage(format!("{}: {e}", path.display())))
 }
 
 /// Writes a small file atomically and durably: temporary file, fsync, rename, directory fsync.
@@ -126,9 +142,13 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// A random id in `1..2^31`: short enough to read, and two nodes of one cluster collide with a chance of
 /// about one in a few hundred million.
 fn random_node_id() -> NodeId {
+    NodeId(1 + random_u64() % ((1 << 31) - 1))
+}
+
+/// 64 random bits from the OS-seeded hasher.
+fn random_u64() -> u64 {
     use std::hash::{BuildHasher, RandomState};
-    let random = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
-    NodeId(1 + random % ((1 << 31) - 1))
+    RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()))
 }
 
 /// Whether the data directory holds a log (anything but the id file): such a node never claims the bootstrap.
@@ -172,11 +192,17 @@ fn registry_id(id: NodeId) -> String {
 pub(crate) async fn decide_start(
     id: NodeId,
     data_dir: &Path,
+    bootstrap: bool,
     registry: Option<&RegistryClient>,
     me: &Advertised,
 ) -> Result<Start, ServerError> {
     if has_log(data_dir) {
         return Ok(Start::FromLog);
+    }
+    if bootstrap {
+        let cluster_id = format!("{:016x}", random_u64());
+        tracing::info!(cluster = %cluster_id, "--bootstrap: forming a new cluster");
+        return Ok(Start::Form { cluster_id });
     }
     let Some(registry) = registry else { return Ok(Start::Join) };
     let mut backoff = Backoff::new();
@@ -363,16 +389,23 @@ mod tests {
     #[test]
     fn a_node_keeps_its_id_and_a_given_id_must_match() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = node_id(dir.path(), None).expect("new id");
+        let first = node_id(dir.path(), Some(NodeId(7))).expect("new id");
+        assert_eq!(first, NodeId(7));
+        std::fs::write(dir.path().join("segment-1.wal"), b"log").expect("a log");
+        persist_node_id(dir.path(), first).expect("stored");
         assert_eq!(node_id(dir.path(), None).expect("stored"), first);
         assert_eq!(node_id(dir.path(), Some(first)).expect("same"), first);
-        let other = NodeId(first.0 % 1000 + 1 + if first.0 == 1 { 1 } else { 0 });
-        if other != first {
-            assert!(node_id(dir.path(), Some(other)).is_err(), "a different --id is refused");
-        }
+        let error = node_id(dir.path(), Some(NodeId(8))).expect_err("a different --id is refused");
+        assert!(error.to_string().contains("differs"), "{error}");
+    }
+
+    #[test]
+    fn an_id_without_a_log_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        persist_node_id(dir.path(), NodeId(3)).expect("stored");
         assert!(!has_log(dir.path()), "the id file alone is not a log");
-        let given = tempfile::tempdir().expect("tempdir");
-        assert_eq!(node_id(given.path(), Some(NodeId(7))).expect("given"), NodeId(7));
+        let error = node_id(dir.path(), None).expect_err("the log was lost");
+        assert!(error.to_string().contains("data was lost"), "{error}");
     }
 
     #[test]

@@ -137,7 +137,9 @@ impl Server {
         let client_url = me.client_url.clone();
         let start = match &discovery {
             None => discovery::Start::FromLog,
-            Some(_) => discovery::decide_start(config.id, &config.data_dir, registry.as_ref(), &me).await?,
+            Some(d) => {
+                discovery::decide_start(config.id, &config.data_dir, d.bootstrap, registry.as_ref(), &me).await?
+            }
         };
         let bootstrap = match (&discovery, &start) {
             (None, _) => Membership::with_voters(config.initial_cluster.iter().map(|m| m.id)),
@@ -146,6 +148,7 @@ impl Server {
         };
 
         let storage = open_storage(&config, bootstrap)?;
+        discovery::persist_node_id(&config.data_dir, config.id)?;
         // The peer transport runs on its own runtime (one thread), so Appends, acks and heartbeats never wait
         // in a run queue behind client HTTP work: under load that wait, not the network, was the round trip.
         let peer_runtime = PeerRuntime::new()?;
