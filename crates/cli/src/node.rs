@@ -35,7 +35,7 @@ pub struct NodeArgs {
     pub join: Vec<String>,
     /// Form a new cluster if the data directory is empty, without a registry; other nodes then --join it.
     /// Give it to one node, once.
-    #[arg(long, conflicts_with = "registry_address")]
+    #[arg(long, conflicts_with_all = ["registry_address", "join"])]
     pub bootstrap: bool,
     /// A static cluster instead of discovery: n1=PEER_URL,n2=PEER_URL,..., this node included. Used only
     /// when the data directory is empty; afterwards the membership comes from the log.

@@ -397,6 +397,23 @@ async fn without_a_registry_nodes_join_a_bootstrapped_node_and_a_moved_node_upda
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(caught_up, "the moved node did not catch up");
+
+    // A member loses its data and comes back under its old id: the cluster refuses it (another incarnation),
+    // and with no membership known it votes for nobody, so it cannot help elect a leader that lacks writes.
+    let wiped = nodes[1];
+    let wiped_id = world.view(wiped).await.expect("answers").id;
+    world.procs[wiped].process.take().expect("running").terminate();
+    std::fs::remove_dir_all(&world.procs[wiped].data_dir).expect("wipe the data dir");
+    world.procs[wiped].discovery.extend(["--id".to_string(), wiped_id.clone()]);
+    world.start(wiped);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !tail(&world.procs[wiped].log, 200).contains("incarnation_mismatch") {
+        assert!(Instant::now() < deadline, "the wiped node was not refused:\n{}", tail(&world.procs[wiped].log, 30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let view = world.view(wiped).await.expect("the wiped node answers");
+    assert!(view.members.is_empty() && view.commit_index == 0, "the wiped node must know nothing: {view:?}");
+    world.put(nodes[0], "after-wipe", "ok").await.expect("the others still serve");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,7 +507,8 @@ async fn nodes_without_the_cluster_token_are_refused() {
     for &i in &nodes[..2] {
         world.start(i);
     }
-    world.wait_for("two voters with the token", |v| one_cluster(v, 2, 2, 0)).await;
+    // A lone voter waits for two caught-up learners before promoting (a two-voter cluster stops at any failure).
+    world.wait_for("a voter and a learner with the token", |v| one_cluster(v, 2, 1, 1)).await;
 
     // The registry refuses a node with the wrong token, which says so and exits.
     world.start_with_token(nodes[2], Some("wrong"));

@@ -21,6 +21,9 @@ pub struct MemberAddress {
     pub peer_url: String,
     /// The client URL (HTTP API), e.g. `http://10.0.0.1:7001`.
     pub client_url: String,
+    /// Drawn at random when the node's data directory was created: a node that lost its data (or another
+    /// node using the same id) has a different one, so it cannot pass for the member.
+    pub incarnation: u64,
 }
 
 /// The replicated cluster metadata.
@@ -50,6 +53,7 @@ impl ClusterInfo {
             sink.put_u64(*id);
             sink.put_bytes(address.peer_url.as_bytes());
             sink.put_bytes(address.client_url.as_bytes());
+            sink.put_u64(address.incarnation);
         }
     }
 
@@ -73,7 +77,8 @@ impl ClusterInfo {
             previous = Some(id);
             let peer_url = read_text(reader)?;
             let client_url = read_text(reader)?;
-            members.insert(id, MemberAddress { peer_url, client_url });
+            let incarnation = reader.u64()?;
+            members.insert(id, MemberAddress { peer_url, client_url, incarnation });
         }
         Ok(ClusterInfo { cluster_id, members })
     }

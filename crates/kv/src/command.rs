@@ -10,7 +10,7 @@
 //!   u32 value_len, value bytes      (put only)
 //!   u8  cas_flag        0 = no cas, 1 = cas follows
 //!   u64 cas             (only if cas_flag = 1)
-//! set member:           u64 node id, u32 len + peer URL, u32 len + client URL (UTF-8)
+//! set member:           u64 node id, u32 len + peer URL, u32 len + client URL (UTF-8), u64 incarnation
 //! remove member:        u64 node id
 //! set cluster id:       u32 len + cluster id (UTF-8)
 //! ```
@@ -52,6 +52,8 @@ pub enum Command {
         peer_url: String,
         /// Its client URL.
         client_url: String,
+        /// Its incarnation (see [`crate::MemberAddress::incarnation`]).
+        incarnation: u64,
     },
     /// Forgets member `id`'s addresses (after it left the Raft membership).
     RemoveMember {
@@ -113,11 +115,12 @@ impl Command {
             out.put_bytes(text.as_bytes());
         };
         match self {
-            Command::SetMember { id, peer_url, client_url } => {
+            Command::SetMember { id, peer_url, client_url, incarnation } => {
                 out.put_u8(KIND_SET_MEMBER);
                 out.put_u64(*id);
                 text(&mut out, peer_url);
                 text(&mut out, client_url);
+                out.put_u64(*incarnation);
                 return out;
             }
             Command::RemoveMember { id } => {
@@ -179,7 +182,8 @@ impl Command {
                 let id = reader.u64()?;
                 let peer_url = read_text(&mut reader)?;
                 let client_url = read_text(&mut reader)?;
-                Command::SetMember { id, peer_url, client_url }
+                let incarnation = reader.u64()?;
+                Command::SetMember { id, peer_url, client_url, incarnation }
             }
             KIND_REMOVE_MEMBER => Command::RemoveMember { id: reader.u64()? },
             KIND_SET_CLUSTER_ID => Command::SetClusterId { cluster_id: read_text(&mut reader)? },
@@ -196,7 +200,9 @@ impl Command {
         let fields = match self {
             Command::Put { key, value, .. } => 8 + key.len() + value.len(),
             Command::Delete { key, .. } => 4 + key.len(),
-            Command::SetMember { peer_url, client_url, .. } => return 2 + 8 + 8 + peer_url.len() + client_url.len(),
+            Command::SetMember { peer_url, client_url, .. } => {
+                return 2 + 8 + 8 + peer_url.len() + client_url.len() + 8;
+            }
             Command::RemoveMember { .. } => return 2 + 8,
             Command::SetClusterId { cluster_id } => return 2 + 4 + cluster_id.len(),
         };
@@ -227,10 +233,8 @@ mod tests {
         prop_oneof![
             (bytes(), bytes(), cas.clone()).prop_map(|(key, value, cas)| Command::Put { key, value, cas }),
             (bytes(), cas).prop_map(|(key, cas)| Command::Delete { key, cas }),
-            (any::<u64>(), text(), text()).prop_map(|(id, peer_url, client_url)| Command::SetMember {
-                id,
-                peer_url,
-                client_url
+            (any::<u64>(), text(), text(), any::<u64>()).prop_map(|(id, peer_url, client_url, incarnation)| {
+                Command::SetMember { id, peer_url, client_url, incarnation }
             }),
             any::<u64>().prop_map(|id| Command::RemoveMember { id }),
             text().prop_map(|cluster_id| Command::SetClusterId { cluster_id }),

@@ -77,8 +77,9 @@ impl KvStore {
             Command::Delete { key, .. } => {
                 Response::Delete { index, deleted: self.entries.remove(key.as_slice()).is_some() }
             }
-            Command::SetMember { id, peer_url, client_url } => {
-                let address = MemberAddress { peer_url: peer_url.clone(), client_url: client_url.clone() };
+            Command::SetMember { id, peer_url, client_url, incarnation } => {
+                let (peer_url, client_url) = (peer_url.clone(), client_url.clone());
+                let address = MemberAddress { peer_url, client_url, incarnation: *incarnation };
                 self.cluster.members.insert(*id, address);
                 Response::Cluster { index }
             }

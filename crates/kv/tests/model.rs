@@ -13,7 +13,7 @@ type Model = BTreeMap<Vec<u8>, (Vec<u8>, u64, u64)>;
 #[derive(Debug, Default)]
 struct Meta {
     cluster_id: Option<String>,
-    members: BTreeMap<u64, (String, String)>,
+    members: BTreeMap<u64, (String, String, u64)>,
 }
 
 /// How a step picks its cas condition.
@@ -74,7 +74,12 @@ fn arb_step() -> impl Strategy<Value = Step> {
 fn arb_meta() -> impl Strategy<Value = Command> {
     let url = || "http://[a-c]{1,3}:[0-9]{1,2}";
     prop_oneof![
-        (1u64..4, url(), url()).prop_map(|(id, peer_url, client_url)| Command::SetMember { id, peer_url, client_url }),
+        (1u64..4, url(), url(), 0u64..3).prop_map(|(id, peer_url, client_url, incarnation)| Command::SetMember {
+            id,
+            peer_url,
+            client_url,
+            incarnation
+        }),
         (1u64..4).prop_map(|id| Command::RemoveMember { id }),
         "[a-z]{1,4}".prop_map(|cluster_id| Command::SetClusterId { cluster_id }),
     ]
@@ -98,8 +103,8 @@ fn resolve(cas: &Cas, model: &Model, key: &[u8]) -> Option<u64> {
 fn model_apply(model: &mut Model, meta: &mut Meta, index: u64, command: &Command) -> Response {
     let (key, cas) = match command {
         Command::Put { key, cas, .. } | Command::Delete { key, cas } => (key.clone(), *cas),
-        Command::SetMember { id, peer_url, client_url } => {
-            meta.members.insert(*id, (peer_url.clone(), client_url.clone()));
+        Command::SetMember { id, peer_url, client_url, incarnation } => {
+            meta.members.insert(*id, (peer_url.clone(), client_url.clone(), *incarnation));
             return Response::Cluster { index };
         }
         Command::RemoveMember { id } => {
@@ -131,11 +136,11 @@ fn model_apply(model: &mut Model, meta: &mut Meta, index: u64, command: &Command
 fn assert_same(store: &KvStore, model: &Model, meta: &Meta, applied_index: u64) -> Result<(), TestCaseError> {
     store.check_invariants();
     prop_assert_eq!(&store.cluster().cluster_id, &meta.cluster_id);
-    let members: BTreeMap<u64, (String, String)> = store
+    let members: BTreeMap<u64, (String, String, u64)> = store
         .cluster()
         .members
         .iter()
-        .map(|(id, address)| (*id, (address.peer_url.clone(), address.client_url.clone())))
+        .map(|(id, a)| (*id, (a.peer_url.clone(), a.client_url.clone(), a.incarnation)))
         .collect();
     prop_assert_eq!(&members, &meta.members);
     prop_assert_eq!(store.applied_index(), applied_index);

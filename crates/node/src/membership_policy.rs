@@ -7,8 +7,10 @@
 //!    the cluster its majority;
 //! 2. **removes a dead learner**, so members that are gone for good do not pile up;
 //! 3. **promotes a learner** while there are fewer than `target_voters` voters: the lowest id among the
-//!    learners that are healthy and have been caught up (match index at the commit index) for at least
-//!    `promote_after_ms`. The core refuses the promotion on its own if the learner fell behind meanwhile.
+//!    learners that are healthy and have been caught up ([`Raft::is_caught_up`]) for at least
+//!    `promote_after_ms`; a lone voter waits for two such learners, so that the two-voter stage (where any
+//!    failure stops the cluster) lasts one commit. The core refuses the promotion on its own if the learner
+//!    fell behind meanwhile.
 //!
 //! Changes go one at a time: nothing is proposed while a membership change is uncommitted. The policy is pure
 //! and deterministic: it is told what the leader heard and when, in milliseconds of the node's clock, so the
@@ -17,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use tally_raft::{LogIndex, MembershipChange, NodeId, Raft, Term};
+use tally_raft::{MembershipChange, NodeId, Raft, Term};
 
 /// How the policy decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,13 +122,10 @@ impl MembershipPolicy {
     /// Updates `caught_up_since` for every learner: set when its match index reaches the commit index,
     /// cleared when it falls behind (or stops being a learner).
     fn track_caught_up(&mut self, raft: &Raft, now_ms: u64) {
-        let matches = raft.match_indexes();
-        let commit = raft.commit_index();
         let learners = &raft.membership().learners;
         self.caught_up_since.retain(|id, _| learners.contains(id));
         for &learner in learners {
-            let matched = matches.get(&learner).copied().unwrap_or(LogIndex(0));
-            if matched >= commit && self.is_healthy(learner, now_ms) {
+            if raft.is_caught_up(learner) && self.is_healthy(learner, now_ms) {
                 self.caught_up_since.entry(learner).or_insert(now_ms);
             } else {
                 self.caught_up_since.remove(&learner);
@@ -160,16 +159,21 @@ impl MembershipPolicy {
         raft.membership().learners.iter().copied().find(|&id| self.is_dead(id, now_ms))
     }
 
-    /// The learner to promote, if the cluster is short of voters: the lowest id caught up long enough.
+    /// The learner to promote, if the cluster is short of voters: the lowest id caught up long enough. A lone
+    /// voter waits until two learners are ready: with two voters, either one failing stops the cluster (and
+    /// then no leader could remove it), so that state should last one commit, not a promotion delay.
     fn learner_to_promote(&self, raft: &Raft, now_ms: u64) -> Option<NodeId> {
-        if raft.membership().voters.len() >= self.config.target_voters {
+        let voters = raft.membership().voters.len();
+        if voters >= self.config.target_voters {
             return None;
         }
-        self.caught_up_since
-            .iter()
-            .find(|&(&id, &since)| {
-                now_ms.saturating_sub(since) >= self.config.promote_after_ms && self.is_healthy(id, now_ms)
-            })
-            .map(|(&id, _)| id)
+        let mut ready = self.caught_up_since.iter().filter(|&(&id, &since)| {
+            now_ms.saturating_sub(since) >= self.config.promote_after_ms && self.is_healthy(id, now_ms)
+        });
+        let first = ready.next().map(|(&id, _)| id);
+        if voters == 1 && self.config.target_voters >= 3 && ready.next().is_none() {
+            return None;
+        }
+        first
     }
 }

@@ -52,7 +52,10 @@ impl Raft {
             || (self.vote.is_none() && self.leader_id.is_none())
             || (pre_vote && term > self.term);
         let log_ok = self.config.faults.skip_vote_log_check || self.log.is_up_to_date(last_log_term, last_log_index);
-        let granted = free_to_vote && log_ok;
+        // A node that knows no membership has joined no cluster yet (it waits for the leader's snapshot), or
+        // lost its data: its empty log would agree to any candidate, so it must not vote at all.
+        let knows_membership = !self.membership.voters.is_empty();
+        let granted = free_to_vote && log_ok && knows_membership;
         if granted && !pre_vote {
             self.vote = Some(from);
             self.election_elapsed = 0;

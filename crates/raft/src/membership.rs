@@ -102,15 +102,24 @@ impl Raft {
         self.membership_up_to(index).0
     }
 
-    /// Dissertation §4.2.1: a node becomes a voter only once it is a learner that has caught up (its match
-    /// index reached the commit index), or a slow new voter could stall commits, or cost the cluster its
-    /// quorum.
+    /// Leader: whether learner (or follower) `id` has caught up: its match index is within one Append's worth
+    /// of entries (`max_entries_per_message`) of the commit index, so one round trip brings it level. Under a
+    /// steady stream of writes a follower is always a batch or so behind; requiring an exact match would never
+    /// let a learner be promoted.
+    pub fn is_caught_up(&self, id: NodeId) -> bool {
+        let matched = self.progress.get(&id).map_or(LogIndex(0), |p| p.match_index);
+        let slack = self.config.max_entries_per_message as u64;
+        self.role == Role::Leader && matched.0.saturating_add(slack) >= self.log.commit().0
+    }
+
+    /// Dissertation §4.2.1: a node becomes a voter only once it is a learner that has caught up (see
+    /// [`Self::is_caught_up`]), or a slow new voter could stall commits, or cost the cluster its quorum.
     fn check_ready_to_vote(&self, id: NodeId) -> Result<(), ProposeError> {
         if !self.membership.learners.contains(&id) {
             return Err(ProposeError::InvalidMembershipChange(format!("{id} must first be added as a learner")));
         }
         let matched = self.progress.get(&id).map_or(LogIndex(0), |p| p.match_index);
-        if matched < self.log.commit() {
+        if !self.is_caught_up(id) {
             let commit = self.log.commit();
             let reason = format!("{id} has not caught up yet (match {matched}, commit {commit})");
             return Err(ProposeError::InvalidMembershipChange(reason));

@@ -178,7 +178,12 @@ impl Raft {
 
     /// Follower: the leader's heartbeat; advance the commit index and acknowledge the read round.
     pub(crate) fn handle_heartbeat(&mut self, from: NodeId, commit: LogIndex, read_seq: u64) {
-        self.log.commit_to(commit);
+        // The leader sends at most what it knows this node holds, so a commit past our log means this node lost
+        // entries it had acknowledged (its data was wiped): commit nothing on that word. The leader's next
+        // Append is rejected, and it brings this node back from the log or a snapshot.
+        if commit <= self.log.last_index() {
+            self.log.commit_to(commit);
+        }
         self.send(from, MessageBody::HeartbeatResponse { read_seq });
     }
 

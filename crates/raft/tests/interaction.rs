@@ -45,6 +45,7 @@ scripts!(
     snapshot,
     crash_restart,
     membership_uncommitted,
+    empty_node_vote,
 );
 
 /// A script nobody runs is a test that silently stopped existing.

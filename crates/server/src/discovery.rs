@@ -38,8 +38,12 @@ use crate::config::peer_host_port;
 use crate::driver::Published;
 use crate::server::ServerError;
 
-/// The file in the data directory that holds the node's id when none is given.
+/// The file in the data directory that holds the node's id (first line) and incarnation (second line,
+/// `incarnation HEX`).
 pub const NODE_ID_FILE: &str = "node-id";
+
+/// The file in the data directory of the node that formed the cluster: the cluster id it formed it with.
+pub const CLUSTER_ID_FILE: &str = "cluster-id";
 
 /// The first pause between attempts (registry calls, joins); doubled up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(200);
@@ -95,7 +99,10 @@ pub fn node_id(data_dir: &Path, given: Option<NodeId>) -> Result<NodeId, ServerE
     let path = data_dir.join(NODE_ID_FILE);
     let fail = |e: String| ServerError::Storage(format!("{}: {e}", path.display()));
     let stored = match std::fs::read_to_string(&path) {
-        Ok(text) => Some(crate::config::parse_node_id(text.trim()).map_err(|e| fail(e.to_string()))?),
+        Ok(text) => {
+            let first = text.lines().next().unwrap_or_default().trim();
+            Some(crate::config::parse_node_id(first).map_err(|e| fail(e.to_string()))?)
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(fail(error.to_string())),
     };
@@ -115,14 +122,27 @@ pub fn node_id(data_dir: &Path, given: Option<NodeId>) -> Result<NodeId, ServerE
     }
 }
 
-/// Stores the node's id in its data directory, if not there yet. Called once the log is open.
-pub(crate) fn persist_node_id(data_dir: &Path, id: NodeId) -> Result<(), ServerError> {
+/// Stores the node's id and a new random incarnation in its data directory, if not there yet, and returns the
+/// incarnation. Called once the log is open. The incarnation tells the cluster this node from one that reuses
+/// its id after losing its data.
+pub(crate) fn persist_node_id(data_dir: &Path, id: NodeId) -> Result<u64, ServerError> {
     let path = data_dir.join(NODE_ID_FILE);
-    if path.exists() {
-        return Ok(());
+    let fail = |e: String| ServerError::Storage(format!("{}: {e}", path.display()));
+    let stored =
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.lines().nth(1).and_then(|line| line.strip_prefix("incarnation ")).map(|hex| {
+                u64::from_str_radix(hex.trim(), 16).map_err(|e| fail(format!("bad incarnation {hex:?}: {e}")))
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => return Err(fail(error.to_string())),
+        };
+    if let Some(incarnation) = stored {
+        return incarnation;
     }
-    write_durably(&path, format!("{id}\n").as_bytes())
-        .map_err(|e| ServerError::Storage(format!("{}: {e}", path.display())))
+    let incarnation = random_u64();
+    write_durably(&path, format!("{id}\nincarnation {incarnation:016x}\n").as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(incarnation)
 }
 
 /// Writes a small file atomically and durably: temporary file, fsync, rename, directory fsync.
@@ -151,12 +171,32 @@ fn random_u64() -> u64 {
     RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()))
 }
 
-/// Whether the data directory holds a log (anything but the id file): such a node never claims the bootstrap.
+/// Whether the data directory holds a write-ahead log (a segment or a snapshot file; other files, such as
+/// `lost+found` on a fresh volume, do not count): such a node never claims the bootstrap.
 pub(crate) fn has_log(data_dir: &Path) -> bool {
+    let is_log = |name: &str| {
+        (name.starts_with("segment-") && name.ends_with(".wal"))
+            || (name.starts_with("snapshot-") && name.ends_with(".snap"))
+    };
     match std::fs::read_dir(data_dir) {
-        Ok(entries) => entries.flatten().any(|entry| entry.file_name() != NODE_ID_FILE),
+        Ok(entries) => entries.flatten().any(|entry| entry.file_name().to_str().is_some_and(is_log)),
         Err(_) => false,
     }
+}
+
+/// The cluster id this node formed its cluster with, if it did: written before its log was created, so a
+/// crash before the id is replicated cannot leave the cluster nameless.
+pub(crate) fn formed_cluster_id(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(CLUSTER_ID_FILE)).ok()?;
+    Some(text.trim().to_string()).filter(|id| !id.is_empty())
+}
+
+/// Records, durably, that this node forms the cluster `cluster_id` (before its log is created).
+pub(crate) fn record_formed_cluster_id(data_dir: &Path, cluster_id: &str) -> Result<(), ServerError> {
+    let path = data_dir.join(CLUSTER_ID_FILE);
+    std::fs::create_dir_all(data_dir)
+        .and_then(|()| write_durably(&path, format!("{cluster_id}\n").as_bytes()))
+        .map_err(|e| ServerError::Storage(format!("{}: {e}", path.display())))
 }
 
 /// The host to advertise for a listener bound to `addr`: itself, unless it is a wildcard (`0.0.0.0`, `::`),
@@ -219,21 +259,18 @@ pub(crate) async fn decide_start(
                 tracing::info!(winner = %claim.winner, cluster = %claim.cluster_id, "a cluster exists or is forming: joining it");
                 return Ok(Start::Join);
             }
-            Ok(claim) => {
-                // Confirm (a heartbeat after the claim), then check that the claim is still ours: a claim taken
-                // over while this node stalled must not give two clusters.
-                registry
-                    .register(&name, &me.client_url, &me.peer_url, None)
-                    .await
-                    .map_err(|e| refused(e.to_string()))?;
-                let again = registry.claim(&name).await.map_err(|e| refused(e.to_string()))?;
-                if again.you_won && again.cluster_id == claim.cluster_id {
+            Ok(claim) => match confirm_claim(registry, &name, me, &claim.cluster_id).await {
+                Ok(true) => {
                     tracing::info!(cluster = %claim.cluster_id, "won the bootstrap claim: forming a new cluster");
                     return Ok(Start::Form { cluster_id: claim.cluster_id });
                 }
-                tracing::warn!(winner = %again.winner, "the bootstrap claim was taken over: joining instead");
-                return Ok(Start::Join);
-            }
+                Ok(false) => return Ok(Start::Join),
+                Err(RegistryError::Unauthorized(message)) => return Err(refused(message)),
+                Err(error) => {
+                    tracing::warn!(%error, "could not confirm the bootstrap claim; asking again");
+                    backoff.wait().await;
+                }
+            },
             Err(RegistryError::Unauthorized(message)) => return Err(refused(message)),
             Err(RegistryError::Rejected { status, message, .. }) if status < 500 => {
                 return Err(refused(format!("{status}: {message}")));
@@ -248,6 +285,34 @@ pub(crate) async fn decide_start(
             }
         }
     }
+}
+
+/// After winning a claim: confirms it (a heartbeat after the claim), then checks that it is still this node's
+/// and that no member of a cluster with its id is registered. `Ok(false)`: join instead. A claim taken over
+/// while this node stalled, or one this node won before (it lost its data and came back with the same id
+/// while its cluster lives on), must not give a second cluster.
+async fn confirm_claim(
+    registry: &RegistryClient,
+    name: &str,
+    me: &Advertised,
+    cluster_id: &str,
+) -> Result<bool, RegistryError> {
+    registry.register(name, &me.client_url, &me.peer_url, None).await?;
+    let again = registry.claim(name).await?;
+    if !again.you_won || again.cluster_id != cluster_id {
+        tracing::warn!(winner = %again.winner, "the bootstrap claim was taken over: joining instead");
+        return Ok(false);
+    }
+    let members = registry.nodes().await?;
+    if let Some(member) = members.iter().find(|n| n.id != name && n.cluster_id.as_deref() == Some(cluster_id)) {
+        tracing::warn!(
+            member = %member.id,
+            cluster = %cluster_id,
+            "this node won the claim before, and its cluster exists: joining it (this data directory is new)"
+        );
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Heartbeats the registry forever, every third of its TTL: with the cluster id once known, so that a
@@ -297,36 +362,91 @@ struct JoinBody<'a> {
     peer_url: &'a str,
     /// Its client URL.
     client_url: &'a str,
-    /// The cluster id, from the node that formed the cluster.
+    /// Its incarnation, drawn when its data directory was created.
+    incarnation: u64,
+    /// The cluster id this node knows it belongs to (it formed the cluster, or is a member), if any: the
+    /// leader refuses a node of another cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
-    cluster_id: Option<&'a str>,
+    cluster_id: Option<String>,
 }
 
-/// Sends the join call until one succeeds: to this node itself while it is a member (it forwards to the
-/// leader), to the `--join` URLs, and to every node the registry lists.
+/// Who joins: this node's id, addresses and incarnation, and the cluster id it formed, if any.
+#[derive(Clone, Debug)]
+pub(crate) struct Joiner {
+    /// Its id.
+    pub(crate) id: NodeId,
+    /// Its addresses.
+    pub(crate) me: Advertised,
+    /// Its incarnation.
+    pub(crate) incarnation: u64,
+    /// The cluster id it formed its cluster with, if it did.
+    pub(crate) formed: Option<String>,
+}
+
+/// How long a node that joined may find itself outside the membership before it joins again (a member
+/// removed while it was unreachable, or an addition lost in a leader change).
+const REJOIN_AFTER: Duration = Duration::from_secs(10);
+
+/// Keeps this node in the cluster, for as long as it runs: sends the join call until one succeeds (to this
+/// node itself while it is a member, which forwards it to the leader, to the `--join` URLs, and to every node
+/// the registry lists), then watches the membership and joins again if this node stays out of it.
 pub(crate) async fn join(
-    id: NodeId,
-    me: Advertised,
-    cluster_id: Option<String>,
+    joiner: Joiner,
     seeds: Vec<String>,
     registry: Option<RegistryClient>,
     token: Option<String>,
     published: Arc<Published>,
 ) {
     let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build().expect("a plain HTTP client builds");
-    let body = JoinBody { id: id.to_string(), peer_url: &me.peer_url, client_url: &me.client_url, cluster_id: None };
-    let body = JoinBody { cluster_id: cluster_id.as_deref(), ..body };
+    loop {
+        join_once(&joiner, &seeds, registry.as_ref(), token.as_deref(), &published, &http).await;
+        let mut outside_since: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if published.is_member() {
+                outside_since = None;
+                continue;
+            }
+            let since = *outside_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() >= REJOIN_AFTER {
+                tracing::warn!("this node is not a member of the cluster (removed?): joining again");
+                break;
+            }
+        }
+    }
+}
+
+/// Sends the join call until one succeeds.
+async fn join_once(
+    joiner: &Joiner,
+    seeds: &[String],
+    registry: Option<&RegistryClient>,
+    token: Option<&str>,
+    published: &Published,
+    http: &reqwest::Client,
+) {
     let mut backoff = Backoff::new();
     let mut attempts = 0u64;
+    let me = &joiner.me;
     loop {
+        let body = JoinBody {
+            id: joiner.id.to_string(),
+            peer_url: &me.peer_url,
+            client_url: &me.client_url,
+            incarnation: joiner.incarnation,
+            cluster_id: published.cluster_id().or_else(|| joiner.formed.clone()),
+        };
         let mut targets = Vec::new();
         if published.is_member() {
             targets.push(me.client_url.clone());
         }
         targets.extend(seeds.iter().cloned());
-        if let Some(registry) = &registry {
+        if let Some(registry) = registry {
             match registry.nodes().await {
-                Ok(nodes) => targets.extend(nodes.into_iter().filter(|n| n.id != id.to_string()).map(|n| n.client_url)),
+                Ok(nodes) => {
+                    let others = nodes.into_iter().filter(|n| n.id != joiner.id.to_string());
+                    targets.extend(others.map(|n| n.client_url));
+                }
                 Err(error) => tracing::debug!(%error, "cannot list the registry's nodes"),
             }
         }
@@ -334,7 +454,7 @@ pub(crate) async fn join(
         for target in targets {
             let url = format!("{}/v1/cluster/join", target.trim_end_matches('/'));
             let mut request = http.post(&url).json(&body);
-            if let Some(token) = &token {
+            if let Some(token) = token {
                 request = request.bearer_auth(token);
             }
             match request.send().await {
@@ -345,8 +465,14 @@ pub(crate) async fn join(
                 Ok(answer) => {
                     let status = answer.status();
                     let text = answer.text().await.unwrap_or_default();
-                    if status == reqwest::StatusCode::UNAUTHORIZED {
-                        tracing::error!(via = %target, answer = %text.trim(), "join refused: wrong or missing cluster token");
+                    match status {
+                        reqwest::StatusCode::UNAUTHORIZED => {
+                            tracing::error!(via = %target, answer = %text.trim(), "join refused: wrong or missing cluster token");
+                        }
+                        reqwest::StatusCode::CONFLICT => {
+                            tracing::error!(via = %target, answer = %text.trim(), "join refused");
+                        }
+                        _ => {}
                     }
                     last_error = format!("{target}: {status} {}", text.trim());
                 }

@@ -291,6 +291,8 @@ pub(crate) struct Driver {
     peer_urls_set: BTreeMap<NodeId, String>,
     /// The replicated addresses as of the last sync; `None` before the first.
     addresses_synced: Option<BTreeMap<u64, MemberAddress>>,
+    /// The transport's hello generation as of the last sync of hello addresses.
+    hello_generation_synced: u64,
 }
 
 impl Driver {
@@ -315,6 +317,7 @@ impl Driver {
             static_peers,
             peer_urls_set: BTreeMap::new(),
             addresses_synced: None,
+            hello_generation_synced: 0,
         };
         driver.sync_peer_addresses();
         driver.publish();
@@ -363,9 +366,6 @@ impl Driver {
                     if let Some(policy) = self.policy.as_mut() {
                         policy.heard_from(message.from, now_ms);
                     }
-                    if !self.peer_urls_set.contains_key(&message.from) {
-                        self.learn_peer_from_hello(message.from);
-                    }
                     inputs.push(Input::Message(message));
                 }
                 Event::ProposeMembership { change, reply } => {
@@ -393,6 +393,7 @@ impl Driver {
         self.run_policy(now_ms);
         self.answer_completions();
         self.sync_peer_addresses();
+        self.sync_hello_addresses();
         if !statuses.is_empty() {
             let status = self.status();
             for reply in statuses {
@@ -448,11 +449,20 @@ impl Driver {
         if self.addresses_synced.as_ref() == Some(members) {
             return; // the common case, checked without allocating
         }
-        self.addresses_synced = Some(members.clone());
+        // Only the entries that changed since the last sync: an old replicated address must not override a
+        // newer one a peer announced in its hello.
+        let previous = self.addresses_synced.replace(members.clone()).unwrap_or_default();
+        let first_sync = previous.is_empty() && self.peer_urls_set.is_empty();
         let me = self.node.raft().id();
-        let replicated = self.node.state_machine().cluster().members.iter();
-        let mut wanted = self.static_peers.clone();
-        wanted.extend(replicated.map(|(&id, address)| (NodeId(id), address.peer_url.clone())));
+        let mut wanted: Vec<(NodeId, String)> = Vec::new();
+        if first_sync {
+            wanted.extend(self.static_peers.iter().map(|(&id, url)| (id, url.clone())));
+        }
+        for (&id, address) in self.node.state_machine().cluster().members.iter() {
+            if previous.get(&id) != Some(address) {
+                wanted.push((NodeId(id), address.peer_url.clone()));
+            }
+        }
         for (id, url) in wanted {
             if id == me || self.peer_urls_set.get(&id) == Some(&url) {
                 continue;
@@ -461,21 +471,32 @@ impl Driver {
                 Ok(()) => tracing::info!(peer = %id, %url, "peer address"),
                 Err(error) => tracing::warn!(peer = %id, %url, %error, "ignoring a bad peer address"),
             }
-            self.peer_urls_set.insert(id, url.clone());
+            self.peer_urls_set.insert(id, url);
         }
     }
 
-    /// A message came from a node whose address this node does not know (a joiner knows nobody until the
-    /// leader's snapshot brings the replicated addresses): use the peer URL its hello announced, so that it can
-    /// be answered. The replicated address, once known, takes over.
-    fn learn_peer_from_hello(&mut self, id: NodeId) {
+    /// Uses the peer URLs that peers announce in their hellos, whenever one changes: a node says where it is
+    /// now, which may be newer than the replicated address (its address changed and the cluster has not
+    /// recorded it yet, e.g. most nodes moved at once and no leader can commit anything), and a joiner knows
+    /// nobody's address until the leader's snapshot brings the replicated ones. Only nodes that passed the
+    /// peer port's token check get this far.
+    fn sync_hello_addresses(&mut self) {
         let transport = &self.node.transport_mut().0;
-        let Some(url) = transport.peer_url(id) else { return };
-        match transport.set_peer(id, url.clone()) {
-            Ok(()) => tracing::info!(peer = %id, %url, "peer address (from its hello)"),
-            Err(error) => tracing::warn!(peer = %id, %url, %error, "ignoring a bad peer address from a hello"),
+        let generation = transport.hello_generation();
+        if generation == self.hello_generation_synced {
+            return;
         }
-        self.peer_urls_set.insert(id, url);
+        self.hello_generation_synced = generation;
+        for (id, url) in transport.peer_urls() {
+            if self.peer_urls_set.get(&id) == Some(&url) {
+                continue;
+            }
+            match transport.set_peer(id, url.clone()) {
+                Ok(()) => tracing::info!(peer = %id, %url, "peer address (from its hello)"),
+                Err(error) => tracing::warn!(peer = %id, %url, %error, "ignoring a bad peer address from a hello"),
+            }
+            self.peer_urls_set.insert(id, url);
+        }
     }
 
     /// Remembers a waiter under a new request id.

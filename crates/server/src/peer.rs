@@ -257,8 +257,13 @@ impl PeerTransport {
         self.directory.client_url(id)
     }
 
-    /// Every client URL learned from peers' hellos, in id order (never this node's own); see
-    /// [`PeerTransport::client_url`].
+    /// A counter bumped whenever a peer's hello announces new URLs: compare it with an earlier reading to
+    /// learn cheaply whether [`PeerTransport::peer_urls`] changed.
+    pub fn hello_generation(&self) -> u64 {
+        self.directory.generation()
+    }
+
+    /// Every client URL learned from peers' hellos, in id order (never this node's own).
     pub fn client_urls(&self) -> BTreeMap<NodeId, String> {
         self.directory.client_urls()
     }

@@ -147,8 +147,11 @@ impl Server {
             (Some(_), _) => Membership::default(),
         };
 
+        if let discovery::Start::Form { cluster_id } = &start {
+            discovery::record_formed_cluster_id(&config.data_dir, cluster_id)?;
+        }
         let storage = open_storage(&config, bootstrap)?;
-        discovery::persist_node_id(&config.data_dir, config.id)?;
+        let incarnation = discovery::persist_node_id(&config.data_dir, config.id)?;
         // The peer transport runs on its own runtime (one thread), so Appends, acks and heartbeats never wait
         // in a run queue behind client HTTP work: under load that wait, not the network, was the round trip.
         let peer_runtime = PeerRuntime::new()?;
@@ -236,24 +239,15 @@ impl Server {
             }
         });
         if let Some(discovery) = discovery {
-            let cluster_id = match start {
-                discovery::Start::Form { cluster_id } => Some(cluster_id),
-                _ => None,
-            };
+            let formed = discovery::formed_cluster_id(&config.data_dir);
             if let Some(registry) = registry.clone() {
                 let heartbeat =
-                    discovery::heartbeat(config.id, registry, me.clone(), cluster_id.clone(), Arc::clone(&published));
+                    discovery::heartbeat(config.id, registry, me.clone(), formed.clone(), Arc::clone(&published));
                 background.push(tokio::spawn(heartbeat));
             }
-            let join = discovery::join(
-                config.id,
-                me,
-                cluster_id,
-                discovery.join,
-                registry,
-                config.cluster_token.clone(),
-                Arc::clone(&published),
-            );
+            let joiner = discovery::Joiner { id: config.id, me, incarnation, formed };
+            let join =
+                discovery::join(joiner, discovery.join, registry, config.cluster_token.clone(), Arc::clone(&published));
             background.push(tokio::spawn(join));
         }
         Ok(Server {

@@ -11,7 +11,12 @@ fn sample_store() -> KvStore {
     }
     store.apply_command(9, &Command::Delete { key: b"c".to_vec(), cas: None });
     store.apply_command(10, &Command::SetClusterId { cluster_id: "c-1".to_string() });
-    let member = Command::SetMember { id: 3, peer_url: "http://p:1".to_string(), client_url: "http://c:2".to_string() };
+    let member = Command::SetMember {
+        id: 3,
+        peer_url: "http://p:1".to_string(),
+        client_url: "http://c:2".to_string(),
+        incarnation: 0xfeed,
+    };
     store.apply_command(11, &member);
     store.skip(12);
     store

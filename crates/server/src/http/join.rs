@@ -9,6 +9,9 @@
 //! 2. the joiner's addresses in the replicated metadata (new node, or a node whose address changed);
 //! 3. the joiner as a learner, if it is not a member yet. The leader's membership policy promotes it later.
 //!
+//! It refuses (`409`) a node of another cluster, and a node that claims a member's id without being that
+//! member (a different incarnation: the member lost its data, or another node uses its id).
+//!
 //! A follower forwards the call to the leader. With a cluster token configured, the call needs
 //! `Authorization: Bearer TOKEN` (`401` otherwise).
 
@@ -44,7 +47,9 @@ struct JoinRequest {
     peer_url: String,
     /// Where its client API is reached.
     client_url: String,
-    /// The cluster id, sent by the node that formed the cluster.
+    /// Drawn when its data directory was created: tells it from a node that reuses its id.
+    incarnation: u64,
+    /// The cluster id the joiner belongs to, if it knows one (it formed the cluster, or is a member).
     #[serde(default)]
     cluster_id: Option<String>,
 }
@@ -122,7 +127,8 @@ fn parse_request(body: &[u8]) -> Result<Joiner, ApiError> {
             return Err(ApiError::bad_request(format!("bad cluster_id {cluster_id:?}: 1-64 of [A-Za-z0-9_-]")));
         }
     }
-    let address = MemberAddress { peer_url: request.peer_url, client_url: request.client_url };
+    let address =
+        MemberAddress { peer_url: request.peer_url, client_url: request.client_url, incarnation: request.incarnation };
     Ok(Joiner { id, address, cluster_id: request.cluster_id })
 }
 
@@ -139,11 +145,12 @@ async fn admit(state: &AppState, joiner: &Joiner) -> Result<Response, ApiError> 
         if status.role != tally_raft::Role::Leader {
             return Err(ApiError::no_leader("this node stopped leading; retry the join"));
         }
+        check_same_node(joiner, &status)?;
         let pending = if let Some(cluster_id) = joiner.cluster_id.clone().filter(|_| status.cluster_id.is_none()) {
             write(state, Command::SetClusterId { cluster_id }).await?
         } else if status.addresses.get(&joiner.id) != Some(&joiner.address) {
-            let MemberAddress { peer_url, client_url } = joiner.address.clone();
-            write(state, Command::SetMember { id: joiner.id.0, peer_url, client_url }).await?
+            let MemberAddress { peer_url, client_url, incarnation } = joiner.address.clone();
+            write(state, Command::SetMember { id: joiner.id.0, peer_url, client_url, incarnation }).await?
         } else if let Some(member) = status.members.iter().find(|m| m.id == joiner.id) {
             let role = if member.voter { "voter" } else { "learner" };
             tracing::info!(node = %joiner.id, role, "join: member with its addresses");
@@ -163,6 +170,35 @@ async fn admit(state: &AppState, joiner: &Joiner) -> Result<Response, ApiError> 
             tokio::time::sleep(PENDING_RETRY).await;
         }
     }
+}
+
+/// `409` if the joiner belongs to another cluster, or claims the id of a member it is not (another
+/// incarnation: the member lost its data, or another node uses its id). Either would let two histories mix.
+fn check_same_node(joiner: &Joiner, status: &NodeStatus) -> Result<(), ApiError> {
+    if let (Some(theirs), Some(ours)) = (&joiner.cluster_id, &status.cluster_id)
+        && theirs != ours
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cluster_mismatch",
+            format!("{} belongs to cluster {theirs}, this is cluster {ours}", joiner.id),
+        ));
+    }
+    let is_member = status.members.iter().any(|m| m.id == joiner.id);
+    if let Some(known) = status.addresses.get(&joiner.id).filter(|_| is_member)
+        && known.incarnation != joiner.address.incarnation
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "incarnation_mismatch",
+            format!(
+                "{id} is a member, but this is not the node that joined as {id} (it lost its data, or another node \
+                 uses its id): join under a new id (remove --id), or remove {id} from the cluster first",
+                id = joiner.id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Proposes a metadata command and waits for it to apply; `Ok(false)`: done, go on with the next step.

@@ -36,12 +36,14 @@ pub(crate) struct Directory {
     local_id: NodeId,
     /// The last URLs heard from each peer.
     peers: Mutex<BTreeMap<NodeId, PeerUrls>>,
+    /// Bumped whenever a peer announces new URLs, so a reader can tell cheaply that something changed.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Directory {
     /// An empty directory for the node `local_id`.
     pub(crate) fn new(local_id: NodeId) -> Directory {
-        Directory { local_id, peers: Mutex::new(BTreeMap::new()) }
+        Directory { local_id, peers: Mutex::new(BTreeMap::new()), generation: std::sync::atomic::AtomicU64::new(0) }
     }
 
     /// Records the URLs that `hello` announces, unless it claims to come from this node, or comes from a node
@@ -67,6 +69,7 @@ impl Directory {
                     "peer URLs changed"
                 );
                 entry.insert(urls);
+                self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
             }
             Entry::Vacant(_) if full => {
                 tracing::warn!(peer = %from, max = PEERS_MAX, "too many peers, ignoring a hello");
@@ -74,10 +77,16 @@ impl Directory {
             Entry::Vacant(entry) => {
                 tracing::debug!(peer = %from, client_url = %urls.client_url, peer_url = %urls.peer_url, "learned peer URLs");
                 entry.insert(urls);
+                self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
             }
         }
         assert!(peers.len() <= PEERS_MAX, "directory of {} peers > {PEERS_MAX}", peers.len());
         debug_assert!(!peers.contains_key(&self.local_id), "directory holds this node {}", self.local_id);
+    }
+
+    /// How many times a peer announced new URLs so far.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The last client URL heard from `id`.
