@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tally_client::{Client, NodeRole};
+use tally_client::{Client, MemberRole, NodeRole};
 use tokio::process::{Child, Command};
 
 use crate::signal::shutdown_signal;
@@ -269,7 +269,14 @@ async fn wait_for_leader(endpoints: &[String], running: &mut [Running]) -> anyho
         }
         for endpoint in endpoints {
             if let Ok(view) = client.cluster_of(endpoint).await {
-                if view.role == NodeRole::Leader && view.members.len() == endpoints.len() {
+                // Every node a member, and promoted as far as the leader will: a lone voter waits for two
+                // learners, so two nodes stay one voter and one learner; three or more make three voters.
+                let voters = view.members.iter().filter(|m| m.role == MemberRole::Voter).count();
+                let expected_voters = match endpoints.len() {
+                    2 => 1,
+                    n => n.min(3),
+                };
+                if view.role == NodeRole::Leader && view.members.len() == endpoints.len() && voters == expected_voters {
                     return Ok(view.id);
                 }
             }

@@ -299,7 +299,7 @@ mod tests {
         Member {
             id: format!("n{n}"),
             role,
-            peer_url: format!("http://127.0.0.1:710{n}"),
+            peer_url: Some(format!("http://127.0.0.1:710{n}")),
             client_url: Some(URLS[n - 1].to_string()),
             match_index,
         }

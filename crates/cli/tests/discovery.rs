@@ -482,6 +482,7 @@ async fn the_cluster_serves_without_the_registry_which_refills_within_a_ttl() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let refilled = restarted.elapsed();
+    eprintln!("registry refilled {refilled:?} after its restart (TTL {TTL_MS} ms)");
     assert!(refilled < Duration::from_millis(2_000), "refilled after {refilled:?}, TTL is {TTL_MS} ms");
     let claim: serde_json::Value = world
         .http

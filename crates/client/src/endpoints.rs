@@ -197,7 +197,7 @@ mod tests {
                 .map(|(id, url)| Member {
                     id: id.to_string(),
                     role: MemberRole::Voter,
-                    peer_url: String::new(),
+                    peer_url: None,
                     client_url: url.map(str::to_string),
                     match_index: None,
                 })

@@ -180,8 +180,9 @@ pub struct Member {
     pub id: String,
     /// Voter or learner.
     pub role: MemberRole,
-    /// Its peer address.
-    pub peer_url: String,
+    /// Its peer address, if the answering node knows it.
+    #[serde(default)]
+    pub peer_url: Option<String>,
     /// Its client API URL; `None` until that peer has connected to the answering node once.
     #[serde(default)]
     pub client_url: Option<String>,
