@@ -34,7 +34,7 @@ use tally_client::{RegistryClient, RegistryError};
 use tally_node::PolicyConfig;
 use tally_raft::NodeId;
 
-use crate::config::peer_host_port;
+use crate::config::{ServerConfig, peer_host_port};
 use crate::driver::Published;
 use crate::server::ServerError;
 
@@ -217,6 +217,51 @@ pub(crate) async fn advertised_ip(addr: SocketAddr, toward: Option<&str>) -> IpA
         Ok(local) if !local.ip().is_unspecified() => local.ip(),
         _ => loopback,
     }
+}
+
+/// What discovery settled before the node starts.
+pub(crate) struct Prepared {
+    /// The addresses this node advertises.
+    pub(crate) me: Advertised,
+    /// The registry, if the node uses one.
+    pub(crate) registry: Option<RegistryClient>,
+    /// How the node starts.
+    pub(crate) start: Start,
+}
+
+/// Works out the advertised addresses and, with discovery, how the node starts (which may wait for the
+/// registry; see [`decide_start`]). A static cluster always starts from its log (or its `--initial-cluster`).
+///
+/// # Errors
+/// A bad registry address, or the registry refused this node.
+pub(crate) async fn prepare(
+    config: &ServerConfig,
+    client_addr: SocketAddr,
+    peer_addr: SocketAddr,
+) -> Result<Prepared, ServerError> {
+    let discovery = config.discovery.as_ref();
+    let registry = match discovery.and_then(|d| d.registry_address.as_deref()) {
+        Some(address) => Some(
+            RegistryClient::new(address, config.cluster_token.clone(), CALL_TIMEOUT)
+                .map_err(|e| ServerError::Config(format!("--registry-address: {e}")))?,
+        ),
+        None => None,
+    };
+    // A wildcard listener is advertised under the local address that reaches the registry (or a member).
+    let toward = discovery.and_then(|d| d.registry_address.as_deref().or(d.join.first().map(String::as_str)));
+    let advertise = async |given: &Option<String>, addr: SocketAddr| match given {
+        Some(url) => url.clone(),
+        None => format!("http://{}", SocketAddr::new(advertised_ip(addr, toward).await, addr.port())),
+    };
+    let me = Advertised {
+        client_url: advertise(&config.advertise_client_url, client_addr).await,
+        peer_url: advertise(&config.advertise_peer_url, peer_addr).await,
+    };
+    let start = match discovery {
+        None => Start::FromLog,
+        Some(d) => decide_start(config.id, &config.data_dir, d.bootstrap, registry.as_ref(), &me).await?,
+    };
+    Ok(Prepared { me, registry, start })
 }
 
 /// The registry id of a node: `n` and its number.

@@ -16,7 +16,6 @@ use std::sync::mpsc::SyncSender;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tally_client::RegistryClient;
 use tally_kv::KvStore;
 use tally_node::{MembershipPolicy, Node, NodeConfig, WalStorage};
 use tally_raft::{Membership, NodeId};
@@ -108,39 +107,8 @@ impl Server {
         let peer_addr =
             peer_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_peer, source })?;
         let discovery = config.discovery.clone();
-        let registry = match discovery.as_ref().and_then(|d| d.registry_address.as_deref()) {
-            Some(address) => Some(
-                RegistryClient::new(address, config.cluster_token.clone(), Duration::from_secs(5))
-                    .map_err(|e| ServerError::Config(format!("--registry-address: {e}")))?,
-            ),
-            None => None,
-        };
-        // A wildcard listener is advertised under the local address that reaches the registry (or a member).
-        let toward =
-            discovery.as_ref().and_then(|d| d.registry_address.as_deref().or(d.join.first().map(String::as_str)));
-        let me = discovery::Advertised {
-            client_url: match &config.advertise_client_url {
-                Some(url) => url.clone(),
-                None => format!(
-                    "http://{}",
-                    SocketAddr::new(discovery::advertised_ip(client_addr, toward).await, client_addr.port())
-                ),
-            },
-            peer_url: match &config.advertise_peer_url {
-                Some(url) => url.clone(),
-                None => format!(
-                    "http://{}",
-                    SocketAddr::new(discovery::advertised_ip(peer_addr, toward).await, peer_addr.port())
-                ),
-            },
-        };
+        let discovery::Prepared { me, registry, start } = discovery::prepare(&config, client_addr, peer_addr).await?;
         let client_url = me.client_url.clone();
-        let start = match &discovery {
-            None => discovery::Start::FromLog,
-            Some(d) => {
-                discovery::decide_start(config.id, &config.data_dir, d.bootstrap, registry.as_ref(), &me).await?
-            }
-        };
         let bootstrap = match (&discovery, &start) {
             (None, _) => Membership::with_voters(config.initial_cluster.iter().map(|m| m.id)),
             (Some(_), discovery::Start::Form { .. }) => Membership::with_voters([config.id]),
