@@ -134,8 +134,14 @@ pub fn table(reports: &[Report]) -> ClusterTable {
             });
         }
     }
-    // URLs that failed and that no row accounts for.
-    let known_urls: BTreeSet<String> = rows.values().filter_map(|r| r.url.clone()).collect();
+    // URLs that failed and that no row accounts for. A URL a member advertises but that does not resolve from
+    // here (a container's name, seen from the host) is not a problem when that member answered elsewhere.
+    let mut known_urls: BTreeSet<String> = rows.values().filter_map(|r| r.url.clone()).collect();
+    for (_, view) in &views {
+        for member in view.members.iter().filter(|m| rows.get(&m.id).is_some_and(|r| r.state != "unreachable")) {
+            known_urls.extend(member.client_url.as_deref().and_then(|u| normalize_endpoint(u).ok()));
+        }
+    }
     for report in reports {
         if let (Err(error), false) = (&report.view, known_urls.contains(&report.url)) {
             rows.insert(
@@ -330,6 +336,20 @@ mod tests {
             member(2, MemberRole::Voter, matches[1]),
             member(3, MemberRole::Learner, matches[2]),
         ]
+    }
+
+    #[test]
+    fn an_advertised_url_that_does_not_resolve_here_is_no_extra_row_when_its_node_answered() {
+        // Seen from the host, containers advertise names only their network resolves.
+        let mut single = member(1, MemberRole::Voter, Some(5));
+        single.client_url = Some("http://node1:7001".to_string());
+        let reports = vec![
+            view(1, NodeRole::Leader, 1, 5, vec![single]),
+            Report { url: "http://node1:7001".to_string(), view: Err("failed to lookup address".to_string()) },
+        ];
+        let table = table(&reports);
+        assert_eq!(table.nodes.len(), 1, "{:?}", table.nodes.iter().map(|r| &r.id).collect::<Vec<_>>());
+        assert_eq!(table.nodes[0].id, "n1");
     }
 
     #[test]
