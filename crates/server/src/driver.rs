@@ -293,6 +293,8 @@ pub(crate) struct Driver {
     addresses_synced: Option<BTreeMap<u64, MemberAddress>>,
     /// The transport's hello generation as of the last sync of hello addresses.
     hello_generation_synced: u64,
+    /// The peer URL each peer's hello announced, as of the last sync of hello addresses.
+    hello_urls_seen: BTreeMap<NodeId, String>,
 }
 
 impl Driver {
@@ -318,6 +320,7 @@ impl Driver {
             peer_urls_set: BTreeMap::new(),
             addresses_synced: None,
             hello_generation_synced: 0,
+            hello_urls_seen: BTreeMap::new(),
         };
         driver.sync_peer_addresses();
         driver.publish();
@@ -488,6 +491,11 @@ impl Driver {
         }
         self.hello_generation_synced = generation;
         for (id, url) in transport.peer_urls() {
+            // Only what a peer announced anew: an old hello must not undo a newer replicated address.
+            if self.hello_urls_seen.get(&id) == Some(&url) {
+                continue;
+            }
+            self.hello_urls_seen.insert(id, url.clone());
             if self.peer_urls_set.get(&id) == Some(&url) {
                 continue;
             }

@@ -35,6 +35,10 @@ use crate::{frame, wire};
 /// Bytes of queued frames gathered into one write.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
+/// How long data written to a peer may stay unacknowledged before the connection is dropped (`TCP_USER_TIMEOUT`)
+/// and made again: well above a healthy round trip, well below the kernel's default of many minutes.
+const UNACKED_DATA_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a connection attempt to one address may take before it counts as failed (an unreachable host may
 /// never answer).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -193,6 +197,13 @@ impl LaneTask {
     async fn serve(&mut self, stream: TcpStream, addr: SocketAddr, backoff: &mut Duration) -> Exit {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(peer = %self.peer, %addr, %error, "cannot set TCP_NODELAY");
+        }
+        // A connection whose other end vanished without a word (its container moved to another network, its
+        // host lost power) would otherwise take the kernel's retransmission timeout, many minutes, to fail,
+        // while what this node sends piles up in it. With heartbeats always in flight, a user timeout closes
+        // it within seconds, and the lane reconnects, looking the peer's name up again.
+        if let Err(error) = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKED_DATA_TIMEOUT)) {
+            tracing::debug!(peer = %self.peer, %addr, %error, "cannot set TCP_USER_TIMEOUT");
         }
         tracing::debug!(peer = %self.peer, lane = ?self.lane, %addr, "peer connected");
         let (mut reader, mut writer) = stream.into_split();
