@@ -27,6 +27,7 @@ use nix::unistd::Pid;
 use tally_client::{Client, MemberRole, NodeRole};
 use tokio::process::{Child, Command};
 
+use crate::node::Election;
 use crate::signal::shutdown_signal;
 
 /// The first client port: node `nK` serves clients on `CLIENT_PORT_BASE + K`.
@@ -64,6 +65,9 @@ pub struct DevArgs {
     /// The registry's port.
     #[arg(long, default_value_t = 7000, value_name = "PORT")]
     pub registry_port: u16,
+    /// The nodes' election mode (`tally node --election`).
+    #[arg(long, value_enum, default_value_t = Election::Raft)]
+    pub election: Election,
 }
 
 impl DevArgs {
@@ -99,6 +103,8 @@ pub struct DevNode {
     pub data_dir: PathBuf,
     /// Its log file, `DIR/nK.log`.
     pub log_path: PathBuf,
+    /// Its election mode.
+    pub election: Election,
 }
 
 impl DevNode {
@@ -114,7 +120,7 @@ impl DevNode {
             return ["registry", "--listen", &self.client_addr, "--ttl-ms", REGISTRY_TTL_MS].map(String::from).to_vec();
         }
         let registry = nodes.iter().find(|n| n.id == REGISTRY).map_or_else(String::new, DevNode::client_url);
-        vec![
+        let mut args: Vec<String> = vec![
             "node".into(),
             "--id".into(),
             self.id.clone(),
@@ -128,13 +134,17 @@ impl DevNode {
             registry,
             "--promote-after".into(),
             "1s".into(),
-        ]
+        ];
+        if self.election == Election::Bully {
+            args.extend(["--election".into(), "bully".into()]);
+        }
+        args
     }
 }
 
 /// The layout of a dev cluster: the registry on `registry_port`, then one node per (client port, peer port)
-/// pair, with data under `data_dir`.
-pub fn layout(data_dir: &Path, registry_port: u16, ports: &[(u16, u16)]) -> Vec<DevNode> {
+/// pair, with data under `data_dir`, electing their leader by `election`.
+pub fn layout(data_dir: &Path, registry_port: u16, ports: &[(u16, u16)], election: Election) -> Vec<DevNode> {
     let registry_addr = format!("127.0.0.1:{registry_port}");
     let registry = DevNode {
         id: REGISTRY.to_string(),
@@ -142,6 +152,7 @@ pub fn layout(data_dir: &Path, registry_port: u16, ports: &[(u16, u16)]) -> Vec<
         peer_addr: registry_addr,
         data_dir: data_dir.to_path_buf(),
         log_path: data_dir.join("registry.log"),
+        election,
     };
     let nodes = ports.iter().zip(1..).map(|(&(client, peer), k)| DevNode {
         id: format!("n{k}"),
@@ -149,6 +160,7 @@ pub fn layout(data_dir: &Path, registry_port: u16, ports: &[(u16, u16)]) -> Vec<
         peer_addr: format!("127.0.0.1:{peer}"),
         data_dir: data_dir.join(format!("n{k}")),
         log_path: data_dir.join(format!("n{k}.log")),
+        election,
     });
     std::iter::once(registry).chain(nodes).collect()
 }
@@ -172,12 +184,12 @@ struct Running {
 /// startup, or no leader within 15 s; any nodes started are stopped first.
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let ports = args.ports()?;
-    check_ports_free(&layout(&args.data_dir, args.registry_port, &ports))?;
+    check_ports_free(&layout(&args.data_dir, args.registry_port, &ports, args.election))?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     // Absolute paths, so the restart command printed for a dead node works from any directory.
     let data_dir =
         std::path::absolute(&args.data_dir).with_context(|| format!("cannot resolve {}", args.data_dir.display()))?;
-    let nodes = layout(&data_dir, args.registry_port, &ports);
+    let nodes = layout(&data_dir, args.registry_port, &ports, args.election);
     let exe = std::env::current_exe().context("cannot find the tally executable to start the nodes")?;
     let mut running = Vec::new();
     for node in &nodes {
@@ -425,7 +437,7 @@ mod tests {
 
     #[test]
     fn lays_out_fixed_loopback_ports() {
-        let all = layout(Path::new("./tally-data"), 7000, &[(7001, 7101), (7002, 7102), (7003, 7103)]);
+        let all = layout(Path::new("./tally-data"), 7000, &[(7001, 7101), (7002, 7102), (7003, 7103)], Election::Raft);
         assert_eq!(all[0].node_args(&all).join(" "), "registry --listen 127.0.0.1:7000 --ttl-ms 2000");
         let nodes = &all[1..];
         assert_eq!(nodes[0].client_url(), "http://127.0.0.1:7001");
@@ -443,7 +455,7 @@ mod tests {
     fn a_taken_port_is_named() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = taken.local_addr().expect("bound").to_string();
-        let mut nodes = layout(Path::new("d"), 0, &[(7001, 7101)]);
+        let mut nodes = layout(Path::new("d"), 0, &[(7001, 7101)], Election::Raft);
         nodes.remove(0);
         nodes[0].client_addr = "127.0.0.1:0".into();
         nodes[0].peer_addr = addr.clone();

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use tally_server::{DiscoveryConfig, PolicyConfig, ServerConfig, parse_initial_cluster, parse_node_id};
+use tally_server::{DiscoveryConfig, ElectionMode, PolicyConfig, ServerConfig, parse_initial_cluster, parse_node_id};
 
 use crate::signal::shutdown_signal;
 
@@ -85,6 +85,29 @@ pub struct NodeArgs {
     /// Seed of the election timer (default: drawn from the OS); for reproducing a run.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// How a node that lost its leader finds the next one: `raft` (randomized timeouts and votes) or `bully`
+    /// (the live node with the freshest log, then the highest id, runs; it still needs a majority of votes).
+    /// See docs/elections.md.
+    #[arg(long, value_enum, default_value_t = Election::Raft, env = "TALLY_ELECTION")]
+    pub election: Election,
+}
+
+/// The election modes `--election` accepts.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Election {
+    /// Raft: randomized election timeouts, pre-vote, then a vote.
+    Raft,
+    /// The bully algorithm made safe: rank decides who runs, a majority vote who wins.
+    Bully,
+}
+
+impl From<Election> for ElectionMode {
+    fn from(election: Election) -> ElectionMode {
+        match election {
+            Election::Raft => ElectionMode::Raft,
+            Election::Bully => ElectionMode::Bully,
+        }
+    }
 }
 
 impl NodeArgs {
@@ -139,6 +162,7 @@ impl NodeArgs {
         }
         config.snapshot_keep_entries = self.snapshot_keep_entries.unwrap_or(config.snapshot_keep_entries);
         config.seed = self.seed.or(config.seed);
+        config.election = self.election.into();
         if let Some(discovery) = config.discovery.as_mut() {
             // Healthy: heard from within three election timeouts (an election timeout is 10 ticks).
             discovery.policy.healthy_within_ms = 30 * config.tick_interval.as_millis() as u64;

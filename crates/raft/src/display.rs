@@ -26,6 +26,7 @@ impl fmt::Display for Message {
             MessageBody::VoteResponse { granted, .. } => {
                 write!(f, " {}", if *granted { "granted" } else { "rejected" })
             }
+            MessageBody::InquiryResponse { answer } => write!(f, " {}", format!("{answer:?}").to_lowercase()),
             MessageBody::Append { prev_log_index, prev_log_term, entries, leader_commit } => {
                 write!(f, " prev={prev_log_index}@{prev_log_term} commit={leader_commit} [")?;
                 for (i, entry) in entries.iter().enumerate() {

@@ -12,9 +12,10 @@ impl Raft {
     pub(crate) fn campaign(&mut self, kind: CampaignKind) {
         assert!(self.can_campaign(), "{} campaigns but is not a voter", self.config.id);
         let campaign_term = match kind {
-            CampaignKind::PreVote => {
+            CampaignKind::PreVote | CampaignKind::Inquiry => {
                 self.role = Role::PreCandidate;
                 self.leader_id = None;
+                self.election_elapsed = 0; // an inquiry's timeout counts from here (a pre-vote's was reset by tick)
                 self.term.next()
             }
             CampaignKind::Election | CampaignKind::Transfer => {
@@ -33,7 +34,11 @@ impl Raft {
             let body = MessageBody::VoteRequest { kind, last_log_term, last_log_index };
             self.send_with_term(voter, campaign_term, body);
         }
-        self.count_votes();
+        if kind == CampaignKind::Inquiry {
+            self.count_inquiry_answers();
+        } else {
+            self.count_votes();
+        }
     }
 
     /// Answers a (pre-)vote request. `term` is the request's term (for a pre-vote, possibly above ours).
@@ -46,16 +51,7 @@ impl Raft {
         last_log_index: LogIndex,
     ) {
         let pre_vote = kind == CampaignKind::PreVote;
-        // etcd's rule: we may vote for `from` if we already did in this term, or have not voted and know no
-        // leader, or (pre-vote) the request is for a later term than ours.
-        let free_to_vote = self.vote == Some(from)
-            || (self.vote.is_none() && self.leader_id.is_none())
-            || (pre_vote && term > self.term);
-        let log_ok = self.config.faults.skip_vote_log_check || self.log.is_up_to_date(last_log_term, last_log_index);
-        // A node that knows no membership has joined no cluster yet (it waits for the leader's snapshot), or
-        // lost its data: its empty log would agree to any candidate, so it must not vote at all.
-        let knows_membership = !self.membership.voters.is_empty();
-        let granted = free_to_vote && log_ok && knows_membership;
+        let granted = self.would_vote_for(from, term, pre_vote, last_log_term, last_log_index);
         if granted && !pre_vote {
             self.vote = Some(from);
             self.election_elapsed = 0;
@@ -64,6 +60,26 @@ impl Raft {
         // else answers in ours so a stale candidate learns the newer term.
         let reply_term = if granted && pre_vote { term } else { self.term };
         self.send_with_term(from, reply_term, MessageBody::VoteResponse { pre_vote, granted });
+    }
+
+    /// Whether this node would vote for `from` in `term` (a trial round: would it, were `from` to campaign).
+    pub(crate) fn would_vote_for(
+        &self,
+        from: NodeId,
+        term: Term,
+        trial: bool,
+        last_log_term: Term,
+        last_log_index: LogIndex,
+    ) -> bool {
+        // etcd's rule: we may vote for `from` if we already did in this term, or have not voted and know no
+        // leader, or (trial round) the request is for a later term than ours.
+        let free_to_vote =
+            self.vote == Some(from) || (self.vote.is_none() && self.leader_id.is_none()) || (trial && term > self.term);
+        let log_ok = self.config.faults.skip_vote_log_check || self.log.is_up_to_date(last_log_term, last_log_index);
+        // A node that knows no membership has joined no cluster yet (it waits for the leader's snapshot), or
+        // lost its data: its empty log would agree to any candidate, so it must not vote at all.
+        let knows_membership = !self.membership.voters.is_empty();
+        free_to_vote && log_ok && knows_membership
     }
 
     /// Counts a (pre-)vote response, if it belongs to the campaign under way.

@@ -1,8 +1,8 @@
 //! `tally-raft`: the consensus core of Tally, sans-IO.
 //!
-//! It owns the Raft protocol (election with pre-vote and check-quorum, log replication with pipelining and
-//! fast backtracking, commit, ReadIndex, learners and single-server membership changes, leader transfer,
-//! snapshot transfer in verified chunks). It owns no I/O: no clock, no files, no sockets, no threads, no OS randomness.
+//! It owns the Raft protocol (election with pre-vote and check-quorum, or by the bully algorithm deciding by
+//! the same votes; log replication with pipelining and fast backtracking, commit, ReadIndex, learners and
+//! single-server membership changes, leader transfer, snapshot transfer in verified chunks). It owns no I/O: no clock, no files, no sockets, no threads, no OS randomness.
 //! The driver (`tally-node`) feeds it inputs and carries out its outputs:
 //!
 //! ```text
@@ -18,6 +18,7 @@
 //! replay any run from its seed.
 #![deny(missing_docs)]
 
+mod bully;
 mod config;
 mod display;
 mod election;
@@ -35,9 +36,9 @@ mod rng;
 mod snapshot;
 mod types;
 
-pub use config::{Config, Faults};
+pub use config::{Config, ElectionMode, Faults};
 pub use error::ProposeError;
-pub use message::{AppendRejection, CampaignKind, Message, MessageBody, SnapshotChunk};
+pub use message::{AppendRejection, CampaignKind, InquiryAnswer, Message, MessageBody, SnapshotChunk};
 pub use raft::{Raft, Restored, Role};
 pub use ready::{ReadState, Ready};
 pub use rng::SplitMix64;

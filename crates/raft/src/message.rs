@@ -24,6 +24,11 @@ pub enum CampaignKind {
     PreVote,
     /// A real election after its election timeout (or after a successful pre-vote).
     Election,
+    /// Bully mode's trial round (the bully algorithm's "election" message): is a voter that outranks the
+    /// sender alive? Like a pre-vote it is sent in `term + 1` and changes no one's term or vote; a voter
+    /// that hears from its leader refuses it (unless it outranks the sender: then it says it is alive). It is
+    /// answered with a [`MessageBody::InquiryResponse`].
+    Inquiry,
     /// An election started by the leader's `TimeoutNow`: voters grant it even while they have a leader
     /// (it bypasses the leader lease of check-quorum), because the leader asked for it.
     Transfer,
@@ -48,6 +53,12 @@ pub enum MessageBody {
         pre_vote: bool,
         /// Whether the vote is granted.
         granted: bool,
+    },
+    /// The answer to a [`CampaignKind::Inquiry`]. `Proceed` and `Alive` are sent in the inquiry's term (like
+    /// a granted pre-vote), `Refused` in the answering node's own term so a stale inquirer learns it.
+    InquiryResponse {
+        /// What the voter says.
+        answer: InquiryAnswer,
     },
     /// The leader replicates entries (Raft §5.3). The follower accepts them only if its log has an entry at
     /// `prev_log_index` with `prev_log_term` (the consistency check).
@@ -115,6 +126,19 @@ pub enum MessageBody {
     TimeoutNow,
 }
 
+/// A voter's answer to a bully inquiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InquiryAnswer {
+    /// The voter does not outrank the inquirer, knows no live leader, and would vote for it: go ahead.
+    Proceed,
+    /// The voter would not vote for the inquirer (it follows a leader, already voted in that term, or knows
+    /// no membership).
+    Refused,
+    /// The bully's "I am alive": the voter outranks the inquirer and runs for leader itself, so the inquirer
+    /// waits for its victory instead of claiming one.
+    Alive,
+}
+
 /// One piece of a snapshot in transfer: `data` holds the snapshot's bytes `offset..offset + data.len()`.
 ///
 /// Invariant of a well-formed chunk ([`SnapshotChunk::is_well_formed`]; checked by the receiver, since it
@@ -174,9 +198,11 @@ impl Message {
     pub fn kind(&self) -> &'static str {
         match &self.body {
             MessageBody::VoteRequest { kind: CampaignKind::PreVote, .. } => "PreVote",
+            MessageBody::VoteRequest { kind: CampaignKind::Inquiry, .. } => "Inquiry",
             MessageBody::VoteRequest { .. } => "Vote",
             MessageBody::VoteResponse { pre_vote: true, .. } => "PreVoteResp",
             MessageBody::VoteResponse { .. } => "VoteResp",
+            MessageBody::InquiryResponse { .. } => "InquiryResp",
             MessageBody::Append { .. } => "Append",
             MessageBody::AppendResponse { .. } => "AppendResp",
             MessageBody::Heartbeat { .. } => "Heartbeat",

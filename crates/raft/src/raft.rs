@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::log::RaftLog;
-use crate::message::{CampaignKind, Message, MessageBody};
+use crate::message::{CampaignKind, InquiryAnswer, Message, MessageBody};
 use crate::progress::{Progress, ReplicationState};
 use crate::ready::{ReadState, Ready};
 use crate::rng::SplitMix64;
@@ -18,7 +18,8 @@ use crate::types::{Entry, HardState, LogIndex, Membership, NodeId, Snapshot, Ter
 pub enum Role {
     /// Follows the leader of the term (or waits for one).
     Follower,
-    /// Runs a pre-vote round (dissertation §9.6) without having raised its term.
+    /// Runs a trial round without having raised its term: a pre-vote (dissertation §9.6) or, in bully mode,
+    /// an inquiry.
     PreCandidate,
     /// Runs an election in its term.
     Candidate,
@@ -89,8 +90,13 @@ pub struct Raft {
     pub(crate) randomized_election_timeout: u32,
     /// Ticks since the leader's last heartbeat.
     pub(crate) heartbeat_elapsed: u32,
-    /// Votes received in the current (pre-)campaign.
+    /// Votes received in the current (pre-)campaign (in an inquiry: true for Proceed, false for Refused).
     pub(crate) votes: BTreeMap<NodeId, bool>,
+    /// Bully mode: no majority answered this node's last inquiry within an election timeout, so it is
+    /// probably cut off from the majority and could not win. Until it hears from a leader or a majority answers an inquiry
+    /// of its own, it does not answer `Alive`: a node that reaches one voter but not a majority would
+    /// otherwise hold back, forever, every node that outranks no one but it and could win.
+    pub(crate) inquiry_unanswered: bool,
     /// Leader only: each other member's replication progress.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     /// Leader only: the voter leadership is being handed to, and ticks since the transfer began.
@@ -140,6 +146,7 @@ impl Raft {
             randomized_election_timeout: 0,
             heartbeat_elapsed: 0,
             votes: BTreeMap::new(),
+            inquiry_unanswered: false,
             progress: BTreeMap::new(),
             transfer: None,
             read_seq: 0,
@@ -166,11 +173,11 @@ impl Raft {
         self.election_elapsed = self.election_elapsed.saturating_add(1);
         match self.role {
             Role::Leader => self.tick_leader(),
+            Role::PreCandidate if self.is_inquiring() => self.tick_inquiry(),
             Role::Follower | Role::PreCandidate | Role::Candidate => {
                 if self.can_campaign() && self.election_elapsed >= self.randomized_election_timeout {
                     self.election_elapsed = 0;
-                    let kind = if self.config.pre_vote { CampaignKind::PreVote } else { CampaignKind::Election };
-                    self.campaign(kind);
+                    self.campaign(self.first_campaign_kind());
                 }
             }
         }
@@ -201,9 +208,13 @@ impl Raft {
     fn dispatch(&mut self, message: Message) {
         let from = message.from;
         match message.body {
+            MessageBody::VoteRequest { kind: CampaignKind::Inquiry, last_log_term, last_log_index } => {
+                self.handle_inquiry(from, message.term, last_log_term, last_log_index)
+            }
             MessageBody::VoteRequest { kind, last_log_term, last_log_index } => {
                 self.handle_vote_request(from, message.term, kind, last_log_term, last_log_index)
             }
+            MessageBody::InquiryResponse { answer } => self.handle_inquiry_response(from, message.term, answer),
             MessageBody::VoteResponse { pre_vote, granted } => {
                 self.handle_vote_response(from, message.term, pre_vote, granted)
             }
@@ -240,15 +251,17 @@ impl Raft {
     fn step_higher_term(&mut self, message: &Message) -> bool {
         match &message.body {
             MessageBody::VoteRequest { kind, .. } => {
-                if *kind != CampaignKind::Transfer && self.in_leader_lease() {
+                let exempt = matches!(kind, CampaignKind::Transfer | CampaignKind::Inquiry); // see handle_inquiry
+                if !exempt && self.in_leader_lease() {
                     return false; // §4.2.3: a node that hears from a leader ignores disruptive campaigns
                 }
-                if *kind == CampaignKind::PreVote {
-                    return true; // a pre-vote never changes the voter's term
+                if matches!(kind, CampaignKind::PreVote | CampaignKind::Inquiry) {
+                    return true; // a trial round never changes the voter's term
                 }
                 self.become_follower(message.term, None);
             }
             MessageBody::VoteResponse { pre_vote: true, granted: true } => {} // counted by the pre-candidate
+            MessageBody::InquiryResponse { answer: InquiryAnswer::Proceed | InquiryAnswer::Alive } => {} // likewise
             MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot(_) => {
                 self.become_follower(message.term, Some(message.from));
             }
@@ -263,6 +276,9 @@ impl Raft {
         match &message.body {
             MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot(_) => {
                 self.send(message.from, MessageBody::HeartbeatResponse { read_seq: 0 });
+            }
+            MessageBody::VoteRequest { kind: CampaignKind::Inquiry, .. } => {
+                self.send(message.from, MessageBody::InquiryResponse { answer: InquiryAnswer::Refused });
             }
             MessageBody::VoteRequest { kind, .. } => {
                 let pre_vote = *kind == CampaignKind::PreVote;
@@ -515,6 +531,7 @@ impl Raft {
     /// If this node is itself the leader of the term: two leaders in one term break Election Safety.
     fn become_follower_of(&mut self, leader: NodeId) {
         assert!(self.role != Role::Leader, "two leaders in term {}: {} and {leader}", self.term, self.config.id);
+        self.inquiry_unanswered = false;
         if self.role != Role::Follower || self.leader_id != Some(leader) {
             self.become_follower(self.term, Some(leader));
         }

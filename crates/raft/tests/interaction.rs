@@ -46,6 +46,12 @@ scripts!(
     crash_restart,
     membership_uncommitted,
     empty_node_vote,
+    bully_election,
+    bully_highest_dies,
+    bully_higher_returns,
+    bully_partitioned_highest,
+    bully_two_highest,
+    bully_cut_off_highest,
 );
 
 /// A script nobody runs is a test that silently stopped existing.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tally_raft::NodeId;
+use tally_raft::{ElectionMode, NodeId};
 
 /// Request size limits of the client API; anything over answers `413` with a message naming the limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +69,9 @@ pub struct ServerConfig {
     pub tick_interval: Duration,
     /// Seed of the core's election timer; default: drawn from the OS.
     pub seed: Option<u64>,
+    /// How a node that lost its leader finds the next one: Raft (the default) or the bully algorithm. Both
+    /// elect by majority vote, so a cluster may mix them safely; give every node the same mode all the same.
+    pub election: ElectionMode,
     /// Take a snapshot (and compact the log) every this many applied entries.
     pub snapshot_interval_entries: u64,
     /// Log entries kept behind a snapshot, so a follower a little behind catches up from the log.
@@ -97,6 +100,7 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(5),
             tick_interval: Duration::from_millis(100),
             seed: None,
+            election: ElectionMode::Raft,
             snapshot_interval_entries: 100_000,
             snapshot_keep_entries: 10_000,
             discovery: None,
@@ -120,6 +124,7 @@ impl std::fmt::Debug for ServerConfig {
             request_timeout,
             tick_interval,
             seed,
+            election,
             snapshot_interval_entries,
             snapshot_keep_entries,
             discovery,
@@ -137,6 +142,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("request_timeout", request_timeout)
             .field("tick_interval", tick_interval)
             .field("seed", seed)
+            .field("election", election)
             .field("snapshot_interval_entries", snapshot_interval_entries)
             .field("discovery", discovery)
             .field("snapshot_keep_entries", snapshot_keep_entries)

@@ -32,3 +32,4 @@ pub use config::{InitialMember, Limits, ServerConfig, parse_initial_cluster, par
 pub use discovery::{DiscoveryConfig, node_id};
 pub use server::{Server, ServerError, run};
 pub use tally_node::PolicyConfig;
+pub use tally_raft::ElectionMode;

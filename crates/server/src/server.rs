@@ -147,6 +147,7 @@ impl Server {
         let seed = config.seed.unwrap_or_else(random_seed);
         let mut node_config = NodeConfig::new(config.id, seed);
         node_config.tick_interval_ms = config.tick_interval.as_millis().max(1) as u64;
+        node_config.raft.election = config.election;
         node_config.snapshot_interval_entries = config.snapshot_interval_entries.max(1);
         node_config.snapshot_keep_entries = config.snapshot_keep_entries;
         let node = Node::start(node_config, storage, PeerSender(Arc::clone(&peers)), WallClock::new(), KvStore::new())

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! frame    := message | hello                 (decode_frame gives a PeerFrame)
-//! message  := from u64, to u64, term u64, kind u8 (1..=11), body
+//! message  := from u64, to u64, term u64, kind u8 (1..=11, 13), body
 //! hello    := from u64, to u64, term u64, kind u8 (12), client_url bytes, peer_url bytes, token
 //!             (to and term are written 0 and ignored; the URLs are UTF-8, at most CLIENT_URL_MAX_BYTES and
 //!             PEER_URL_MAX_BYTES bytes)
@@ -22,8 +22,8 @@
 
 use tally_node::codec::{decode_payload, encode_payload};
 use tally_raft::{
-    AppendRejection, CampaignKind, Entry, LogIndex, Membership, Message, MessageBody, NodeId, SnapshotChunk,
-    SnapshotMeta, Term,
+    AppendRejection, CampaignKind, Entry, InquiryAnswer, LogIndex, Membership, Message, MessageBody, NodeId,
+    SnapshotChunk, SnapshotMeta, Term,
 };
 
 /// Why a payload is not a valid message. The connection that sent it should be closed.
@@ -137,6 +137,7 @@ const READ_INDEX_REQUEST: u8 = 9;
 const READ_INDEX_RESPONSE: u8 = 10;
 const TIMEOUT_NOW: u8 = 11;
 const HELLO: u8 = 12;
+const INQUIRY_RESPONSE: u8 = 13;
 
 /// Where the kind byte sits: after `from`, `to` and `term`.
 const KIND_OFFSET: usize = 3 * 8;
@@ -187,6 +188,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
                 CampaignKind::PreVote => 0,
                 CampaignKind::Election => 1,
                 CampaignKind::Transfer => 2,
+                CampaignKind::Inquiry => 3,
             });
             w.u64(last_log_term.0);
             w.u64(last_log_index.0);
@@ -195,6 +197,14 @@ pub fn encode(message: &Message) -> Vec<u8> {
             w.u8(VOTE_RESPONSE);
             w.bool(*pre_vote);
             w.bool(*granted);
+        }
+        MessageBody::InquiryResponse { answer } => {
+            w.u8(INQUIRY_RESPONSE);
+            w.u8(match answer {
+                InquiryAnswer::Proceed => 0,
+                InquiryAnswer::Refused => 1,
+                InquiryAnswer::Alive => 2,
+            });
         }
         MessageBody::Append { prev_log_index, prev_log_term, entries, leader_commit } => {
             w.u8(APPEND);
@@ -313,11 +323,21 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<MessageBody, WireError> {
                 0 => CampaignKind::PreVote,
                 1 => CampaignKind::Election,
                 2 => CampaignKind::Transfer,
+                3 => CampaignKind::Inquiry,
                 tag => return Err(WireError::BadTag { what: "campaign kind", tag, offset: r.offset - 1 }),
             };
             MessageBody::VoteRequest { kind, last_log_term: Term(r.u64()?), last_log_index: LogIndex(r.u64()?) }
         }
         VOTE_RESPONSE => MessageBody::VoteResponse { pre_vote: r.bool()?, granted: r.bool()? },
+        INQUIRY_RESPONSE => {
+            let answer = match r.u8()? {
+                0 => InquiryAnswer::Proceed,
+                1 => InquiryAnswer::Refused,
+                2 => InquiryAnswer::Alive,
+                tag => return Err(WireError::BadTag { what: "inquiry answer", tag, offset: r.offset - 1 }),
+            };
+            MessageBody::InquiryResponse { answer }
+        }
         APPEND => decode_append(r)?,
         APPEND_RESPONSE => {
             let result = match r.u8()? {

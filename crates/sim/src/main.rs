@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tally_raft::Faults;
+use tally_raft::{ElectionMode, Faults};
 use tally_sim::{Profile, RunOptions, run_seed, sweep};
 
 /// Deterministic simulation of Tally clusters under faults.
@@ -33,6 +33,9 @@ struct Args {
     /// Which mix of runs: `mixed` (calm, harsh and chaotic) or `chaos` (every run chaotic).
     #[arg(long, default_value = "mixed", value_parser = clap::builder::PossibleValuesParser::new(["mixed", "chaos"]))]
     profile: String,
+    /// How the nodes elect their leader: `raft` or `bully`.
+    #[arg(long, default_value = "raft", value_parser = clap::builder::PossibleValuesParser::new(["raft", "bully"]))]
+    election: String,
     /// Worker threads for a sweep.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     threads: usize,
@@ -67,6 +70,9 @@ fn replay_flags(args: &Args) -> String {
     if let Some(fault) = &args.fault {
         flags += &format!(" --fault {fault}");
     }
+    if args.election != "raft" {
+        flags += &format!(" --election {}", args.election);
+    }
     flags
 }
 
@@ -74,7 +80,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let profile = if args.profile == "chaos" { Profile::Chaos } else { Profile::Mixed };
     let nodes = args.nodes.as_deref().map(|n| n.parse::<usize>().expect("validated by clap"));
-    let options = RunOptions { nodes, profile, faults: faults(args.fault.as_deref()) };
+    let election = if args.election == "bully" { ElectionMode::Bully } else { ElectionMode::Raft };
+    let options = RunOptions { nodes, profile, faults: faults(args.fault.as_deref()), election };
     if let Some(seed) = args.seed {
         let report = run_seed(seed, options, args.trace);
         let mut out = std::io::stdout().lock();

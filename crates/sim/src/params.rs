@@ -1,7 +1,7 @@
 //! Everything about one simulated run that is derived from its seed.
 
 use tally_node::PolicyConfig;
-use tally_raft::{Faults, SplitMix64};
+use tally_raft::{ElectionMode, Faults, SplitMix64};
 
 /// Which mix of runs a seed is drawn from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,9 +72,13 @@ pub struct SimParams {
     pub snapshot_interval_entries: u64,
     /// Entries kept behind a snapshot.
     pub snapshot_keep_entries: u64,
-    /// Raft: pre-vote on (most seeds) or off, to cover both code paths.
+    /// Raft: how leaders are elected (Raft or the bully algorithm); the same seeds run in both modes.
+    pub election: ElectionMode,
+    /// Raft, bully mode: ticks an inquiry waits for a node that outranks the inquirer.
+    pub inquiry_timeout_ticks: u32,
+    /// Raft: pre-vote on (most seeds) or off, to cover both code paths (Raft mode only).
     pub pre_vote: bool,
-    /// Raft: check-quorum on (most seeds) or off.
+    /// Raft: check-quorum on (most seeds) or off (always on in bully mode, which requires it).
     pub check_quorum: bool,
     /// Raft: heartbeat interval in ticks (the election timeout is 10 ticks).
     pub heartbeat_interval_ticks: u32,
@@ -93,8 +97,9 @@ pub struct SimParams {
 }
 
 impl SimParams {
-    /// Derives a run from `seed`; `nodes` forces the cluster size (else 3 for even seeds, 5 for odd).
-    pub fn from_seed(seed: u64, nodes: Option<usize>, profile: Profile) -> SimParams {
+    /// Derives a run from `seed`; `nodes` forces the cluster size (else 3 for even seeds, 5 for odd). In
+    /// bully mode every field is drawn as in Raft mode, but check-quorum is always on.
+    pub fn from_seed(seed: u64, nodes: Option<usize>, profile: Profile, election: ElectionMode) -> SimParams {
         let mut rng = SplitMix64::new(seed ^ 0x5EED_5EED_5EED_5EED);
         let nodes = nodes.unwrap_or(if seed % 2 == 0 { 3 } else { 5 });
         let harsh = rng.chance(1, 2);
@@ -107,7 +112,7 @@ impl SimParams {
         let mood = Mood { chaos, harsh };
         let membership = rng.chance(1, 2) && profile == Profile::Mixed;
         let spares = if membership { rng.range(1, 3) as usize } else { 0 };
-        SimParams {
+        let mut params = SimParams {
             seed,
             nodes,
             spares,
@@ -146,7 +151,15 @@ impl SimParams {
                 dead_after_ms: rng.range(300, 3_000),
                 healthy_within_ms: 300,
             }),
+            election,
+            inquiry_timeout_ticks: 2,
+        };
+        // Drawn after everything else, so that adding them left every other field of every seed as it was.
+        params.inquiry_timeout_ticks = rng.range(1, 5) as u32;
+        if election == ElectionMode::Bully {
+            params.check_quorum = true;
         }
+        params
     }
 }
 

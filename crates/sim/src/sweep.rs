@@ -7,7 +7,7 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tally_raft::Faults;
+use tally_raft::{ElectionMode, Faults};
 
 use crate::checkers::Violation;
 use crate::params::{Profile, SimParams};
@@ -96,18 +96,20 @@ pub struct RunOptions {
     pub profile: Profile,
     /// Broken behaviours to switch on (tests and `--fault` only).
     pub faults: Faults,
+    /// How the nodes elect their leader.
+    pub election: ElectionMode,
 }
 
 impl Default for RunOptions {
     fn default() -> RunOptions {
-        RunOptions { nodes: None, profile: Profile::Mixed, faults: Faults::default() }
+        RunOptions { nodes: None, profile: Profile::Mixed, faults: Faults::default(), election: ElectionMode::Raft }
     }
 }
 
 /// Runs one seed, catching panics (a failed assertion is reported as the `assertion` checker).
 pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
     install_quiet_hook();
-    let mut params = SimParams::from_seed(seed, options.nodes, options.profile);
+    let mut params = SimParams::from_seed(seed, options.nodes, options.profile, options.election);
     let faults = options.faults;
     params.faults = faults;
     let nodes = params.nodes;

@@ -1,29 +1,45 @@
-//! The simulator's own acceptance tests: a sweep of seeds stays clean, a seed replays identically, and every
+//! The simulator's own acceptance tests, in both election modes: a sweep of seeds stays clean, a seed replays identically, and every
 //! fault switch that breaks the core on purpose is caught by a named checker within a bounded number of seeds.
 
-use tally_raft::Faults;
+use tally_raft::{ElectionMode, Faults};
 use tally_sim::{Profile, RunOptions, hunt, run_seed, sweep};
 
 /// Threads for sweeps: the CI machine has 2 cores.
 const THREADS: usize = 2;
 
-#[test]
-fn sweep_of_300_seeds_over_3_and_5_nodes_finds_no_violation() {
-    // Why: this is the safety net of the whole consensus core; every seed mixes partitions, loss,
-    // duplication, reordering, crashes (some mid-Ready), clock skew and snapshots.
-    let report = sweep(0, 300, RunOptions::default(), THREADS);
+/// Runs a sweep and asserts it is clean, printing each failure with its replay command.
+fn assert_clean_sweep(start: u64, count: u64, options: RunOptions) {
+    let report = sweep(start, count, options, THREADS);
+    let election = match options.election {
+        ElectionMode::Raft => "",
+        ElectionMode::Bully => " --election bully",
+    };
     for failure in &report.failures {
         eprintln!(
-            "seed {} ({} nodes): {}\n  replay: cargo run --release -p tally-sim -- --seed {} --trace",
+            "seed {} ({} nodes): {}\n  replay: cargo run --release -p tally-sim -- --seed {} --trace{election}",
             failure.seed,
             failure.nodes,
             failure.violation.as_ref().map(ToString::to_string).unwrap_or_default(),
             failure.seed
         );
     }
-    println!("{}", report.summary());
+    println!("{:?}: {}", options.election, report.summary());
     assert!(report.failures.is_empty(), "{}", report.summary());
-    assert!(report.ops > 300 * 100, "clients completed only {} ops: the workload is not running", report.ops);
+    assert!(report.ops > count * 100, "clients completed only {} ops: the workload is not running", report.ops);
+}
+
+#[test]
+fn sweep_of_300_seeds_over_3_and_5_nodes_finds_no_violation() {
+    // Why: this is the safety net of the whole consensus core; every seed mixes partitions, loss,
+    // duplication, reordering, crashes (some mid-Ready), clock skew and snapshots.
+    assert_clean_sweep(0, 300, RunOptions::default());
+}
+
+#[test]
+fn bully_sweep_of_300_seeds_finds_no_violation() {
+    // Why: the bully election mode must keep every safety property of Raft under the same fault mix (and
+    // elect again once healed: the liveness phase).
+    assert_clean_sweep(0, 300, RunOptions { election: ElectionMode::Bully, ..RunOptions::default() });
 }
 
 #[test]
@@ -41,9 +57,12 @@ fn seeds_that_once_found_bugs_stay_clean() {
 fn chaos_sweep_finds_no_violation() {
     // Why: the chaos profile (crash storms, heavy loss, targeted crashes) is what catches the rare
     // interleavings below; the correct core must survive it too.
-    let options = RunOptions { profile: Profile::Chaos, ..RunOptions::default() };
-    let report = sweep(10_000, 60, options, THREADS);
-    assert!(report.failures.is_empty(), "seed {:?}: {:?}", report.failures[0].seed, report.failures[0].violation);
+    for election in [ElectionMode::Raft, ElectionMode::Bully] {
+        let options = RunOptions { profile: Profile::Chaos, election, ..RunOptions::default() };
+        let report = sweep(10_000, 60, options, THREADS);
+        let first = report.failures.first();
+        assert!(first.is_none(), "{election:?} seed {:?}: {:?}", first.map(|f| f.seed), first.map(|f| &f.violation));
+    }
 }
 
 #[test]
@@ -60,15 +79,17 @@ fn same_seed_gives_identical_trace() {
     }
 }
 
-/// Hunts for a violation with `faults` on, in chaotic 5-node runs, and asserts a checker in `expected`
-/// catches it within `max_seeds` seeds.
+/// Hunts for a violation with `faults` on, in chaotic 5-node runs of each election mode, and asserts a
+/// checker in `expected` catches it within `max_seeds` seeds.
 fn assert_caught(faults: Faults, max_seeds: u64, expected: &[&str]) {
-    let options = RunOptions { nodes: Some(5), profile: Profile::Chaos, faults };
-    let (found, ran) = hunt(0, max_seeds, options, THREADS);
-    let Some(report) = found else { panic!("{faults:?} not caught within {ran} seeds") };
-    let violation = report.violation.expect("hunt returns failing runs");
-    println!("{faults:?}: caught after {ran} seeds at seed {} by {violation}", report.seed);
-    assert!(expected.contains(&violation.checker), "caught by unexpected checker: {violation}");
+    for election in [ElectionMode::Raft, ElectionMode::Bully] {
+        let options = RunOptions { nodes: Some(5), profile: Profile::Chaos, faults, election };
+        let (found, ran) = hunt(0, max_seeds, options, THREADS);
+        let Some(report) = found else { panic!("{election:?}: {faults:?} not caught within {ran} seeds") };
+        let violation = report.violation.expect("hunt returns failing runs");
+        println!("{election:?}: {faults:?}: caught after {ran} seeds at seed {} by {violation}", report.seed);
+        assert!(expected.contains(&violation.checker), "{election:?}: caught by unexpected checker: {violation}");
+    }
 }
 
 #[test]
@@ -81,7 +102,8 @@ fn fault_commit_previous_term_by_count_is_caught() {
 
 #[test]
 fn fault_skip_vote_log_check_is_caught() {
-    // Raft §5.4.1: electing a candidate whose log is behind loses committed entries.
+    // Raft §5.4.1: electing a candidate whose log is behind loses committed entries. In bully mode the fault
+    // also ranks by id alone: the naive bully algorithm, which elects the highest id whatever its log.
     let faults = Faults { skip_vote_log_check: true, ..Faults::default() };
     assert_caught(faults, 200, &["leader_completeness", "state_machine_safety", "durability", "assertion"]);
 }

@@ -127,6 +127,9 @@ pub struct Env {
     /// The groups of a partition: a message between two groups (or to or from a node in none) is dropped at
     /// delivery. Empty when the network is whole.
     partition: Vec<BTreeSet<NodeId>>,
+    /// Cut links, each as (lower id, higher id): a message between the two is dropped at delivery, either
+    /// way, whatever the partition. Empty when the network is whole.
+    cuts: BTreeSet<(NodeId, NodeId)>,
     /// Election safety: the leader seen in each group and term.
     leaders: BTreeMap<(usize, Term), NodeId>,
     /// State machine safety: the term of the entry any node of the group applied at each index.
@@ -285,6 +288,9 @@ impl Env {
         if !self.partition.is_empty() && (group(message.from).is_none() || group(message.from) != group(message.to)) {
             return Some("partition");
         }
+        if self.cuts.contains(&link(message.from, message.to)) {
+            return Some("link cut");
+        }
         None
     }
 
@@ -313,9 +319,17 @@ impl Env {
         self.partition = groups;
     }
 
-    /// Makes the network whole again.
+    /// Cuts the link between `a` and `b`: messages between them are dropped at delivery, both ways, while
+    /// each still reaches every other node it could reach before.
+    pub fn cut(&mut self, a: NodeId, b: NodeId) {
+        assert!(a != b, "cannot cut the link from {a} to itself");
+        self.cuts.insert(link(a, b));
+    }
+
+    /// Makes the network whole again: no partition, no cut link.
     pub fn heal(&mut self) {
         self.partition.clear();
+        self.cuts.clear();
     }
 
     /// Crashes node `id`: its memory (Raft state, state machine, unpersisted output) is lost and every
@@ -371,6 +385,11 @@ impl Env {
         }
         Ok(())
     }
+}
+
+/// The key of the link between `a` and `b`, the same whichever way a message goes.
+fn link(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
+    (a.min(b), a.max(b))
 }
 
 /// Prints the fields of `ready` in the order the driver handles them.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use tally_raft::{Config, LogIndex, Membership, MembershipChange, NodeId, Raft};
+use tally_raft::{Config, ElectionMode, LogIndex, Membership, MembershipChange, NodeId, Raft};
 
 use super::env::{Env, describe_hard_state, describe_membership, describe_snapshot};
 use super::script::Command;
@@ -18,9 +18,9 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
         _ => &[],
     });
     let result = match cmd.name.as_str() {
-        // add-nodes N [voters=1,2,3] [learners=4] [pre-vote=true] [check-quorum=true] [seed=S]
-        //   [election-timeout=10] [heartbeat=2] [max-inflight=64] [max-entries=256] [max-bytes=1048576]
-        //   [max-uncommitted=10000]
+        // add-nodes N [voters=1,2,3] [learners=4] [election=raft|bully] [pre-vote=true] [check-quorum=true]
+        //   [seed=S] [election-timeout=10] [heartbeat=2] [inquiry-timeout=2] [max-inflight=64]
+        //   [max-entries=256] [max-bytes=1048576] [max-uncommitted=10000]
         // (max-bytes also sets the snapshot chunk size.)
         // Creates N brand-new nodes with the next free ids. In an empty environment the initial membership
         // defaults to all N nodes as voters; later nodes default to an empty membership (they join when a
@@ -86,7 +86,14 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
             partition(env, cmd);
             Ok(())
         }
-        // heal: makes the network whole again.
+        // cut A B: cuts the link between A and B only: messages between them, either way, are dropped at
+        // delivery, while both still reach every other node (say, two nodes that both reach the rest of the
+        // cluster but not each other). Adds to any partition and to earlier cuts.
+        "cut" => {
+            env.cut(node_id(cmd.arg(0)), node_id(cmd.arg(1)));
+            Ok(())
+        }
+        // heal: makes the network whole again (no partition, no cut link).
         "heal" => {
             env.heal();
             Ok(())
@@ -117,11 +124,13 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
 const ADD_NODES_KEYS: &[&str] = &[
     "voters",
     "learners",
+    "election",
     "pre-vote",
     "check-quorum",
     "seed",
     "election-timeout",
     "heartbeat",
+    "inquiry-timeout",
     "max-inflight",
     "max-entries",
     "max-bytes",
@@ -140,6 +149,14 @@ fn add_nodes(env: &mut Env, cmd: &Command) -> Result<(), String> {
     for &id in &new_ids {
         let mut config = Config::new(id, cmd.key("seed").map_or(1, number));
         let flag = |key: &str, default: bool| cmd.key(key).map_or(default, |v| v.parse().expect("true or false"));
+        config.election = match cmd.key("election") {
+            None | Some("raft") => ElectionMode::Raft,
+            Some("bully") => ElectionMode::Bully,
+            Some(other) => panic!("election={other}: expected raft or bully"),
+        };
+        config.inquiry_timeout_ticks = cmd
+            .key("inquiry-timeout")
+            .map_or(config.inquiry_timeout_ticks, |v| u32::try_from(number(v)).expect("a small number"));
         config.pre_vote = flag("pre-vote", config.pre_vote);
         config.check_quorum = flag("check-quorum", config.check_quorum);
         config.election_timeout_ticks = cmd

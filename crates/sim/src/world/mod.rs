@@ -287,6 +287,8 @@ impl Simulation {
         let seed = self.params.seed.wrapping_mul(31).wrapping_add(self.restarts[i]);
         let mut config = NodeConfig::new(id, seed);
         config.raft.faults = self.params.faults;
+        config.raft.election = self.params.election;
+        config.raft.inquiry_timeout_ticks = self.params.inquiry_timeout_ticks;
         config.raft.pre_vote = self.params.pre_vote;
         config.raft.check_quorum = self.params.check_quorum;
         config.raft.heartbeat_interval_ticks = self.params.heartbeat_interval_ticks;
