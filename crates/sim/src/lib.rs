@@ -9,6 +9,7 @@
 
 pub mod checkers;
 pub mod client;
+pub mod failover;
 pub mod hash;
 pub mod linearizability;
 pub mod network;
@@ -17,6 +18,7 @@ pub mod state_machine;
 pub mod sweep;
 pub mod world;
 
+pub use failover::{FailoverReport, failover_sweep};
 pub use params::{Profile, SimParams};
 pub use sweep::{RunOptions, RunReport, SweepReport, hunt, run_seed, sweep};
-pub use world::{Outcome, Simulation};
+pub use world::{FailoverSample, Outcome, Simulation};

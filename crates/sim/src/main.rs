@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tally_raft::{ElectionMode, Faults};
-use tally_sim::{Profile, RunOptions, run_seed, sweep};
+use tally_sim::{Profile, RunOptions, failover_sweep, run_seed, sweep};
 
 /// Deterministic simulation of Tally clusters under faults.
 #[derive(Parser, Debug)]
@@ -36,6 +36,10 @@ struct Args {
     /// How the nodes elect their leader: `raft` or `bully`.
     #[arg(long, default_value = "raft", value_parser = clap::builder::PossibleValuesParser::new(["raft", "bully"]))]
     election: String,
+    /// Measure failovers instead of running the safety sweep: each seed crashes the leader of a calm cluster
+    /// and counts the ticks until a new leader commits (compare `--election raft` and `bully`).
+    #[arg(long)]
+    failover: bool,
     /// Worker threads for a sweep.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     threads: usize,
@@ -82,6 +86,14 @@ fn main() -> ExitCode {
     let nodes = args.nodes.as_deref().map(|n| n.parse::<usize>().expect("validated by clap"));
     let election = if args.election == "bully" { ElectionMode::Bully } else { ElectionMode::Raft };
     let options = RunOptions { nodes, profile, faults: faults(args.fault.as_deref()), election };
+    if args.failover {
+        let report = failover_sweep(args.start_seed, args.seeds, nodes, election, args.threads);
+        for (seed, violation) in &report.failures {
+            println!("FAIL seed={seed} {violation}");
+        }
+        println!("{}", report.summary());
+        return if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
     if let Some(seed) = args.seed {
         let report = run_seed(seed, options, args.trace);
         let mut out = std::io::stdout().lock();

@@ -163,6 +163,33 @@ impl SimParams {
     }
 }
 
+impl SimParams {
+    /// A calm run for measuring failovers, as production runs: no faults at all (the measurement crashes the
+    /// leader itself), in-order links with 1-2 ms delays against 10 ms ticks, clocks at the nominal rate,
+    /// pre-vote and check-quorum on, heartbeats every 2 ticks and the default inquiry timeout. Client load,
+    /// batching and snapshot knobs stay as the seed draws them.
+    pub fn for_failover(seed: u64, nodes: Option<usize>, election: ElectionMode) -> SimParams {
+        let mut params = SimParams::from_seed(seed, nodes, Profile::Mixed, election);
+        let defaults = tally_raft::Config::new(tally_raft::NodeId(1), seed);
+        params.spares = 0;
+        params.membership_permille = 0;
+        params.membership_policy = None;
+        params.delay_ms = (1, 2);
+        params.fifo_links = true;
+        params.loss_permille = 0;
+        params.duplicate_permille = 0;
+        params.partition_permille = 0;
+        params.crash_permille = 0;
+        params.crash_after_event_permille = 0;
+        params.clock_rate_permille = vec![1_000; params.nodes];
+        params.pre_vote = defaults.pre_vote;
+        params.check_quorum = defaults.check_quorum;
+        params.heartbeat_interval_ticks = defaults.heartbeat_interval_ticks;
+        params.inquiry_timeout_ticks = defaults.inquiry_timeout_ticks;
+        params
+    }
+}
+
 /// How rough a run is: chaotic, harsh, or calm.
 struct Mood {
     /// Crash-restart storms, heavy loss, frequent partitions.

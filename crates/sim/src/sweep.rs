@@ -106,18 +106,22 @@ impl Default for RunOptions {
     }
 }
 
+/// Runs `run`, catching a panic (a failed assertion in the core or a checker) as the `assertion` violation.
+pub(crate) fn catching_panics<T>(run: impl FnOnce() -> T) -> Result<T, Violation> {
+    install_quiet_hook();
+    LAST_PANIC.with(|p| *p.borrow_mut() = Some(String::new()));
+    let result = panic::catch_unwind(AssertUnwindSafe(run));
+    let panic_message = LAST_PANIC.with(|p| p.borrow_mut().take());
+    result.map_err(|_| Violation { checker: "assertion", detail: panic_message.unwrap_or_default() })
+}
+
 /// Runs one seed, catching panics (a failed assertion is reported as the `assertion` checker).
 pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
-    install_quiet_hook();
     let mut params = SimParams::from_seed(seed, options.nodes, options.profile, options.election);
-    let faults = options.faults;
-    params.faults = faults;
+    params.faults = options.faults;
     let nodes = params.nodes;
-    LAST_PANIC.with(|p| *p.borrow_mut() = Some(String::new()));
     let shared = trace.then(Trace::default);
-    let result = panic::catch_unwind(AssertUnwindSafe(|| Simulation::new(params, shared.clone()).run()));
-    let panic_message = LAST_PANIC.with(|p| p.borrow_mut().take());
-    match result {
+    match catching_panics(|| Simulation::new(params, shared.clone()).run()) {
         Ok(outcome) => RunReport {
             seed,
             nodes,
@@ -126,40 +130,44 @@ pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
             unchecked_keys: outcome.unchecked_keys,
             trace: outcome.trace,
         },
-        Err(_) => {
-            let detail = panic_message.unwrap_or_default();
-            RunReport {
-                seed,
-                nodes,
-                violation: Some(Violation { checker: "assertion", detail }),
-                ops: 0,
-                unchecked_keys: 0,
-                trace: shared.map(|t| t.lines()).unwrap_or_default(),
-            }
-        }
+        Err(violation) => RunReport {
+            seed,
+            nodes,
+            violation: Some(violation),
+            ops: 0,
+            unchecked_keys: 0,
+            trace: shared.map(|t| t.lines()).unwrap_or_default(),
+        },
     }
 }
 
-/// Runs seeds `start .. end` on `threads` threads, in seed order per worker. With `stop_at_failure`, workers
-/// stop taking seeds once any run failed. Returns the reports (sorted by seed) and how many seeds ran.
-fn run_many(start: u64, end: u64, options: RunOptions, threads: usize, stop_at_failure: bool) -> (Vec<RunReport>, u64) {
+/// Runs `run(seed)` for seeds `start .. end` on `threads` threads, in seed order per worker; once `failed`
+/// holds for a result, workers stop taking seeds if `stop_at_failure`. Returns the results sorted by seed,
+/// and how many seeds ran.
+pub(crate) fn run_parallel<T: Send>(
+    (start, end): (u64, u64),
+    threads: usize,
+    stop_at_failure: bool,
+    failed: impl Fn(&T) -> bool + Sync,
+    run: impl Fn(u64) -> T + Sync,
+) -> (Vec<(u64, T)>, u64) {
     let next = AtomicU64::new(start);
-    let failed = AtomicBool::new(false);
-    let mut reports: Vec<RunReport> = std::thread::scope(|scope| {
+    let any_failed = AtomicBool::new(false);
+    let mut results: Vec<(u64, T)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 scope.spawn(|| {
                     let mut mine = Vec::new();
-                    while !(stop_at_failure && failed.load(Ordering::Relaxed)) {
+                    while !(stop_at_failure && any_failed.load(Ordering::Relaxed)) {
                         let seed = next.fetch_add(1, Ordering::Relaxed);
                         if seed >= end {
                             break;
                         }
-                        let report = run_seed(seed, options, false);
-                        if report.violation.is_some() {
-                            failed.store(true, Ordering::Relaxed);
+                        let result = run(seed);
+                        if failed(&result) {
+                            any_failed.store(true, Ordering::Relaxed);
                         }
-                        mine.push(report);
+                        mine.push((seed, result));
                     }
                     mine
                 })
@@ -167,9 +175,17 @@ fn run_many(start: u64, end: u64, options: RunOptions, threads: usize, stop_at_f
             .collect();
         workers.into_iter().flat_map(|w| w.join().expect("sweep worker panicked outside a run")).collect()
     });
-    reports.sort_by_key(|r| r.seed);
+    results.sort_by_key(|(seed, _)| *seed);
     let ran = next.load(Ordering::Relaxed).min(end) - start;
-    (reports, ran)
+    (results, ran)
+}
+
+/// Runs seeds `start .. end` of `options` on `threads` threads (see [`run_parallel`]).
+fn run_many(start: u64, end: u64, options: RunOptions, threads: usize, stop_at_failure: bool) -> (Vec<RunReport>, u64) {
+    let failed = |r: &RunReport| r.violation.is_some();
+    let (results, ran) =
+        run_parallel((start, end), threads, stop_at_failure, failed, |seed| run_seed(seed, options, false));
+    (results.into_iter().map(|(_, report)| report).collect(), ran)
 }
 
 /// Runs seeds `start .. start + count` on `threads` threads.

@@ -9,6 +9,7 @@
 
 mod checks;
 mod clients;
+mod failover;
 mod faults;
 mod membership;
 
@@ -24,6 +25,7 @@ use crate::linearizability::KvOp;
 use crate::network::Network;
 pub use crate::params::SimParams;
 use crate::state_machine::RecordingKv;
+pub use failover::FailoverSample;
 
 /// The lines of a run's trace, shared between the run and its caller (so a panicking run still leaves its
 /// trace behind for the report).
