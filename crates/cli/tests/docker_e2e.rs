@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Ignored by `cargo test`: `.ci/run` runs it whenever a Docker engine answers, after building the image with
-//! `docker/build-image.sh` (`TALLY_E2E_IMAGE` names another image). Everything it creates is named with its
-//! run id and removed at the end, even when it fails.
+//! `docker/build-image.sh` (`TALLY_E2E_IMAGE` names another image), once per election mode
+//! (`TALLY_E2E_ELECTION=raft|bully`, default raft). Everything it creates is named with its run id and removed
+//! at the end, even when it fails.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -19,6 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+/// The nodes' election mode, `raft` or `bully`, from `TALLY_E2E_ELECTION`.
+fn election_mode() -> String {
+    let mode = std::env::var("TALLY_E2E_ELECTION").unwrap_or_else(|_| "raft".to_string());
+    assert!(mode == "raft" || mode == "bully", "TALLY_E2E_ELECTION={mode}: expected raft or bully");
+    mode
+}
 
 /// Nodes in the cluster: five voters, so a 2 | 3 partition leaves a majority.
 const NODES: usize = 5;
@@ -157,6 +165,7 @@ impl Cluster {
         let mount = format!("{volume}:/data");
         let client = format!("TALLY_ADVERTISE_CLIENT=http://{alias}:7001");
         let peer = format!("TALLY_ADVERTISE_PEER=http://{alias}:7101");
+        let election = format!("TALLY_ELECTION={}", election_mode());
         let voters = NODES.to_string();
         must(&[
             "run",
@@ -173,6 +182,8 @@ impl Cluster {
             &client,
             "-e",
             &peer,
+            "-e",
+            &election,
             &self.image,
             "node",
             "--registry-address",
@@ -438,7 +449,12 @@ async fn faults_across_containers() {
     let started = Instant::now();
     let cluster = Cluster::start();
     let leader = cluster.wait_converged(&(0..NODES).collect::<Vec<_>>(), "formation").await;
-    println!("formed: {NODES} voters, leader {}, after {:?}", cluster.nodes[leader], started.elapsed());
+    println!(
+        "formed: {NODES} voters (election {}), leader {}, after {:?}",
+        election_mode(),
+        cluster.nodes[leader],
+        started.elapsed()
+    );
     // The clients give up on a request after 2 s and go on with the next node, as a client with a list of
     // endpoints would; a write that timed out is not acknowledged (it may or may not have been applied).
     let client_http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().expect("client");

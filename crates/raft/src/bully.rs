@@ -3,15 +3,16 @@
 //!
 //! ```text
 //!  follower, election timeout runs out ──▶ PreCandidate: Inquiry(term + 1, last log) to every other voter
-//!     a voter that outranks it ─────────▶ InquiryResponse Alive, and runs its own inquiry unless it hears
-//!                                          from a leader (it takes over)
+//!     a voter that outranks it ─────────▶ InquiryResponse Alive, and runs its own inquiry (it takes over);
+//!                                          if it hears from a leader, only once that leader's lease ends
 //!     a voter that does not ────────────▶ InquiryResponse Proceed, or Refused (it follows a live leader, ...)
 //!  PreCandidate:
 //!     an Alive arrives ─────────────────▶ follower again: waits one election timeout for the victory
 //!     a majority Proceed, and every voter answered or inquiry_timeout_ticks passed
 //!                      ─────────────────▶ claims victory: a Raft election in term + 1 (campaign Election)
 //!     a majority refused ───────────────▶ follower again: inquires anew after its election timeout
-//!     no majority answered within an election timeout
+//!     meanwhile, every inquiry_timeout_ticks: asks again the voters that refused or did not answer
+//!     fewer than a majority answered within an election timeout
 //!                      ─────────────────▶ inquires anew, and stops answering Alive until it hears from a
 //!                                          leader or a majority again (it is cut off: it cannot win)
 //! ```
@@ -76,8 +77,14 @@ impl Raft {
         // stale inquirer learns the newer term.
         let reply_term = if answer == InquiryAnswer::Refused { self.term } else { term };
         self.send_with_term(from, reply_term, MessageBody::InquiryResponse { answer });
-        if answer == InquiryAnswer::Alive && self.role == Role::Follower && !self.in_leader_lease() {
-            self.campaign(self.first_campaign_kind());
+        if answer == InquiryAnswer::Alive && self.role == Role::Follower {
+            if self.in_leader_lease() {
+                // Run as soon as the lease runs out, unless the leader is heard from by then: the inquirer
+                // now waits for this node, which outranks it.
+                self.randomized_election_timeout = self.config.election_timeout_ticks;
+            } else {
+                self.campaign(self.first_campaign_kind());
+            }
         }
     }
 
@@ -129,15 +136,34 @@ impl Raft {
 
     /// An inquirer's tick. After `inquiry_timeout_ticks` without an `Alive`, no node that outranks this one
     /// is reachable: claim victory as soon as a majority said go ahead (answers slower than the inquiry
-    /// timeout still count, so a slow network delays elections instead of preventing them). Without a
-    /// majority's answers for a whole election timeout, this node is cut off: it stops answering `Alive`
-    /// and inquires anew.
+    /// timeout still count, so a slow network delays elections instead of preventing them). Until then, every
+    /// `inquiry_timeout_ticks` ask again the voters that refused or did not answer: a refusal because of a
+    /// leader lease turns into a go-ahead once the dead leader's lease runs out, and a lost message is sent
+    /// again. If fewer than a majority answered at all within an election timeout, this node is cut off: it
+    /// stops answering `Alive`, and inquires anew.
     pub(crate) fn tick_inquiry(&mut self) {
         if self.election_elapsed >= self.randomized_election_timeout {
-            self.inquiry_unanswered = true;
+            let voters = &self.membership.voters;
+            let answered = voters.iter().filter(|v| self.votes.contains_key(v)).count();
+            self.inquiry_unanswered = answered <= voters.len() / 2;
             self.campaign(CampaignKind::Inquiry);
-        } else if self.election_elapsed >= self.config.inquiry_timeout_ticks {
-            self.count_inquiry_answers();
+            return;
+        }
+        let timeout = self.config.inquiry_timeout_ticks;
+        if self.election_elapsed < timeout {
+            return;
+        }
+        self.count_inquiry_answers();
+        if self.is_inquiring() && self.election_elapsed % timeout == 0 {
+            let votes = &self.votes;
+            let ask_again: Vec<NodeId> = self
+                .membership
+                .voters
+                .iter()
+                .copied()
+                .filter(|&v| v != self.config.id && votes.get(&v) != Some(&true))
+                .collect();
+            self.request_votes(CampaignKind::Inquiry, self.term.next(), ask_again);
         }
     }
 

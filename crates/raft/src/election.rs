@@ -28,16 +28,22 @@ impl Raft {
         self.votes.clear();
         self.votes.insert(self.config.id, true);
         self.reset_election_timeout();
-        let (last_log_term, last_log_index) = (self.log.last_term(), self.log.last_index());
         let voters: Vec<NodeId> = self.membership.voters.iter().copied().filter(|&v| v != self.config.id).collect();
-        for voter in voters {
-            let body = MessageBody::VoteRequest { kind, last_log_term, last_log_index };
-            self.send_with_term(voter, campaign_term, body);
-        }
+        self.request_votes(kind, campaign_term, voters);
         if kind == CampaignKind::Inquiry {
             self.count_inquiry_answers();
         } else {
             self.count_votes();
+        }
+    }
+
+    /// Sends a (pre-)vote request or inquiry for `campaign_term`, with this node's last log position, to
+    /// each of `voters`.
+    pub(crate) fn request_votes(&mut self, kind: CampaignKind, campaign_term: Term, voters: Vec<NodeId>) {
+        let (last_log_term, last_log_index) = (self.log.last_term(), self.log.last_index());
+        for voter in voters {
+            let body = MessageBody::VoteRequest { kind, last_log_term, last_log_index };
+            self.send_with_term(voter, campaign_term, body);
         }
     }
 

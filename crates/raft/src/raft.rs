@@ -92,8 +92,8 @@ pub struct Raft {
     pub(crate) heartbeat_elapsed: u32,
     /// Votes received in the current (pre-)campaign (in an inquiry: true for Proceed, false for Refused).
     pub(crate) votes: BTreeMap<NodeId, bool>,
-    /// Bully mode: no majority answered this node's last inquiry within an election timeout, so it is
-    /// probably cut off from the majority and could not win. Until it hears from a leader or a majority answers an inquiry
+    /// Bully mode: fewer than a majority answered this node's last inquiry within an election timeout, so it
+    /// is probably cut off from the majority and could not win. Until it hears from a leader or a majority answers an inquiry
     /// of its own, it does not answer `Alive`: a node that reaches one voter but not a majority would
     /// otherwise hold back, forever, every node that outranks no one but it and could win.
     pub(crate) inquiry_unanswered: bool,

@@ -232,6 +232,8 @@ pub struct Cluster {
     /// The nodes, `nodes[i].id == format!("n{}", i + 1)`. Declared before `dir`: processes die before their
     /// data directory is removed.
     pub nodes: Vec<Node>,
+    /// `--tick-ms` of every node.
+    tick_ms: String,
     /// Flags added to every node's command line.
     extra_args: Vec<String>,
     /// The HTTP client of the tests.
@@ -255,17 +257,27 @@ impl Cluster {
     /// # Panics
     /// If the second attempt fails too.
     pub async fn start(extra_args: &[&str]) -> Cluster {
-        match Cluster::try_start(extra_args).await {
+        Cluster::start_with_tick(TICK_MS, extra_args).await
+    }
+
+    /// Like [`Cluster::start`], with `--tick-ms tick_ms` instead of 20 (e.g. the production default of 100).
+    ///
+    /// # Panics
+    /// If the second attempt fails too.
+    pub async fn start_with_tick(tick_ms: &str, extra_args: &[&str]) -> Cluster {
+        match Cluster::try_start(tick_ms, extra_args).await {
             Ok(cluster) => cluster,
             Err(first) => {
                 eprintln!("cluster did not start ({first}); retrying once on new ports");
-                Cluster::try_start(extra_args).await.unwrap_or_else(|second| panic!("cluster did not start: {second}"))
+                Cluster::try_start(tick_ms, extra_args)
+                    .await
+                    .unwrap_or_else(|second| panic!("cluster did not start: {second}"))
             }
         }
     }
 
-    /// One attempt of [`Cluster::start`].
-    async fn try_start(extra_args: &[&str]) -> Result<Cluster, String> {
+    /// One attempt of [`Cluster::start_with_tick`].
+    async fn try_start(tick_ms: &str, extra_args: &[&str]) -> Result<Cluster, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports = reserve_ports(2 * NODES);
         let nodes = (0..NODES)
@@ -283,7 +295,7 @@ impl Cluster {
             .collect();
         let http = reqwest::Client::builder().no_proxy().timeout(HTTP_TIMEOUT).build().expect("HTTP client");
         let extra_args = extra_args.iter().map(ToString::to_string).collect();
-        let mut cluster = Cluster { nodes, extra_args, http, dir };
+        let mut cluster = Cluster { nodes, tick_ms: tick_ms.to_string(), extra_args, http, dir };
         for i in 0..NODES {
             cluster.spawn(i);
         }
@@ -318,7 +330,7 @@ impl Cluster {
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(["--initial-cluster", &initial_cluster])
-            .args(["--tick-ms", TICK_MS])
+            .args(["--tick-ms", &self.tick_ms])
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
