@@ -5,16 +5,17 @@
 //!  follower, election timeout runs out ──▶ PreCandidate: Inquiry(term + 1, last log) to every other voter
 //!     a voter that outranks it ─────────▶ InquiryResponse Alive, and runs its own inquiry (it takes over);
 //!                                          if it hears from a leader, only once that leader's lease ends
-//!     a voter that does not ────────────▶ InquiryResponse Proceed, or Refused (it follows a live leader, ...)
+//!     a voter that does not ────────────▶ InquiryResponse Proceed, or Refused (it hears from a leader, its
+//!                                          log is fresher, it voted in that term, it knows no membership)
 //!  PreCandidate:
 //!     an Alive arrives ─────────────────▶ follower again: waits one election timeout for the victory
 //!     a majority Proceed, and every voter answered or inquiry_timeout_ticks passed
 //!                      ─────────────────▶ claims victory: a Raft election in term + 1 (campaign Election)
-//!     a majority refused ───────────────▶ follower again: inquires anew after its election timeout
-//!     meanwhile, every inquiry_timeout_ticks: asks again the voters that refused or did not answer
-//!     fewer than a majority answered within an election timeout
-//!                      ─────────────────▶ inquires anew, and stops answering Alive until it hears from a
-//!                                          leader or a majority again (it is cut off: it cannot win)
+//!     every inquiry_timeout_ticks ──────▶ asks again the voters that refused or did not answer
+//!     no majority Proceed within its election timeout
+//!                      ─────────────────▶ inquires anew, and stops saying Alive until it hears from a
+//!                                          leader or wins an inquiry (it cannot win now: it must not hold
+//!                                          back the nodes that can)
 //! ```
 //!
 //! Rank is `(last log term, last log index, node id)`: the freshest log first, so the node that would win
@@ -24,8 +25,10 @@
 //! so it needs the votes of a majority of voters, each voter votes at most once per term (persisted) and only
 //! for a log at least as up to date as its own (§5.4.1); a leader of an old term is fenced off by the higher
 //! term of any message from the new one; and check-quorum (required in this mode) makes a leader that lost
-//! its majority step down, while its lease makes voters that hear from a leader refuse inquiries and ignore
-//! claims, so a higher node that returns follows the current leader instead of bullying it.
+//! its majority step down, while its lease makes voters that hear from a leader refuse inquiries (or answer
+//! Alive without running) and ignore claims, so a higher node that returns follows the current leader
+//! instead of bullying it. Nothing in an inquiry round changes a term or a vote: only its timing decides
+//! who runs.
 
 use crate::config::ElectionMode;
 use crate::message::{CampaignKind, InquiryAnswer, MessageBody};
@@ -59,10 +62,10 @@ impl Raft {
     }
 
     /// Answers `from`'s inquiry, sent in `term` (the term it would claim). A voter that outranks the
-    /// inquirer says it is alive and, if it was merely following and hears from no leader, runs for leader
-    /// itself: the bully takes over. It says so even while it hears from a leader (the leader itself
-    /// included): the inquirer then waits instead of winning with the votes of lower nodes while the node
-    /// that outranks it is about to run, or while the leader is alive; and the answer changes no state here.
+    /// inquirer says it is alive and runs for leader itself: the bully takes over. It says so even while it
+    /// hears from a leader (the leader itself included), so that the inquirer waits instead of winning with
+    /// the votes of lower nodes; a follower then runs only once the lease has run out without news of the
+    /// leader.
     pub(crate) fn handle_inquiry(&mut self, from: NodeId, term: Term, last_log_term: Term, last_log_index: LogIndex) {
         let answer = if self.may_say_alive() && self.outranks(from, last_log_term, last_log_index) {
             InquiryAnswer::Alive
@@ -79,9 +82,7 @@ impl Raft {
         self.send_with_term(from, reply_term, MessageBody::InquiryResponse { answer });
         if answer == InquiryAnswer::Alive && self.role == Role::Follower {
             if self.in_leader_lease() {
-                // Run as soon as the lease runs out, unless the leader is heard from by then: the inquirer
-                // now waits for this node, which outranks it.
-                self.randomized_election_timeout = self.config.election_timeout_ticks;
+                self.run_at_lease_end = true; // cleared by the next message of the leader, if it is alive
             } else {
                 self.campaign(self.first_campaign_kind());
             }
@@ -90,9 +91,15 @@ impl Raft {
 
     /// Whether this node may answer an inquiry that it is alive (if it outranks the inquirer): only a voter
     /// in bully mode (a node in Raft mode answers like a pre-vote, so a mixed cluster never waits on it)
-    /// that is not known to be cut off from the majority.
+    /// that did not just fail to win an inquiry of its own.
     fn may_say_alive(&self) -> bool {
-        self.config.election == ElectionMode::Bully && self.can_campaign() && !self.inquiry_unanswered
+        self.config.election == ElectionMode::Bully && self.can_campaign() && !self.lost_last_inquiry
+    }
+
+    /// Whether a follower that answered Alive while it heard from a leader should run now: the lease ran out
+    /// without news of the leader.
+    pub(crate) fn is_lease_end_run_due(&self) -> bool {
+        self.run_at_lease_end && self.election_elapsed >= self.config.election_timeout_ticks
     }
 
     /// Counts an answer to this node's inquiry, if it belongs to the inquiry under way.
@@ -109,43 +116,43 @@ impl Raft {
             // A voter that outranks us runs: wait for its victory, one election timeout, then inquire anew.
             InquiryAnswer::Alive => self.become_follower(self.term, None),
             InquiryAnswer::Proceed | InquiryAnswer::Refused => {
-                self.votes.insert(from, answer == InquiryAnswer::Proceed);
+                // A go-ahead stands for the round: a refusal to an earlier ask, delivered late, must not undo it.
+                *self.votes.entry(from).or_insert(false) |= answer == InquiryAnswer::Proceed;
                 self.count_inquiry_answers();
             }
         }
     }
 
-    /// Acts on the answers so far: once a majority said go ahead, claim victory if every voter answered
-    /// (none can still say it is alive) or the inquiry timeout has passed; give up once a majority refused;
-    /// else wait.
+    /// Claims victory once a majority said go ahead and either every voter answered (none can still say it
+    /// is alive) or the inquiry timeout has passed; else waits. Refusals never end the round early: most
+    /// are leader leases that run out when the leader is dead, and the voters are asked again.
     pub(crate) fn count_inquiry_answers(&mut self) {
         assert!(self.is_inquiring(), "{} counts inquiry answers as {:?}", self.config.id, self.role);
-        let result = quorum::tally(&self.membership.voters, &self.votes);
-        if result != VoteResult::Pending {
-            self.inquiry_unanswered = false; // a majority answered: this node is not cut off
-        }
+        let won = quorum::tally(&self.membership.voters, &self.votes) == VoteResult::Won;
         let waited = self.election_elapsed >= self.config.inquiry_timeout_ticks;
-        match result {
-            VoteResult::Lost => self.become_follower(self.term, None),
-            VoteResult::Won if waited || self.membership.voters.iter().all(|v| self.votes.contains_key(v)) => {
-                self.claim_victory()
-            }
-            VoteResult::Won | VoteResult::Pending => {} // a voter that outranks us may still answer Alive
+        let all_answered = self.membership.voters.iter().all(|v| self.votes.contains_key(v));
+        if won && (waited || all_answered) {
+            self.lost_last_inquiry = false;
+            self.claim_victory();
         }
     }
 
     /// An inquirer's tick. After `inquiry_timeout_ticks` without an `Alive`, no node that outranks this one
     /// is reachable: claim victory as soon as a majority said go ahead (answers slower than the inquiry
-    /// timeout still count, so a slow network delays elections instead of preventing them). Until then, every
-    /// `inquiry_timeout_ticks` ask again the voters that refused or did not answer: a refusal because of a
+    /// timeout still count, so a slow network delays elections instead of preventing them). Meanwhile, every
+    /// `inquiry_timeout_ticks`, ask again the voters that refused or did not answer: a refusal because of a
     /// leader lease turns into a go-ahead once the dead leader's lease runs out, and a lost message is sent
-    /// again. If fewer than a majority answered at all within an election timeout, this node is cut off: it
-    /// stops answering `Alive`, and inquires anew.
+    /// again. A node that lost its last round asks only once per round, like a pre-vote. Without a majority's
+    /// go-ahead within the election timeout, this node cannot win now: it stops saying `Alive` (it would hold
+    /// back, maybe for ever, nodes that can win) and inquires anew.
+    ///
+    /// # Panics
+    /// If this node cannot campaign: every change of membership or commit index reaches an inquirer through
+    /// a message of a leader, which makes it a follower first.
     pub(crate) fn tick_inquiry(&mut self) {
+        assert!(self.can_campaign(), "{} inquires but cannot campaign", self.config.id);
         if self.election_elapsed >= self.randomized_election_timeout {
-            let voters = &self.membership.voters;
-            let answered = voters.iter().filter(|v| self.votes.contains_key(v)).count();
-            self.inquiry_unanswered = answered <= voters.len() / 2;
+            self.lost_last_inquiry = true;
             self.campaign(CampaignKind::Inquiry);
             return;
         }
@@ -154,7 +161,7 @@ impl Raft {
             return;
         }
         self.count_inquiry_answers();
-        if self.is_inquiring() && self.election_elapsed % timeout == 0 {
+        if self.is_inquiring() && !self.lost_last_inquiry && self.election_elapsed % timeout == 0 {
             let votes = &self.votes;
             let ask_again: Vec<NodeId> = self
                 .membership
@@ -171,6 +178,5 @@ impl Raft {
     /// votes, under every rule of §5.2 and §5.4.1.
     fn claim_victory(&mut self) {
         self.campaign(CampaignKind::Election);
-        self.election_elapsed = 0; // the election gets a whole election timeout, not what the inquiry left
     }
 }

@@ -21,7 +21,8 @@ pub struct Config {
     /// bully algorithm. Both elect by the same votes, so both keep Raft's safety; see [`ElectionMode`].
     pub election: ElectionMode,
     /// Bully mode: how long an inquiry waits for a node that outranks this one to answer that it is alive,
-    /// before the inquirer claims victory (if a majority answered at all). Below the election timeout.
+    /// before the inquirer claims victory (once a majority said go ahead), and how often it asks again the
+    /// voters that refused or did not answer. Below the election timeout.
     pub inquiry_timeout_ticks: u32,
     /// Dissertation §9.6: campaign with a pre-vote round first, so a partitioned node that comes back does
     /// not force the healthy leader to step down. Raft mode only: in bully mode the inquiry is that round.
@@ -115,8 +116,8 @@ pub enum ElectionMode {
     /// asks every voter whether one that *outranks* it is alive (an inquiry). Rank is log freshness (last log
     /// term, then last log index), then the node id, so among equal logs the highest id wins. A voter that
     /// outranks the inquirer answers `Alive` and runs its own inquiry; the inquirer then waits for that
-    /// node's victory. If no `Alive` comes within `inquiry_timeout_ticks` and a majority answered that it
-    /// may go ahead, the inquirer claims victory: a Raft election in a new term. Requires check-quorum.
+    /// node's victory. If no `Alive` comes within `inquiry_timeout_ticks` and a majority said it may go
+    /// ahead, the inquirer claims victory: a Raft election in a new term. Requires check-quorum.
     Bully,
 }
 

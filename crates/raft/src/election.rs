@@ -16,6 +16,7 @@ impl Raft {
                 self.role = Role::PreCandidate;
                 self.leader_id = None;
                 self.election_elapsed = 0; // an inquiry's timeout counts from here (a pre-vote's was reset by tick)
+                self.run_at_lease_end = false; // running now
                 self.term.next()
             }
             CampaignKind::Election | CampaignKind::Transfer => {

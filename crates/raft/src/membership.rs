@@ -140,7 +140,7 @@ impl Raft {
                 .progress
                 .iter()
                 .filter(|(id, _)| self.membership.is_voter(**id))
-                .max_by_key(|(id, p)| (p.match_index, std::cmp::Reverse(**id)))
+                .max_by_key(|(id, p)| (p.match_index, self.successor_preference(**id)))
                 .map(|(&id, p)| (id, p.match_index));
             if let Some((successor, matched)) = successor
                 && matched == self.log.last_index()
@@ -148,6 +148,17 @@ impl Raft {
                 self.send(successor, crate::message::MessageBody::TimeoutNow);
             }
             self.become_follower(self.term, None);
+        }
+    }
+}
+
+impl Raft {
+    /// Among equally caught-up voters, which one a leader that steps down prefers as its successor (the
+    /// larger key wins): the lowest id in Raft mode, the highest in bully mode, as a bully election would pick.
+    fn successor_preference(&self, id: NodeId) -> u64 {
+        match self.config.election {
+            crate::config::ElectionMode::Raft => u64::MAX - id.0,
+            crate::config::ElectionMode::Bully => id.0,
         }
     }
 }

@@ -10,7 +10,8 @@ pub struct Message {
     pub from: NodeId,
     /// The receiver.
     pub to: NodeId,
-    /// The sender's term (for a pre-vote request, the term it would campaign in).
+    /// The sender's term; for a pre-vote or inquiry, and for a granted pre-vote or an inquiry's `Proceed` or
+    /// `Alive`, the term the campaign would run in.
     pub term: Term,
     /// What the message says.
     pub body: MessageBody,
@@ -27,7 +28,7 @@ pub enum CampaignKind {
     /// Bully mode's trial round (the bully algorithm's "election" message): is a voter that outranks the
     /// sender alive? Like a pre-vote it is sent in `term + 1` and changes no one's term or vote; a voter
     /// that hears from its leader refuses it (unless it outranks the sender: then it says it is alive). It is
-    /// answered with a [`MessageBody::InquiryResponse`].
+    /// answered with a [`MessageBody::InquiryResponse`], and asked again while unanswered or refused.
     Inquiry,
     /// An election started by the leader's `TimeoutNow`: voters grant it even while they have a leader
     /// (it bypasses the leader lease of check-quorum), because the leader asked for it.
@@ -129,13 +130,14 @@ pub enum MessageBody {
 /// A voter's answer to a bully inquiry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InquiryAnswer {
-    /// The voter does not outrank the inquirer, knows no live leader, and would vote for it: go ahead.
+    /// The voter knows no live leader and would vote for the inquirer, and does not claim to outrank it (it
+    /// does not, or it may not say Alive: it runs in Raft mode, or just lost an inquiry of its own): go ahead.
     Proceed,
-    /// The voter would not vote for the inquirer (it follows a leader, already voted in that term, or knows
-    /// no membership).
+    /// The voter would not vote for the inquirer now: it hears from a leader, its log is fresher, it already
+    /// voted in that term, or it knows no membership.
     Refused,
-    /// The bully's "I am alive": the voter outranks the inquirer and runs for leader itself, so the inquirer
-    /// waits for its victory instead of claiming one.
+    /// The bully's "I am alive": the voter outranks the inquirer and leads, runs, or will run once its leader
+    /// lease ends, so the inquirer waits for its victory instead of claiming one.
     Alive,
 }
 

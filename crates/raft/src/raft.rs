@@ -60,7 +60,9 @@ pub(crate) struct PendingRead {
 /// - a leader's log holds an entry of its own term (the no-op) from the moment it is elected;
 /// - `log.applied <= log.commit <= log.last_index`, and the commit index never decreases;
 /// - `progress` is non-empty only on a leader and holds exactly the other members;
-/// - only a follower (or pre-candidate) assembles an incoming snapshot, and only from the leader of its term.
+/// - only a follower (or pre-candidate) assembles an incoming snapshot, and only from the leader of its term;
+/// - only a bully-mode node inquires, says it lost its last inquiry, or waits to run at its lease's end, and
+///   only a node that can campaign inquires.
 pub struct Raft {
     /// Tuning and fault switches.
     pub(crate) config: Config,
@@ -92,11 +94,14 @@ pub struct Raft {
     pub(crate) heartbeat_elapsed: u32,
     /// Votes received in the current (pre-)campaign (in an inquiry: true for Proceed, false for Refused).
     pub(crate) votes: BTreeMap<NodeId, bool>,
-    /// Bully mode: fewer than a majority answered this node's last inquiry within an election timeout, so it
-    /// is probably cut off from the majority and could not win. Until it hears from a leader or a majority answers an inquiry
-    /// of its own, it does not answer `Alive`: a node that reaches one voter but not a majority would
-    /// otherwise hold back, forever, every node that outranks no one but it and could win.
-    pub(crate) inquiry_unanswered: bool,
+    /// Bully mode: this node's last inquiry ended without a majority's go-ahead (it is cut off from the
+    /// majority, or the majority follows a leader): it cannot win now, so it does not answer `Alive`, which
+    /// would hold back, perhaps for ever, the nodes that can. Cleared when it hears from a leader or wins an
+    /// inquiry.
+    pub(crate) lost_last_inquiry: bool,
+    /// Bully mode: this follower answered `Alive` while it heard from a leader, so an inquirer waits for it:
+    /// it runs as soon as the leader lease runs out. Cleared by any message of the leader.
+    pub(crate) run_at_lease_end: bool,
     /// Leader only: each other member's replication progress.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     /// Leader only: the voter leadership is being handed to, and ticks since the transfer began.
@@ -146,7 +151,8 @@ impl Raft {
             randomized_election_timeout: 0,
             heartbeat_elapsed: 0,
             votes: BTreeMap::new(),
-            inquiry_unanswered: false,
+            lost_last_inquiry: false,
+            run_at_lease_end: false,
             progress: BTreeMap::new(),
             transfer: None,
             read_seq: 0,
@@ -175,7 +181,8 @@ impl Raft {
             Role::Leader => self.tick_leader(),
             Role::PreCandidate if self.is_inquiring() => self.tick_inquiry(),
             Role::Follower | Role::PreCandidate | Role::Candidate => {
-                if self.can_campaign() && self.election_elapsed >= self.randomized_election_timeout {
+                let due = self.election_elapsed >= self.randomized_election_timeout || self.is_lease_end_run_due();
+                if self.can_campaign() && due {
                     self.election_elapsed = 0;
                     self.campaign(self.first_campaign_kind());
                 }
@@ -473,6 +480,12 @@ impl Raft {
         } else {
             assert!(self.progress.is_empty(), "non-leader keeps progress");
         }
+        if self.config.election == crate::config::ElectionMode::Raft {
+            assert!(!self.lost_last_inquiry && !self.run_at_lease_end, "bully state in a Raft-mode node");
+        }
+        if self.is_inquiring() {
+            assert!(self.can_campaign(), "{} inquires but cannot campaign", self.config.id);
+        }
         if let Some(incoming) = &self.incoming_snapshot {
             assert!(matches!(self.role, Role::Follower | Role::PreCandidate), "{:?} assembles a snapshot", self.role);
             incoming.assert_valid(self.config.max_snapshot_bytes);
@@ -520,6 +533,7 @@ impl Raft {
         }
         self.role = Role::Follower;
         self.leader_id = leader;
+        self.run_at_lease_end = false;
         self.election_elapsed = 0;
         self.reset_election_timeout();
         self.clear_leader_state();
@@ -531,7 +545,8 @@ impl Raft {
     /// If this node is itself the leader of the term: two leaders in one term break Election Safety.
     fn become_follower_of(&mut self, leader: NodeId) {
         assert!(self.role != Role::Leader, "two leaders in term {}: {} and {leader}", self.term, self.config.id);
-        self.inquiry_unanswered = false;
+        self.lost_last_inquiry = false;
+        self.run_at_lease_end = false;
         if self.role != Role::Follower || self.leader_id != Some(leader) {
             self.become_follower(self.term, Some(leader));
         }

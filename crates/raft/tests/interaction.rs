@@ -52,6 +52,7 @@ scripts!(
     bully_partitioned_highest,
     bully_two_highest,
     bully_cut_off_highest,
+    bully_refused_highest,
 );
 
 /// A script nobody runs is a test that silently stopped existing.
