@@ -33,10 +33,6 @@ fn samples() -> Vec<Message> {
         MessageBody::VoteRequest { kind: CampaignKind::PreVote, last_log_term: Term(3), last_log_index: LogIndex(7) },
         MessageBody::VoteRequest { kind: CampaignKind::Transfer, last_log_term: Term(0), last_log_index: LogIndex(0) },
         MessageBody::VoteResponse { pre_vote: true, granted: false },
-        MessageBody::VoteRequest { kind: CampaignKind::Inquiry, last_log_term: Term(2), last_log_index: LogIndex(9) },
-        MessageBody::InquiryResponse { answer: InquiryAnswer::Proceed },
-        MessageBody::InquiryResponse { answer: InquiryAnswer::Refused },
-        MessageBody::InquiryResponse { answer: InquiryAnswer::Alive },
         MessageBody::Append {
             prev_log_index: LogIndex(4),
             prev_log_term: Term(2),
@@ -58,6 +54,10 @@ fn samples() -> Vec<Message> {
         MessageBody::ReadIndexRequest { context: 1 << 40 },
         MessageBody::ReadIndexResponse { context: 5, index: LogIndex(8) },
         MessageBody::TimeoutNow,
+        MessageBody::VoteRequest { kind: CampaignKind::Inquiry, last_log_term: Term(2), last_log_index: LogIndex(9) },
+        MessageBody::InquiryResponse { answer: InquiryAnswer::Proceed },
+        MessageBody::InquiryResponse { answer: InquiryAnswer::Refused },
+        MessageBody::InquiryResponse { answer: InquiryAnswer::Alive },
     ];
     bodies.into_iter().map(|body| Message { from: NodeId(1), to: NodeId(u64::MAX), term: Term(42), body }).collect()
 }
