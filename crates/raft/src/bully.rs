@@ -113,7 +113,9 @@ impl Raft {
             return;
         }
         match answer {
-            // A voter that outranks us runs: wait for its victory, one election timeout, then inquire anew.
+            // A voter that outranks us runs: wait for its victory, one election timeout, then inquire anew. A
+            // node that is no voter here (a stale answer of a since removed or demoted member) cannot win.
+            InquiryAnswer::Alive if !self.membership.is_voter(from) => {}
             InquiryAnswer::Alive => self.become_follower(self.term, None),
             InquiryAnswer::Proceed | InquiryAnswer::Refused => {
                 // A go-ahead stands for the round: a refusal to an earlier ask, delivered late, must not undo it.

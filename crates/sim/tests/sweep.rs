@@ -67,10 +67,11 @@ fn chaos_sweep_finds_no_violation() {
 
 #[test]
 fn same_seed_gives_identical_trace() {
-    // Why: a failure is only useful if `--seed S` replays it exactly.
-    for seed in [3, 8] {
-        let first = run_seed(seed, RunOptions::default(), true);
-        let second = run_seed(seed, RunOptions::default(), true);
+    // Why: a failure is only useful if `--seed S` replays it exactly, in either election mode.
+    let bully = RunOptions { election: ElectionMode::Bully, ..RunOptions::default() };
+    for (seed, options) in [(3, RunOptions::default()), (8, RunOptions::default()), (5, bully)] {
+        let first = run_seed(seed, options, true);
+        let second = run_seed(seed, options, true);
         assert!(first.trace.len() > 1_000, "seed {seed}: trace too short ({} lines)", first.trace.len());
         assert_eq!(first.ops, second.ops, "seed {seed}: different op counts");
         let diverged = first.trace.iter().zip(&second.trace).position(|(a, b)| a != b);
