@@ -25,7 +25,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Cluster, NODES, Stop};
+use common::{Cluster, NODES, Stop, elapsed};
 
 /// The production tick (the node's default): the election timeout is 10 ticks, so at least 1 s.
 const TICK_MS: &str = "100";
@@ -381,11 +381,6 @@ fn utc_time_of_day(time: SystemTime) -> String {
 /// The id of node `i`.
 fn id(cluster: &Cluster, i: usize) -> &str {
     &cluster.nodes[i].id
-}
-
-/// Seconds since `start`.
-fn elapsed(start: Instant) -> String {
-    common::elapsed(start)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! node as soon as it is appended, only one may be uncommitted at a time, and the leader accepts one only
 //! after committing an entry of its own term (the fix for the bug described in the raft-dev thread of 2015).
 
+use crate::config::ElectionMode;
 use crate::error::ProposeError;
 use crate::progress::Progress;
 use crate::raft::{Raft, Role};
@@ -150,15 +151,13 @@ impl Raft {
             self.become_follower(self.term, None);
         }
     }
-}
 
-impl Raft {
     /// Among equally caught-up voters, which one a leader that steps down prefers as its successor (the
     /// larger key wins): the lowest id in Raft mode, the highest in bully mode, as a bully election would pick.
     fn successor_preference(&self, id: NodeId) -> u64 {
         match self.config.election {
-            crate::config::ElectionMode::Raft => u64::MAX - id.0,
-            crate::config::ElectionMode::Bully => id.0,
+            ElectionMode::Raft => u64::MAX - id.0,
+            ElectionMode::Bully => id.0,
         }
     }
 }

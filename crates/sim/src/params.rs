@@ -112,7 +112,7 @@ impl SimParams {
         let mood = Mood { chaos, harsh };
         let membership = rng.chance(1, 2) && profile == Profile::Mixed;
         let spares = if membership { rng.range(1, 3) as usize } else { 0 };
-        let mut params = SimParams {
+        SimParams {
             seed,
             nodes,
             spares,
@@ -138,7 +138,8 @@ impl SimParams {
             snapshot_interval_entries: if rng.chance(1, 2) { rng.range(20, 200) } else { 10_000 },
             snapshot_keep_entries: rng.range(0, 50),
             pre_vote: rng.chance(4, 5),
-            check_quorum: rng.chance(4, 5),
+            // Bully mode requires check-quorum; the draw happens all the same, so the fields after it match.
+            check_quorum: rng.chance(4, 5) || election == ElectionMode::Bully,
             heartbeat_interval_ticks: rng.range(1, 4) as u32,
             max_entries_per_message: if rng.chance(1, 4) { 1 } else { rng.range(2, 64) as usize },
             max_inflight_messages: rng.range(8, 64) as usize,
@@ -152,18 +153,11 @@ impl SimParams {
                 healthy_within_ms: 300,
             }),
             election,
-            inquiry_timeout_ticks: 2,
-        };
-        // Drawn after everything else, so that adding them left every other field of every seed as it was.
-        params.inquiry_timeout_ticks = rng.range(1, 5) as u32;
-        if election == ElectionMode::Bully {
-            params.check_quorum = true;
+            // Drawn after everything else, so that adding it left every other field of every seed as it was.
+            inquiry_timeout_ticks: rng.range(1, 5) as u32,
         }
-        params
     }
-}
 
-impl SimParams {
     /// A calm run for measuring failovers, as production runs: no faults at all (the measurement crashes the
     /// leader itself), in-order links with 1-2 ms delays against 10 ms ticks, clocks at the nominal rate,
     /// pre-vote and check-quorum on, heartbeats every 2 ticks and the default inquiry timeout. Client load,
