@@ -186,6 +186,7 @@ impl Server {
             peer_url: me.peer_url.clone(),
             cluster_token: config.cluster_token.clone(),
             peer_urls: config.initial_cluster.iter().map(|m| (m.id, m.peer_url.clone())).collect::<BTreeMap<_, _>>(),
+            static_membership: config.discovery.is_none(),
             events: events.clone(),
             published: Arc::clone(&published),
             peers: Arc::clone(&peers),
