@@ -58,6 +58,7 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
         entries: Vec::new(),
         base_term: 0,
         hard_state: HardState::default(),
+        hard_state_origin: None,
         live: Vec::new(),
         commit: None,
         pending: Vec::new(),
@@ -139,6 +140,8 @@ struct Replay {
     base_term: u64,
     /// The latest committed hard state.
     hard_state: HardState,
+    /// Where `hard_state` was read (segment position, offset), for error messages.
+    hard_state_origin: Option<(usize, u64)>,
     /// Live entry range of each segment, by position (see [`Segment::live`]).
     live: Vec<Option<(u64, u64)>>,
     /// Segment position and offset just past the last batch marker.
@@ -198,6 +201,7 @@ impl Replay {
                     return Err(fail(format!("hard state {hs:?} changes the vote of term {}", old.term)));
                 }
                 self.hard_state = hs;
+                self.hard_state_origin = Some((position, scanned.offset));
             }
             Record::Reset { index, term } => {
                 self.entries.clear();
@@ -280,8 +284,27 @@ impl Replay {
         }
     }
 
+    /// Reconciles the log with the newest valid snapshot `(index, term)`, then checks the hard state against the
+    /// result. The writer never syncs a commit index past its last entry or snapshot (it asserts so), and the
+    /// entries up to the commit index are never replaced, so a hard state committing past the recovered log is
+    /// damage; starting from it would trip the same assertion at the first write, or the Raft core's.
+    fn finish(self, snapshot: Option<(u64, u64)>) -> Result<Replayed, WalError> {
+        let origin = self.hard_state_origin.map(|(position, offset)| (self.names[position].clone(), offset));
+        let replayed = self.reconcile(snapshot)?;
+        let commit = replayed.hard_state.commit;
+        if commit > replayed.last_index {
+            let (file, offset) = origin.unwrap_or_else(|| ("<log>".to_owned(), 0));
+            let reason = format!(
+                "the hard state commits index {commit} but the log ends at index {}: committed entries are missing",
+                replayed.last_index
+            );
+            return Err(corrupt(&file, offset, reason));
+        }
+        Ok(replayed)
+    }
+
     /// Reconciles the log with the newest valid snapshot `(index, term)`.
-    fn finish(mut self, snapshot: Option<(u64, u64)>) -> Result<Replayed, WalError> {
+    fn reconcile(mut self, snapshot: Option<(u64, u64)>) -> Result<Replayed, WalError> {
         if let Some((_, position, offset, reason)) = self.gap.take() {
             return Err(corrupt(&self.names[position], offset, reason));
         }
@@ -341,3 +364,6 @@ pub(crate) fn truncate_live(live: &mut [Option<(u64, u64)>], index: u64) {
         };
     }
 }
+
+#[cfg(test)]
+mod tests;

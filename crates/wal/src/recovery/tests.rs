@@ -1,0 +1,76 @@
+//! Recovery of logs no correct writer produces, but whose checksums pass: what a fuzzer (fuzz/, target
+//! `wal_record`) or a damaged disk can hand it. Each must be refused as `Corrupt`, never accepted into a state
+//! that trips an assertion later.
+
+use super::*;
+use crate::fault_disk::FaultDisk;
+use crate::segment::segment_name;
+use crate::types::{SnapshotFile, WalEntry, WalOptions};
+use crate::wal::Wal;
+
+/// One segment holding `records` after its header, committed as one batch, laid out as the writer does.
+fn segment(seq: u64, records: &[Record]) -> Vec<u8> {
+    let mut all = vec![Record::SegmentHeader { seq }];
+    all.extend_from_slice(records);
+    all.push(Record::BatchEnd { records: all.len() as u64 });
+    let mut out = Vec::new();
+    for record in &all {
+        let offset = out.len() as u64;
+        record.as_ref().encode(offset, &mut out);
+    }
+    out
+}
+
+/// A disk holding segment 1 with `records`, and `snapshot` if given, all durable.
+fn disk_with(records: &[Record], snapshot: Option<SnapshotFile>) -> FaultDisk {
+    let mut disk = FaultDisk::new(1);
+    let mut file = disk.create(&segment_name(1)).expect("create segment");
+    file.append(&segment(1, records)).expect("write segment");
+    file.sync().expect("sync segment");
+    if let Some(snapshot) = snapshot {
+        assert!(snapshot::write_atomic(&mut disk, &snapshot).is_ok(), "write snapshot");
+    }
+    disk.sync_dir().expect("sync dir");
+    disk
+}
+
+fn entry(index: u64, term: u64) -> Record {
+    Record::Entry(WalEntry { index, term, data: vec![index as u8] })
+}
+
+fn hard_state(commit: u64) -> Record {
+    Record::HardState(HardState { term: 1, vote: 1, commit })
+}
+
+const OPTIONS: WalOptions = WalOptions { segment_bytes_max: 4096 };
+
+#[test]
+fn a_hard_state_committing_past_the_last_entry_is_corrupt() {
+    // Found by the `wal_record` fuzz target: a hard state with commit 134217727 over six entries was recovered,
+    // and the first sync after it failed the writer's assertion "commit > last index".
+    let disk = disk_with(&[hard_state(3), entry(1, 1), entry(2, 1)], None);
+    let error = Wal::open(disk, OPTIONS).map(|_| ()).expect_err("commit past the log");
+    let WalError::Corrupt { file, offset, reason } = error else { panic!("not Corrupt: {error}") };
+    assert_eq!((file.as_str(), offset), (segment_name(1).as_str(), 40), "names the hard state record");
+    assert!(reason.contains("commits index 3 but the log ends at index 2"), "{reason}");
+}
+
+#[test]
+fn a_hard_state_committing_the_last_entry_is_recovered() {
+    let disk = disk_with(&[hard_state(2), entry(1, 1), entry(2, 1)], None);
+    let (mut wal, recovered) = Wal::open(disk, OPTIONS).expect("a sound log");
+    assert_eq!(recovered.hard_state.commit, 2);
+    assert_eq!(recovered.entries.len(), 2);
+    wal.append(&[WalEntry { index: 3, term: 1, data: Vec::new() }]).expect("append");
+    wal.sync().expect("the first write after recovery syncs");
+}
+
+#[test]
+fn a_commit_past_a_snapshot_that_replaces_the_log_is_corrupt() {
+    // The snapshot at 2 disagrees with the log (term 9, the log has 1), so it replaces the log: the log then ends
+    // at 2, below the commit index 3 the hard state claims. Raft never commits an entry a later snapshot contradicts.
+    let snapshot = SnapshotFile { index: 2, term: 9, data: b"state".to_vec() };
+    let disk = disk_with(&[hard_state(3), entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)], Some(snapshot));
+    let error = Wal::open(disk, OPTIONS).map(|_| ()).expect_err("commit past the snapshot");
+    assert!(matches!(&error, WalError::Corrupt { reason, .. } if reason.contains("commits index 3")), "{error}");
+}
