@@ -14,7 +14,7 @@ use crate::error::{WalError, corrupt};
 use crate::record::Record;
 use crate::segment::{self, ScannedRecord, Segment};
 use crate::snapshot;
-use crate::types::{HardState, Recovered, WalEntry};
+use crate::types::{HardState, INDEX_MAX, Recovered, WalEntry};
 
 /// The durable state and what must be repaired before the log accepts writes.
 #[derive(Debug)]
@@ -67,6 +67,11 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
     // (name, seq, used_end) of every segment scanned.
     let mut scanned = Vec::new();
     for (position, (seq, name)) in segment_names.iter().enumerate() {
+        if *seq > segment::SEQ_MAX {
+            let reason =
+                format!("segment sequence number {seq} is past the largest a log reaches, {}", segment::SEQ_MAX);
+            return Err(corrupt(name, 0, reason));
+        }
         let mut file = io(disk.open(name), "open", name)?;
         let mut bytes = vec![0; file.len() as usize];
         io(file.read_at(0, &mut bytes), "read", name)?;
@@ -202,6 +207,9 @@ impl Replay {
                 }
                 self.hard_state = hs;
                 self.hard_state_origin = Some((position, scanned.offset));
+            }
+            Record::Reset { index, .. } | Record::Entry(WalEntry { index, .. }) if index > INDEX_MAX => {
+                return Err(fail(format!("index {index} is past the largest the log holds, {INDEX_MAX}")));
             }
             Record::Reset { index, term } => {
                 self.entries.clear();

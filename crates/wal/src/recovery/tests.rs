@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::fault_disk::FaultDisk;
-use crate::segment::segment_name;
-use crate::types::{SnapshotFile, WalEntry, WalOptions};
+use crate::segment::{SEQ_MAX, segment_name};
+use crate::types::{INDEX_MAX, SnapshotFile, WalEntry, WalOptions};
 use crate::wal::Wal;
 
 /// One segment holding `records` after its header, committed as one batch, laid out as the writer does.
@@ -23,9 +23,14 @@ fn segment(seq: u64, records: &[Record]) -> Vec<u8> {
 
 /// A disk holding segment 1 with `records`, and `snapshot` if given, all durable.
 fn disk_with(records: &[Record], snapshot: Option<SnapshotFile>) -> FaultDisk {
+    disk_with_segment(1, records, snapshot)
+}
+
+/// A disk holding segment `seq` with `records`, and `snapshot` if given, all durable.
+fn disk_with_segment(seq: u64, records: &[Record], snapshot: Option<SnapshotFile>) -> FaultDisk {
     let mut disk = FaultDisk::new(1);
-    let mut file = disk.create(&segment_name(1)).expect("create segment");
-    file.append(&segment(1, records)).expect("write segment");
+    let mut file = disk.create(&segment_name(seq)).expect("create segment");
+    file.append(&segment(seq, records)).expect("write segment");
     file.sync().expect("sync segment");
     if let Some(snapshot) = snapshot {
         assert!(snapshot::write_atomic(&mut disk, &snapshot).is_ok(), "write snapshot");
@@ -73,4 +78,58 @@ fn a_commit_past_a_snapshot_that_replaces_the_log_is_corrupt() {
     let disk = disk_with(&[hard_state(3), entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)], Some(snapshot));
     let error = Wal::open(disk, OPTIONS).map(|_| ()).expect_err("commit past the snapshot");
     assert!(matches!(&error, WalError::Corrupt { reason, .. } if reason.contains("commits index 3")), "{error}");
+}
+
+#[test]
+fn a_segment_sequence_number_without_room_after_it_is_corrupt() {
+    // Found by the `wal_record` fuzz target: a segment named segment-18446744073709551615.wal overflowed the
+    // next sequence number ("attempt to add with overflow"; in a release build it would wrap to 0).
+    for seq in [u64::MAX, SEQ_MAX + 1] {
+        let disk = disk_with_segment(seq, &[hard_state(1), entry(1, 1)], None);
+        let error = Wal::open(disk, OPTIONS).map(|_| ()).expect_err("no room after the sequence number");
+        let WalError::Corrupt { file, offset, reason } = error else { panic!("not Corrupt: {error}") };
+        assert_eq!((file, offset), (segment_name(seq), 0));
+        assert!(reason.contains("past the largest a log reaches"), "{reason}");
+    }
+    // The largest accepted one recovers, and the log still rolls past it.
+    let disk = disk_with_segment(SEQ_MAX, &[hard_state(1), entry(1, 1)], None);
+    let (mut wal, recovered) = Wal::open(disk, WalOptions { segment_bytes_max: 256 }).expect("room after it");
+    assert_eq!(recovered.entries.len(), 1);
+    for index in 2..10 {
+        wal.append(&[WalEntry { index, term: 1, data: vec![7; 64] }]).expect("append");
+        wal.sync().expect("sync, rolling segments");
+    }
+}
+
+#[test]
+fn an_index_without_room_after_it_is_corrupt() {
+    // Indexes near u64::MAX overflowed `last + 1` in replay (and `LogIndex::next` in the Raft core above).
+    let cases: [&[Record]; 3] = [
+        &[hard_state(0), entry(INDEX_MAX + 1, 1)],
+        &[hard_state(0), entry(u64::MAX, 1)],
+        &[hard_state(0), Record::Reset { index: u64::MAX, term: 1 }, entry(1, 1)],
+    ];
+    for records in cases {
+        let error = Wal::open(disk_with(records, None), OPTIONS).map(|_| ()).expect_err("no room after the index");
+        assert!(matches!(&error, WalError::Corrupt { reason, .. } if reason.contains("past the largest")), "{error}");
+    }
+    // A snapshot file past the bound is not a valid snapshot: skipped, so the reset to 5 has nothing under it.
+    let snapshot = SnapshotFile { index: u64::MAX, term: 1, data: Vec::new() };
+    let error = Wal::open(disk_with(&[hard_state(0), Record::Reset { index: 5, term: 1 }], Some(snapshot)), OPTIONS)
+        .map(|_| ())
+        .expect_err("no valid snapshot");
+    let WalError::Corrupt { reason, .. } = error else { panic!("not Corrupt: {error}") };
+    assert!(reason.contains("there is no valid snapshot"), "{reason}");
+    assert!(reason.contains("past the largest the log holds"), "{reason} names the skipped snapshot");
+}
+
+#[test]
+#[should_panic(expected = "past the largest index")]
+fn appending_past_the_largest_index_panics() {
+    let snapshot = SnapshotFile { index: INDEX_MAX, term: 1, data: Vec::new() };
+    let (mut wal, recovered) = Wal::open(disk_with(&[hard_state(0)], Some(snapshot)), OPTIONS)
+        .map_err(|error| error.to_string())
+        .expect("a log whose snapshot ends at INDEX_MAX");
+    assert_eq!(recovered.snapshot.map(|snapshot| snapshot.index), Some(INDEX_MAX));
+    let _ = wal.append(&[WalEntry { index: INDEX_MAX + 1, term: 1, data: Vec::new() }]);
 }
