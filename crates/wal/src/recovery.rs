@@ -347,8 +347,13 @@ impl Replay {
         let last = self.last();
         // Raft's rule for an installed snapshot: keep the entries after it only if the log holds
         // the snapshot's last entry with the same term; otherwise the snapshot replaces the log.
-        let agrees =
-            last >= index && (index == self.base || self.entries[(index - self.base - 1) as usize].term == term);
+        // At `base` the log knows the term only from a reset (`base_term` 0: unknown, as after
+        // compaction); a reset to the snapshot's index with another term disagrees too.
+        let agrees = if index == self.base {
+            self.base_term == 0 || self.base_term == term
+        } else {
+            last >= index && self.entries[(index - self.base - 1) as usize].term == term
+        };
         if !agrees {
             return Ok(Replayed {
                 hard_state: self.hard_state,

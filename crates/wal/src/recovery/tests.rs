@@ -133,3 +133,27 @@ fn appending_past_the_largest_index_panics() {
     assert_eq!(recovered.snapshot.map(|snapshot| snapshot.index), Some(INDEX_MAX));
     let _ = wal.append(&[WalEntry { index: INDEX_MAX + 1, term: 1, data: Vec::new() }]);
 }
+
+#[test]
+fn a_reset_disagreeing_with_the_snapshot_at_its_index_is_replaced() {
+    // Found by the `wal_record` fuzz target: the log was reset to (30, term 2308) and the snapshot ends at
+    // (30, term 4). Recovery kept the log as agreeing, the writer then appended entry 31 at the snapshot's term
+    // 4, and the next recovery refused to start ("entry 31 has term 4 < previous term 2308"). Raft's rule: the
+    // log does not hold the snapshot's last entry with its term, so the snapshot replaces it.
+    let snapshot = SnapshotFile { index: 30, term: 4, data: b"state".to_vec() };
+    let disk = disk_with(&[hard_state(0), Record::Reset { index: 30, term: 2308 }], Some(snapshot));
+    let (mut wal, recovered) = Wal::open(disk.clone(), OPTIONS).expect("the snapshot replaces the log");
+    assert!(recovered.entries.is_empty());
+    let next = WalEntry { index: 31, term: 4, data: b"next".to_vec() };
+    wal.append(std::slice::from_ref(&next)).expect("append");
+    wal.sync().expect("sync");
+    drop(wal);
+    let (_, again) = Wal::open(disk, OPTIONS).expect("the write after recovery recovers");
+    assert_eq!(again.entries, [next]);
+
+    // A reset with the snapshot's own term agrees, and keeps what follows it.
+    let snapshot = SnapshotFile { index: 30, term: 4, data: b"state".to_vec() };
+    let records = [hard_state(0), Record::Reset { index: 30, term: 4 }, entry(31, 4)];
+    let (_, recovered) = Wal::open(disk_with(&records, Some(snapshot)), OPTIONS).expect("agrees");
+    assert_eq!(recovered.entries.len(), 1);
+}
