@@ -348,9 +348,12 @@ impl Replay {
         // Raft's rule for an installed snapshot: keep the entries after it only if the log holds
         // the snapshot's last entry with the same term; otherwise the snapshot replaces the log.
         // At `base` the log knows the term only from a reset (`base_term` 0: unknown, as after
-        // compaction); a reset to the snapshot's index with another term disagrees too.
+        // compaction); a reset to the snapshot's index with another term disagrees too, and so
+        // does an unknown one followed by an entry of a lower term than the snapshot's (terms
+        // never go down along a log, so the log cannot hold the snapshot's last entry).
         let agrees = if index == self.base {
-            self.base_term == 0 || self.base_term == term
+            let next_term = self.entries.first().map_or(term, |entry| entry.term);
+            (self.base_term == 0 || self.base_term == term) && next_term >= term
         } else {
             last >= index && self.entries[(index - self.base - 1) as usize].term == term
         };

@@ -157,3 +157,26 @@ fn a_reset_disagreeing_with_the_snapshot_at_its_index_is_replaced() {
     let (_, recovered) = Wal::open(disk_with(&records, Some(snapshot)), OPTIONS).expect("agrees");
     assert_eq!(recovered.entries.len(), 1);
 }
+
+#[test]
+fn entries_after_the_snapshot_with_a_lower_term_are_replaced() {
+    // Found by the `wal_record` fuzz target: the log restarts at entry 8 (its older segments compacted away, so
+    // the term of entry 7 is unknown) with term 1, under a snapshot ending at (7, term 5). Recovery kept entries
+    // whose terms go down from the snapshot's, which no Raft log has. The log cannot hold the snapshot's last
+    // entry, so the snapshot replaces it.
+    let snapshot = SnapshotFile { index: 7, term: 5, data: b"state".to_vec() };
+    let disk = disk_with(&[hard_state(0), entry(8, 1), entry(9, 1)], Some(snapshot));
+    let (mut wal, recovered) = Wal::open(disk.clone(), OPTIONS).expect("the snapshot replaces the log");
+    assert!(recovered.entries.is_empty(), "{:?}", recovered.entries);
+    assert_eq!(wal.last_index(), 7);
+    let next = WalEntry { index: 8, term: 5, data: b"next".to_vec() };
+    wal.append(std::slice::from_ref(&next)).expect("append");
+    wal.sync().expect("sync");
+    drop(wal);
+    assert_eq!(Wal::open(disk, OPTIONS).expect("reopen").1.entries, [next]);
+
+    // The same log with entries of the snapshot's term or later agrees, and keeps them.
+    let snapshot = SnapshotFile { index: 7, term: 5, data: b"state".to_vec() };
+    let disk = disk_with(&[hard_state(0), entry(8, 5), entry(9, 6)], Some(snapshot));
+    assert_eq!(Wal::open(disk, OPTIONS).expect("agrees").1.entries.len(), 2);
+}
