@@ -155,14 +155,14 @@ impl std::fmt::Debug for ServerConfig {
 #[error("{0}")]
 pub struct ParseError(String);
 
-/// Parses a node id: `n3` or `3` (a positive integer).
+/// Parses a node id: `n3` or `3` (a positive integer in ASCII digits).
 ///
 /// # Errors
-/// Anything else.
+/// Anything else, `n+3` included (`u64::from_str` alone accepts a sign).
 pub fn parse_node_id(text: &str) -> Result<NodeId, ParseError> {
     let digits = text.strip_prefix('n').unwrap_or(text);
     match u64::from_str(digits) {
-        Ok(id) if id > 0 => Ok(NodeId(id)),
+        Ok(id) if id > 0 && digits.bytes().all(|byte| byte.is_ascii_digit()) => Ok(NodeId(id)),
         _ => Err(ParseError(format!("bad node id {text:?}: expected n1, n2, ... (or 1, 2, ...)"))),
     }
 }
@@ -240,6 +240,15 @@ mod tests {
             "n1=http://h:1/x",
         ] {
             assert!(parse_initial_cluster(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn node_ids_are_ascii_digits_only() {
+        assert_eq!(parse_node_id("n3"), Ok(NodeId(3)));
+        assert_eq!(parse_node_id("3"), Ok(NodeId(3)));
+        for bad in ["n+3", "+3", "n-3", "n 3", " 3", "n0", "0", "n", "", "nn3", "n3x", "n18446744073709551616"] {
+            assert!(parse_node_id(bad).is_err(), "{bad:?} was accepted");
         }
     }
 }

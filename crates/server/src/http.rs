@@ -13,7 +13,7 @@ mod forward;
 mod join;
 mod kv;
 mod metrics;
-mod params;
+pub(crate) mod params;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -28,6 +28,10 @@ pub mod peer;
 mod server;
 pub mod wire;
 
+/// The HTTP key and query parsers, for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub use http::params::fuzzing as http_params_fuzzing;
+
 pub use config::{InitialMember, Limits, ServerConfig, parse_initial_cluster, parse_node_id};
 pub use discovery::{DiscoveryConfig, node_id};
 pub use server::{Server, ServerError, run};

@@ -388,7 +388,8 @@ fn decode_append(r: &mut Reader<'_>) -> Result<MessageBody, WireError> {
 fn check_consecutive(prev_index: LogIndex, prev_term: Term, entries: &[Entry]) -> Result<(), WireError> {
     let (mut index, mut term) = (prev_index, prev_term);
     for entry in entries {
-        if entry.index != index.next() || entry.term < term {
+        // Checked: `prev_log_index` is the peer's to choose, u64::MAX included.
+        if index.0.checked_add(1) != Some(entry.index.0) || entry.term < term {
             let reason = format!("entry {}@{} does not follow {index}@{term}", entry.index, entry.term);
             return Err(WireError::Invalid(reason));
         }

@@ -62,6 +62,7 @@ pub use error::WalError;
 pub use fault_disk::{FaultDisk, FaultFile};
 pub use real_disk::{RealDisk, RealFile};
 pub use types::{
-    ENTRY_DATA_MAX, HardState, Recovered, SEGMENT_BYTES_MIN, SNAPSHOT_DATA_MAX, SnapshotFile, WalEntry, WalOptions,
+    ENTRY_DATA_MAX, HardState, INDEX_MAX, Recovered, SEGMENT_BYTES_MIN, SNAPSHOT_DATA_MAX, SnapshotFile, WalEntry,
+    WalOptions,
 };
 pub use wal::Wal;

@@ -14,7 +14,7 @@ use crate::error::{WalError, corrupt};
 use crate::record::Record;
 use crate::segment::{self, ScannedRecord, Segment};
 use crate::snapshot;
-use crate::types::{HardState, Recovered, WalEntry};
+use crate::types::{HardState, INDEX_MAX, Recovered, WalEntry};
 
 /// The durable state and what must be repaired before the log accepts writes.
 #[derive(Debug)]
@@ -58,6 +58,7 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
         entries: Vec::new(),
         base_term: 0,
         hard_state: HardState::default(),
+        hard_state_origin: None,
         live: Vec::new(),
         commit: None,
         pending: Vec::new(),
@@ -66,6 +67,11 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
     // (name, seq, used_end) of every segment scanned.
     let mut scanned = Vec::new();
     for (position, (seq, name)) in segment_names.iter().enumerate() {
+        if *seq > segment::SEQ_MAX {
+            let reason =
+                format!("segment sequence number {seq} is past the largest a log reaches, {}", segment::SEQ_MAX);
+            return Err(corrupt(name, 0, reason));
+        }
         let mut file = io(disk.open(name), "open", name)?;
         let mut bytes = vec![0; file.len() as usize];
         io(file.read_at(0, &mut bytes), "read", name)?;
@@ -139,6 +145,8 @@ struct Replay {
     base_term: u64,
     /// The latest committed hard state.
     hard_state: HardState,
+    /// Where `hard_state` was read (segment position, offset), for error messages.
+    hard_state_origin: Option<(usize, u64)>,
     /// Live entry range of each segment, by position (see [`Segment::live`]).
     live: Vec<Option<(u64, u64)>>,
     /// Segment position and offset just past the last batch marker.
@@ -198,6 +206,10 @@ impl Replay {
                     return Err(fail(format!("hard state {hs:?} changes the vote of term {}", old.term)));
                 }
                 self.hard_state = hs;
+                self.hard_state_origin = Some((position, scanned.offset));
+            }
+            Record::Reset { index, .. } | Record::Entry(WalEntry { index, .. }) if index > INDEX_MAX => {
+                return Err(fail(format!("index {index} is past the largest the log holds, {INDEX_MAX}")));
             }
             Record::Reset { index, term } => {
                 self.entries.clear();
@@ -280,8 +292,27 @@ impl Replay {
         }
     }
 
+    /// Reconciles the log with the newest valid snapshot `(index, term)`, then checks the hard state against the
+    /// result. The writer never syncs a commit index past its last entry or snapshot (it asserts so), and the
+    /// entries up to the commit index are never replaced, so a hard state committing past the recovered log is
+    /// damage; starting from it would trip the same assertion at the first write, or the Raft core's.
+    fn finish(self, snapshot: Option<(u64, u64)>) -> Result<Replayed, WalError> {
+        let origin = self.hard_state_origin.map(|(position, offset)| (self.names[position].clone(), offset));
+        let replayed = self.reconcile(snapshot)?;
+        let commit = replayed.hard_state.commit;
+        if commit > replayed.last_index {
+            let (file, offset) = origin.unwrap_or_else(|| ("<log>".to_owned(), 0));
+            let reason = format!(
+                "the hard state commits index {commit} but the log ends at index {}: committed entries are missing",
+                replayed.last_index
+            );
+            return Err(corrupt(&file, offset, reason));
+        }
+        Ok(replayed)
+    }
+
     /// Reconciles the log with the newest valid snapshot `(index, term)`.
-    fn finish(mut self, snapshot: Option<(u64, u64)>) -> Result<Replayed, WalError> {
+    fn reconcile(mut self, snapshot: Option<(u64, u64)>) -> Result<Replayed, WalError> {
         if let Some((_, position, offset, reason)) = self.gap.take() {
             return Err(corrupt(&self.names[position], offset, reason));
         }
@@ -316,8 +347,16 @@ impl Replay {
         let last = self.last();
         // Raft's rule for an installed snapshot: keep the entries after it only if the log holds
         // the snapshot's last entry with the same term; otherwise the snapshot replaces the log.
-        let agrees =
-            last >= index && (index == self.base || self.entries[(index - self.base - 1) as usize].term == term);
+        // At `base` the log knows the term only from a reset (`base_term` 0: unknown, as after
+        // compaction); a reset to the snapshot's index with another term disagrees too, and so
+        // does an unknown one followed by an entry of a lower term than the snapshot's (terms
+        // never go down along a log, so the log cannot hold the snapshot's last entry).
+        let agrees = if index == self.base {
+            let next_term = self.entries.first().map_or(term, |entry| entry.term);
+            (self.base_term == 0 || self.base_term == term) && next_term >= term
+        } else {
+            last >= index && self.entries[(index - self.base - 1) as usize].term == term
+        };
         if !agrees {
             return Ok(Replayed {
                 hard_state: self.hard_state,
@@ -341,3 +380,6 @@ pub(crate) fn truncate_live(live: &mut [Option<(u64, u64)>], index: u64) {
         };
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -22,6 +22,11 @@ impl Segment {
     }
 }
 
+/// The largest segment sequence number recovery accepts. A log rolls at most one segment per write, so no log
+/// reaches it; the bound leaves the writer room to count segments up without overflowing, whatever file names a
+/// damaged directory holds.
+pub(crate) const SEQ_MAX: u64 = u64::MAX / 2;
+
 /// `segment-<seq, 20 digits>.wal`: zero padding makes bytewise name order the log order.
 pub(crate) fn segment_name(seq: u64) -> String {
     format!("segment-{seq:020}.wal")

@@ -14,7 +14,7 @@
 use std::io;
 
 use crate::disk::{Disk, DiskFile};
-use crate::types::{SNAPSHOT_DATA_MAX, SnapshotFile};
+use crate::types::{INDEX_MAX, SNAPSHOT_DATA_MAX, SnapshotFile};
 
 const MAGIC: [u8; 8] = *b"TALLYSNP";
 const VERSION: u32 = 1;
@@ -96,6 +96,9 @@ pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<SnapshotFile, String> {
         return Err(format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"));
     }
     let index = word(header, 16);
+    if index > INDEX_MAX {
+        return Err(format!("index {index} is past the largest the log holds, {INDEX_MAX}"));
+    }
     if parse_snapshot_name(name) != Some(index) {
         return Err(format!("holds index {index}, which does not match its name"));
     }

@@ -5,6 +5,11 @@
 /// leaves room for the node to batch commands into one entry. Asserted on append.
 pub const ENTRY_DATA_MAX: usize = 16 << 20;
 
+/// The largest log index the WAL stores (of an entry, a reset or a snapshot). Raft never gets near it; the bound
+/// leaves room for `index + 1` everywhere (here and in the Raft core above), so recovery refuses a larger index as
+/// damage and [`crate::Wal::append`] asserts it.
+pub const INDEX_MAX: u64 = u64::MAX / 2;
+
 /// The largest `data` of one snapshot, in bytes. Snapshots are built in memory, so this only
 /// guards against a corrupted length. Asserted on save.
 pub const SNAPSHOT_DATA_MAX: u64 = 4 << 30;

@@ -12,7 +12,7 @@ use crate::error::WalError;
 use crate::record::{BATCH_END_LEN, PREAMBLE_LEN, RecordRef, align_up};
 use crate::recovery::truncate_live;
 use crate::segment::Segment;
-use crate::types::{ENTRY_DATA_MAX, HardState, WalEntry, WalOptions};
+use crate::types::{ENTRY_DATA_MAX, HardState, INDEX_MAX, WalEntry, WalOptions};
 
 /// Encoded records are written to the file once this many are buffered, so a caller appending a
 /// lot without syncing holds bounded memory. Everything is written at the latest by `sync`.
@@ -105,8 +105,8 @@ impl<D: Disk> Wal<D> {
     ///
     /// # Panics
     /// On a programmer error: a gap after the last index, indexes not consecutive, terms going
-    /// down, replacing an entry at or below the commit index or the snapshot, or an entry larger
-    /// than [`ENTRY_DATA_MAX`].
+    /// down, replacing an entry at or below the commit index or the snapshot, an entry larger
+    /// than [`ENTRY_DATA_MAX`], or an index past [`INDEX_MAX`].
     pub fn append(&mut self, entries: &[WalEntry]) -> Result<(), WalError> {
         self.check_writable()?;
         let Some(first) = entries.first() else {
@@ -145,6 +145,8 @@ impl<D: Disk> Wal<D> {
             assert_eq!(pair[1].index, pair[0].index + 1, "append indexes not consecutive");
             assert!(pair[1].term >= pair[0].term, "append terms go down: {} then {}", pair[0].term, pair[1].term);
         }
+        let last = entries[entries.len() - 1].index;
+        assert!(last <= INDEX_MAX, "append at {last} past the largest index {INDEX_MAX}");
         for entry in entries {
             assert!(entry.data.len() <= ENTRY_DATA_MAX, "entry {} of {} bytes > max", entry.index, entry.data.len());
         }

@@ -270,6 +270,26 @@ fn encoding_an_oversized_token_panics() {
     encode_hello(&hello);
 }
 
+#[test]
+fn an_append_after_the_largest_index_is_refused_not_overflowed() {
+    // Found by the `peer_frame` fuzz target: an Append whose prev_log_index is u64::MAX overflowed
+    // `LogIndex::next` in the consecutiveness check (a panic with overflow checks, a wrap to 0 without).
+    for entry_index in [0, u64::MAX] {
+        let append = Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(1),
+            body: MessageBody::Append {
+                prev_log_index: LogIndex(u64::MAX),
+                prev_log_term: Term(1),
+                entries: vec![Entry { index: LogIndex(entry_index), term: Term(1), payload: EntryPayload::Noop }],
+                leader_commit: LogIndex(0),
+            },
+        };
+        assert!(matches!(decode(&encode(&append)), Err(WireError::Invalid(_))), "entry {entry_index}");
+    }
+}
+
 proptest! {
     #[test]
     fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {

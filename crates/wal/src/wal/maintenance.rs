@@ -5,7 +5,7 @@ use crate::disk::Disk;
 use crate::error::WalError;
 use crate::record::RecordRef;
 use crate::snapshot::{self, parse_snapshot_name};
-use crate::types::{SNAPSHOT_DATA_MAX, SnapshotFile};
+use crate::types::{INDEX_MAX, SNAPSHOT_DATA_MAX, SnapshotFile};
 
 impl<D: Disk> Wal<D> {
     /// Saves a snapshot of this node's own state (taken at an applied, hence committed, index).
@@ -97,8 +97,8 @@ impl<D: Disk> Wal<D> {
     /// As [`Wal::sync`].
     ///
     /// # Panics
-    /// If `snapshot.index` is 0 or older than the current snapshot, or its data is larger than
-    /// [`SNAPSHOT_DATA_MAX`].
+    /// If `snapshot.index` is 0, older than the current snapshot or past [`INDEX_MAX`], or its
+    /// data is larger than [`SNAPSHOT_DATA_MAX`].
     pub fn replace_with_snapshot(&mut self, snapshot: &SnapshotFile) -> Result<(), WalError> {
         self.check_writable()?;
         self.sync()?;
@@ -125,6 +125,7 @@ impl<D: Disk> Wal<D> {
         // Tally, a joining node's initial membership), so its term must be 0 too.
         assert!(snapshot.index >= 1 || snapshot.term == 0, "snapshot at index 0 with term {}", snapshot.term);
         assert!(snapshot.index >= current, "snapshot at {} older than the current one at {current}", snapshot.index);
+        assert!(snapshot.index <= INDEX_MAX, "snapshot at {} past the largest index {INDEX_MAX}", snapshot.index);
         let len = snapshot.data.len() as u64;
         assert!(len <= SNAPSHOT_DATA_MAX, "snapshot of {len} bytes > max {SNAPSHOT_DATA_MAX}");
     }
