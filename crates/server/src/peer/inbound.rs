@@ -233,9 +233,15 @@ async fn read_connection(
             read = io.read(&mut buffer) => read,
         };
         let bytes = match read {
-            Ok(0) => return Ok(tracing::debug!(peer = ?connection.peer, "peer connection closed")),
+            Ok(0) => {
+                tracing::debug!(peer = ?connection.peer, "peer connection closed");
+                return Ok(());
+            }
             Ok(bytes) => bytes,
-            Err(error) => return Ok(tracing::debug!(peer = ?connection.peer, %error, "peer connection broke")),
+            Err(error) => {
+                tracing::debug!(peer = ?connection.peer, %error, "peer connection broke");
+                return Ok(());
+            }
         };
         connection.decoder.push(&buffer[..bytes]);
         connection.deliver_frames(inbox, slot)?;
