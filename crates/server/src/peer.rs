@@ -319,9 +319,11 @@ impl PeerTransport {
     }
 
     /// The client URL that node `id` last announced in a hello; `None` if none was received from it yet, and
-    /// for this node itself (a hello claiming this node's id is ignored). Entries outlive
-    /// [`PeerTransport::remove_peer`] and connection losses: the last URL heard stays until a newer one. With a
-    /// cluster token, only hellos carrying it are heard.
+    /// for this node itself (a hello claiming this node's id is refused). Entries outlive
+    /// [`PeerTransport::remove_peer`] and connection losses: the last URL heard stays until a newer one. Only
+    /// hellos that admitted their connection (or repeat its id) are heard: with a cluster token, those carrying
+    /// it; with mutual TLS, those from the node their certificate names. Without either, anyone who reaches the
+    /// peer port can announce URLs for any id.
     pub fn client_url(&self, id: NodeId) -> Option<String> {
         self.directory.client_url(id)
     }

@@ -21,7 +21,8 @@
 //! like a failed connect: backoff, and a warning only once a failure streak is long, then quiet until it ends.
 //!
 //! The connection is write-only: the peer never answers on it (its answers come on its own outbound
-//! connection), so a read that returns is the peer closing it (or refusing our token), and the lane reconnects.
+//! connection), so a read that returns is the peer closing it (or refusing our token or certificate), and the lane
+//! reconnects.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
