@@ -16,10 +16,11 @@
 //!
 //! A frame whose `from` differs from the id the connection is bound to (by its hello or its certificate) is
 //! counted as an identity mismatch; every other refusal (no hello, or none in time, a wrong or missing token,
-//! a failed TLS handshake, a certificate naming no node) as a refused connection. Refusals are logged as a
-//! warning at most once per [`REFUSAL_WARNING_INTERVAL`] (the others at debug level), so a stranger hammering
-//! the port cannot flood the log. Tokens are compared in time that does not depend on where they differ, so
-//! the time a refusal takes does not tell a stranger how much of a guess was right.
+//! a failed TLS handshake, a certificate naming no node, a malformed frame before admission) as a refused
+//! connection. Every closing, counted or not (a malformed frame from an admitted connection is logged only), is
+//! warned about at most once per [`REFUSAL_WARNING_INTERVAL`] (the others at debug level), so a stranger
+//! hammering the port cannot flood the log. Tokens are compared in time that does not depend on where they
+//! differ, so the time a refusal takes does not tell a stranger how much of a guess was right.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,24 +127,25 @@ impl Incidents {
         self.mismatched.load(Ordering::Relaxed)
     }
 
-    /// Counts and logs the closing of the connection from `addr` for `error`, an identity mismatch or a
-    /// refusal.
-    pub(crate) fn record(&self, addr: SocketAddr, error: &InboundError) {
-        let counter = match error {
-            InboundError::IdentityMismatch { .. } => &self.mismatched,
-            _ => &self.refused,
+    /// Counts and logs the closing of the connection from `addr` for `error`: an identity mismatch, or a
+    /// refusal if the connection was not `admitted` yet (a malformed frame from an admitted connection is a
+    /// member's bug or an admitted stranger's noise: logged, not counted).
+    pub(crate) fn record(&self, addr: SocketAddr, error: &InboundError, admitted: bool) {
+        match error {
+            InboundError::IdentityMismatch { .. } => self.mismatched.fetch_add(1, Ordering::Relaxed),
+            _ if admitted => 0,
+            _ => self.refused.fetch_add(1, Ordering::Relaxed),
         };
-        counter.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         if log.last_warning.is_some_and(|at| now.duration_since(at) < REFUSAL_WARNING_INTERVAL) {
             log.quiet += 1;
-            return tracing::debug!(%addr, %error, "peer connection refused");
+            return tracing::debug!(%addr, %error, admitted, "peer connection closed");
         }
         let quiet = std::mem::take(&mut log.quiet);
         log.last_warning = Some(now);
         drop(log);
-        tracing::warn!(%error, refused_quietly_since_last_warning = quiet, "peer connection from {addr} refused");
+        tracing::warn!(%error, admitted, closed_quietly_since_last_warning = quiet, "peer connection from {addr} closed");
     }
 }
 
@@ -225,17 +227,19 @@ mod tests {
     }
 
     #[test]
-    fn refusals_and_mismatches_are_counted_apart_even_when_not_warned_about() {
+    fn refusals_and_mismatches_are_counted_apart_and_every_closing_is_rate_limited() {
         let incidents = Incidents::default();
         let addr = SocketAddr::from(([127, 0, 0, 1], 9));
         for _ in 0..5 {
-            incidents.record(addr, &InboundError::Refused(Refusal::NoHello));
+            incidents.record(addr, &InboundError::Refused(Refusal::NoHello), false);
         }
         let mismatch = InboundError::IdentityMismatch { bound: PEER, claimed: NodeId(3), proof: Proof::Hello };
-        incidents.record(addr, &mismatch);
-        assert_eq!((incidents.refused(), incidents.mismatched()), (5, 1));
+        incidents.record(addr, &mismatch, true);
+        let malformed = InboundError::Wire(crate::wire::WireError::TrailingBytes { count: 1 });
+        incidents.record(addr, &malformed, true);
+        assert_eq!((incidents.refused(), incidents.mismatched()), (5, 1), "an admitted malformed frame is not counted");
         let log = incidents.log.lock().expect("not poisoned");
         assert!(log.last_warning.is_some());
-        assert_eq!(log.quiet, 5, "one warning, five quiet");
+        assert_eq!(log.quiet, 6, "one warning, six quiet");
     }
 }

@@ -185,14 +185,11 @@ async fn serve_connection(
         Ok(()) => return,
         Err(error) => error,
     };
-    match &error {
-        InboundError::Evicted => tracing::debug!(%addr, "peer connection evicted"),
-        InboundError::Frame(_) | InboundError::Wire(_) if slot.is_admitted() => {
-            tracing::warn!(%addr, %error, "closing peer connection");
-        }
-        // Before admission anything wrong is a stranger's, and is logged at a bounded rate.
-        _ => inbox.incidents.record(addr, &error),
+    if matches!(error, InboundError::Evicted) {
+        return tracing::debug!(%addr, "peer connection evicted"); // counted by the slots
     }
+    // Logged at a bounded rate: without a token or TLS, anyone who reaches the port is admitted.
+    inbox.incidents.record(addr, &error, slot.is_admitted());
 }
 
 /// The connection's handshake (with mutual TLS) and frames, until it ends: `Ok` when the peer closed it or the
