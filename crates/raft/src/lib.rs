@@ -16,6 +16,13 @@
 //!
 //! The same seed and the same inputs always produce the same outputs, which is what lets the simulator
 //! replay any run from its seed.
+//!
+//! Messages come from the network, so an answer is believed only as far as it answers something this node
+//! asked: a leader ignores a match beyond what it offered that follower (or beyond its log), an
+//! acknowledgement of a ReadIndex round it has not started, and a snapshot offset beyond what it sent; a
+//! follower takes read indexes only from its leader. Terms and indexes from peers are bounded by the transport
+//! ([`Term::ACCEPTED_MAX`], [`LogIndex::ACCEPTED_MAX`]), so `Term::next` and `LogIndex::next` never overflow.
+//! Who may send at all (a message's `from` is what it claims) is the transport's to prove, not the core's.
 #![deny(missing_docs)]
 
 mod bully;

@@ -23,7 +23,7 @@ pub enum ReplicationState {
 
 /// The leader's view of one follower.
 ///
-/// Invariant: `match_index < next_index`.
+/// Invariant: `match_index < next_index`, and `match_index <= sent_max`.
 #[derive(Clone, Debug)]
 pub struct Progress {
     /// The highest index known to match the leader's log.
@@ -38,6 +38,12 @@ pub struct Progress {
     pub recent_active: bool,
     /// The highest ReadIndex round (`read_seq`) the follower acknowledged.
     pub read_seq_acked: u64,
+    /// The highest index this leader offered the follower: the last entry (or, for an empty Append, the
+    /// previous index) of any Append sent, or the index of a snapshot sent. A follower can only acknowledge what
+    /// it was offered, so a match beyond it is forged (or from a bug) and is ignored. Only grows.
+    ///
+    /// Invariant: `match_index <= sent_max`.
+    pub sent_max: LogIndex,
     /// Ticks without progress while something is in flight (Appends in replicate mode, or snapshot chunks);
     /// past a timeout the leader assumes the messages were lost: it probes again from the match index, or
     /// resends snapshot chunks from the acknowledged offset. Any acknowledged progress resets it.
@@ -54,6 +60,7 @@ impl Progress {
             inflight: VecDeque::new(),
             recent_active: false,
             read_seq_acked: 0,
+            sent_max: LogIndex(0),
             stalled_ticks: 0,
         }
     }
@@ -70,6 +77,7 @@ impl Progress {
     /// Records that an Append ending at `last_index` was sent. In replicate mode `next_index` moves past it
     /// optimistically; in probe mode the leader waits for the answer.
     pub fn sent(&mut self, last_index: LogIndex, max_inflight: usize) {
+        self.sent_max = self.sent_max.max(last_index);
         match self.state {
             ReplicationState::Replicate => {
                 if last_index >= self.next_index {
@@ -87,8 +95,18 @@ impl Progress {
         }
     }
 
+    /// Whether the follower may acknowledge a match up to `index`: only what it was offered
+    /// ([`Progress::sent_max`]).
+    pub fn may_acknowledge(&self, index: LogIndex) -> bool {
+        index <= self.sent_max
+    }
+
     /// The follower acknowledged a match up to `index`. Returns whether `match_index` advanced.
+    ///
+    /// # Panics
+    /// If `index` was never offered to the follower (the caller checks [`Progress::may_acknowledge`]).
     pub fn acknowledge(&mut self, index: LogIndex) -> bool {
+        assert!(index <= self.sent_max, "acknowledging {index} beyond the {} offered", self.sent_max);
         let advanced = index > self.match_index;
         if advanced {
             self.match_index = index;
@@ -159,6 +177,7 @@ impl Progress {
 
     /// Switch to sending a snapshot, from its first chunk.
     pub fn become_snapshot(&mut self, transfer: SnapshotTransfer) {
+        self.sent_max = self.sent_max.max(transfer.index());
         self.state = ReplicationState::Snapshot(transfer);
         self.inflight.clear();
         self.stalled_ticks = 0;
@@ -199,8 +218,9 @@ impl Progress {
         true
     }
 
-    /// Asserts `match_index < next_index`.
+    /// Asserts `match_index < next_index` and `match_index <= sent_max`.
     pub fn assert_valid(&self) {
         assert!(self.match_index < self.next_index, "match {} >= next {}", self.match_index, self.next_index);
+        assert!(self.match_index <= self.sent_max, "match {} > sent {}", self.match_index, self.sent_max);
     }
 }

@@ -244,7 +244,11 @@ impl Raft {
             MessageBody::HeartbeatResponse { read_seq } => self.handle_heartbeat_response(from, read_seq),
             MessageBody::ReadIndexRequest { context } => self.handle_read_index_request(from, context),
             MessageBody::ReadIndexResponse { context, index } => {
-                self.read_states.push(ReadState { context, index });
+                // Only the leader of this term hands out read indexes: from anyone else the answer is forged
+                // (or stale), and serving a read at its index could return stale data.
+                if self.leader_id == Some(from) && self.role != Role::Leader {
+                    self.read_states.push(ReadState { context, index });
+                }
             }
             MessageBody::TimeoutNow => {
                 if self.can_campaign() {

@@ -195,9 +195,18 @@ impl Raft {
     }
 
     /// Leader: a follower answered an Append, or the snapshot chunk that completed a snapshot.
+    ///
+    /// A match beyond what this leader offered the follower (see [`crate::progress::Progress::sent_max`]; it
+    /// is never beyond the last index) cannot be the follower's answer: it is forged, or from a broken peer,
+    /// and is ignored whole, so it can neither advance the commit index nor count the follower as active.
     pub(crate) fn handle_append_response(&mut self, from: NodeId, result: Result<LogIndex, AppendRejection>) {
         if self.role != Role::Leader {
             return;
+        }
+        if let Ok(index) = result {
+            if !self.progress.get(&from).is_some_and(|p| p.may_acknowledge(index)) {
+                return;
+            }
         }
         let offset = self.log.offset();
         let next = match result {
@@ -210,6 +219,7 @@ impl Raft {
         match result {
             Ok(index) => {
                 assert!(index <= self.log.last_index(), "{from} matched {index} past our last index");
+                // (Checked above: `sent_max` never exceeds the last index, as the leader's log never shrinks.)
                 if progress.acknowledge(index) {
                     self.maybe_commit();
                 }
@@ -233,8 +243,11 @@ impl Raft {
     }
 
     /// Leader: a heartbeat was answered; resume a paused probe and count the read round.
+    ///
+    /// An answer to a round this leader has not started (`read_seq` beyond its own) is forged, or from a broken
+    /// peer: counting it would confirm future ReadIndex rounds in advance, so it is ignored whole.
     pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, read_seq: u64) {
-        if self.role != Role::Leader {
+        if self.role != Role::Leader || read_seq > self.read_seq {
             return;
         }
         let last_index = self.log.last_index();

@@ -56,6 +56,9 @@ pub struct SnapshotTransfer {
     /// The acknowledged offset from which chunks were last resent because an answer repeated it, so each
     /// offset triggers at most one such resend.
     resent_from: Option<u64>,
+    /// The furthest offset any chunk sent so far reached (`sent_offset` goes back on a rewind, this never
+    /// does): the follower cannot hold more, so an answer claiming more is forged and ignored.
+    sent_offset_max: u64,
 }
 
 /// What a follower's [`MessageBody::SnapshotResponse`] means for the transfer.
@@ -76,7 +79,7 @@ impl SnapshotTransfer {
     /// A transfer of `snapshot` from its first byte.
     pub fn new(snapshot: Snapshot) -> SnapshotTransfer {
         let checksum = crc32fast::hash(&snapshot.data);
-        SnapshotTransfer { snapshot, checksum, acked_offset: 0, sent_offset: 0, resent_from: None }
+        SnapshotTransfer { snapshot, checksum, acked_offset: 0, sent_offset: 0, resent_from: None, sent_offset_max: 0 }
     }
 
     /// The index of the snapshot being sent.
@@ -113,6 +116,7 @@ impl SnapshotTransfer {
         let in_flight = end - self.acked_offset;
         assert!(in_flight <= window_bytes, "{in_flight} bytes in flight > window {window_bytes}");
         self.sent_offset = end;
+        self.sent_offset_max = self.sent_offset_max.max(end);
         self.assert_valid();
         let data = self.snapshot.data[offset as usize..end as usize].to_vec();
         let meta = self.snapshot.meta.clone();
@@ -121,6 +125,9 @@ impl SnapshotTransfer {
 
     /// The follower holds `next_offset` bytes of the snapshot contiguously.
     pub fn acknowledge(&mut self, next_offset: u64) -> SnapshotAck {
+        if next_offset > self.sent_offset_max {
+            return SnapshotAck::Stale; // more than was ever sent: not the follower's answer
+        }
         if next_offset > self.acked_offset && next_offset < self.total_len() {
             self.acked_offset = next_offset;
             self.sent_offset = self.sent_offset.max(next_offset); // it may hold what a rewind resends

@@ -36,9 +36,26 @@ impl fmt::Display for LogIndex {
 }
 
 impl LogIndex {
+    /// The highest log index a node accepts in a message from another node: 2^56. The peer transport refuses
+    /// any message naming a higher one, so no peer can make arithmetic on indexes overflow.
+    ///
+    /// It is never reached legitimately: every index is an entry a quorum appended and fsynced, and at a
+    /// sustained hundred million entries a second (far beyond what one Raft group commits) the log would take
+    /// over 22 years to reach it.
+    pub const ACCEPTED_MAX: LogIndex = LogIndex(1 << 56);
+
     /// The index after this one.
+    ///
+    /// # Panics
+    /// At `u64::MAX`: the transport refuses indexes above [`LogIndex::ACCEPTED_MAX`], so only a programmer
+    /// error gets here.
     pub fn next(self) -> LogIndex {
-        LogIndex(self.0 + 1)
+        let next = self.0.checked_add(1);
+        LogIndex(
+            next.unwrap_or_else(|| {
+                panic!("log index {self} has no next: indexes past {} are refused", Self::ACCEPTED_MAX)
+            }),
+        )
     }
 
     /// The index before this one, saturating at 0.
@@ -48,9 +65,24 @@ impl LogIndex {
 }
 
 impl Term {
+    /// The highest term a node accepts in a message from another node: 2^48. The peer transport refuses any
+    /// message carrying a higher term (or naming an entry of a higher term), so no peer can drive a node to a
+    /// term whose successor would overflow.
+    ///
+    /// It is never reached legitimately: a term only grows by one per election, an election takes at least a
+    /// round trip to a quorum and an fsync of the vote (with pre-vote, only after an election timeout of
+    /// silence), and even at one election per millisecond, without pause, a cluster would take over 8,900
+    /// years to reach it. The margin above it (to `u64::MAX`) leaves room for every `+ 1` the core does.
+    pub const ACCEPTED_MAX: Term = Term(1 << 48);
+
     /// The term after this one.
+    ///
+    /// # Panics
+    /// At `u64::MAX`: the transport refuses terms above [`Term::ACCEPTED_MAX`], so only a programmer error
+    /// gets here.
     pub fn next(self) -> Term {
-        Term(self.0 + 1)
+        let next = self.0.checked_add(1);
+        Term(next.unwrap_or_else(|| panic!("term {self} has no next: terms past {} are refused", Self::ACCEPTED_MAX)))
     }
 }
 
@@ -239,4 +271,29 @@ pub struct Snapshot {
     /// The state machine's encoding of its state; shared, because the leader may send it to several
     /// followers at once.
     pub data: Arc<Vec<u8>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_steps_past_the_accepted_maximum_without_overflow() {
+        assert_eq!(Term::ACCEPTED_MAX.next(), Term((1 << 48) + 1));
+        assert_eq!(LogIndex::ACCEPTED_MAX.next(), LogIndex((1 << 56) + 1));
+        assert_eq!(Term(u64::MAX - 1).next(), Term(u64::MAX));
+        const { assert!(Term::ACCEPTED_MAX.0 < u64::MAX / 2 && LogIndex::ACCEPTED_MAX.0 < u64::MAX / 2) };
+    }
+
+    #[test]
+    #[should_panic(expected = "term 18446744073709551615 has no next")]
+    fn the_next_of_the_largest_term_is_a_programmer_error() {
+        let _ = Term(u64::MAX).next();
+    }
+
+    #[test]
+    #[should_panic(expected = "log index 18446744073709551615 has no next")]
+    fn the_next_of_the_largest_index_is_a_programmer_error() {
+        let _ = LogIndex(u64::MAX).next();
+    }
 }

@@ -53,6 +53,7 @@ scripts!(
     bully_two_highest,
     bully_cut_off_highest,
     bully_refused_highest,
+    forged_acks,
 );
 
 /// A script nobody runs is a test that silently stopped existing.

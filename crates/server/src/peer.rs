@@ -1,25 +1,40 @@
-//! The tokio peer transport: delivers Raft messages between nodes over TCP, keeps strangers out with the
-//! cluster token, and tells every node the client and peer URLs of its peers.
+//! The tokio peer transport: delivers Raft messages between nodes over TCP (or mutual TLS), binds every
+//! inbound connection to the node id it proves, keeps strangers out with the cluster token or certificates, and
+//! tells every node the client and peer URLs of its peers.
 //!
 //! ```text
 //!  set_peer(id, peer URL) ──▶ host:port, looked up again at every connection attempt
-//!  send(msg) ──Lane::of──▶ control queue ──▶ control task ──TCP: hello, messages──▶ peer's listener
-//!                    └──▶ bulk queue    ──▶ bulk task    ──TCP: hello, messages──▶ peer's listener
-//!  listener ──accept──▶ connection task ──frames──▶ wire::decode_frame ──▶ admission (cluster token)
+//!  send(msg) ──Lane::of──▶ control queue ──▶ control task ──[TLS] hello, messages──▶ peer's listener
+//!                    └──▶ bulk queue    ──▶ bulk task    ──[TLS] hello, messages──▶ peer's listener
+//!  listener ──accept──▶ slot (unadmitted cap, evict oldest) ──▶ connection task ──[TLS handshake]──▶ frames
+//!      ──▶ wire::decode_frame ──▶ admission: first a hello (token, node id, certificate), then only its id
 //!      ├─ message ──▶ inbox (bounded mpsc) ──▶ node loop
 //!      └─ hello   ──▶ directory ──▶ client_url(id), client_urls(), peer_url(id), peer_urls()
-//!      refused    ──▶ closed at once, counted in rejected_connections()
+//!      refused or mismatched ──▶ closed at once, counted in rejected_connections() / identity_mismatches()
 //! ```
 //!
 //! Every outbound connection opens with a hello carrying this node's id, client URL, peer URL and cluster
 //! token ([`PeerIdentity`]), so a node learns a peer's client URL (where followers forward client writes to the
 //! leader) and peer URL as soon as that peer sends it anything, and before that message reaches the node loop.
 //!
-//! A node configured with a cluster token serves an inbound connection only if its first frame is a hello
-//! carrying the same token (compared in constant time); anything else closes the connection before anything it
-//! sent reaches the node loop, and is counted in [`PeerTransport::rejected_connections`]. Without a token, a
-//! peer that sends no hello is still served. The token is a shared secret sent in clear text: it keeps out
-//! whoever can reach the peer port without knowing it, not an eavesdropper on the network.
+//! **Identity.** Every inbound connection must open with a hello, token or not. The hello binds the connection
+//! to its `from`: every later message's `from`, and any later hello's, must be that id, or the connection is
+//! closed and the mismatch counted ([`PeerTransport::identity_mismatches`]). With a cluster token the hello must
+//! carry it (compared in constant time). With mutual TLS ([`PeerTls`]) the connection must first complete a
+//! TLS handshake presenting a client certificate signed by the cluster CA, and the hello's `from` must be the
+//! node id that certificate names in its Common Name; the dialling side likewise checks that the certificate of
+//! the node it reached names the id it meant to dial. Refusals are counted in
+//! [`PeerTransport::rejected_connections`]; see `admission` for the rules. The token alone is a shared secret,
+//! sent in clear text without TLS: it keeps out whoever can reach the peer port without knowing it, not an
+//! eavesdropper, and any member can still claim another's id; mutual TLS gives each node its own identity.
+//!
+//! **Limits.** A connection not admitted yet holds one of [`PeerConfig::unadmitted_connections_max`] slots and
+//! must be admitted within [`PeerConfig::admission_timeout`], token or not; when those slots are full the
+//! oldest unadmitted connection (of the address holding the most) is evicted, so a flood of idle connections
+//! never locks a member out. Admitted connections are capped per node id
+//! ([`PeerConfig::connections_per_peer_max`], oldest evicted) and in all
+//! ([`PeerConfig::admitted_connections_max`], the one silent longest evicted). No cap is per source address:
+//! on loopback every node shares 127.0.0.1. See `slots`.
 //!
 //! Each peer gets two lanes, each with its own bounded queue, task and connection: snapshot chunks go on
 //! the `bulk` lane and everything else on the `control` lane, so a multi-megabyte chunk never delays a
@@ -32,6 +47,7 @@ mod directory;
 mod inbound;
 mod outbound;
 mod queue;
+mod slots;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,11 +59,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use admission::Refusals;
+use admission::{Gate, Incidents};
 use directory::Directory;
-pub use inbound::InboundError;
+pub use inbound::{InboundError, Proof, Refusal};
 use outbound::LaneTask;
 use queue::LaneQueue;
+use slots::Slots;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::config::{ParseError, peer_host_port};
 use crate::frame;
@@ -66,9 +85,18 @@ pub struct PeerConfig {
     pub reconnect_backoff_min: Duration,
     /// The longest pause between reconnection attempts, so a peer that is down is not hammered.
     pub reconnect_backoff_max: Duration,
-    /// With a cluster token, how long an inbound connection may take to send its hello before it is closed, so
-    /// that strangers cannot hold the inbound connection slots.
-    pub hello_timeout: Duration,
+    /// How long an inbound connection may take to be admitted (complete its TLS handshake, if any, and send a
+    /// hello that proves who it is) before it is closed, so that strangers cannot hold the unadmitted slots.
+    pub admission_timeout: Duration,
+    /// The most inbound connections not admitted yet; when full, one of them is evicted for a newcomer (the
+    /// oldest of the address holding the most). Small: a member is admitted within a round trip or two.
+    pub unadmitted_connections_max: usize,
+    /// The most admitted inbound connections in all; when full, the one silent longest is evicted. A cluster
+    /// needs two per peer.
+    pub admitted_connections_max: usize,
+    /// The most admitted inbound connections bound to one node id; beyond it that id's oldest is evicted. Two
+    /// lanes, plus room for reconnections that overlap stale connections not closed yet.
+    pub connections_per_peer_max: usize,
 }
 
 impl Default for PeerConfig {
@@ -78,7 +106,10 @@ impl Default for PeerConfig {
             queue_messages_max: 4096,
             reconnect_backoff_min: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(2),
-            hello_timeout: Duration::from_secs(10),
+            admission_timeout: Duration::from_secs(3),
+            unadmitted_connections_max: 64,
+            admitted_connections_max: 256,
+            connections_per_peer_max: 4,
         }
     }
 }
@@ -108,6 +139,29 @@ impl std::fmt::Debug for PeerIdentity {
             .finish()
     }
 }
+
+/// Mutual TLS between peers: every inbound connection must complete a TLS handshake with a client certificate
+/// that `server` verifies (e.g. rustls' `WebPkiClientVerifier` over the cluster CA), and every outbound one is a
+/// TLS session that `client` verifies, presenting this node's certificate. Certificates name their node id in
+/// the Subject Common Name (`n1`, `n2`, ...), which binds each connection to one node.
+#[derive(Clone)]
+pub struct PeerTls {
+    /// Accepts inbound connections; it must require and verify client certificates.
+    pub server: Arc<rustls::ServerConfig>,
+    /// Opens outbound connections; it must present this node's certificate and verify the peer's.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerTls").finish_non_exhaustive()
+    }
+}
+
+/// A peer connection's byte stream: plain TCP, or a TLS session over it.
+pub(crate) trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerIo for T {}
 
 /// Which outbound connection of a peer carries a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,15 +228,20 @@ pub struct PeerTransport {
     hello: Arc<[u8]>,
     /// The peers' URLs, filled by the inbound connections from the hellos they receive.
     directory: Arc<Directory>,
-    /// The inbound connections refused for a wrong or missing cluster token.
-    refusals: Arc<Refusals>,
+    /// The inbound connections refused, and the identity mismatches.
+    incidents: Arc<Incidents>,
+    /// The inbound connections' slots, and the count of evictions.
+    slots: Arc<Slots>,
+    /// With mutual TLS, what opens every outbound connection's TLS session.
+    connector: Option<TlsConnector>,
 }
 
 impl PeerTransport {
     /// Starts accepting peer connections on `listener`; received, decoded messages addressed to `local_id`
     /// go to the returned receiver (bounded by `queue_messages_max`; when full, messages are dropped: Raft
     /// tolerates loss). `identity` is what the hello that opens each outbound connection tells the peer; its
-    /// token, if any, is also required of every inbound connection.
+    /// token, if any, is also required of every inbound connection. With `tls`, every connection, inbound and
+    /// outbound, is mutual TLS and bound to the node id of the peer's certificate; a plain-TCP peer is refused.
     ///
     /// # Panics
     /// Outside a tokio runtime, if a field of `identity` is longer than its limit ([`wire::CLIENT_URL_MAX_BYTES`],
@@ -194,10 +253,11 @@ impl PeerTransport {
         identity: PeerIdentity,
         listener: TcpListener,
         config: PeerConfig,
+        tls: Option<PeerTls>,
     ) -> (PeerTransport, mpsc::Receiver<Message>) {
         assert!(config.max_frame_bytes > 0, "max_frame_bytes must be positive");
         assert!(config.queue_messages_max > 0, "queue_messages_max must be positive");
-        assert!(!config.hello_timeout.is_zero(), "hello_timeout must be positive");
+        assert!(!config.admission_timeout.is_zero(), "admission_timeout must be positive");
         assert!(
             config.reconnect_backoff_min <= config.reconnect_backoff_max,
             "reconnect_backoff_min {:?} > reconnect_backoff_max {:?}",
@@ -217,16 +277,23 @@ impl PeerTransport {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let dropped = Arc::new(AtomicU64::new(0));
         let directory = Arc::new(Directory::new(local_id));
-        let refusals = Arc::new(Refusals::default());
+        let incidents = Arc::new(Incidents::default());
+        let slots = Slots::new(slots::Limits {
+            unadmitted_max: config.unadmitted_connections_max,
+            admitted_max: config.admitted_connections_max,
+            per_peer_max: config.connections_per_peer_max,
+        });
         let inbox = inbound::Inbox {
             local_id,
             tx: inbox_tx,
             max_frame_bytes: config.max_frame_bytes,
             dropped: Arc::clone(&dropped),
             directory: Arc::clone(&directory),
-            token: token.map(Arc::from),
-            hello_timeout: config.hello_timeout,
-            refusals: Arc::clone(&refusals),
+            gate: Gate { local_id, token: token.map(Arc::from) },
+            tls: tls.as_ref().map(|tls| TlsAcceptor::from(Arc::clone(&tls.server))),
+            admission_timeout: config.admission_timeout,
+            incidents: Arc::clone(&incidents),
+            slots: Arc::clone(&slots),
         };
         let accept_task = tokio::spawn(inbound::accept_loop(listener, inbox, shutdown_rx));
         let transport = PeerTransport {
@@ -239,7 +306,9 @@ impl PeerTransport {
             dropped,
             hello: frame::encode(&hello).into(),
             directory,
-            refusals,
+            incidents,
+            slots,
+            connector: tls.map(|tls| TlsConnector::from(tls.client)),
         };
         (transport, inbox_rx)
     }
@@ -250,9 +319,11 @@ impl PeerTransport {
     }
 
     /// The client URL that node `id` last announced in a hello; `None` if none was received from it yet, and
-    /// for this node itself (a hello claiming this node's id is ignored). Entries outlive
-    /// [`PeerTransport::remove_peer`] and connection losses: the last URL heard stays until a newer one. With a
-    /// cluster token, only hellos carrying it are heard.
+    /// for this node itself (a hello claiming this node's id is refused). Entries outlive
+    /// [`PeerTransport::remove_peer`] and connection losses: the last URL heard stays until a newer one. Only
+    /// hellos that admitted their connection (or repeat its id) are heard: with a cluster token, those carrying
+    /// it; with mutual TLS, those from the node their certificate names. Without either, anyone who reaches the
+    /// peer port can announce URLs for any id.
     pub fn client_url(&self, id: NodeId) -> Option<String> {
         self.directory.client_url(id)
     }
@@ -330,10 +401,27 @@ impl PeerTransport {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// How many inbound connections were refused so far for a wrong or missing cluster token (always 0 without
-    /// one), for metrics.
+    /// How many inbound connections were refused so far (no hello or none in time, a wrong or missing cluster
+    /// token, a hello claiming this node's id, a failed TLS handshake, a certificate naming no node), for
+    /// metrics.
     pub fn rejected_connections(&self) -> u64 {
-        self.refusals.count()
+        self.incidents.refused()
+    }
+
+    /// How many inbound connections were closed so far because a frame's `from` was not the node id the
+    /// connection is bound to (by its hello or its certificate), for metrics.
+    pub fn identity_mismatches(&self) -> u64 {
+        self.incidents.mismatched()
+    }
+
+    /// How many inbound connections were evicted so far to make room for newer ones, for metrics.
+    pub fn evicted_connections(&self) -> u64 {
+        self.slots.evicted()
+    }
+
+    /// How many inbound connections hold a slot now: (not admitted yet, admitted).
+    pub fn inbound_connections(&self) -> (usize, usize) {
+        self.slots.occupied()
     }
 
     /// Stops every task (listener, inbound connections, lanes) and waits for them to end.
@@ -368,6 +456,7 @@ impl PeerTransport {
                 config: self.config,
                 dropped: Arc::clone(&self.dropped),
                 hello: Arc::clone(&self.hello),
+                tls: self.connector.clone(),
             };
             self.runtime.spawn(task.run())
         };

@@ -134,7 +134,7 @@ impl Server {
                 peer_url: me.peer_url.clone(),
                 token: config.cluster_token.clone(),
             };
-            PeerTransport::start(config.id, identity, listener, peer_config)
+            PeerTransport::start(config.id, identity, listener, peer_config, None)
         };
         let peers = Arc::new(transport);
         let mut background = Vec::new();

@@ -17,8 +17,16 @@
 //! before anything is allocated. The hello shares the message header so that its kind sits where every decoder
 //! already looks for one.
 //!
-//! The token travels in clear text: it keeps out strangers who can reach the peer port, not eavesdroppers on
-//! the network between peers (that would need TLS).
+//! Every term (the header's, and any inside a message) must be at most [`Term::ACCEPTED_MAX`] (2^48) and every
+//! log index at most [`LogIndex::ACCEPTED_MAX`] (2^56), or the message is refused with
+//! [`WireError::OutOfRange`]: no real cluster gets near them (their docs say why), and no peer may move a node to
+//! a term whose successor overflows, where the cluster could never elect a leader again. The bound is no
+//! substitute for knowing who sends: a stranger who may send messages at all can still disturb elections with
+//! terms below it, which is why the peer transport binds every connection to a node id proven by the cluster
+//! token or a certificate (see `crate::peer`).
+//!
+//! Without TLS the token travels in clear text: it keeps out strangers who can reach the peer port, not
+//! eavesdroppers on the network between peers; mutual TLS between peers (see `crate::peer`) protects both.
 
 use tally_node::codec::{decode_payload, encode_payload};
 use tally_raft::{
@@ -57,6 +65,17 @@ pub enum WireError {
     /// The content is invalid (e.g. an entry payload that does not decode).
     #[error("invalid message: {0}")]
     Invalid(String),
+    /// A term or log index is above what any node accepts ([`Term::ACCEPTED_MAX`], [`LogIndex::ACCEPTED_MAX`]):
+    /// no real cluster ever gets there, and a node moved there could never elect a leader again.
+    #[error("{what} {value} exceeds the maximum of {max} any node accepts")]
+    OutOfRange {
+        /// Which field.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+        /// The bound.
+        max: u64,
+    },
     /// A bounded field is longer than allowed.
     #[error("{what} of {length} bytes at byte {offset} exceeds the maximum of {max} bytes")]
     TooLong {
@@ -294,13 +313,27 @@ pub fn decode_frame(bytes: &[u8]) -> Result<PeerFrame, WireError> {
     let (from, to, term) = (NodeId(r.u64()?), NodeId(r.u64()?), Term(r.u64()?));
     let frame = match r.u8()? {
         HELLO => PeerFrame::Hello(decode_hello(&mut r, from)?),
-        kind => PeerFrame::Raft(Message { from, to, term, body: decode_body(&mut r, kind)? }),
+        kind => {
+            let term = check_term("term", term)?;
+            PeerFrame::Raft(Message { from, to, term, body: decode_body(&mut r, kind)? })
+        }
     };
     let count = bytes.len() - r.offset;
     if count > 0 {
         return Err(WireError::TrailingBytes { count });
     }
     Ok(frame)
+}
+
+/// `term` if it is at most [`Term::ACCEPTED_MAX`].
+///
+/// # Errors
+/// [`WireError::OutOfRange`] naming the field `what`.
+fn check_term(what: &'static str, term: Term) -> Result<Term, WireError> {
+    if term > Term::ACCEPTED_MAX {
+        return Err(WireError::OutOfRange { what, value: term.0, max: Term::ACCEPTED_MAX.0 });
+    }
+    Ok(term)
 }
 
 /// The fields of a hello from `from`, after its kind byte.
@@ -326,7 +359,8 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<MessageBody, WireError> {
                 3 => CampaignKind::Inquiry,
                 tag => return Err(WireError::BadTag { what: "campaign kind", tag, offset: r.offset - 1 }),
             };
-            MessageBody::VoteRequest { kind, last_log_term: Term(r.u64()?), last_log_index: LogIndex(r.u64()?) }
+            let (last_log_term, last_log_index) = (r.term("last log term")?, r.index("last log index")?);
+            MessageBody::VoteRequest { kind, last_log_term, last_log_index }
         }
         VOTE_RESPONSE => MessageBody::VoteResponse { pre_vote: r.bool()?, granted: r.bool()? },
         INQUIRY_RESPONSE => {
@@ -341,28 +375,29 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<MessageBody, WireError> {
         APPEND => decode_append(r)?,
         APPEND_RESPONSE => {
             let result = match r.u8()? {
-                0 => Ok(LogIndex(r.u64()?)),
+                0 => Ok(r.index("match index")?),
                 1 => Err(AppendRejection {
-                    rejected_index: LogIndex(r.u64()?),
-                    hint_index: LogIndex(r.u64()?),
-                    hint_term: Term(r.u64()?),
+                    rejected_index: r.index("rejected index")?,
+                    hint_index: r.index("hint index")?,
+                    hint_term: r.term("hint term")?,
                     needs_snapshot: r.bool()?,
                 }),
                 tag => return Err(WireError::BadTag { what: "append result", tag, offset: r.offset - 1 }),
             };
             MessageBody::AppendResponse { result }
         }
-        HEARTBEAT => MessageBody::Heartbeat { commit: LogIndex(r.u64()?), read_seq: r.u64()? },
+        HEARTBEAT => MessageBody::Heartbeat { commit: r.index("commit index")?, read_seq: r.u64()? },
         HEARTBEAT_RESPONSE => MessageBody::HeartbeatResponse { read_seq: r.u64()? },
         INSTALL_SNAPSHOT => {
-            let meta = SnapshotMeta { index: LogIndex(r.u64()?), term: Term(r.u64()?), membership: r.membership()? };
+            let (index, term) = (r.index("snapshot index")?, r.term("snapshot term")?);
+            let meta = SnapshotMeta { index, term, membership: r.membership()? };
             let (offset, total_len, checksum, done) = (r.u64()?, r.u64()?, r.u32()?, r.bool()?);
             let data = r.bytes()?.to_vec();
             MessageBody::InstallSnapshot(SnapshotChunk { meta, offset, data, total_len, checksum, done })
         }
-        SNAPSHOT_RESPONSE => MessageBody::SnapshotResponse { index: LogIndex(r.u64()?), next_offset: r.u64()? },
+        SNAPSHOT_RESPONSE => MessageBody::SnapshotResponse { index: r.index("snapshot index")?, next_offset: r.u64()? },
         READ_INDEX_REQUEST => MessageBody::ReadIndexRequest { context: r.u64()? },
-        READ_INDEX_RESPONSE => MessageBody::ReadIndexResponse { context: r.u64()?, index: LogIndex(r.u64()?) },
+        READ_INDEX_RESPONSE => MessageBody::ReadIndexResponse { context: r.u64()?, index: r.index("read index")? },
         TIMEOUT_NOW => MessageBody::TimeoutNow,
         tag => return Err(WireError::BadTag { what: "message kind", tag, offset: KIND_OFFSET }),
     };
@@ -371,11 +406,12 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<MessageBody, WireError> {
 
 /// The body of an Append.
 fn decode_append(r: &mut Reader<'_>) -> Result<MessageBody, WireError> {
-    let (prev_log_index, prev_log_term, leader_commit) = (LogIndex(r.u64()?), Term(r.u64()?), LogIndex(r.u64()?));
+    let (prev_log_index, prev_log_term) = (r.index("previous log index")?, r.term("previous log term")?);
+    let leader_commit = r.index("commit index")?;
     let count = r.count(8 + 8 + 4)?;
     let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
-        let (index, term) = (LogIndex(r.u64()?), Term(r.u64()?));
+        let (index, term) = (r.index("entry index")?, r.term("entry term")?);
         let payload = decode_payload(r.bytes()?).map_err(|e| WireError::Invalid(e.to_string()))?;
         entries.push(Entry { index, term, payload });
     }
@@ -463,6 +499,19 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self) -> Result<&'a [u8], WireError> {
         let len = self.u32()? as usize;
         self.take(len)
+    }
+    /// A term, at most [`Term::ACCEPTED_MAX`].
+    fn term(&mut self, what: &'static str) -> Result<Term, WireError> {
+        check_term(what, Term(self.u64()?))
+    }
+    /// A log index, at most [`LogIndex::ACCEPTED_MAX`].
+    fn index(&mut self, what: &'static str) -> Result<LogIndex, WireError> {
+        let value = self.u64()?;
+        let max = LogIndex::ACCEPTED_MAX.0;
+        if value > max {
+            return Err(WireError::OutOfRange { what, value, max });
+        }
+        Ok(LogIndex(value))
     }
     /// A UTF-8 string of at most `max` bytes; the length is checked before the bytes are looked at.
     fn string(&mut self, what: &'static str, max: usize) -> Result<String, WireError> {

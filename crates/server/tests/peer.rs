@@ -3,119 +3,20 @@
 //! other's client and peer URLs, and the cluster token that keeps strangers off a protected peer port.
 //! Every test is bounded in time.
 
+mod peer_common;
+
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use tally_raft::{
-    Entry, EntryPayload, LogIndex, Membership, Message, MessageBody, NodeId, SnapshotChunk, SnapshotMeta, Term,
-};
+use peer_common::*;
+use tally_raft::{Message, NodeId};
 use tally_server::frame;
-use tally_server::peer::{PeerConfig, PeerIdentity, PeerTransport};
-use tally_server::wire::{self, Hello, PeerFrame};
+use tally_server::peer::{PeerIdentity, PeerTransport};
+use tally_server::wire::{self, PeerFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::{self, error::TryRecvError};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::timeout;
-
-/// The bound on every test.
-const TEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The bound on waiting for one message.
-const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
-
-const A: NodeId = NodeId(1);
-const B: NodeId = NodeId(2);
-
-/// The cluster token of the protected transports in these tests.
-const TOKEN: &str = "correct horse battery staple";
-
-/// A transport for `id` without a cluster token on a fresh loopback port, with short backoffs so tests
-/// reconnect quickly.
-async fn start(id: NodeId) -> (PeerTransport, mpsc::Receiver<Message>, SocketAddr) {
-    start_with_token(id, None).await
-}
-
-/// Like [`start`], with `token` as the cluster token.
-async fn start_with_token(id: NodeId, token: Option<&str>) -> (PeerTransport, mpsc::Receiver<Message>, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let (transport, inbox) = PeerTransport::start(id, identity(id, token), listener, test_config());
-    (transport, inbox, addr)
-}
-
-/// What node `id` of these tests tells its peers.
-fn identity(id: NodeId, token: Option<&str>) -> PeerIdentity {
-    PeerIdentity { client_url: client_url(id), peer_url: peer_url(id), token: token.map(str::to_owned) }
-}
-
-/// The client URL node `id` advertises in these tests (never dialled: only carried in hellos).
-fn client_url(id: NodeId) -> String {
-    format!("http://node-{}.tally.test:7001", id.0)
-}
-
-/// The peer URL node `id` advertises in these tests (never dialled: only carried in hellos).
-fn peer_url(id: NodeId) -> String {
-    format!("http://node-{}.tally.test:7101", id.0)
-}
-
-/// Tells `transport` that node `id` listens on `addr`.
-fn set_peer(transport: &PeerTransport, id: NodeId, addr: SocketAddr) {
-    transport.set_peer(id, format!("http://{addr}")).expect("a valid peer URL");
-}
-
-fn test_config() -> PeerConfig {
-    PeerConfig {
-        reconnect_backoff_min: Duration::from_millis(10),
-        reconnect_backoff_max: Duration::from_millis(100),
-        hello_timeout: Duration::from_millis(300),
-        ..PeerConfig::default()
-    }
-}
-
-fn heartbeat(from: NodeId, to: NodeId, read_seq: u64) -> Message {
-    Message { from, to, term: Term(3), body: MessageBody::Heartbeat { commit: LogIndex(7), read_seq } }
-}
-
-fn append(from: NodeId, to: NodeId) -> Message {
-    let entries =
-        vec![Entry { term: Term(3), index: LogIndex(8), payload: EntryPayload::Command(b"put k v".to_vec()) }];
-    let body = MessageBody::Append {
-        prev_log_index: LogIndex(7),
-        prev_log_term: Term(3),
-        entries,
-        leader_commit: LogIndex(7),
-    };
-    Message { from, to, term: Term(3), body }
-}
-
-fn snapshot_chunk(from: NodeId, to: NodeId, data_bytes: usize) -> Message {
-    let chunk = SnapshotChunk {
-        meta: SnapshotMeta { index: LogIndex(100), term: Term(3), membership: Membership::with_voters([A, B]) },
-        offset: 0,
-        data: vec![0xab; data_bytes],
-        total_len: data_bytes as u64,
-        checksum: 0x1234_5678,
-        done: true,
-    };
-    Message { from, to, term: Term(3), body: MessageBody::InstallSnapshot(chunk) }
-}
-
-async fn receive(inbox: &mut mpsc::Receiver<Message>) -> Message {
-    timeout(RECEIVE_TIMEOUT, inbox.recv()).await.expect("message in time").expect("inbox open")
-}
-
-/// Sends 100 heartbeats and an Append from `from` to `to`, and checks they arrive in order.
-async fn exchange(sender: &PeerTransport, from: NodeId, to: NodeId, inbox: &mut mpsc::Receiver<Message>) {
-    let sent: Vec<Message> = (0..100).map(|seq| heartbeat(from, to, seq)).chain([append(from, to)]).collect();
-    for message in &sent {
-        sender.send(message.clone());
-    }
-    for expected in &sent {
-        assert_eq!(&receive(inbox).await, expected);
-    }
-}
-
 #[tokio::test]
 async fn two_transports_exchange_messages_in_order_both_ways() {
     timeout(TEST_TIMEOUT, async {
@@ -140,12 +41,6 @@ async fn two_transports_exchange_messages_in_order_both_ways() {
     })
     .await
     .expect("test within its time bound");
-}
-
-/// Whether the transport closes `stream`: a read ends (end of stream or reset) instead of timing out.
-async fn closed_by_transport(stream: &mut TcpStream) -> bool {
-    let mut buffer = [0u8; 16];
-    matches!(timeout(RECEIVE_TIMEOUT, stream.read(&mut buffer)).await, Ok(Ok(0) | Err(_)))
 }
 
 #[tokio::test]
@@ -197,7 +92,7 @@ async fn messages_to_a_peer_that_comes_up_late_are_delivered() {
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         let listener = TcpListener::bind(b_addr).await.expect("rebind the reserved port");
-        let (b, mut b_inbox) = PeerTransport::start(B, identity(B, None), listener, test_config());
+        let (b, mut b_inbox) = PeerTransport::start(B, identity(B, None), listener, test_config(), None);
         for seq in 0..10 {
             assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, seq));
         }
@@ -206,7 +101,7 @@ async fn messages_to_a_peer_that_comes_up_late_are_delivered() {
         b.shutdown().await;
         drop(b_inbox);
         let listener = TcpListener::bind(b_addr).await.expect("rebind after restart");
-        let (b, mut b_inbox) = PeerTransport::start(B, identity(B, None), listener, test_config());
+        let (b, mut b_inbox) = PeerTransport::start(B, identity(B, None), listener, test_config(), None);
         let delivered = async {
             for seq in 100.. {
                 a.send(heartbeat(A, B, seq));
@@ -269,26 +164,6 @@ async fn messages_to_unknown_peers_and_other_nodes_are_dropped() {
     })
     .await
     .expect("test within its time bound");
-}
-
-/// Reads exactly one frame from a raw connection (nothing past it) and decodes it.
-async fn read_frame(stream: &mut TcpStream) -> PeerFrame {
-    let mut header = [0u8; frame::HEADER_BYTES];
-    stream.read_exact(&mut header).await.expect("frame header");
-    let length = u32::from_le_bytes(header[5..9].try_into().expect("4 bytes")) as usize;
-    let mut payload = vec![0u8; length];
-    stream.read_exact(&mut payload).await.expect("frame payload");
-    let mut decoder = frame::FrameDecoder::new(PeerConfig::default().max_frame_bytes);
-    decoder.push(&header);
-    decoder.push(&payload);
-    let payload = decoder.next_frame().expect("valid frame").expect("whole frame");
-    wire::decode_frame(&payload).expect("valid payload")
-}
-
-/// The hello that node `id` of these tests opens its connections with, when its cluster token is `token`.
-fn hello(id: NodeId, token: Option<&str>) -> Hello {
-    let PeerIdentity { client_url, peer_url, token } = identity(id, token);
-    Hello { from: id, client_url, peer_url, token }
 }
 
 #[tokio::test]
@@ -368,7 +243,7 @@ async fn a_restarted_peer_with_new_urls_replaces_the_old_ones() {
             peer_url: "tcp://moved.tally.test:8444".to_owned(),
             token: None,
         };
-        let (a, _a_inbox) = PeerTransport::start(A, moved.clone(), listener, test_config());
+        let (a, _a_inbox) = PeerTransport::start(A, moved.clone(), listener, test_config(), None);
         set_peer(&a, B, b_addr);
         a.send(heartbeat(A, B, 2));
         assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 2));
@@ -379,52 +254,6 @@ async fn a_restarted_peer_with_new_urls_replaces_the_old_ones() {
     })
     .await
     .expect("test within its time bound");
-}
-
-#[tokio::test]
-async fn hellos_are_optional_and_one_claiming_this_nodes_id_is_ignored() {
-    timeout(TEST_TIMEOUT, async {
-        let (b, mut b_inbox, b_addr) = start(B).await;
-
-        // A peer of an older build sends messages without a hello: they are delivered.
-        let mut silent = TcpStream::connect(b_addr).await.expect("connect");
-        silent.write_all(&frame::encode(&wire::encode(&heartbeat(A, B, 1)))).await.expect("write message");
-        assert_eq!(receive(&mut b_inbox).await, heartbeat(A, B, 1));
-        assert_eq!(b.client_urls(), BTreeMap::new());
-
-        // A hello carrying B's own id is ignored; later hellos on the same connection are still read.
-        let mut raw = TcpStream::connect(b_addr).await.expect("connect");
-        let own = Hello { client_url: "http://impostor.tally.test:1".to_owned(), ..hello(B, None) };
-        let third = hello(NodeId(3), None);
-        let mut bytes = frame::encode(&wire::encode_hello(&own));
-        bytes.extend(frame::encode(&wire::encode_hello(&third)));
-        bytes.extend(frame::encode(&wire::encode(&heartbeat(NodeId(3), B, 2))));
-        raw.write_all(&bytes).await.expect("write hellos and a message");
-        assert_eq!(receive(&mut b_inbox).await, heartbeat(NodeId(3), B, 2));
-        assert_eq!(b.client_url(B), None);
-        assert_eq!(b.client_urls(), BTreeMap::from([(NodeId(3), client_url(NodeId(3)))]));
-
-        // A hello whose URL is not UTF-8 is malformed: that connection is closed.
-        let mut bad = wire::encode_hello(&Hello { token: Some("x".to_owned()), ..hello(NodeId(4), None) });
-        let last = bad.len() - 1;
-        bad[last] = 0xff;
-        raw.write_all(&frame::encode(&bad)).await.expect("write bad hello");
-        assert!(closed_by_transport(&mut raw).await, "connection with a bad hello stays open");
-        assert_eq!(b.client_url(NodeId(4)), None);
-        b.shutdown().await;
-    })
-    .await
-    .expect("test within its time bound");
-}
-
-/// Waits until `transport` has refused at least `count` connections in all.
-async fn wait_for_rejections(transport: &PeerTransport, count: u64) {
-    let counted = async {
-        while transport.rejected_connections() < count {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    timeout(RECEIVE_TIMEOUT, counted).await.expect("connections refused in time");
 }
 
 #[tokio::test]

@@ -664,3 +664,19 @@ pub async fn put_on(http: &reqwest::Client, base: &str, key: &str, value: &str) 
 pub fn elapsed(start: Instant) -> String {
     format!("{:.1}s", start.elapsed().as_secs_f64())
 }
+
+/// The value of the sample `name` (without labels) in Prometheus text, if present.
+pub fn metric_value(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+impl Cluster {
+    /// The value of the metric `name` in node `i`'s `/metrics`.
+    ///
+    /// # Panics
+    /// If the node does not answer or the metric is missing.
+    pub async fn metric(&self, i: usize, name: &str) -> u64 {
+        let answer = self.get(i, "/metrics").await.unwrap_or_else(|e| panic!("/metrics of {}: {e}", self.nodes[i].id));
+        metric_value(&answer.text(), name).unwrap_or_else(|| panic!("no {name} in /metrics of {}", self.nodes[i].id))
+    }
+}

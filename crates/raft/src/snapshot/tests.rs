@@ -236,6 +236,8 @@ fn leader_sending_to_n3() -> (Raft, Vec<String>) {
     }
     raft.step(message(2, 1, Term(2), MessageBody::VoteResponse { pre_vote: false, granted: true }));
     assert!(raft.is_leader());
+    // n2 stores the no-op, then `a` (a leader counts only matches of what it sent).
+    raft.step(message(2, 1, Term(2), MessageBody::AppendResponse { result: Ok(LogIndex(1)) }));
     raft.propose(b"a".to_vec()).expect("leader");
     raft.step(message(2, 1, Term(2), MessageBody::AppendResponse { result: Ok(LogIndex(2)) }));
     let ready = raft.ready();

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use tally_raft::{Config, ElectionMode, LogIndex, Membership, MembershipChange, NodeId, Raft};
+use tally_raft::{
+    AppendRejection, Config, ElectionMode, LogIndex, Membership, MembershipChange, Message, MessageBody, NodeId, Raft,
+    Term,
+};
 
 use super::env::{Env, describe_hard_state, describe_membership, describe_snapshot};
 use super::script::Command;
@@ -15,6 +18,7 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
         "add-nodes" => ADD_NODES_KEYS,
         "deliver-msgs" => &["drop"],
         "compact" => &["keep"],
+        "inject" => INJECT_KEYS,
         _ => &[],
     });
     let result = match cmd.name.as_str() {
@@ -110,6 +114,14 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
         "status" => node_ids(env, &cmd.positional).into_iter().try_for_each(|id| status(env, id)),
         // raft-log ID: the node's snapshot position and log entries (read from its disk while it is down).
         "raft-log" => raft_log(env, node_id(cmd.arg(0))),
+        // inject FROM TO KIND [term=T] ...: hands TO a message that claims to come from FROM, at once and
+        // whatever the network (a forgery by someone who can reach TO's peer port, or a broken peer), and
+        // prints it with what it changed. The term defaults to TO's current term. KIND and its arguments:
+        //   append-resp match=I | append-resp reject=I hint=I@T
+        //   heartbeat-resp read-seq=N
+        //   snapshot-resp index=I next=N
+        //   read-index-resp ctx=C index=I
+        "inject" => inject(env, cmd),
         // applied ID...: the commands each node's state machine applied, as index:command.
         "applied" => node_ids(env, &cmd.positional).into_iter().try_for_each(|id| applied(env, id)),
         other => panic!("unknown command {other}"),
@@ -136,6 +148,44 @@ const ADD_NODES_KEYS: &[&str] = &[
     "max-bytes",
     "max-uncommitted",
 ];
+
+/// The `key=value` arguments of `inject`.
+const INJECT_KEYS: &[&str] = &["term", "match", "reject", "hint", "read-seq", "index", "next", "ctx"];
+
+/// `inject`: see [`run`].
+fn inject(env: &mut Env, cmd: &Command) -> Result<(), String> {
+    let (from, to) = (node_id(cmd.arg(0)), node_id(cmd.arg(1)));
+    let term = cmd.key("term").map_or_else(|| env.raft(to).map(Raft::term), |t| Ok(Term(number(t))))?;
+    let required = |key: &str| cmd.key(key).map(number).unwrap_or_else(|| panic!("inject: missing {key}="));
+    let body = match cmd.arg(2) {
+        "append-resp" => match cmd.key("match") {
+            Some(index) => MessageBody::AppendResponse { result: Ok(LogIndex(number(index))) },
+            None => {
+                let hint = cmd.key("hint").expect("inject append-resp: match= or reject= and hint=I@T");
+                let (hint_index, hint_term) = hint.split_once('@').expect("hint=INDEX@TERM");
+                let rejection = AppendRejection {
+                    rejected_index: LogIndex(required("reject")),
+                    hint_index: LogIndex(number(hint_index)),
+                    hint_term: Term(number(hint_term)),
+                    needs_snapshot: false,
+                };
+                MessageBody::AppendResponse { result: Err(rejection) }
+            }
+        },
+        "heartbeat-resp" => MessageBody::HeartbeatResponse { read_seq: required("read-seq") },
+        "snapshot-resp" => {
+            MessageBody::SnapshotResponse { index: LogIndex(required("index")), next_offset: required("next") }
+        }
+        "read-index-resp" => {
+            MessageBody::ReadIndexResponse { context: required("ctx"), index: LogIndex(required("index")) }
+        }
+        other => panic!("inject: unknown kind {other} (append-resp, heartbeat-resp, snapshot-resp, read-index-resp)"),
+    };
+    let message = Message { from, to, term, body };
+    env.emit(0, format!("> {to} receiving an injected message"));
+    env.emit(2, &message);
+    env.input(to, 4, |raft| raft.step(message))
+}
 
 /// `add-nodes`: see [`run`].
 fn add_nodes(env: &mut Env, cmd: &Command) -> Result<(), String> {

@@ -85,6 +85,14 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     );
     let dropped = state.peers.dropped_messages();
     metric(&mut out, "tally_peer_dropped_messages_total", "counter", "Peer messages dropped.", &[("", dropped)]);
+    let peers = &state.peers;
+    let refused = [("", peers.rejected_connections())];
+    metric(&mut out, "tally_peer_refused_connections_total", "counter", "Peer connections refused.", &refused);
+    let mismatches = [("", peers.identity_mismatches())];
+    let help = "Peer connections closed for a frame from another node than the one they proved to be.";
+    metric(&mut out, "tally_peer_identity_mismatches_total", "counter", help, &mismatches);
+    let evicted = [("", peers.evicted_connections())];
+    metric(&mut out, "tally_peer_evicted_connections_total", "counter", "Peer connections evicted.", &evicted);
     let http = &state.http_metrics;
     let answers = [
         ("{class=\"2xx\"}", load(&http.ok)),

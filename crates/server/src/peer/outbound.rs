@@ -10,26 +10,34 @@
 //! Every connection starts with the hello, so the peer knows this node's URLs before its first message, and a
 //! peer configured with a cluster token serves the connection only if the hello carries the same token.
 //!
+//! With mutual TLS, the connection is a TLS session first: the server name is the host of the peer's URL (which
+//! its certificate must list), this node presents its own certificate (the peer binds the connection to the node
+//! id it names), and the peer's certificate must name the node id this lane dials (its Common Name), or the
+//! attempt fails and is retried with backoff: a certificate valid for the address but of another node is not
+//! the peer.
+//!
 //! The peer's name is looked up again at every connection attempt, so a peer whose address changes (a
 //! restarted container) or whose name does not resolve yet is reached once it does. A failed lookup is handled
 //! like a failed connect: backoff, and a warning only once a failure streak is long, then quiet until it ends.
 //!
 //! The connection is write-only: the peer never answers on it (its answers come on its own outbound
-//! connection), so a read that returns is the peer closing it (or refusing our token), and the lane reconnects.
+//! connection), so a read that returns is the peer closing it (or refusing our token or certificate), and the lane
+//! reconnects.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use tally_raft::{Message, NodeId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::watch;
+use tokio_rustls::TlsConnector;
 
 use super::queue::LaneQueue;
-use super::{Lane, PeerConfig, stopped};
+use super::{Lane, PeerConfig, PeerIo, stopped};
 use crate::{frame, wire};
 
 /// Bytes of queued frames gathered into one write.
@@ -72,6 +80,8 @@ pub(crate) struct LaneTask {
     pub(crate) dropped: Arc<AtomicU64>,
     /// The framed hello that opens every connection, encoded once for the whole transport.
     pub(crate) hello: Arc<[u8]>,
+    /// With mutual TLS, what opens every connection's TLS session.
+    pub(crate) tls: Option<TlsConnector>,
 }
 
 /// Why a connection ended.
@@ -84,8 +94,8 @@ enum Exit {
 
 /// How a connection attempt ended.
 enum Attempt {
-    /// Connected to this address of the peer.
-    Connected(TcpStream, SocketAddr),
+    /// Connected to this address of the peer (and, with TLS, verified it is the peer).
+    Connected(Box<dyn PeerIo>, SocketAddr),
     /// Failed: back off and try again.
     Failed(DialError),
     /// The peer's address changed meanwhile: try the new one at once.
@@ -112,6 +122,25 @@ enum DialError {
         addr: SocketAddr,
         /// Why it failed.
         source: std::io::Error,
+    },
+    /// The TLS handshake failed (e.g. the peer's certificate is not signed by the cluster CA, does not list the
+    /// host dialled, or has expired; or the peer refused this node's certificate).
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls {
+        /// The address.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The peer's verified certificate names another node than the one dialled.
+    #[error("the certificate of {addr} names {found:?}, not {expected}")]
+    WrongPeer {
+        /// The address.
+        addr: SocketAddr,
+        /// The node dialled.
+        expected: NodeId,
+        /// The Common Name its certificate carries, if any.
+        found: Option<String>,
     },
 }
 
@@ -175,7 +204,7 @@ impl LaneTask {
         tokio::select! {
             _ = stopped(&mut self.shutdown) => Attempt::Stop,
             changed = self.host_port.changed() => if changed.is_ok() { Attempt::Moved } else { Attempt::Stop },
-            result = dial(host_port) => match result {
+            result = open(host_port, self.peer, self.tls.as_ref()) => match result {
                 Ok((stream, addr)) => Attempt::Connected(stream, addr),
                 Err(error) => Attempt::Failed(error),
             },
@@ -194,19 +223,9 @@ impl LaneTask {
     /// Writes the hello, then queued messages, into `stream` until it breaks, the address changes, or the
     /// lane stops. Resets `backoff` once a message is written (the hello does not count), so a peer that
     /// accepts and closes at once is still backed off.
-    async fn serve(&mut self, stream: TcpStream, addr: SocketAddr, backoff: &mut Duration) -> Exit {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(peer = %self.peer, %addr, %error, "cannot set TCP_NODELAY");
-        }
-        // A connection whose other end vanished without a word (its container moved to another network, its
-        // host lost power) would otherwise take the kernel's retransmission timeout, many minutes, to fail,
-        // while what this node sends piles up in it. With heartbeats always in flight, a user timeout closes
-        // it within seconds, and the lane reconnects, looking the peer's name up again.
-        if let Err(error) = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKED_DATA_TIMEOUT)) {
-            tracing::debug!(peer = %self.peer, %addr, %error, "cannot set TCP_USER_TIMEOUT");
-        }
+    async fn serve(&mut self, stream: Box<dyn PeerIo>, addr: SocketAddr, backoff: &mut Duration) -> Exit {
         tracing::debug!(peer = %self.peer, lane = ?self.lane, %addr, "peer connected");
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let hello = Arc::clone(&self.hello);
         match self.write_frame(&mut writer, &hello).await {
             Some(Ok(())) => {}
@@ -244,7 +263,7 @@ impl LaneTask {
     /// busy lane costs one syscall per batch rather than per message. `Some(true)` if anything was written,
     /// `Some(false)` if everything was dropped as too large, `None` if the connection broke (or the lane is
     /// stopping; the next select sees that).
-    async fn write_batch(&mut self, writer: &mut OwnedWriteHalf, first: Message) -> Option<bool> {
+    async fn write_batch(&mut self, writer: &mut WriteHalf<Box<dyn PeerIo>>, first: Message) -> Option<bool> {
         let mut buffer = Vec::new();
         let mut count = 0u64;
         let mut next = Some(first);
@@ -268,11 +287,19 @@ impl LaneTask {
         }
     }
 
-    /// Writes one whole frame; `None` if the lane is stopping first.
-    async fn write_frame(&mut self, writer: &mut OwnedWriteHalf, frame: &[u8]) -> Option<std::io::Result<()>> {
+    /// Writes one whole frame (out of any TLS buffer too); `None` if the lane is stopping first.
+    async fn write_frame(
+        &mut self,
+        writer: &mut WriteHalf<Box<dyn PeerIo>>,
+        frame: &[u8],
+    ) -> Option<std::io::Result<()>> {
+        let write = async {
+            writer.write_all(frame).await?;
+            writer.flush().await
+        };
         tokio::select! {
             _ = stopped(&mut self.shutdown) => None,
-            result = writer.write_all(frame) => Some(result),
+            result = write => Some(result),
         }
     }
 
@@ -291,6 +318,55 @@ impl LaneTask {
             return None;
         }
         Some(frame::encode(&payload))
+    }
+}
+
+/// Connects to `peer` at `host_port`: over TCP, then with `tls` a TLS session whose server certificate must
+/// name `peer`.
+///
+/// # Errors
+/// Why no connection to the peer was made.
+async fn open(
+    host_port: &str,
+    peer: NodeId,
+    tls: Option<&TlsConnector>,
+) -> Result<(Box<dyn PeerIo>, SocketAddr), DialError> {
+    let (stream, addr) = dial(host_port).await?;
+    tune(&stream, peer, addr);
+    let Some(connector) = tls else { return Ok((Box::new(stream), addr)) };
+    let tls_error = |source| DialError::Tls { addr, source };
+    let server_name = server_name(host_port).map_err(|e| tls_error(std::io::Error::other(e)))?;
+    let handshake = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, stream));
+    let session = handshake.await.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())).map_err(tls_error)?;
+    let chain = session.get_ref().1.peer_certificates();
+    let found = chain.and_then(|chain| chain.first()).and_then(|leaf| tally_net::identity::common_name(leaf));
+    if found.as_deref().and_then(|name| crate::config::parse_node_id(name).ok()) != Some(peer) {
+        return Err(DialError::WrongPeer { addr, expected: peer, found });
+    }
+    Ok((Box::new(session), addr))
+}
+
+/// The TLS server name of `host_port` (`host:port`, `[v6]:port`): a DNS name or an IP address.
+///
+/// # Errors
+/// If the host is neither.
+fn server_name(host_port: &str) -> Result<ServerName<'static>, String> {
+    let host = host_port.rsplit_once(':').map_or(host_port, |(host, _)| host);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    ServerName::try_from(host.to_owned()).map_err(|e| format!("{host:?} is no TLS server name: {e}"))
+}
+
+/// Sets the socket options of a connection to `peer` at `addr`.
+fn tune(stream: &TcpStream, peer: NodeId, addr: SocketAddr) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %addr, %error, "cannot set TCP_NODELAY");
+    }
+    // A connection whose other end vanished without a word (its container moved to another network, its host
+    // lost power) would otherwise take the kernel's retransmission timeout, many minutes, to fail, while what
+    // this node sends piles up in it. With heartbeats always in flight, a user timeout closes it within
+    // seconds, and the lane reconnects, looking the peer's name up again.
+    if let Err(error) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(UNACKED_DATA_TIMEOUT)) {
+        tracing::debug!(%peer, %addr, %error, "cannot set TCP_USER_TIMEOUT");
     }
 }
 

@@ -45,7 +45,7 @@ fn samples() -> Vec<Message> {
             entries: vec![],
             leader_commit: LogIndex(0),
         },
-        MessageBody::AppendResponse { result: Ok(LogIndex(u64::MAX)) },
+        MessageBody::AppendResponse { result: Ok(LogIndex::ACCEPTED_MAX) },
         MessageBody::AppendResponse { result: Err(rejection) },
         MessageBody::Heartbeat { commit: LogIndex(3), read_seq: 77 },
         MessageBody::HeartbeatResponse { read_seq: 77 },
@@ -115,6 +115,118 @@ fn structurally_invalid_messages_are_refused_at_the_boundary() {
     chunk.meta.membership.learners.insert(NodeId(1));
     let message = Message { from: NodeId(1), to: NodeId(2), term: Term(1), body: MessageBody::InstallSnapshot(chunk) };
     assert!(matches!(decode(&encode(&message)), Err(WireError::Invalid(_))));
+}
+
+#[test]
+fn terms_and_indexes_at_the_accepted_maximum_round_trip() {
+    let (term, index) = (Term::ACCEPTED_MAX, LogIndex::ACCEPTED_MAX);
+    let bodies = [
+        MessageBody::VoteRequest { kind: CampaignKind::Election, last_log_term: term, last_log_index: index },
+        MessageBody::AppendResponse { result: Ok(index) },
+        MessageBody::Heartbeat { commit: index, read_seq: u64::MAX },
+    ];
+    for body in bodies {
+        let message = Message { from: NodeId(1), to: NodeId(2), term, body };
+        assert_eq!(decode(&encode(&message)), Ok(message.clone()), "{message}");
+    }
+}
+
+/// Every place a term or index sits in a message, each set one above its bound in turn, with the field's name.
+fn out_of_range_samples() -> Vec<(&'static str, Message)> {
+    let (term, index) = (Term(Term::ACCEPTED_MAX.0 + 1), LogIndex(LogIndex::ACCEPTED_MAX.0 + 1));
+    let message = |term: Term, body| Message { from: NodeId(1), to: NodeId(2), term, body };
+    let heartbeat = MessageBody::Heartbeat { commit: LogIndex(0), read_seq: 0 };
+    let append = |prev_log_index, prev_log_term, leader_commit, entries| MessageBody::Append {
+        prev_log_index,
+        prev_log_term,
+        entries,
+        leader_commit,
+    };
+    let entry = |index, term| Entry { index, term, payload: EntryPayload::Noop };
+    let rejection = |rejected_index, hint_index, hint_term| {
+        let rejection = AppendRejection { rejected_index, hint_index, hint_term, needs_snapshot: false };
+        MessageBody::AppendResponse { result: Err(rejection) }
+    };
+    let chunk = |index, term| {
+        let meta = SnapshotMeta { index, term, membership: Membership::with_voters([NodeId(1)]) };
+        MessageBody::InstallSnapshot(SnapshotChunk {
+            meta,
+            offset: 0,
+            data: vec![],
+            total_len: 0,
+            checksum: 0,
+            done: true,
+        })
+    };
+    let (i0, t0) = (LogIndex(0), Term(0));
+    vec![
+        ("term", message(Term(u64::MAX), heartbeat.clone())),
+        ("term", message(term, heartbeat)),
+        (
+            "last log term",
+            message(
+                Term(1),
+                MessageBody::VoteRequest { kind: CampaignKind::PreVote, last_log_term: term, last_log_index: i0 },
+            ),
+        ),
+        (
+            "last log index",
+            message(
+                Term(1),
+                MessageBody::VoteRequest { kind: CampaignKind::PreVote, last_log_term: t0, last_log_index: index },
+            ),
+        ),
+        ("previous log index", message(Term(1), append(index, t0, i0, vec![]))),
+        ("previous log term", message(Term(1), append(i0, term, i0, vec![]))),
+        ("commit index", message(Term(1), append(i0, t0, index, vec![]))),
+        ("entry term", message(Term(1), append(i0, t0, i0, vec![entry(LogIndex(1), term)]))),
+        ("match index", message(Term(1), MessageBody::AppendResponse { result: Ok(index) })),
+        ("rejected index", message(Term(1), rejection(index, i0, t0))),
+        ("hint index", message(Term(1), rejection(i0, index, t0))),
+        ("hint term", message(Term(1), rejection(i0, i0, term))),
+        ("commit index", message(Term(1), MessageBody::Heartbeat { commit: index, read_seq: 0 })),
+        ("snapshot index", message(Term(1), chunk(index, t0))),
+        ("snapshot term", message(Term(1), chunk(i0, term))),
+        ("snapshot index", message(Term(1), MessageBody::SnapshotResponse { index, next_offset: 0 })),
+        ("read index", message(Term(1), MessageBody::ReadIndexResponse { context: 0, index })),
+    ]
+}
+
+#[test]
+fn a_term_or_index_above_its_bound_is_refused_and_named() {
+    for (what, message) in out_of_range_samples() {
+        let refused = decode(&encode(&message));
+        assert!(
+            matches!(refused, Err(WireError::OutOfRange { what: named, .. }) if named == what),
+            "{message}: {refused:?}"
+        );
+    }
+    // The 54-byte frame of issue 13: a heartbeat in term 2^64 - 1, which moved a whole cluster to a term it
+    // could never leave.
+    let mut payload = Vec::new();
+    for field in [2u64, 1, u64::MAX] {
+        payload.extend_from_slice(&field.to_le_bytes());
+    }
+    payload.push(HEARTBEAT);
+    payload.extend_from_slice(&[0; 16]);
+    let error = WireError::OutOfRange { what: "term", value: u64::MAX, max: 1 << 48 };
+    assert_eq!(decode_frame(&payload), Err(error.clone()));
+    assert!(error.to_string().contains("exceeds the maximum of 281474976710656"), "{error}");
+}
+
+#[test]
+fn an_entry_index_past_the_bound_is_refused_before_the_core_could_overflow() {
+    // Entries must follow the previous index; the one after the largest accepted index is out of range.
+    let entries =
+        vec![Entry { index: LogIndex(LogIndex::ACCEPTED_MAX.0 + 1), term: Term(1), payload: EntryPayload::Noop }];
+    let body = MessageBody::Append {
+        prev_log_index: LogIndex::ACCEPTED_MAX,
+        prev_log_term: Term(1),
+        entries,
+        leader_commit: LogIndex(0),
+    };
+    let message = Message { from: NodeId(1), to: NodeId(2), term: Term(1), body };
+    assert!(matches!(decode(&encode(&message)), Err(WireError::OutOfRange { what: "entry index", .. })));
 }
 
 /// Hellos with awkward values: empty, non-ASCII, with and without a token, and every field at its limit.
