@@ -35,7 +35,7 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let registry = RegistryConfig { ttl_ms: args.ttl_ms, max_nodes: args.max_nodes, cluster_id_seed: seed };
-    let config = ServiceConfig { registry, cluster_token: args.cluster_token };
+    let config = ServiceConfig { registry, cluster_token: args.cluster_token, ..ServiceConfig::default() };
     tracing::info!(listen = %args.listen, ttl_ms = args.ttl_ms, "registry started");
     tally_registry::serve(listener, config, shutdown_signal()).await.context("registry")?;
     tracing::info!("registry stopped");

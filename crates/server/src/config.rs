@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use tally_net::tls::{CertifiedKeyFiles, ClientTlsFiles, ServerTlsFiles, TlsPair};
 use tally_raft::{ElectionMode, NodeId};
+
+pub use tally_net::serve::Limits as ConnectionLimits;
 
 /// Request size limits of the client API; anything over answers `413` with a message naming the limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +37,18 @@ pub struct InitialMember {
     /// Its peer URL, `http://host:port` or `host:port` (the scheme is informative: peers speak Tally's
     /// binary protocol).
     pub peer_url: String,
+}
+
+/// TLS files of one side of a node (its client port, or its peer port), as given on the command line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsPaths {
+    /// The node's certificate (`--tls-cert`, `--peer-tls-cert`), PEM, leaf first.
+    pub cert: Option<PathBuf>,
+    /// Its private key (`--tls-key`, `--peer-tls-key`).
+    pub key: Option<PathBuf>,
+    /// The CA (`--tls-ca`, `--peer-tls-ca`): on the client port, clients must present a certificate it signed;
+    /// on the peer port, peers must, and the node trusts the peers (and the leader it forwards to) it signed.
+    pub ca: Option<PathBuf>,
 }
 
 /// The configuration of one server process. Its `Debug` output hides the cluster token.
@@ -79,6 +94,14 @@ pub struct ServerConfig {
     /// Find the cluster through a registry or a member instead of `initial_cluster` (which must then be
     /// empty), and let the leader manage membership.
     pub discovery: Option<crate::discovery::DiscoveryConfig>,
+    /// TLS of the client port: with a certificate and key, the port speaks HTTPS (and the default advertised
+    /// client URL is `https://`); with a CA as well, every client must present a certificate it signed.
+    pub tls: TlsPaths,
+    /// TLS of the peer port (mutual TLS): each file defaults to the client port's (see
+    /// [`ServerConfig::peer_tls`]).
+    pub peer_tls: TlsPaths,
+    /// Timeouts and connection caps of the client port.
+    pub connection_limits: ConnectionLimits,
 }
 
 impl ServerConfig {
@@ -104,7 +127,112 @@ impl ServerConfig {
             snapshot_interval_entries: 100_000,
             snapshot_keep_entries: 10_000,
             discovery: None,
+            tls: TlsPaths::default(),
+            peer_tls: TlsPaths::default(),
+            connection_limits: ConnectionLimits::default(),
         }
+    }
+
+    /// The rustls config of the client port: `None` without `tls.cert`/`tls.key` (plain HTTP).
+    ///
+    /// # Errors
+    /// A certificate without its key (or the reverse), a CA without a certificate, or a file that cannot be
+    /// used (the message names it).
+    pub fn client_port_tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ParseError> {
+        let TlsPaths { cert, key, ca } = &self.tls;
+        let identity = match (cert, key) {
+            (Some(certificate), Some(key)) => CertifiedKeyFiles { certificate: certificate.clone(), key: key.clone() },
+            (None, None) if ca.is_some() => {
+                return Err(ParseError("--tls-ca needs --tls-cert and --tls-key (the client port's own)".into()));
+            }
+            (None, None) => return Ok(None),
+            _ => return Err(ParseError("--tls-cert and --tls-key go together".to_string())),
+        };
+        let files = ServerTlsFiles { identity, client_ca: ca.clone() };
+        tally_net::tls::server_config(&files).map(Some).map_err(|e| ParseError(format!("client port TLS: {e}")))
+    }
+
+    /// The peer port's files, each `--peer-tls-*` defaulting to its `--tls-*`: `None` when no CA resolves
+    /// (peer TLS off).
+    ///
+    /// # Errors
+    /// A CA without a certificate and key to present, or a certificate without its key.
+    pub fn peer_tls_files(&self) -> Result<Option<(CertifiedKeyFiles, PathBuf)>, ParseError> {
+        let pick = |peer: &Option<PathBuf>, client: &Option<PathBuf>| peer.clone().or_else(|| client.clone());
+        let cert = pick(&self.peer_tls.cert, &self.tls.cert);
+        let key = pick(&self.peer_tls.key, &self.tls.key);
+        let ca = pick(&self.peer_tls.ca, &self.tls.ca);
+        match (cert, key, ca) {
+            (Some(certificate), Some(key), Some(ca)) => Ok(Some((CertifiedKeyFiles { certificate, key }, ca))),
+            (None, None, None) => Ok(None),
+            (_, _, None) if self.peer_tls.cert.is_some() || self.peer_tls.key.is_some() => Err(ParseError(
+                "peer TLS is mutual: --peer-tls-cert and --peer-tls-key need --peer-tls-ca (or --tls-ca)".into(),
+            )),
+            (_, _, None) => Ok(None),
+            _ => Err(ParseError(
+                "peer TLS needs a certificate and key: --peer-tls-cert and --peer-tls-key (or --tls-cert and \
+                 --tls-key)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The mutual-TLS configs of the peer port: a server that requires a certificate signed by the peer CA,
+    /// and a client that trusts it and presents the node's certificate. `None` when peer TLS is off.
+    ///
+    /// # Errors
+    /// As [`ServerConfig::peer_tls_files`], or a file that cannot be used.
+    pub fn peer_tls(&self) -> Result<Option<TlsPair>, ParseError> {
+        let Some((identity, ca)) = self.peer_tls_files()? else { return Ok(None) };
+        tally_net::tls::mutual_pair(&identity, &ca).map(Some).map_err(|e| ParseError(format!("peer TLS: {e}")))
+    }
+
+    /// The TLS config of the node's own HTTPS calls (forwarded writes, join calls, the registry): trusts the
+    /// peer CA (`--peer-tls-ca`, else `--tls-ca`) and presents the peer certificate (else the client port's),
+    /// when given. Without a CA it trusts no one: `https://` calls then fail their handshake.
+    ///
+    /// # Errors
+    /// A file that cannot be used.
+    pub fn outbound_tls(&self) -> Result<rustls::ClientConfig, ParseError> {
+        let pick = |peer: &Option<PathBuf>, client: &Option<PathBuf>| peer.clone().or_else(|| client.clone());
+        let identity = match (pick(&self.peer_tls.cert, &self.tls.cert), pick(&self.peer_tls.key, &self.tls.key)) {
+            (Some(certificate), Some(key)) => Some(CertifiedKeyFiles { certificate, key }),
+            _ => None,
+        };
+        let files = ClientTlsFiles { ca: pick(&self.peer_tls.ca, &self.tls.ca), identity };
+        tally_net::tls::client_config(&files).map_err(|e| ParseError(format!("outbound TLS: {e}")))
+    }
+
+    /// The node id the peer certificate names (its Common Name), when peer TLS is on: peers bind a
+    /// connection to that id, so it must be this node's.
+    ///
+    /// # Errors
+    /// As [`ServerConfig::peer_tls_files`]; a certificate that cannot be read or whose Common Name is not a
+    /// node id.
+    pub fn peer_certificate_id(&self) -> Result<Option<NodeId>, ParseError> {
+        let Some((identity, _)) = self.peer_tls_files()? else { return Ok(None) };
+        let name = tally_net::tls::certificate_common_name(&identity.certificate)
+            .map_err(|e| ParseError(format!("peer TLS: {e}")))?;
+        parse_node_id(&name).map(Some).map_err(|e| {
+            ParseError(format!(
+                "the peer certificate {} names {name:?}, which is not a node id ({e})",
+                identity.certificate.display()
+            ))
+        })
+    }
+}
+
+/// The node id: `given` (`--id`), or the one the peer certificate names; they must agree when both are known.
+///
+/// # Errors
+/// Both known and different, with both named.
+pub fn reconcile_node_id(given: Option<NodeId>, certificate: Option<NodeId>) -> Result<Option<NodeId>, ParseError> {
+    match (given, certificate) {
+        (Some(given), Some(named)) if given != named => Err(ParseError(format!(
+            "--id {given} differs from the node id {named} that the peer certificate names (its Common Name): use \
+             the certificate made for {given}, or drop --id"
+        ))),
+        (given, named) => Ok(given.or(named)),
     }
 }
 
@@ -128,6 +256,9 @@ impl std::fmt::Debug for ServerConfig {
             snapshot_interval_entries,
             snapshot_keep_entries,
             discovery,
+            tls,
+            peer_tls,
+            connection_limits,
         } = self;
         f.debug_struct("ServerConfig")
             .field("id", id)
@@ -146,6 +277,9 @@ impl std::fmt::Debug for ServerConfig {
             .field("snapshot_interval_entries", snapshot_interval_entries)
             .field("discovery", discovery)
             .field("snapshot_keep_entries", snapshot_keep_entries)
+            .field("tls", tls)
+            .field("peer_tls", peer_tls)
+            .field("connection_limits", connection_limits)
             .finish()
     }
 }
@@ -191,7 +325,8 @@ pub fn parse_initial_cluster(text: &str) -> Result<Vec<InitialMember>, ParseErro
     Ok(members)
 }
 
-/// The `host:port` of a peer URL (`http://host:port`, `tcp://host:port` or `host:port`).
+/// The `host:port` of a peer URL (`http://host:port`, `https://host:port`, `tcp://host:port` or `host:port`;
+/// the scheme is informative).
 ///
 /// # Errors
 /// A URL with a path, no port, or a bad port.

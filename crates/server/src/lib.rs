@@ -28,7 +28,10 @@ pub mod peer;
 mod server;
 pub mod wire;
 
-pub use config::{InitialMember, Limits, ServerConfig, parse_initial_cluster, parse_node_id};
+pub use config::{
+    ConnectionLimits, InitialMember, Limits, ServerConfig, TlsPaths, parse_initial_cluster, parse_node_id,
+    reconcile_node_id,
+};
 pub use discovery::{DiscoveryConfig, node_id};
 pub use server::{Server, ServerError, run};
 pub use tally_node::PolicyConfig;
