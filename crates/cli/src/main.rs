@@ -1,10 +1,12 @@
 //! The `tally` command: runs a node (`node`), a local three-node cluster (`dev`), a load generator
-//! (`bench`), and the client commands (`put`, `get`, `del`, `list`, `cas`, `status`, `transfer-leader`).
+//! (`bench`), the client commands (`put`, `get`, `del`, `list`, `cas`, `status`, `transfer-leader`), and makes
+//! certificates (`certs init`).
 //!
 //! It has no logic of its own: `node` builds a `tally_server::ServerConfig` and calls `tally_server::run`;
 //! the client commands call `tally_client::Client` and format what it returns. One module per subcommand.
 
 mod bench;
+mod certs;
 mod dev;
 mod kv;
 mod node;
@@ -53,6 +55,8 @@ enum Command {
     TransferLeader(kv::TransferLeaderArgs),
     /// Drive the running cluster with concurrent requests and report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Make TLS certificates: a CA and one certificate per node and per user.
+    Certs(certs::CertsArgs),
 }
 
 impl Command {
@@ -106,6 +110,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args).await,
         Command::TransferLeader(args) => kv::transfer_leader(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Certs(args) => certs::run(args),
     }
 }
 

@@ -158,23 +158,7 @@ impl ServerConfig {
     /// # Errors
     /// A CA without a certificate and key to present, or a certificate without its key.
     pub fn peer_tls_files(&self) -> Result<Option<(CertifiedKeyFiles, PathBuf)>, ParseError> {
-        let pick = |peer: &Option<PathBuf>, client: &Option<PathBuf>| peer.clone().or_else(|| client.clone());
-        let cert = pick(&self.peer_tls.cert, &self.tls.cert);
-        let key = pick(&self.peer_tls.key, &self.tls.key);
-        let ca = pick(&self.peer_tls.ca, &self.tls.ca);
-        match (cert, key, ca) {
-            (Some(certificate), Some(key), Some(ca)) => Ok(Some((CertifiedKeyFiles { certificate, key }, ca))),
-            (None, None, None) => Ok(None),
-            (_, _, None) if self.peer_tls.cert.is_some() || self.peer_tls.key.is_some() => Err(ParseError(
-                "peer TLS is mutual: --peer-tls-cert and --peer-tls-key need --peer-tls-ca (or --tls-ca)".into(),
-            )),
-            (_, _, None) => Ok(None),
-            _ => Err(ParseError(
-                "peer TLS needs a certificate and key: --peer-tls-cert and --peer-tls-key (or --tls-cert and \
-                 --tls-key)"
-                    .into(),
-            )),
-        }
+        peer_tls_files(&self.tls, &self.peer_tls)
     }
 
     /// The mutual-TLS configs of the peer port: a server that requires a certificate signed by the peer CA,
@@ -210,16 +194,48 @@ impl ServerConfig {
     /// As [`ServerConfig::peer_tls_files`]; a certificate that cannot be read or whose Common Name is not a
     /// node id.
     pub fn peer_certificate_id(&self) -> Result<Option<NodeId>, ParseError> {
-        let Some((identity, _)) = self.peer_tls_files()? else { return Ok(None) };
-        let name = tally_net::tls::certificate_common_name(&identity.certificate)
-            .map_err(|e| ParseError(format!("peer TLS: {e}")))?;
-        parse_node_id(&name).map(Some).map_err(|e| {
-            ParseError(format!(
-                "the peer certificate {} names {name:?}, which is not a node id ({e})",
-                identity.certificate.display()
-            ))
-        })
+        peer_certificate_id(&self.tls, &self.peer_tls)
     }
+}
+
+/// The peer port's files from the client port's (`tls`) and the peer port's (`peer_tls`) flags: each peer
+/// file defaults to the client port's; `None` when no CA resolves (peer TLS off).
+///
+/// # Errors
+/// A CA without a certificate and key to present, or a peer certificate without a CA.
+pub fn peer_tls_files(tls: &TlsPaths, peer_tls: &TlsPaths) -> Result<Option<(CertifiedKeyFiles, PathBuf)>, ParseError> {
+    let pick = |peer: &Option<PathBuf>, client: &Option<PathBuf>| peer.clone().or_else(|| client.clone());
+    let cert = pick(&peer_tls.cert, &tls.cert);
+    let key = pick(&peer_tls.key, &tls.key);
+    let ca = pick(&peer_tls.ca, &tls.ca);
+    match (cert, key, ca) {
+        (Some(certificate), Some(key), Some(ca)) => Ok(Some((CertifiedKeyFiles { certificate, key }, ca))),
+        (None, None, None) => Ok(None),
+        (_, _, None) if peer_tls.cert.is_some() || peer_tls.key.is_some() => Err(ParseError(
+            "peer TLS is mutual: --peer-tls-cert and --peer-tls-key need --peer-tls-ca (or --tls-ca)".into(),
+        )),
+        (_, _, None) => Ok(None),
+        _ => Err(ParseError(
+            "peer TLS needs a certificate and key: --peer-tls-cert and --peer-tls-key (or --tls-cert and --tls-key)"
+                .into(),
+        )),
+    }
+}
+
+/// The node id the peer certificate names (its Common Name), when peer TLS is on (see [`peer_tls_files`]).
+///
+/// # Errors
+/// As [`peer_tls_files`]; a certificate that cannot be read or whose Common Name is not a node id.
+pub fn peer_certificate_id(tls: &TlsPaths, peer_tls: &TlsPaths) -> Result<Option<NodeId>, ParseError> {
+    let Some((identity, _)) = peer_tls_files(tls, peer_tls)? else { return Ok(None) };
+    let name = tally_net::tls::certificate_common_name(&identity.certificate)
+        .map_err(|e| ParseError(format!("peer TLS: {e}")))?;
+    parse_node_id(&name).map(Some).map_err(|e| {
+        ParseError(format!(
+            "the peer certificate {} names {name:?}, which is not a node id ({e})",
+            identity.certificate.display()
+        ))
+    })
 }
 
 /// The node id: `given` (`--id`), or the one the peer certificate names; they must agree when both are known.
