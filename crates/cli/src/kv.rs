@@ -52,10 +52,10 @@ pub struct Credentials {
     #[arg(long, value_name = "FILE", env = "TALLY_CACERT")]
     pub cacert: Option<PathBuf>,
     /// A client certificate (PEM) to present, for nodes started with --tls-ca; needs --key.
-    #[arg(long, value_name = "FILE", env = "TALLY_CERT", requires = "key")]
+    #[arg(long = "cert", id = "client_cert", value_name = "FILE", env = "TALLY_CERT", requires = "client_key")]
     pub cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", env = "TALLY_KEY", requires = "cert")]
+    #[arg(long = "key", id = "client_key", value_name = "FILE", env = "TALLY_KEY", requires = "client_cert")]
     pub key: Option<PathBuf>,
     /// A token sent as `Authorization: Bearer TOKEN` with every call.
     #[arg(long, value_name = "TOKEN", env = "TALLY_TOKEN", hide_env_values = true)]

@@ -143,6 +143,19 @@ mod tests {
     }
 
     #[test]
+    fn client_commands_take_tls_and_a_token() {
+        let argv = ["tally", "put", "k", "v", "--cacert", "ca.pem", "--cert", "u.pem", "--key", "u-key.pem"];
+        let cli = Cli::try_parse_from(argv.into_iter().chain(["--token", "t0k"])).expect("valid");
+        let Command::Put(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
+        let credentials = &args.client.credentials;
+        assert_eq!(credentials.cacert.as_deref(), Some(std::path::Path::new("ca.pem")));
+        assert_eq!(credentials.key.as_deref(), Some(std::path::Path::new("u-key.pem")));
+        assert_eq!(credentials.token.as_deref(), Some("t0k"));
+        assert_eq!(args.key, "k", "the positional key is not the --key flag");
+        assert!(Cli::try_parse_from(["tally", "get", "k", "--cert", "u.pem"]).is_err(), "--cert needs --key");
+    }
+
+    #[test]
     fn log_levels_fit_the_command() {
         let node = Cli::try_parse_from([
             "tally",
