@@ -395,6 +395,34 @@ mod tests {
     }
 
     #[test]
+    fn the_peer_certificate_names_the_node() {
+        let certs = tempfile::tempdir().expect("tempdir");
+        let plan = tally_net::certs::InitPlan { nodes: vec!["n2".into()], ..Default::default() };
+        tally_net::certs::init(certs.path(), &plan).expect("certs");
+        let file = |name: &str| certs.path().join(name).display().to_string();
+        let tls = ["--tls-cert", &file("n2.pem"), "--tls-key", &file("n2-key.pem"), "--peer-tls-ca", &file("ca.pem")];
+        let (mut args, _dir) = parse(&tls);
+        args.id = None;
+        let config = args.to_config().expect("the certificate gives the id");
+        assert_eq!(config.id.to_string(), "n2");
+        assert_eq!(config.peer_tls.ca.as_deref(), Some(certs.path().join("ca.pem").as_path()));
+        args.id = Some("n1".into());
+        let error = format!("{:#}", args.to_config().expect_err("--id n1 with n2's certificate"));
+        assert!(error.contains("--id n1") && error.contains("n2"), "{error}");
+    }
+
+    #[test]
+    fn connection_limits_come_from_their_flags() {
+        let (args, _dir) = parse(&["--max-connections", "500", "--header-timeout", "2s", "--idle-timeout", "1s"]);
+        let limits = args.to_config().expect("valid").connection_limits;
+        assert_eq!(limits.max_connections, Some(500));
+        assert_eq!((limits.header_timeout, limits.idle_timeout), (Duration::from_secs(2), Duration::from_secs(1)));
+        assert_eq!(limits.body_timeout, ConnectionLimits::default().body_timeout);
+        let (args, _dir) = parse(&["--max-connections", "0"]);
+        assert!(args.to_config().is_err(), "a zero cap");
+    }
+
+    #[test]
     fn durations_need_a_unit_and_a_positive_value() {
         assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));

@@ -113,3 +113,26 @@ pub(crate) fn bearer(token: &str) -> Result<HeaderValue, ClientError> {
     value.set_sensitive(true);
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_must_be_sendable_and_are_never_shown() {
+        assert!(matches!(bearer(""), Err(ClientError::InvalidToken { .. })));
+        assert!(matches!(bearer("line\nbreak"), Err(ClientError::InvalidToken { .. })));
+        let value = bearer("s3cret").expect("valid");
+        assert!(value.is_sensitive(), "the token is marked sensitive");
+        assert!(!format!("{value:?}").contains("s3cret"), "{value:?}");
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_named() {
+        let error = ClientBuilder::new(vec!["https://127.0.0.1:1".into()]).ca_file("/no/such/ca.pem").build();
+        let error = error.err().expect("a missing CA");
+        assert!(error.to_string().contains("/no/such/ca.pem"), "{error}");
+        let built = ClientBuilder::new(vec!["https://127.0.0.1:1".into()]).token("t").build();
+        assert!(built.is_ok(), "HTTPS endpoints without a CA build (and fail at the handshake)");
+    }
+}

@@ -378,6 +378,58 @@ mod tests {
         assert!(shown.contains("cluster_token: Some(\"<redacted>\")"), "{shown}");
     }
 
+    /// A certificate directory with a CA and nodes n1 and n2.
+    fn certificates() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plan = tally_net::certs::InitPlan { nodes: vec!["n1".into(), "n2".into()], ..Default::default() };
+        tally_net::certs::init(dir.path(), &plan).expect("certs");
+        dir
+    }
+
+    #[test]
+    fn peer_tls_defaults_to_the_client_side_files() {
+        let dir = certificates();
+        let d = dir.path();
+        let mut config = ServerConfig::new(NodeId(1), PathBuf::from("data"));
+        assert_eq!(config.peer_tls_files(), Ok(None), "no TLS at all");
+        assert!(config.client_port_tls().expect("plain").is_none());
+
+        // Client port TLS without a CA: HTTPS, no client certificates, and no peer TLS.
+        config.tls = TlsPaths { cert: Some(d.join("n1.pem")), key: Some(d.join("n1-key.pem")), ca: None };
+        assert!(config.client_port_tls().expect("HTTPS").is_some());
+        assert_eq!(config.peer_tls_files(), Ok(None));
+
+        // A peer CA turns peer TLS on with the client port's certificate.
+        config.peer_tls.ca = Some(d.join("ca.pem"));
+        let (identity, ca) = config.peer_tls_files().expect("valid").expect("on");
+        assert_eq!((identity.certificate, ca), (d.join("n1.pem"), d.join("ca.pem")));
+        assert!(config.peer_tls().expect("builds").is_some());
+        assert_eq!(config.peer_certificate_id(), Ok(Some(NodeId(1))));
+        config.outbound_tls().expect("outbound");
+
+        // Half a pair, or a CA with nothing to present, is refused with the flags named.
+        let mut half = ServerConfig::new(NodeId(1), PathBuf::from("data"));
+        half.tls.cert = Some(d.join("n1.pem"));
+        assert!(half.client_port_tls().expect_err("no key").to_string().contains("--tls-key"));
+        let mut ca_only = ServerConfig::new(NodeId(1), PathBuf::from("data"));
+        ca_only.tls.ca = Some(d.join("ca.pem"));
+        assert!(ca_only.client_port_tls().is_err());
+        assert!(ca_only.peer_tls_files().is_err());
+        let mut peer_cert_only = ServerConfig::new(NodeId(1), PathBuf::from("data"));
+        peer_cert_only.peer_tls = TlsPaths { cert: Some(d.join("n1.pem")), key: Some(d.join("n1-key.pem")), ca: None };
+        let error = peer_cert_only.peer_tls_files().expect_err("no CA");
+        assert!(error.to_string().contains("--peer-tls-ca"), "{error}");
+    }
+
+    #[test]
+    fn the_node_id_and_the_certificate_must_agree() {
+        assert_eq!(reconcile_node_id(None, Some(NodeId(2))), Ok(Some(NodeId(2))));
+        assert_eq!(reconcile_node_id(Some(NodeId(2)), None), Ok(Some(NodeId(2))));
+        assert_eq!(reconcile_node_id(Some(NodeId(2)), Some(NodeId(2))), Ok(Some(NodeId(2))));
+        let error = reconcile_node_id(Some(NodeId(1)), Some(NodeId(2))).expect_err("they differ");
+        assert!(error.to_string().contains("--id n1") && error.to_string().contains("n2"), "{error}");
+    }
+
     #[test]
     fn refuses_bad_clusters() {
         for bad in [

@@ -4,7 +4,7 @@
 //! ```text
 //!  Server::start: bind client + peer ports ─▶ open the WAL (recovery) ─▶ Node::start
 //!                 ─▶ driver thread (node loop) ◀─ peer inbox forwarder ◀─ PeerTransport
-//!                 ─▶ axum on the client port ──Event──▶ driver thread
+//!                 ─▶ tally_net::serve (HTTPS if configured) + axum on the client port ──Event──▶ driver thread
 //!  Server::shutdown: HTTP stops accepting and drains ─▶ node loop stops (log closed) ─▶ transport stops
 //! ```
 
