@@ -209,3 +209,126 @@ async fn five_thousand_slow_connections_do_not_stop_a_node() {
     assert!(after.is_ok(), "a write through the target failed after the attack: {after:?}");
     assert!(cluster.is_running(target), "the target stopped");
 }
+
+/// The file descriptor limit of the node in [`at_the_cap_the_node_keeps_descriptors_for_its_log`].
+const LOW_FD_LIMIT: u64 = 1_024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_the_node_keeps_descriptors_for_its_log() {
+    // A one-node cluster whose process may open only 1,024 files: its connection cap is derived as
+    // 1,024 - 256 = 768, so a flood of connections leaves it descriptors for its log.
+    tally_net::fd::raise_soft_limit().expect("raise RLIMIT_NOFILE");
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = common::reserve_ports(2);
+    let (client, peer) = (format!("127.0.0.1:{}", ports[0]), format!("127.0.0.1:{}", ports[1]));
+    let data_dir = dir.path().join("n1").display().to_string();
+    let cluster = format!("n1=http://{peer}");
+    let log = dir.path().join("n1.log");
+    let file = std::fs::File::create(&log).expect("log");
+    let node = std::process::Command::new("sh")
+        .args(["-c", &format!("ulimit -n {LOW_FD_LIMIT} && exec \"$0\" \"$@\""), common::TALLY, "node"])
+        .args(["--id", "n1", "--listen-client", &client, "--listen-peer", &peer, "--data-dir", &data_dir])
+        .args(["--initial-cluster", &cluster, "--tick-ms", "20", "--header-timeout", "60s", "--idle-timeout", "60s"])
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().expect("clone"))
+        .stderr(file)
+        .spawn()
+        .expect("start tally node");
+    let mut node = common::NodeProcess::new(node);
+    let pid = node.pid();
+    let base = format!("http://{client}");
+
+    // One kept-alive connection opened before the flood carries the writes (a raw one: a pooling client
+    // may race a new connection against the idle one, and a new one is refused at the cap).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut held = loop {
+        if let Ok(mut stream) = TcpStream::connect(&client).await {
+            if put_raw(&mut stream, "first", "v").await.is_ok() {
+                break stream;
+            }
+        }
+        assert!(node.exited().is_none(), "the node exited:\n{}", common::tail(&log, 30));
+        assert!(Instant::now() < deadline, "the node did not serve:\n{}", common::tail(&log, 30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(soft_fd_limit(pid), LOW_FD_LIMIT, "the node's limit");
+
+    // The flood: 1,500 connections with half a request each; past the cap they are closed at once.
+    let mut flood = Vec::new();
+    let mut closed_at_once = 0;
+    for _ in 0..1_500 {
+        let Ok(mut stream) = TcpStream::connect(&client).await else { continue };
+        let _ = stream.write_all(b"PUT /v1/kv/slow HTTP/1.1\r\nhost: x\r\n").await;
+        flood.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for stream in &mut flood {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(1), stream.read(&mut byte)).await {
+            closed_at_once += 1;
+        }
+    }
+    let fds_at_cap = open_fds(pid);
+
+    // At the cap, 70 writes of 1 MiB roll the log to a new 64 MiB segment (a new file and a directory sync).
+    let value = "x".repeat(1 << 20);
+    for i in 0..70 {
+        let written = put_raw(&mut held, &format!("big/{i}"), &value).await;
+        assert!(written.is_ok(), "write {i} at the cap failed: {written:?}\n{}", common::tail(&log, 30));
+    }
+    let segments = std::fs::read_dir(dir.path().join("n1"))
+        .expect("data dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
+        .count();
+    let fds_max = fds_at_cap.max(open_fds(pid));
+    eprintln!(
+        "[{}] {} flood connections, {closed_at_once} closed at once by the cap; descriptors {fds_max} of \
+         {LOW_FD_LIMIT}; 70 MiB written at the cap, {segments} segments",
+        common::elapsed(started),
+        flood.len()
+    );
+    assert!(closed_at_once >= flood.len() - 768, "only {closed_at_once} of {} closed at the cap", flood.len());
+    assert!(fds_max < LOW_FD_LIMIT, "the node used {fds_max} of {LOW_FD_LIMIT} descriptors");
+    assert!(segments >= 2, "the log did not roll to a second segment ({segments})");
+
+    // The flood ends; fresh connections are served, and the log still takes writes.
+    drop(flood);
+    let fresh = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().expect("client");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while common::put_on(&fresh, &base, "after", "v").await.is_err() {
+        assert!(Instant::now() < deadline, "no write after the flood:\n{}", common::tail(&log, 30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(node.exited().is_none(), "the node stopped:\n{}", common::tail(&log, 30));
+}
+
+/// `PUT /v1/kv/{key}` with `value` on a kept-alive `stream`: `Ok` with the answer's head on `200`.
+async fn put_raw(stream: &mut TcpStream, key: &str, value: &str) -> Result<String, String> {
+    let head = format!("PUT /v1/kv/{key} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", value.len());
+    stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+    stream.write_all(value.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let exchange = async {
+        loop {
+            let n = stream.read(&mut buffer).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err(format!("closed after {:?}", String::from_utf8_lossy(&answer)));
+            }
+            answer.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return if head.starts_with("HTTP/1.1 200") { Ok(head.to_string()) } else { Err(text) };
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange).await.map_err(|_| "no answer in 10 s".to_string())?
+}
