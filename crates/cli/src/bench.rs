@@ -28,7 +28,7 @@ use tally_raft::SplitMix64;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::kv::DEV_ENDPOINTS;
+use crate::kv::{Credentials, DEV_ENDPOINTS};
 use conn::{CallError, Connection};
 use report::{CpuTime, LATENCY_US_MAX, Measured, Summary, new_histogram};
 
@@ -90,12 +90,17 @@ pub struct BenchArgs {
     /// Consistency of the reads: linearizable or stale.
     #[arg(long, default_value_t = Consistency::Linearizable)]
     pub consistency: Consistency,
+    /// TLS and credentials (https:// endpoints need --cacert).
+    #[command(flatten)]
+    pub credentials: Credentials,
 }
 
 /// What every worker shares.
 struct Shared {
     /// The client URL every worker connects to: the leader's, if known.
     target: String,
+    /// How workers open their connections (TLS, token).
+    dial: conn::Dial,
     /// What to do.
     workload: Workload,
     /// Number of keys.
@@ -121,7 +126,8 @@ struct Shared {
 /// # Errors
 /// Bad endpoints, or a preload that fails; failures during the run are counted instead.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(args.endpoints.clone())?;
+    let client = args.credentials.builder(args.endpoints.clone()).build()?;
+    let dial = conn::Dial::new(args.credentials.tls_config()?, args.credentials.token.as_deref())?;
     let leader = find_leader(&client).await;
     let target = client.leader_url().or_else(|| client.endpoints().first().cloned()).unwrap_or_default();
     let value = make_value(args.value_size);
@@ -132,6 +138,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let measure_from = start + Duration::from_secs(args.warmup);
     let shared = Arc::new(Shared {
         target,
+        dial,
         workload: args.workload,
         keys: args.keys,
         value: value.into(),
@@ -285,7 +292,7 @@ async fn worker(shared: Arc<Shared>, task: u64) -> Histogram<u64> {
         let result = match connection.as_mut() {
             Some(conn) if write => conn.put(&key, &shared.value).await,
             Some(conn) => conn.get(&key, consistency).await,
-            None => match Connection::open(&shared.target).await {
+            None => match Connection::open(&shared.target, &shared.dial).await {
                 Ok(conn) => {
                     connection = Some(conn);
                     continue; // connecting is not a measured request

@@ -12,6 +12,10 @@
 //! The nodes find each other through the registry, exactly as on separate hosts: one wins the bootstrap
 //! claim and forms the cluster, the others join it and are promoted to voters (up to 3).
 //!
+//! With `--tls`, it first runs `tally certs init DIR/certs` (once: an existing CA and certificates are
+//! reused) for the nodes and the registry, then starts everything encrypted: HTTPS client ports, an HTTPS
+//! registry that requires the nodes' certificates, and mutual TLS between peers (`--peer-tls-ca`).
+//!
 //! The children run in their own process group, so a Ctrl-C in the terminal reaches only `tally dev`,
 //! which then stops them in order.
 
@@ -68,6 +72,15 @@ pub struct DevArgs {
     /// The nodes' election mode (`tally node --election`).
     #[arg(long, value_enum, default_value_t = Election::Raft)]
     pub election: Election,
+    /// Encrypt every port: make certificates in DIR/certs (once) and start the registry and the nodes with
+    /// TLS (clients then need https:// endpoints and --cacert DIR/certs/ca.pem; the banner says how).
+    #[arg(long)]
+    pub tls: bool,
+}
+
+/// The certificate directory of a dev cluster with `--tls`.
+fn certs_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("certs")
 }
 
 impl DevArgs {
@@ -105,19 +118,41 @@ pub struct DevNode {
     pub log_path: PathBuf,
     /// Its election mode.
     pub election: Election,
+    /// With `--tls`: the certificate directory (`DIR/certs`), holding `ID.pem`, `ID-key.pem` and `ca.pem`.
+    pub certs: Option<PathBuf>,
 }
 
 impl DevNode {
-    /// Its client URL.
+    /// Its client URL (`https://` with `--tls`).
     pub fn client_url(&self) -> String {
-        format!("http://{}", self.client_addr)
+        let scheme = if self.certs.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.client_addr)
+    }
+
+    /// Its TLS flags: its certificate on its port; for a node, mutual TLS with its peers; for the registry,
+    /// client certificates required (only nodes of the cluster may register).
+    fn tls_args(&self) -> Vec<String> {
+        let Some(certs) = &self.certs else { return Vec::new() };
+        let file = |name: String| certs.join(name).display().to_string();
+        let mut args = vec![
+            "--tls-cert".to_string(),
+            file(format!("{}.pem", self.id)),
+            "--tls-key".to_string(),
+            file(format!("{}-key.pem", self.id)),
+        ];
+        let ca_flag = if self.id == REGISTRY { "--tls-ca" } else { "--peer-tls-ca" };
+        args.extend([ca_flag.to_string(), file("ca.pem".to_string())]);
+        args
     }
 
     /// The arguments of `tally registry` or `tally node` for this process of the cluster `nodes` (whose
     /// first entry is the registry).
     pub fn node_args(&self, nodes: &[DevNode]) -> Vec<String> {
         if self.id == REGISTRY {
-            return ["registry", "--listen", &self.client_addr, "--ttl-ms", REGISTRY_TTL_MS].map(String::from).to_vec();
+            let mut args: Vec<String> =
+                ["registry", "--listen", &self.client_addr, "--ttl-ms", REGISTRY_TTL_MS].map(String::from).to_vec();
+            args.extend(self.tls_args());
+            return args;
         }
         let registry = nodes.iter().find(|n| n.id == REGISTRY).map_or_else(String::new, DevNode::client_url);
         let mut args: Vec<String> = vec![
@@ -138,13 +173,21 @@ impl DevNode {
         if self.election == Election::Bully {
             args.extend(["--election".into(), "bully".into()]);
         }
+        args.extend(self.tls_args());
         args
     }
 }
 
 /// The layout of a dev cluster: the registry on `registry_port`, then one node per (client port, peer port)
-/// pair, with data under `data_dir`, electing their leader by `election`.
-pub fn layout(data_dir: &Path, registry_port: u16, ports: &[(u16, u16)], election: Election) -> Vec<DevNode> {
+/// pair, with data under `data_dir`, electing their leader by `election`, with TLS if `tls`.
+pub fn layout(
+    data_dir: &Path,
+    registry_port: u16,
+    ports: &[(u16, u16)],
+    election: Election,
+    tls: bool,
+) -> Vec<DevNode> {
+    let certs = tls.then(|| certs_dir(data_dir));
     let registry_addr = format!("127.0.0.1:{registry_port}");
     let registry = DevNode {
         id: REGISTRY.to_string(),
@@ -153,6 +196,7 @@ pub fn layout(data_dir: &Path, registry_port: u16, ports: &[(u16, u16)], electio
         data_dir: data_dir.to_path_buf(),
         log_path: data_dir.join("registry.log"),
         election,
+        certs: certs.clone(),
     };
     let nodes = ports.iter().zip(1..).map(|(&(client, peer), k)| DevNode {
         id: format!("n{k}"),
@@ -161,6 +205,7 @@ pub fn layout(data_dir: &Path, registry_port: u16, ports: &[(u16, u16)], electio
         data_dir: data_dir.join(format!("n{k}")),
         log_path: data_dir.join(format!("n{k}.log")),
         election,
+        certs: certs.clone(),
     });
     std::iter::once(registry).chain(nodes).collect()
 }
@@ -184,12 +229,13 @@ struct Running {
 /// startup, or no leader within 15 s; any nodes started are stopped first.
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let ports = args.ports()?;
-    check_ports_free(&layout(&args.data_dir, args.registry_port, &ports, args.election))?;
+    check_ports_free(&layout(&args.data_dir, args.registry_port, &ports, args.election, args.tls))?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     // Absolute paths, so the restart command printed for a dead node works from any directory.
     let data_dir =
         std::path::absolute(&args.data_dir).with_context(|| format!("cannot resolve {}", args.data_dir.display()))?;
-    let nodes = layout(&data_dir, args.registry_port, &ports, args.election);
+    let nodes = layout(&data_dir, args.registry_port, &ports, args.election, args.tls);
+    let ca = if args.tls { Some(make_certificates(&data_dir, &nodes)?) } else { None };
     let exe = std::env::current_exe().context("cannot find the tally executable to start the nodes")?;
     let mut running = Vec::new();
     for node in &nodes {
@@ -203,7 +249,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     }
     let endpoints: Vec<String> = nodes.iter().filter(|n| n.id != REGISTRY).map(DevNode::client_url).collect();
     let leader = tokio::select! {
-        leader = wait_for_leader(&endpoints, &mut running) => leader,
+        leader = wait_for_leader(&endpoints, ca.as_deref(), &mut running) => leader,
         () = shutdown_signal() => Err(anyhow::anyhow!("interrupted before the cluster elected a leader")),
     };
     let leader = match leader {
@@ -213,7 +259,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             return Err(error);
         }
     };
-    println!("{}", banner(&data_dir, &running, &leader));
+    println!("{}", banner(&data_dir, &running, &leader, ca.as_deref()));
     supervise(&mut running).await;
     stop_all(&mut running).await;
     println!("tally dev: all nodes stopped; their data stays in {}", data_dir.display());
@@ -263,9 +309,22 @@ fn open_log(path: &Path) -> anyhow::Result<File> {
     OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))
 }
 
+/// `tally certs init DIR/certs` for every process of the cluster (once: what exists is kept); returns the
+/// CA's path.
+fn make_certificates(data_dir: &Path, nodes: &[DevNode]) -> anyhow::Result<PathBuf> {
+    let dir = certs_dir(data_dir);
+    let plan = tally_net::certs::InitPlan { nodes: nodes.iter().map(|n| n.id.clone()).collect(), ..Default::default() };
+    tally_net::certs::init(&dir, &plan).with_context(|| format!("cannot make certificates in {}", dir.display()))?;
+    Ok(dir.join(tally_net::certs::CA_FILE))
+}
+
 /// Polls the nodes until one of them leads; fails if a child exits or after [`LEADER_WAIT`].
-async fn wait_for_leader(endpoints: &[String], running: &mut [Running]) -> anyhow::Result<String> {
-    let client = Client::new(endpoints.to_vec())?;
+async fn wait_for_leader(endpoints: &[String], ca: Option<&Path>, running: &mut [Running]) -> anyhow::Result<String> {
+    let mut builder = Client::builder(endpoints.to_vec());
+    if let Some(ca) = ca {
+        builder = builder.ca_file(ca);
+    }
+    let client = builder.build()?;
     let started = Instant::now();
     loop {
         for node in running.iter_mut() {
@@ -309,7 +368,7 @@ fn log_tail(path: &Path, lines: usize) -> String {
 }
 
 /// What to print once the cluster is up: the nodes, where they log, and commands to try.
-fn banner(data_dir: &Path, running: &[Running], leader: &str) -> String {
+fn banner(data_dir: &Path, running: &[Running], leader: &str, ca: Option<&Path>) -> String {
     let mut out = format!(
         "tally dev: a registry and {} nodes on loopback, data in {}; each one's output goes to {}/NAME.log\n\n",
         running.len() - 1,
@@ -338,7 +397,16 @@ fn banner(data_dir: &Path, running: &[Running], leader: &str) -> String {
     let leader_pid = running.iter().find(|r| r.node.id == leader).map_or(0, |r| r.pid);
     let endpoints: Vec<String> =
         running.iter().filter(|r| r.node.id != REGISTRY).map(|r| r.node.client_url()).collect();
-    if endpoints.join(",") != crate::kv::DEV_ENDPOINTS {
+    if let Some(ca) = ca {
+        // Encrypted: client commands need the https:// URLs and the CA.
+        out.push_str(&format!(
+            "\nEvery port speaks TLS (certificates in {}); first, in the other terminal:\n  export \
+             TALLY_ENDPOINTS={}\n  export TALLY_CACERT={}\n",
+            certs_dir(data_dir).display(),
+            endpoints.join(","),
+            ca.display()
+        ));
+    } else if endpoints.join(",") != crate::kv::DEV_ENDPOINTS {
         // Not the default ports: client commands must be told where the cluster is.
         out.push_str(&format!(
             "\nThese are not the default ports; first:\n  export TALLY_ENDPOINTS={}\n",
@@ -437,7 +505,8 @@ mod tests {
 
     #[test]
     fn lays_out_fixed_loopback_ports() {
-        let all = layout(Path::new("./tally-data"), 7000, &[(7001, 7101), (7002, 7102), (7003, 7103)], Election::Raft);
+        let all =
+            layout(Path::new("./tally-data"), 7000, &[(7001, 7101), (7002, 7102), (7003, 7103)], Election::Raft, false);
         assert_eq!(all[0].node_args(&all).join(" "), "registry --listen 127.0.0.1:7000 --ttl-ms 2000");
         let nodes = &all[1..];
         assert_eq!(nodes[0].client_url(), "http://127.0.0.1:7001");
@@ -452,10 +521,27 @@ mod tests {
     }
 
     #[test]
+    fn with_tls_every_process_gets_its_certificate() {
+        let all = layout(Path::new("d"), 7000, &[(7001, 7101)], Election::Raft, true);
+        assert_eq!(
+            all[0].node_args(&all).join(" "),
+            "registry --listen 127.0.0.1:7000 --ttl-ms 2000 --tls-cert d/certs/registry.pem --tls-key \
+             d/certs/registry-key.pem --tls-ca d/certs/ca.pem"
+        );
+        let node = all[1].node_args(&all).join(" ");
+        assert!(node.contains("--registry-address https://127.0.0.1:7000"), "{node}");
+        assert!(
+            node.ends_with("--tls-cert d/certs/n1.pem --tls-key d/certs/n1-key.pem --peer-tls-ca d/certs/ca.pem"),
+            "{node}"
+        );
+        assert_eq!(all[1].client_url(), "https://127.0.0.1:7001");
+    }
+
+    #[test]
     fn a_taken_port_is_named() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = taken.local_addr().expect("bound").to_string();
-        let mut nodes = layout(Path::new("d"), 0, &[(7001, 7101)], Election::Raft);
+        let mut nodes = layout(Path::new("d"), 0, &[(7001, 7101)], Election::Raft, false);
         nodes.remove(0);
         nodes[0].client_addr = "127.0.0.1:0".into();
         nodes[0].peer_addr = addr.clone();

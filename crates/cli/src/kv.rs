@@ -2,6 +2,7 @@
 //! its answer printed for a person, or as one JSON object with `--json`.
 
 use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -20,17 +21,76 @@ const EXIT_NEGATIVE: u8 = 1;
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClientArgs {
     /// Client URLs of the cluster's nodes, comma-separated (any subset will do: the rest is learned).
+    /// https:// URLs need --cacert.
     #[arg(long, env = "TALLY_ENDPOINTS", value_delimiter = ',', default_value = DEV_ENDPOINTS)]
     pub endpoints: Vec<String>,
     /// Print one JSON object instead of human output.
     #[arg(long)]
     pub json: bool,
+    /// TLS and credentials.
+    #[command(flatten)]
+    pub credentials: Credentials,
 }
 
 impl ClientArgs {
-    /// A client of these endpoints.
+    /// A client of these endpoints, with these credentials.
     pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(self.endpoints.clone())?)
+        self.client_with(tally_client::ClientConfig::default())
+    }
+
+    /// A client of these endpoints with `config`'s timeouts.
+    pub fn client_with(&self, config: tally_client::ClientConfig) -> anyhow::Result<Client> {
+        Ok(self.credentials.builder(self.endpoints.clone()).config(config).build()?)
+    }
+}
+
+/// How a client command proves who it is and whom it trusts: shared by every command that calls a node.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Credentials {
+    /// The CA certificate (PEM) that signed the nodes' certificates: needed for https:// endpoints
+    /// (`tally certs init` writes it as ca.pem).
+    #[arg(long, value_name = "FILE", env = "TALLY_CACERT")]
+    pub cacert: Option<PathBuf>,
+    /// A client certificate (PEM) to present, for nodes started with --tls-ca; needs --key.
+    #[arg(long = "cert", id = "client_cert", value_name = "FILE", env = "TALLY_CERT", requires = "client_key")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long = "key", id = "client_key", value_name = "FILE", env = "TALLY_KEY", requires = "client_cert")]
+    pub key: Option<PathBuf>,
+    /// A token sent as `Authorization: Bearer TOKEN` with every call.
+    #[arg(long, value_name = "TOKEN", env = "TALLY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Credentials {
+    /// A client builder for `endpoints` with these credentials.
+    pub fn builder(&self, endpoints: Vec<String>) -> tally_client::ClientBuilder {
+        let mut builder = Client::builder(endpoints);
+        if let Some(ca) = &self.cacert {
+            builder = builder.ca_file(ca);
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            builder = builder.client_certificate(cert, key);
+        }
+        if let Some(token) = &self.token {
+            builder = builder.token(token);
+        }
+        builder
+    }
+
+    /// The rustls client config these credentials describe (for callers that speak HTTP themselves).
+    ///
+    /// # Errors
+    /// A file that cannot be used; the message names it.
+    pub fn tls_config(&self) -> anyhow::Result<rustls::ClientConfig> {
+        let identity = match (&self.cert, &self.key) {
+            (Some(certificate), Some(key)) => {
+                Some(tally_net::tls::CertifiedKeyFiles { certificate: certificate.clone(), key: key.clone() })
+            }
+            _ => None,
+        };
+        let files = tally_net::tls::ClientTlsFiles { ca: self.cacert.clone(), identity };
+        Ok(tally_net::tls::client_config(&files)?)
     }
 }
 

@@ -1,10 +1,12 @@
 //! The `tally` command: runs a node (`node`), a local three-node cluster (`dev`), a load generator
-//! (`bench`), and the client commands (`put`, `get`, `del`, `list`, `cas`, `status`, `transfer-leader`).
+//! (`bench`), the client commands (`put`, `get`, `del`, `list`, `cas`, `status`, `transfer-leader`), and makes
+//! certificates (`certs init`).
 //!
 //! It has no logic of its own: `node` builds a `tally_server::ServerConfig` and calls `tally_server::run`;
 //! the client commands call `tally_client::Client` and format what it returns. One module per subcommand.
 
 mod bench;
+mod certs;
 mod dev;
 mod kv;
 mod node;
@@ -53,6 +55,8 @@ enum Command {
     TransferLeader(kv::TransferLeaderArgs),
     /// Drive the running cluster with concurrent requests and report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Make TLS certificates: a CA and one certificate per node and per user.
+    Certs(certs::CertsArgs),
 }
 
 impl Command {
@@ -106,6 +110,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args).await,
         Command::TransferLeader(args) => kv::transfer_leader(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Certs(args) => certs::run(args),
     }
 }
 
@@ -135,6 +140,19 @@ mod tests {
         assert_eq!(args.client.endpoints, ["http://a:1", "http://b:2"]);
         assert!(args.client.json);
         assert_eq!((args.key.as_str(), args.value.as_deref()), ("k", Some("v")));
+    }
+
+    #[test]
+    fn client_commands_take_tls_and_a_token() {
+        let argv = ["tally", "put", "k", "v", "--cacert", "ca.pem", "--cert", "u.pem", "--key", "u-key.pem"];
+        let cli = Cli::try_parse_from(argv.into_iter().chain(["--token", "t0k"])).expect("valid");
+        let Command::Put(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
+        let credentials = &args.client.credentials;
+        assert_eq!(credentials.cacert.as_deref(), Some(std::path::Path::new("ca.pem")));
+        assert_eq!(credentials.key.as_deref(), Some(std::path::Path::new("u-key.pem")));
+        assert_eq!(credentials.token.as_deref(), Some("t0k"));
+        assert_eq!(args.key, "k", "the positional key is not the --key flag");
+        assert!(Cli::try_parse_from(["tally", "get", "k", "--cert", "u.pem"]).is_err(), "--cert needs --key");
     }
 
     #[test]

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use tally_server::{DiscoveryConfig, ElectionMode, PolicyConfig, ServerConfig, parse_initial_cluster, parse_node_id};
+use tally_server::{
+    ConnectionLimits, DiscoveryConfig, ElectionMode, PolicyConfig, ServerConfig, TlsPaths, parse_initial_cluster,
+    parse_node_id, reconcile_node_id,
+};
 
 use crate::signal::shutdown_signal;
 
@@ -90,6 +93,91 @@ pub struct NodeArgs {
     /// See docs/elections.md.
     #[arg(long, value_enum, default_value_t = Election::Raft, env = "TALLY_ELECTION")]
     pub election: Election,
+    /// TLS of the client and peer ports.
+    #[command(flatten)]
+    pub tls: NodeTlsArgs,
+    /// Timeouts and connection caps of the client port.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// `tally node`'s TLS flags. Each `--peer-tls-*` defaults to its `--tls-*`, so one set serves both ports.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct NodeTlsArgs {
+    /// The node's certificate (PEM): the client port speaks HTTPS, and its default advertised URL is
+    /// https://. `tally certs init` makes one per node (nN.pem). Needs --tls-key.
+    #[arg(long, value_name = "FILE", env = "TALLY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", env = "TALLY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A CA certificate (PEM): the client port then requires client certificates signed by it. Also the
+    /// default of --peer-tls-ca.
+    #[arg(long, value_name = "FILE", env = "TALLY_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// The certificate the node presents to its peers and on its own HTTPS calls (default: --tls-cert). Its
+    /// Common Name is the node id: without --id it gives the id, with --id they must agree.
+    #[arg(long, value_name = "FILE", env = "TALLY_PEER_TLS_CERT")]
+    pub peer_tls_cert: Option<PathBuf>,
+    /// The private key of --peer-tls-cert (default: --tls-key).
+    #[arg(long, value_name = "FILE", env = "TALLY_PEER_TLS_KEY")]
+    pub peer_tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM) for mutual TLS between peers: peers must present a certificate it signed, and the
+    /// node trusts the peers, the leader it forwards writes to and the registry it signed (default: --tls-ca).
+    /// Peer TLS is on when this (or --tls-ca) is given.
+    #[arg(long, value_name = "FILE", env = "TALLY_PEER_TLS_CA")]
+    pub peer_tls_ca: Option<PathBuf>,
+}
+
+impl NodeTlsArgs {
+    /// The client port's and the peer port's files.
+    fn paths(&self) -> (TlsPaths, TlsPaths) {
+        let client = TlsPaths { cert: self.tls_cert.clone(), key: self.tls_key.clone(), ca: self.tls_ca.clone() };
+        let peer =
+            TlsPaths { cert: self.peer_tls_cert.clone(), key: self.peer_tls_key.clone(), ca: self.peer_tls_ca.clone() };
+        (client, peer)
+    }
+}
+
+/// Timeouts and connection caps of an HTTP port (`tally node`'s client port, `tally registry`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ConnectionArgs {
+    /// The most connections open at once (default 10000, and never more than the file descriptor limit less
+    /// 256, kept for the log and peers); past it, new connections are closed at once.
+    #[arg(long, value_name = "N", env = "TALLY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// The most connections open at once from one IP address (default: no such cap, since behind a load
+    /// balancer or on loopback every client shares one address).
+    #[arg(long, value_name = "N", env = "TALLY_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// How long a request head (or a TLS handshake) may take, e.g. 10s (the default); a client that trickles
+    /// its headers is cut off then. The timer also runs while a kept-alive connection waits for its next
+    /// request.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, env = "TALLY_HEADER_TIMEOUT")]
+    pub header_timeout: Option<Duration>,
+    /// How long a request body may take to arrive completely, e.g. 30s (the default); past it the answer is
+    /// 408 and the connection is closed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, env = "TALLY_BODY_TIMEOUT")]
+    pub body_timeout: Option<Duration>,
+    /// How long a connection may stay silent with no request in flight before it is closed, e.g. 5s (the
+    /// default; it cannot usefully exceed --header-timeout).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, env = "TALLY_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl ConnectionArgs {
+    /// The limits these flags describe; unset flags keep the defaults.
+    pub fn limits(&self) -> ConnectionLimits {
+        let defaults = ConnectionLimits::default();
+        ConnectionLimits {
+            header_timeout: self.header_timeout.unwrap_or(defaults.header_timeout),
+            body_timeout: self.body_timeout.unwrap_or(defaults.body_timeout),
+            idle_timeout: self.idle_timeout.unwrap_or(defaults.idle_timeout),
+            max_connections: self.max_connections.or(defaults.max_connections),
+            max_connections_per_ip: self.max_connections_per_ip.or(defaults.max_connections_per_ip),
+            drain_timeout: defaults.drain_timeout,
+        }
+    }
 }
 
 /// The election modes `--election` accepts.
@@ -117,8 +205,15 @@ impl NodeArgs {
     /// A malformed id or `--initial-cluster`, or a zero duration.
     pub fn to_config(&self) -> anyhow::Result<ServerConfig> {
         let given = self.id.as_deref().map(parse_node_id).transpose().context("--id")?;
+        let (tls, peer_tls) = self.tls.paths();
+        let named = tally_server::config::peer_certificate_id(&tls, &peer_tls)?;
+        let given = reconcile_node_id(given, named)?;
         let id = tally_server::node_id(&self.data_dir, given)?;
         let mut config = ServerConfig::new(id, self.data_dir.clone());
+        config.tls = tls;
+        config.peer_tls = peer_tls;
+        config.connection_limits = self.connections.limits();
+        config.connection_limits.validate().map_err(anyhow::Error::msg)?;
         config.listen_client = self.listen_client;
         config.listen_peer = self.listen_peer;
         config.advertise_client_url = self.advertise_client.clone();
@@ -195,6 +290,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Raises the soft file descriptor limit to the hard one, so the connection cap derived from it is as high as
+/// the system allows; a failure is logged, and the cap then follows the lower limit.
+pub fn raise_fd_limit() {
+    match tally_net::fd::raise_soft_limit() {
+        Ok(limit) => tracing::debug!(limit, "file descriptor limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the file descriptor limit; connection caps follow it"),
+    }
+}
+
 /// `ms` milliseconds, refusing zero.
 fn positive_millis(flag: &str, ms: u64) -> anyhow::Result<Duration> {
     anyhow::ensure!(ms > 0, "{flag} must be at least 1");
@@ -206,6 +310,7 @@ fn positive_millis(flag: &str, ms: u64) -> anyhow::Result<Duration> {
 /// # Errors
 /// A bad configuration, or the server failing to start or stopping on its own.
 pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    raise_fd_limit();
     let config = args.to_config()?;
     let id = config.id;
     tally_server::run(config, shutdown_signal()).await.with_context(|| format!("node {id}"))?;
@@ -287,6 +392,34 @@ mod tests {
         args.initial_cluster = Some("n1".into());
         let error = format!("{:#}", args.to_config().expect_err("bad cluster"));
         assert!(error.starts_with("--initial-cluster"), "{error}");
+    }
+
+    #[test]
+    fn the_peer_certificate_names_the_node() {
+        let certs = tempfile::tempdir().expect("tempdir");
+        let plan = tally_net::certs::InitPlan { nodes: vec!["n2".into()], ..Default::default() };
+        tally_net::certs::init(certs.path(), &plan).expect("certs");
+        let file = |name: &str| certs.path().join(name).display().to_string();
+        let tls = ["--tls-cert", &file("n2.pem"), "--tls-key", &file("n2-key.pem"), "--peer-tls-ca", &file("ca.pem")];
+        let (mut args, _dir) = parse(&tls);
+        args.id = None;
+        let config = args.to_config().expect("the certificate gives the id");
+        assert_eq!(config.id.to_string(), "n2");
+        assert_eq!(config.peer_tls.ca.as_deref(), Some(certs.path().join("ca.pem").as_path()));
+        args.id = Some("n1".into());
+        let error = format!("{:#}", args.to_config().expect_err("--id n1 with n2's certificate"));
+        assert!(error.contains("--id n1") && error.contains("n2"), "{error}");
+    }
+
+    #[test]
+    fn connection_limits_come_from_their_flags() {
+        let (args, _dir) = parse(&["--max-connections", "500", "--header-timeout", "2s", "--idle-timeout", "1s"]);
+        let limits = args.to_config().expect("valid").connection_limits;
+        assert_eq!(limits.max_connections, Some(500));
+        assert_eq!((limits.header_timeout, limits.idle_timeout), (Duration::from_secs(2), Duration::from_secs(1)));
+        assert_eq!(limits.body_timeout, ConnectionLimits::default().body_timeout);
+        let (args, _dir) = parse(&["--max-connections", "0"]);
+        assert!(args.to_config().is_err(), "a zero cap");
     }
 
     #[test]

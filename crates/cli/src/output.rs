@@ -56,6 +56,14 @@ pub fn page_lines(page: &Page) -> String {
 /// What to try after `error`, when there is an obvious next step.
 pub fn hint_for(error: &anyhow::Error) -> Option<&'static str> {
     match error.downcast_ref::<ClientError>()? {
+        ClientError::Connect { detail, .. } if is_tls_trust_error(detail) => Some(
+            "the node's certificate is not trusted: pass --cacert FILE (or set TALLY_CACERT) with the CA that signed \
+             it (`tally certs init` writes ca.pem)",
+        ),
+        ClientError::Connect { detail, .. } if is_tls_error(detail) => Some(
+            "the TLS handshake failed: an https:// node needs --cacert; one started with --tls-ca also needs a \
+             client certificate (--cert and --key); a plain http:// node cannot be reached with https://",
+        ),
         ClientError::Connect { .. } => Some(
             "is the cluster running? `tally dev` starts one on the default endpoints; otherwise pass \
              --endpoints URL,... or set TALLY_ENDPOINTS",
@@ -65,6 +73,18 @@ pub fn hint_for(error: &anyhow::Error) -> Option<&'static str> {
         }
         _ => None,
     }
+}
+
+/// Whether a connection error says the server's certificate was not trusted.
+fn is_tls_trust_error(detail: &str) -> bool {
+    detail.contains("UnknownIssuer") || detail.contains("invalid peer certificate")
+}
+
+/// Whether a connection error comes from a TLS handshake.
+fn is_tls_error(detail: &str) -> bool {
+    ["tls", "TLS", "certificate", "handshake", "InvalidContentType", "CorruptMessage"]
+        .iter()
+        .any(|w| detail.contains(w))
 }
 
 #[cfg(test)]

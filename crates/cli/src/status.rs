@@ -275,7 +275,7 @@ pub fn render_table(table: &ClusterTable) -> String {
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let config =
         ClientConfig { request_timeout: NODE_TIMEOUT, connect_timeout: NODE_TIMEOUT, ..ClientConfig::default() };
-    let client = Client::with_config(args.client.endpoints.clone(), config)?;
+    let client = args.client.client_with(config)?;
     let reports = gather(&client, &args.client.endpoints).await;
     if reports.iter().all(|r| r.view.is_err()) {
         let errors: Vec<String> =

@@ -9,6 +9,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use crate::builder::ClientBuilder;
 use crate::codec::{self, HEADER_CREATE_INDEX, HEADER_INDEX, HEADER_LEADER, HEADER_MODIFY_INDEX};
 use crate::endpoints::{Endpoints, Route};
 use crate::error::{ApiError, ClientError, code};
@@ -117,23 +118,32 @@ impl Client {
         Client::with_config(endpoints, ClientConfig::default())
     }
 
-    /// A client with explicit timeouts and retry budget.
+    /// A client with explicit timeouts and retry budget (plain HTTP, or HTTPS trusting no CA: use
+    /// [`Client::builder`] for TLS and tokens).
     ///
     /// # Errors
     /// [`ClientError::InvalidEndpoint`] for an empty list or a malformed URL, or if the HTTP client cannot
     /// be built.
     pub fn with_config(endpoints: Vec<String>, config: ClientConfig) -> Result<Client, ClientError> {
+        ClientBuilder::new(endpoints).config(config).build()
+    }
+
+    /// A builder, for TLS (a CA, a client certificate) and a bearer token.
+    pub fn builder(endpoints: Vec<String>) -> ClientBuilder {
+        ClientBuilder::new(endpoints)
+    }
+
+    /// The client of `endpoints` over the prepared `http` client builder.
+    pub(crate) fn from_parts(
+        endpoints: Vec<String>,
+        config: ClientConfig,
+        http: reqwest::ClientBuilder,
+    ) -> Result<Client, ClientError> {
         let endpoints = Endpoints::new(endpoints)?;
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| ClientError::InvalidEndpoint {
-                endpoint: endpoints.preferred().to_string(),
-                reason: format!("cannot build the HTTP client: {e}"),
-            })?;
+        let http = http.build().map_err(|e| ClientError::InvalidEndpoint {
+            endpoint: endpoints.preferred().to_string(),
+            reason: format!("cannot build the HTTP client: {e}"),
+        })?;
         Ok(Client { inner: Arc::new(Inner { http, config, endpoints: Mutex::new(endpoints) }) })
     }
 

@@ -194,6 +194,15 @@ pub enum ClientError {
         /// Why it is refused.
         reason: String,
     },
+    /// A CA, certificate or key file cannot be used (the message names the file).
+    #[error("TLS: {0}")]
+    Tls(#[from] tally_net::tls::TlsError),
+    /// The bearer token cannot be sent.
+    #[error("bad token: {reason}")]
+    InvalidToken {
+        /// Why it is refused.
+        reason: String,
+    },
 }
 
 /// The note appended to a timeout or broken connection: whether a write may have been applied.

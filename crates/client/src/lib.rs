@@ -41,7 +41,15 @@
 //! - 4xx answers are never retried.
 //!
 //! Each attempt has its own timeout ([`ClientConfig::request_timeout`], default 10 s); connections are
-//! pooled and kept alive.
+//! pooled and kept alive (4 s at most while idle, under the server's idle timeout). Redirects are never
+//! followed.
+//!
+//! # TLS and tokens
+//!
+//! `https://` endpoints need the CA that signed the nodes' certificates ([`ClientBuilder::ca_file`]); nodes
+//! that require client certificates need one ([`ClientBuilder::client_certificate`]); a bearer token
+//! ([`ClientBuilder::token`]) goes in `Authorization: Bearer` on every call. TLS is rustls with the ring
+//! provider.
 //!
 //! # Example
 //!
@@ -59,6 +67,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod builder;
 mod client;
 mod codec;
 mod endpoints;
@@ -67,6 +76,7 @@ mod registry;
 mod retry;
 mod types;
 
+pub use builder::ClientBuilder;
 pub use client::{Client, ClientConfig};
 pub use codec::{decode_page, key_path, percent_encode};
 pub use endpoints::normalize_endpoint;

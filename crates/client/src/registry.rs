@@ -193,11 +193,29 @@ struct WireError {
 impl RegistryClient {
     /// A client of the registry at `base_url` (`http://10.0.0.5:8080`, or bare `host:port`), sending
     /// `Authorization: Bearer TOKEN` with every call when `token` is set; each call fails after `timeout`.
+    /// For an `https://` registry use [`RegistryClient::with_tls`].
     ///
     /// # Errors
     /// [`RegistryError::InvalidConfig`] for a malformed URL (anything but scheme, host and port), an empty
     /// token or one that cannot be sent in a header, a zero timeout, or an HTTP client that cannot be built.
     pub fn new(base_url: &str, token: Option<String>, timeout: Duration) -> Result<RegistryClient, RegistryError> {
+        RegistryClient::with_tls(base_url, token, timeout, None)
+    }
+
+    /// Like [`RegistryClient::new`], with `tls` for an `https://` registry (trusting the CA that signed the
+    /// registry's certificate, presenting the node's certificate if the registry asks for one). `None`: a
+    /// TLS config that trusts no one, so an `https://` registry fails its handshake with a clear error.
+    ///
+    /// The client never uses a proxy (a node's calls carry the cluster token) and never follows redirects.
+    ///
+    /// # Errors
+    /// As [`RegistryClient::new`].
+    pub fn with_tls(
+        base_url: &str,
+        token: Option<String>,
+        timeout: Duration,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Result<RegistryClient, RegistryError> {
         let invalid = |reason: String| RegistryError::InvalidConfig { reason };
         let base_url = normalize_endpoint(base_url).map_err(|error| invalid(error.to_string()))?;
         if timeout.is_zero() {
@@ -213,9 +231,18 @@ impl RegistryClient {
                 Some(value)
             }
         };
+        let tls = match tls {
+            Some(tls) => tls,
+            None => tally_net::tls::client_config(&tally_net::tls::ClientTlsFiles::default())
+                .map_err(|error| invalid(error.to_string()))?,
+        };
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout)
+            .pool_idle_timeout(crate::builder::POOL_IDLE_TIMEOUT)
             .build()
             .map_err(|error| invalid(format!("cannot build the HTTP client: {error}")))?;
         Ok(RegistryClient { http, base_url, authorization, timeout })

@@ -30,6 +30,7 @@ impl Registry {
         let config = ServiceConfig {
             registry: RegistryConfig { ttl_ms, max_nodes: 64, cluster_id_seed: 1 },
             cluster_token: cluster_token.map(str::to_string),
+            ..ServiceConfig::default()
         };
         let (shutdown, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {

@@ -21,8 +21,8 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A URL is not of the form `http://host:port`.
-    #[error("invalid {field} {url:?}: {reason} (expected http://host:port, e.g. http://10.0.0.1:7001)")]
+    /// A URL is not of the form `http://host:port` (or `https://`).
+    #[error("invalid {field} {url:?}: {reason} (expected http://host:port, e.g. http://10.0.0.1:7001, or https://)")]
     InvalidUrl {
         /// Which field (`client_url`, `peer_url`).
         field: &'static str,

@@ -47,6 +47,11 @@ pub struct ServiceConfig {
     /// The shared cluster secret; when set, every call but `/livez` needs `Authorization: Bearer TOKEN`, so a
     /// stranger on the network can neither join nor poison the table.
     pub cluster_token: Option<String>,
+    /// HTTPS: the registry's certificate (and, if the config requires them, the CA of client certificates);
+    /// `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Timeouts and connection caps of the port.
+    pub limits: tally_net::serve::Limits,
 }
 
 /// The state shared by all handlers. Cheap to clone.
@@ -116,7 +121,9 @@ pub fn router(state: RegistryState) -> Router {
         .with_state(state)
 }
 
-/// Serves the registry API on `listener` until `shutdown` completes, then drains in-flight calls.
+/// Serves the registry API on `listener` until `shutdown` completes, then drains in-flight calls (at most
+/// the drain timeout of `config.limits`). The port has the timeouts and connection caps of
+/// [`tally_net::serve`], and TLS when `config.tls` is set.
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for a bad configuration, [`Error::Io`] if the listener fails.
@@ -125,11 +132,13 @@ pub async fn serve(
     config: ServiceConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    config.limits.validate().map_err(Error::InvalidConfig)?;
+    let options = tally_net::serve::Options { tls: config.tls.clone(), limits: config.limits, metrics: Arc::default() };
     let state = RegistryState::new(config)?;
     if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "registry listening");
+        tracing::info!(%address, tls = options.tls.is_some(), "registry listening");
     }
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    tally_net::serve::serve(listener, router(state), options, shutdown).await?;
     Ok(())
 }
 

@@ -90,7 +90,7 @@ fn check_name(name: &str, len_max: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks that `url` is exactly `http://host:port`: scheme `http`, a host name, IPv4 address or bracketed
+/// Checks that `url` is exactly `http://host:port` or `https://host:port`: a host name, IPv4 address or bracketed
 /// IPv6 address, a port in 1..=65535, and nothing else (no user info, path, query or trailing slash).
 /// `field` names the field in the error.
 ///
@@ -108,8 +108,8 @@ fn check_url(url: &str) -> Result<(), String> {
     if url.len() > URL_LEN_MAX {
         return Err(format!("it is {} bytes long, the limit is {URL_LEN_MAX}", url.len()));
     }
-    let Some(authority) = url.strip_prefix("http://") else {
-        return Err("it must start with http://".to_string());
+    let Some(authority) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        return Err("it must start with http:// or https://".to_string());
     };
     if let Some(extra) = authority.find(['/', '?', '#']) {
         return Err(format!("nothing may follow the port, found {:?}", &authority[extra..]));
@@ -219,13 +219,13 @@ mod tests {
 
     #[test]
     fn urls_are_validated_strictly() {
-        for good in ["http://127.0.0.1:7001", "http://node-1.example.com:80", "http://[::1]:65535", "http://h:1"] {
+        for good in ["http://127.0.0.1:7001", "http://node-1.example.com:80", "http://[::1]:65535", "https://h:1"] {
             assert!(validate_url("peer_url", good).is_ok(), "{good:?} refused");
         }
         let bad = [
             ("", "empty"),
             ("127.0.0.1:7001", "http://"),
-            ("https://h:1", "http://"),
+            ("ftp://h:1", "http://"),
             ("http://h", "port is missing"),
             ("http://h:", "port is missing"),
             ("http://:80", "host is missing"),

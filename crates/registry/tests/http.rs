@@ -31,6 +31,7 @@ impl Harness {
         let config = ServiceConfig {
             registry: RegistryConfig { ttl_ms, max_nodes: 64, cluster_id_seed: 1 },
             cluster_token: cluster_token.map(str::to_string),
+            ..ServiceConfig::default()
         };
         let (shutdown, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -321,7 +322,7 @@ async fn malformed_input_is_refused_and_the_registry_stays_healthy() {
 
         let bad_urls = [
             ("h:1", "must start with http://"),
-            ("https://h:1", "must start with http://"),
+            ("ftp://h:1", "must start with http://"),
             ("http://h", "port is missing"),
             ("http://h:70000", "out of range"),
             ("http://h:1/path", "nothing may follow"),

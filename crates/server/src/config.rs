@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use tally_net::tls::{CertifiedKeyFiles, ClientTlsFiles, ServerTlsFiles, TlsPair};
 use tally_raft::{ElectionMode, NodeId};
+
+pub use tally_net::serve::Limits as ConnectionLimits;
 
 /// Request size limits of the client API; anything over answers `413` with a message naming the limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +37,18 @@ pub struct InitialMember {
     /// Its peer URL, `http://host:port` or `host:port` (the scheme is informative: peers speak Tally's
     /// binary protocol).
     pub peer_url: String,
+}
+
+/// TLS files of one side of a node (its client port, or its peer port), as given on the command line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsPaths {
+    /// The node's certificate (`--tls-cert`, `--peer-tls-cert`), PEM, leaf first.
+    pub cert: Option<PathBuf>,
+    /// Its private key (`--tls-key`, `--peer-tls-key`).
+    pub key: Option<PathBuf>,
+    /// The CA (`--tls-ca`, `--peer-tls-ca`): on the client port, clients must present a certificate it signed;
+    /// on the peer port, peers must, and the node trusts the peers (and the leader it forwards to) it signed.
+    pub ca: Option<PathBuf>,
 }
 
 /// The configuration of one server process. Its `Debug` output hides the cluster token.
@@ -79,6 +94,14 @@ pub struct ServerConfig {
     /// Find the cluster through a registry or a member instead of `initial_cluster` (which must then be
     /// empty), and let the leader manage membership.
     pub discovery: Option<crate::discovery::DiscoveryConfig>,
+    /// TLS of the client port: with a certificate and key, the port speaks HTTPS (and the default advertised
+    /// client URL is `https://`); with a CA as well, every client must present a certificate it signed.
+    pub tls: TlsPaths,
+    /// TLS of the peer port (mutual TLS): each file defaults to the client port's (see
+    /// [`ServerConfig::peer_tls`]).
+    pub peer_tls: TlsPaths,
+    /// Timeouts and connection caps of the client port.
+    pub connection_limits: ConnectionLimits,
 }
 
 impl ServerConfig {
@@ -104,7 +127,128 @@ impl ServerConfig {
             snapshot_interval_entries: 100_000,
             snapshot_keep_entries: 10_000,
             discovery: None,
+            tls: TlsPaths::default(),
+            peer_tls: TlsPaths::default(),
+            connection_limits: ConnectionLimits::default(),
         }
+    }
+
+    /// The rustls config of the client port: `None` without `tls.cert`/`tls.key` (plain HTTP).
+    ///
+    /// # Errors
+    /// A certificate without its key (or the reverse), a CA without a certificate, or a file that cannot be
+    /// used (the message names it).
+    pub fn client_port_tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ParseError> {
+        let TlsPaths { cert, key, ca } = &self.tls;
+        let identity = match (cert, key) {
+            (Some(certificate), Some(key)) => CertifiedKeyFiles { certificate: certificate.clone(), key: key.clone() },
+            (None, None) if ca.is_some() => {
+                return Err(ParseError("--tls-ca needs --tls-cert and --tls-key (the client port's own)".into()));
+            }
+            (None, None) => return Ok(None),
+            _ => return Err(ParseError("--tls-cert and --tls-key go together".to_string())),
+        };
+        let files = ServerTlsFiles { identity, client_ca: ca.clone() };
+        tally_net::tls::server_config(&files).map(Some).map_err(|e| ParseError(format!("client port TLS: {e}")))
+    }
+
+    /// The peer port's files, each `--peer-tls-*` defaulting to its `--tls-*`: `None` when no CA resolves
+    /// (peer TLS off).
+    ///
+    /// # Errors
+    /// A CA without a certificate and key to present, or a certificate without its key.
+    pub fn peer_tls_files(&self) -> Result<Option<(CertifiedKeyFiles, PathBuf)>, ParseError> {
+        peer_tls_files(&self.tls, &self.peer_tls)
+    }
+
+    /// The mutual-TLS configs of the peer port: a server that requires a certificate signed by the peer CA,
+    /// and a client that trusts it and presents the node's certificate. `None` when peer TLS is off.
+    ///
+    /// # Errors
+    /// As [`ServerConfig::peer_tls_files`], or a file that cannot be used.
+    pub fn peer_tls(&self) -> Result<Option<TlsPair>, ParseError> {
+        let Some((identity, ca)) = self.peer_tls_files()? else { return Ok(None) };
+        tally_net::tls::mutual_pair(&identity, &ca).map(Some).map_err(|e| ParseError(format!("peer TLS: {e}")))
+    }
+
+    /// The TLS config of the node's own HTTPS calls (forwarded writes, join calls, the registry): trusts the
+    /// peer CA (`--peer-tls-ca`, else `--tls-ca`) and presents the peer certificate (else the client port's),
+    /// when given. Without a CA it trusts no one: `https://` calls then fail their handshake.
+    ///
+    /// # Errors
+    /// A file that cannot be used.
+    pub fn outbound_tls(&self) -> Result<rustls::ClientConfig, ParseError> {
+        let pick = |peer: &Option<PathBuf>, client: &Option<PathBuf>| peer.clone().or_else(|| client.clone());
+        let identity = match (pick(&self.peer_tls.cert, &self.tls.cert), pick(&self.peer_tls.key, &self.tls.key)) {
+            (Some(certificate), Some(key)) => Some(CertifiedKeyFiles { certificate, key }),
+            _ => None,
+        };
+        let files = ClientTlsFiles { ca: pick(&self.peer_tls.ca, &self.tls.ca), identity };
+        tally_net::tls::client_config(&files).map_err(|e| ParseError(format!("outbound TLS: {e}")))
+    }
+
+    /// The node id the peer certificate names (its Common Name), when peer TLS is on: peers bind a
+    /// connection to that id, so it must be this node's.
+    ///
+    /// # Errors
+    /// As [`ServerConfig::peer_tls_files`]; a certificate that cannot be read or whose Common Name is not a
+    /// node id.
+    pub fn peer_certificate_id(&self) -> Result<Option<NodeId>, ParseError> {
+        peer_certificate_id(&self.tls, &self.peer_tls)
+    }
+}
+
+/// The peer port's files from the client port's (`tls`) and the peer port's (`peer_tls`) flags: each peer
+/// file defaults to the client port's; `None` when no CA resolves (peer TLS off).
+///
+/// # Errors
+/// A CA without a certificate and key to present, or a peer certificate without a CA.
+pub fn peer_tls_files(tls: &TlsPaths, peer_tls: &TlsPaths) -> Result<Option<(CertifiedKeyFiles, PathBuf)>, ParseError> {
+    let pick = |peer: &Option<PathBuf>, client: &Option<PathBuf>| peer.clone().or_else(|| client.clone());
+    let cert = pick(&peer_tls.cert, &tls.cert);
+    let key = pick(&peer_tls.key, &tls.key);
+    let ca = pick(&peer_tls.ca, &tls.ca);
+    match (cert, key, ca) {
+        (Some(certificate), Some(key), Some(ca)) => Ok(Some((CertifiedKeyFiles { certificate, key }, ca))),
+        (None, None, None) => Ok(None),
+        (_, _, None) if peer_tls.cert.is_some() || peer_tls.key.is_some() => Err(ParseError(
+            "peer TLS is mutual: --peer-tls-cert and --peer-tls-key need --peer-tls-ca (or --tls-ca)".into(),
+        )),
+        (_, _, None) => Ok(None),
+        _ => Err(ParseError(
+            "peer TLS needs a certificate and key: --peer-tls-cert and --peer-tls-key (or --tls-cert and --tls-key)"
+                .into(),
+        )),
+    }
+}
+
+/// The node id the peer certificate names (its Common Name), when peer TLS is on (see [`peer_tls_files`]).
+///
+/// # Errors
+/// As [`peer_tls_files`]; a certificate that cannot be read or whose Common Name is not a node id.
+pub fn peer_certificate_id(tls: &TlsPaths, peer_tls: &TlsPaths) -> Result<Option<NodeId>, ParseError> {
+    let Some((identity, _)) = peer_tls_files(tls, peer_tls)? else { return Ok(None) };
+    let name = tally_net::tls::certificate_common_name(&identity.certificate)
+        .map_err(|e| ParseError(format!("peer TLS: {e}")))?;
+    parse_node_id(&name).map(Some).map_err(|e| {
+        ParseError(format!(
+            "the peer certificate {} names {name:?}, which is not a node id ({e})",
+            identity.certificate.display()
+        ))
+    })
+}
+
+/// The node id: `given` (`--id`), or the one the peer certificate names; they must agree when both are known.
+///
+/// # Errors
+/// Both known and different, with both named.
+pub fn reconcile_node_id(given: Option<NodeId>, certificate: Option<NodeId>) -> Result<Option<NodeId>, ParseError> {
+    match (given, certificate) {
+        (Some(given), Some(named)) if given != named => Err(ParseError(format!(
+            "--id {given} differs from the node id {named} that the peer certificate names (its Common Name): use \
+             the certificate made for {given}, or drop --id"
+        ))),
+        (given, named) => Ok(given.or(named)),
     }
 }
 
@@ -128,6 +272,9 @@ impl std::fmt::Debug for ServerConfig {
             snapshot_interval_entries,
             snapshot_keep_entries,
             discovery,
+            tls,
+            peer_tls,
+            connection_limits,
         } = self;
         f.debug_struct("ServerConfig")
             .field("id", id)
@@ -146,6 +293,9 @@ impl std::fmt::Debug for ServerConfig {
             .field("snapshot_interval_entries", snapshot_interval_entries)
             .field("discovery", discovery)
             .field("snapshot_keep_entries", snapshot_keep_entries)
+            .field("tls", tls)
+            .field("peer_tls", peer_tls)
+            .field("connection_limits", connection_limits)
             .finish()
     }
 }
@@ -191,7 +341,8 @@ pub fn parse_initial_cluster(text: &str) -> Result<Vec<InitialMember>, ParseErro
     Ok(members)
 }
 
-/// The `host:port` of a peer URL (`http://host:port`, `tcp://host:port` or `host:port`).
+/// The `host:port` of a peer URL (`http://host:port`, `https://host:port`, `tcp://host:port` or `host:port`;
+/// the scheme is informative).
 ///
 /// # Errors
 /// A URL with a path, no port, or a bad port.
@@ -225,6 +376,58 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("cluster_token: Some(\"<redacted>\")"), "{shown}");
+    }
+
+    /// A certificate directory with a CA and nodes n1 and n2.
+    fn certificates() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plan = tally_net::certs::InitPlan { nodes: vec!["n1".into(), "n2".into()], ..Default::default() };
+        tally_net::certs::init(dir.path(), &plan).expect("certs");
+        dir
+    }
+
+    #[test]
+    fn peer_tls_defaults_to_the_client_side_files() {
+        let dir = certificates();
+        let d = dir.path();
+        let mut config = ServerConfig::new(NodeId(1), PathBuf::from("data"));
+        assert_eq!(config.peer_tls_files(), Ok(None), "no TLS at all");
+        assert!(config.client_port_tls().expect("plain").is_none());
+
+        // Client port TLS without a CA: HTTPS, no client certificates, and no peer TLS.
+        config.tls = TlsPaths { cert: Some(d.join("n1.pem")), key: Some(d.join("n1-key.pem")), ca: None };
+        assert!(config.client_port_tls().expect("HTTPS").is_some());
+        assert_eq!(config.peer_tls_files(), Ok(None));
+
+        // A peer CA turns peer TLS on with the client port's certificate.
+        config.peer_tls.ca = Some(d.join("ca.pem"));
+        let (identity, ca) = config.peer_tls_files().expect("valid").expect("on");
+        assert_eq!((identity.certificate, ca), (d.join("n1.pem"), d.join("ca.pem")));
+        assert!(config.peer_tls().expect("builds").is_some());
+        assert_eq!(config.peer_certificate_id(), Ok(Some(NodeId(1))));
+        config.outbound_tls().expect("outbound");
+
+        // Half a pair, or a CA with nothing to present, is refused with the flags named.
+        let mut half = ServerConfig::new(NodeId(1), PathBuf::from("data"));
+        half.tls.cert = Some(d.join("n1.pem"));
+        assert!(half.client_port_tls().expect_err("no key").to_string().contains("--tls-key"));
+        let mut ca_only = ServerConfig::new(NodeId(1), PathBuf::from("data"));
+        ca_only.tls.ca = Some(d.join("ca.pem"));
+        assert!(ca_only.client_port_tls().is_err());
+        assert!(ca_only.peer_tls_files().is_err());
+        let mut peer_cert_only = ServerConfig::new(NodeId(1), PathBuf::from("data"));
+        peer_cert_only.peer_tls = TlsPaths { cert: Some(d.join("n1.pem")), key: Some(d.join("n1-key.pem")), ca: None };
+        let error = peer_cert_only.peer_tls_files().expect_err("no CA");
+        assert!(error.to_string().contains("--peer-tls-ca"), "{error}");
+    }
+
+    #[test]
+    fn the_node_id_and_the_certificate_must_agree() {
+        assert_eq!(reconcile_node_id(None, Some(NodeId(2))), Ok(Some(NodeId(2))));
+        assert_eq!(reconcile_node_id(Some(NodeId(2)), None), Ok(Some(NodeId(2))));
+        assert_eq!(reconcile_node_id(Some(NodeId(2)), Some(NodeId(2))), Ok(Some(NodeId(2))));
+        let error = reconcile_node_id(Some(NodeId(1)), Some(NodeId(2))).expect_err("they differ");
+        assert!(error.to_string().contains("--id n1") && error.to_string().contains("n2"), "{error}");
     }
 
     #[test]

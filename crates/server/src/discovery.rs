@@ -238,24 +238,28 @@ pub(crate) async fn prepare(
     config: &ServerConfig,
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
+    tls: &rustls::ClientConfig,
 ) -> Result<Prepared, ServerError> {
     let discovery = config.discovery.as_ref();
     let registry = match discovery.and_then(|d| d.registry_address.as_deref()) {
         Some(address) => Some(
-            RegistryClient::new(address, config.cluster_token.clone(), CALL_TIMEOUT)
+            RegistryClient::with_tls(address, config.cluster_token.clone(), CALL_TIMEOUT, Some(tls.clone()))
                 .map_err(|e| ServerError::Config(format!("--registry-address: {e}")))?,
         ),
         None => None,
     };
     // A wildcard listener is advertised under the local address that reaches the registry (or a member).
     let toward = discovery.and_then(|d| d.registry_address.as_deref().or(d.join.first().map(String::as_str)));
-    let advertise = async |given: &Option<String>, addr: SocketAddr| match given {
+    let advertise = async |given: &Option<String>, addr: SocketAddr, scheme: &str| match given {
         Some(url) => url.clone(),
-        None => format!("http://{}", SocketAddr::new(advertised_ip(addr, toward).await, addr.port())),
+        None => format!("{scheme}://{}", SocketAddr::new(advertised_ip(addr, toward).await, addr.port())),
     };
+    // The scheme tells clients (and the forwarder) to use TLS; on the peer URL it is informative.
+    let client_scheme = if config.tls.cert.is_some() { "https" } else { "http" };
+    let peer_scheme = if config.peer_tls_files().is_ok_and(|files| files.is_some()) { "https" } else { "http" };
     let me = Advertised {
-        client_url: advertise(&config.advertise_client_url, client_addr).await,
-        peer_url: advertise(&config.advertise_peer_url, peer_addr).await,
+        client_url: advertise(&config.advertise_client_url, client_addr, client_scheme).await,
+        peer_url: advertise(&config.advertise_peer_url, peer_addr, peer_scheme).await,
     };
     let start = match discovery {
         None => Start::FromLog,
@@ -432,17 +436,38 @@ pub(crate) struct Joiner {
 /// removed while it was unreachable, or an addition lost in a leader change).
 const REJOIN_AFTER: Duration = Duration::from_secs(10);
 
+/// How the node makes its join calls.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    /// The cluster token, sent as `Authorization: Bearer`.
+    pub(crate) token: Option<String>,
+    /// TLS for `https://` members: the cluster CA, the node's certificate.
+    pub(crate) tls: rustls::ClientConfig,
+}
+
 /// Keeps this node in the cluster, for as long as it runs: sends the join call until one succeeds (to this
 /// node itself while it is a member, which forwards it to the leader, to the `--join` URLs, and to every node
 /// the registry lists), then watches the membership and joins again if this node stays out of it.
+///
+/// The calls never go through a proxy (they carry the cluster token) and never follow redirects.
 pub(crate) async fn join(
     joiner: Joiner,
     seeds: Vec<String>,
     registry: Option<RegistryClient>,
-    token: Option<String>,
+    caller: Caller,
     published: Arc<Published>,
 ) {
-    let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build().expect("a plain HTTP client builds");
+    let built = reqwest::Client::builder()
+        .use_preconfigured_tls(caller.tls)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(CALL_TIMEOUT)
+        .build();
+    let http = match built {
+        Ok(http) => http,
+        Err(error) => return tracing::error!(%error, "cannot build the HTTP client of the join calls; not joining"),
+    };
+    let token = caller.token;
     loop {
         join_once(&joiner, &seeds, registry.as_ref(), token.as_deref(), &published, &http).await;
         let mut outside_since: Option<tokio::time::Instant> = None;

@@ -1,7 +1,8 @@
 //! `tally-server`: the process around the node loop.
 //!
 //! ```text
-//!  client ──HTTP──▶ http (axum): decode, check limits ──▶ follower? forward the write to the leader's client URL
+//!  client ──HTTP(S)──▶ tally_net::serve (TLS, timeouts, connection caps) ──▶ http (axum): decode, check limits
+//!                      ──▶ follower? forward the write to the leader's client URL (cluster CA, no proxy)
 //!                      │ Event + oneshot
 //!                      ▼
 //!  driver thread: batch events ──▶ Node::handle (one fsync per batch) ──▶ completions ──▶ oneshots
@@ -11,6 +12,11 @@
 //!  wire: Raft Message ──encode──▶ payload ──frame::encode──▶ [magic, version, length, crc32, payload]
 //!        TCP bytes ──FrameDecoder──▶ payload (bounded, checked) ──wire::decode_frame──▶ Message | Hello
 //! ```
+//!
+//! TLS: [`ServerConfig`] carries the PEM paths (`tls` for the client port, `peer_tls` for the peer port, each
+//! peer file defaulting to the client port's) and builds the rustls configs at start: the client port's
+//! server config, the peer port's mutual-TLS pair ([`Server::peer_tls`], for the peer transport), and the
+//! client config of the node's own HTTPS calls (forwarded writes, join calls, the registry).
 //!
 //! A hello opens every peer connection and carries the sender's client URL, which is how a follower knows
 //! where to forward writes, its peer URL, and the cluster token, without which a node configured with one
@@ -32,7 +38,10 @@ pub mod wire;
 #[doc(hidden)]
 pub use http::params::fuzzing as http_params_fuzzing;
 
-pub use config::{InitialMember, Limits, ServerConfig, parse_initial_cluster, parse_node_id};
+pub use config::{
+    ConnectionLimits, InitialMember, Limits, ServerConfig, TlsPaths, parse_initial_cluster, parse_node_id,
+    reconcile_node_id,
+};
 pub use discovery::{DiscoveryConfig, node_id};
 pub use server::{Server, ServerError, run};
 pub use tally_node::PolicyConfig;

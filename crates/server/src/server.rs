@@ -4,7 +4,7 @@
 //! ```text
 //!  Server::start: bind client + peer ports ─▶ open the WAL (recovery) ─▶ Node::start
 //!                 ─▶ driver thread (node loop) ◀─ peer inbox forwarder ◀─ PeerTransport
-//!                 ─▶ axum on the client port ──Event──▶ driver thread
+//!                 ─▶ tally_net::serve (HTTPS if configured) + axum on the client port ──Event──▶ driver thread
 //!  Server::shutdown: HTTP stops accepting and drains ─▶ node loop stops (log closed) ─▶ transport stops
 //! ```
 
@@ -77,6 +77,52 @@ pub struct Server {
     peers: Arc<PeerTransport>,
     /// The runtime the peer transport runs on.
     peer_runtime: PeerRuntime,
+    /// The peer port's mutual-TLS configs, ready for the peer transport; `None`: peer TLS is off.
+    peer_tls: Option<tally_net::tls::TlsPair>,
+}
+
+/// The TLS configs a server builds from its files at start, so a bad file stops it at once with a message
+/// naming the file.
+struct Tls {
+    /// The client port's (HTTPS), if on.
+    client_port: Option<Arc<rustls::ServerConfig>>,
+    /// The peer port's mutual-TLS pair, if on.
+    peer: Option<tally_net::tls::TlsPair>,
+    /// The node's own HTTPS calls: forwarded writes, join calls, the registry.
+    outbound: rustls::ClientConfig,
+}
+
+impl Tls {
+    /// Loads every file; checks that the peer certificate names this node.
+    fn build(config: &ServerConfig) -> Result<Tls, ServerError> {
+        let fail = |e: crate::config::ParseError| ServerError::Config(e.to_string());
+        if let Some(named) = config.peer_certificate_id().map_err(fail)? {
+            crate::config::reconcile_node_id(Some(config.id), Some(named)).map_err(fail)?;
+        }
+        Ok(Tls {
+            client_port: config.client_port_tls().map_err(fail)?,
+            peer: config.peer_tls().map_err(fail)?,
+            outbound: config.outbound_tls().map_err(fail)?,
+        })
+    }
+}
+
+/// How long the forwarder may take to connect to the leader: short, so a blackholed leader gives a prompt
+/// `502 forward_failed` (nothing was sent) rather than a `504` after the whole request timeout.
+const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The HTTP client that forwards writes to the leader: the cluster's TLS, no proxy (a forwarded write carries
+/// the client's credentials), no redirects, its own connect timeout.
+fn forwarder(tls: rustls::ClientConfig) -> Result<reqwest::Client, ServerError> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(FORWARD_CONNECT_TIMEOUT)
+        .pool_idle_timeout(Duration::from_secs(4))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| ServerError::Config(format!("cannot build the forwarding client: {e}")))
 }
 
 impl Server {
@@ -102,12 +148,14 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let peer_config = PeerConfig::default();
         check_config(&config, &peer_config)?;
+        let tls = Tls::build(&config)?;
         let client_addr =
             client_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_client, source })?;
         let peer_addr =
             peer_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_peer, source })?;
         let discovery = config.discovery.clone();
-        let discovery::Prepared { me, registry, start } = discovery::prepare(&config, client_addr, peer_addr).await?;
+        let discovery::Prepared { me, registry, start } =
+            discovery::prepare(&config, client_addr, peer_addr, &tls.outbound).await?;
         let client_url = me.client_url.clone();
         let bootstrap = match (&discovery, &start) {
             (None, _) => Membership::with_voters(config.initial_cluster.iter().map(|m| m.id)),
@@ -180,6 +228,8 @@ impl Server {
             }
         }));
 
+        let http_metrics = http::HttpMetrics::default();
+        let connection_metrics = Arc::clone(&http_metrics.connections);
         let shared = http::Shared {
             id: config.id,
             client_url,
@@ -192,19 +242,21 @@ impl Server {
             peers: Arc::clone(&peers),
             limits: config.limits,
             request_timeout: config.request_timeout,
-            forwarder: reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
-                .map_err(|e| ServerError::Config(format!("cannot build the forwarding client: {e}")))?,
-            http_metrics: http::HttpMetrics::default(),
+            forwarder: forwarder(tls.outbound.clone())?,
+            http_metrics,
         };
         let router = http::router(Arc::new(shared));
         let (http_stop, mut stop) = watch::channel(false);
+        let options = tally_net::serve::Options {
+            tls: tls.client_port,
+            limits: config.connection_limits,
+            metrics: connection_metrics,
+        };
         let http_task = tokio::spawn(async move {
             let stopping = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(error) = axum::serve(client_listener, router).with_graceful_shutdown(stopping).await {
+            if let Err(error) = tally_net::serve::serve(client_listener, router, options, stopping).await {
                 tracing::error!(%error, "client API failed");
             }
         });
@@ -216,8 +268,8 @@ impl Server {
                 background.push(tokio::spawn(heartbeat));
             }
             let joiner = discovery::Joiner { id: config.id, me, incarnation, formed };
-            let join =
-                discovery::join(joiner, discovery.join, registry, config.cluster_token.clone(), Arc::clone(&published));
+            let caller = discovery::Caller { token: config.cluster_token.clone(), tls: tls.outbound.clone() };
+            let join = discovery::join(joiner, discovery.join, registry, caller, Arc::clone(&published));
             background.push(tokio::spawn(join));
         }
         Ok(Server {
@@ -231,7 +283,14 @@ impl Server {
             background,
             peers,
             peer_runtime,
+            peer_tls: tls.peer,
         })
+    }
+
+    /// The mutual-TLS configs of the peer port (`--peer-tls-*`, defaulting to `--tls-*`), for the peer
+    /// transport; `None` when peer TLS is off.
+    pub fn peer_tls(&self) -> Option<&tally_net::tls::TlsPair> {
+        self.peer_tls.as_ref()
     }
 
     /// The address the client API listens on.
@@ -360,6 +419,7 @@ fn check_config(config: &ServerConfig, peer: &PeerConfig) -> Result<(), ServerEr
             return Err(ServerError::Config(format!("bad advertised URL {url:?}: expected http://HOST:PORT")));
         }
     }
+    config.connection_limits.validate().map_err(ServerError::Config)?;
     check_limits(config, peer)
 }
 

@@ -13,6 +13,10 @@ use crate::disk::{Disk, DiskFile};
 pub struct RealDisk {
     /// The directory holding every file of this disk; names never contain a path separator.
     dir: PathBuf,
+    /// The directory, opened once at [`RealDisk::open`] and kept for [`Disk::sync_dir`]: opening it on every
+    /// sync would need a free file descriptor at the worst moment (a segment roll while a flood of
+    /// connections has taken them all), and a failed sync poisons the log.
+    dir_handle: File,
 }
 
 impl RealDisk {
@@ -25,7 +29,8 @@ impl RealDisk {
         if !fs::metadata(dir)?.is_dir() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a directory", dir.display())));
         }
-        Ok(RealDisk { dir: dir.to_path_buf() })
+        let dir_handle = File::open(dir)?;
+        Ok(RealDisk { dir: dir.to_path_buf(), dir_handle })
     }
 
     /// The directory this disk lives in.
@@ -80,7 +85,7 @@ impl Disk for RealDisk {
     }
 
     fn sync_dir(&mut self) -> io::Result<()> {
-        File::open(&self.dir)?.sync_all()
+        self.dir_handle.sync_all()
     }
 }
 

@@ -1,6 +1,9 @@
-//! One worker's connection: a keep-alive HTTP/1 connection straight to one node, on hyper's low-level
-//! client. The bench shares the machine with the cluster it measures, so its own cost per request must stay
-//! small: no pool, no retries, no URL parsing per request. (The CLI's other commands use `tally-client`.)
+//! One worker's connection: a keep-alive HTTP/1 connection straight to one node (over TLS for an `https://`
+//! URL), on hyper's low-level client. The bench shares the machine with the cluster it measures, so its own
+//! cost per request must stay small: no pool, no retries, no URL parsing per request. (The CLI's other
+//! commands use `tally-client`.)
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -29,32 +32,70 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// How workers open connections: TLS for `https://` URLs, and the token every request carries.
+pub(crate) struct Dial {
+    /// Connects TLS (trusting `--cacert`, presenting `--cert`).
+    tls: tokio_rustls::TlsConnector,
+    /// `Bearer TOKEN`, if `--token` was given.
+    authorization: Option<hyper::header::HeaderValue>,
+}
+
+impl Dial {
+    /// Dials with `tls` and, if given, `token`.
+    ///
+    /// # Errors
+    /// A token that cannot be sent in a header.
+    pub(crate) fn new(tls: rustls::ClientConfig, token: Option<&str>) -> anyhow::Result<Dial> {
+        let authorization = match token {
+            Some(token) => {
+                let mut value = hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| anyhow::anyhow!("--token has characters that cannot be sent in a header"))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        Ok(Dial { tls: tokio_rustls::TlsConnector::from(Arc::new(tls)), authorization })
+    }
+}
+
 /// A connection to one node's client port.
 pub(super) struct Connection {
     /// Sends requests on the connection.
     sender: SendRequest<Full<Bytes>>,
     /// `host:port`, for the `Host` header.
     authority: String,
+    /// `Bearer TOKEN`, if any.
+    authorization: Option<hyper::header::HeaderValue>,
 }
 
 impl Connection {
-    /// Connects to `url` (`http://host:port`).
+    /// Connects to `url` (`http://host:port` or `https://host:port`).
     ///
     /// # Errors
-    /// A message if the URL is not `http://host:port` or the connection fails.
-    pub(super) async fn open(url: &str) -> Result<Connection, CallError> {
+    /// A message if the connection or the TLS handshake fails.
+    pub(super) async fn open(url: &str, dial: &Dial) -> Result<Connection, CallError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| CallError::Connection(format!("{what} {url}: {e}"));
-        let authority = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/').to_string();
+        let (tls, rest) = match url.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, url.strip_prefix("http://").unwrap_or(url)),
+        };
+        let authority = rest.trim_end_matches('/').to_string();
         let connect = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(&authority));
         let stream = connect.await.map_err(|e| fail("connect to", &e))?.map_err(|e| fail("connect to", &e))?;
         stream.set_nodelay(true).map_err(|e| fail("set TCP_NODELAY on", &e))?;
-        let (sender, connection) =
-            http1::handshake(TokioIo::new(stream)).await.map_err(|e| fail("HTTP handshake with", &e))?;
-        tokio::spawn(async move {
-            // Ends when the connection closes; the next request then fails and the worker reconnects.
-            let _ = connection.await;
-        });
-        Ok(Connection { sender, authority })
+        let sender = if tls {
+            let host = authority.rsplit_once(':').map_or(authority.as_str(), |(host, _)| host);
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| fail("bad host in", &e))?;
+            let handshake = tokio::time::timeout(REQUEST_TIMEOUT, dial.tls.connect(name, stream));
+            let stream =
+                handshake.await.map_err(|e| fail("TLS handshake with", &e))?.map_err(|e| fail("TLS with", &e))?;
+            start(stream).await.map_err(|e| fail("HTTP handshake with", &e))?
+        } else {
+            start(stream).await.map_err(|e| fail("HTTP handshake with", &e))?
+        };
+        Ok(Connection { sender, authority, authorization: dial.authorization.clone() })
     }
 
     /// `PUT /v1/kv/{key}` with `value`; `Ok` on `200`.
@@ -75,12 +116,11 @@ impl Connection {
 
     /// Sends one request and reads the whole answer.
     async fn call(&mut self, method: Method, path: &str, body: Bytes) -> Result<(), CallError> {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, &self.authority)
-            .body(Full::new(body))
-            .map_err(|e| CallError::Answer(format!("bad request: {e}")))?;
+        let mut request = Request::builder().method(method).uri(path).header(hyper::header::HOST, &self.authority);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(hyper::header::AUTHORIZATION, authorization.clone());
+        }
+        let request = request.body(Full::new(body)).map_err(|e| CallError::Answer(format!("bad request: {e}")))?;
         let broken = |what: &str, e: hyper::Error| CallError::Connection(format!("{what}: {e}"));
         let exchange = async {
             self.sender.ready().await.map_err(|e| broken("connection closed", e))?;
@@ -98,4 +138,17 @@ impl Connection {
             Err(CallError::Answer(format!("{status}: {}", String::from_utf8_lossy(&body).trim())))
         }
     }
+}
+
+/// The HTTP/1 handshake on `io`; the connection runs in its own task until it closes.
+async fn start<I>(io: I) -> Result<SendRequest<Full<Bytes>>, hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        // Ends when the connection closes; the next request then fails and the worker reconnects.
+        let _ = connection.await;
+    });
+    Ok(sender)
 }

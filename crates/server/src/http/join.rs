@@ -135,8 +135,11 @@ fn parse_request(body: &[u8]) -> Result<Joiner, ApiError> {
     })?;
     let id = parse_node_id(&request.id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     for (name, url) in [("peer_url", &request.peer_url), ("client_url", &request.client_url)] {
-        if url.len() > METADATA_TEXT_MAX_BYTES || !url.starts_with("http://") || peer_host_port(url).is_err() {
-            return Err(ApiError::bad_request(format!("bad {name} {url:?}: expected http://HOST:PORT")));
+        if url.len() > METADATA_TEXT_MAX_BYTES
+            || !(url.starts_with("http://") || url.starts_with("https://"))
+            || peer_host_port(url).is_err()
+        {
+            return Err(ApiError::bad_request(format!("bad {name} {url:?}: expected http(s)://HOST:PORT")));
         }
     }
     if let Some(cluster_id) = &request.cluster_id {

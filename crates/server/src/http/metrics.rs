@@ -1,6 +1,7 @@
 //! `GET /metrics`: the node's counters and gauges in the Prometheus text format (version 0.0.4).
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
@@ -18,6 +19,8 @@ pub(crate) struct HttpMetrics {
     pub(crate) client_errors: AtomicU64,
     /// `5xx` answers.
     pub(crate) server_errors: AtomicU64,
+    /// The client port's connections: open, refused by a cap, cut off by a timeout (kept by the accept loop).
+    pub(crate) connections: Arc<tally_net::serve::ServeMetrics>,
 }
 
 impl HttpMetrics {
@@ -100,6 +103,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         ("{class=\"5xx\"}", load(&http.server_errors)),
     ];
     metric(&mut out, "tally_http_responses_total", "counter", "Client API answers by status class.", &answers);
+    out.push_str(&http.connections.render_prometheus("tally_http"));
     let mut response = (StatusCode::OK, out).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     response

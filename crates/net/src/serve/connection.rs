@@ -1,0 +1,237 @@
+//! One connection: the TLS handshake, hyper's HTTP/1 state machine with the header timeout, the body
+//! deadline of each request, and the idle timer.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::body::{GuardedBody, InFlight, TimeoutBody};
+use super::{ConnectionInfo, Limits, Permit, ServeMetrics};
+
+/// What every connection of a port shares.
+pub(crate) struct Context {
+    /// The service.
+    pub(crate) router: axum::Router,
+    /// TLS, if the port has it.
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The limits.
+    pub(crate) limits: Limits,
+    /// The counters.
+    pub(crate) metrics: Arc<ServeMetrics>,
+}
+
+/// Serves one accepted connection until it ends, times out, or shutdown drains it. `permit` holds its place
+/// under the caps until then.
+pub(crate) async fn run(
+    stream: TcpStream,
+    remote_addr: SocketAddr,
+    context: Arc<Context>,
+    permit: Permit,
+    stop: watch::Receiver<bool>,
+) {
+    let _permit = permit;
+    let Some(acceptor) = context.tls.clone() else {
+        let info = ConnectionInfo { remote_addr, tls: false, client_common_name: None };
+        return drive(stream, info, &context, stop).await;
+    };
+    let handshake = tokio::time::timeout(context.limits.header_timeout, acceptor.accept(stream)).await;
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            context.metrics.count_tls_failure();
+            return tracing::debug!(%remote_addr, %error, "TLS handshake failed");
+        }
+        Err(_) => {
+            context.metrics.count_timeout_handshake();
+            return tracing::debug!(%remote_addr, "TLS handshake timed out");
+        }
+    };
+    let certificates = stream.get_ref().1.peer_certificates();
+    let client_common_name = certificates.and_then(|c| c.first()).and_then(|c| crate::identity::common_name(c));
+    let info = ConnectionInfo { remote_addr, tls: true, client_common_name };
+    drive(stream, info, &context, stop).await;
+}
+
+/// Runs hyper on `io` with the idle timer beside it.
+async fn drive<I>(io: I, info: ConnectionInfo, context: &Arc<Context>, mut stop: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Tracked { inner: io, activity: Arc::clone(&activity) });
+    let service = {
+        let (context, activity) = (Arc::clone(context), Arc::clone(&activity));
+        hyper::service::service_fn(move |request| {
+            handle(request, Arc::clone(&context), InFlight::start(&activity.in_flight), info.clone())
+        })
+    };
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(context.limits.header_timeout);
+    let connection = builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let idle_timeout = context.limits.idle_timeout;
+    let mut stopping = false;
+    loop {
+        let idle_deadline = activity.last() + idle_timeout;
+        tokio::select! {
+            result = connection.as_mut() => {
+                match result {
+                    Err(error) if error.is_timeout() => context.metrics.count_timeout_header(),
+                    Err(error) => tracing::debug!(%error, "connection ended with an error"),
+                    Ok(()) => {}
+                }
+                return;
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(idle_deadline) => {
+                let silent = activity.last() + idle_timeout <= Instant::now();
+                if silent && activity.in_flight.load(Ordering::Relaxed) == 0 {
+                    context.metrics.count_timeout_idle();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One request: the body gets its deadline, the request its connection's identity; an answer made after
+/// the body timed out is replaced by `408`.
+async fn handle(
+    request: Request<Incoming>,
+    context: Arc<Context>,
+    in_flight: InFlight,
+    info: ConnectionInfo,
+) -> Result<Response<GuardedBody>, Infallible> {
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + context.limits.body_timeout;
+    let mut request =
+        request.map(|incoming| axum::body::Body::new(TimeoutBody::new(incoming, deadline, Arc::clone(&timed_out))));
+    request.extensions_mut().insert(axum::extract::ConnectInfo(info.remote_addr));
+    request.extensions_mut().insert(info);
+    let mut router = context.router.clone();
+    let response = match tower_service::Service::call(&mut router, request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let response = if timed_out.load(Ordering::Relaxed) {
+        context.metrics.count_timeout_body();
+        body_timeout_response(context.limits.body_timeout)
+    } else {
+        response
+    };
+    Ok(response.map(|body| GuardedBody::new(body, in_flight)))
+}
+
+/// `408` in Tally's error format, closing the connection (the rest of the body is not worth waiting for).
+fn body_timeout_response(body_timeout: Duration) -> Response<axum::body::Body> {
+    let message = format!(
+        "the request body did not arrive completely within {} ms (the body timeout); the request was not \
+         processed, send it again",
+        body_timeout.as_millis()
+    );
+    let body = format!("{{\"error\":{{\"code\":\"body_timeout\",\"message\":\"{message}\"}}}}");
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// When a connection last moved bytes, and how many of its requests are in flight.
+struct Activity {
+    /// The connection's start, the origin of `last_ms`.
+    base: Instant,
+    /// Milliseconds from `base` to the last read or write that moved bytes.
+    last_ms: AtomicU64,
+    /// Requests whose answer has not been sent yet.
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Activity {
+    /// A connection that just started.
+    fn new() -> Activity {
+        Activity { base: Instant::now(), last_ms: AtomicU64::new(0), in_flight: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    /// Records bytes moved now.
+    fn touch(&self) {
+        let elapsed = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(elapsed, Ordering::Relaxed);
+    }
+
+    /// When bytes last moved.
+    fn last(&self) -> Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// An I/O stream that records in [`Activity`] every read or write that moved bytes.
+struct Tracked<I> {
+    /// The stream.
+    inner: I,
+    /// Where moves are recorded.
+    activity: Arc<Activity>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, buffers);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,147 @@
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::routing::get;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::*;
+use crate::certs::{InitPlan, init};
+use crate::tls::{CertifiedKeyFiles, ClientTlsFiles, ServerTlsFiles, client_config, server_config};
+
+/// A router that answers who the connection's client certificate names.
+fn whoami() -> axum::Router {
+    axum::Router::new().route(
+        "/whoami",
+        get(|Extension(info): Extension<ConnectionInfo>| async move {
+            info.client_common_name.unwrap_or_else(|| "nobody".to_string())
+        }),
+    )
+}
+
+/// Serves `router` on a loopback port with `options`; the sender stops it.
+async fn start(router: axum::Router, options: Options) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, router, options, async move {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+/// One `GET path` over `stream` with `Connection: close`; the whole answer as text.
+async fn get_over<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A TLS connection to `addr` as `localhost` with `files`.
+async fn tls_connect(
+    addr: SocketAddr,
+    files: &ClientTlsFiles,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(files).expect("client config")));
+    let tcp = TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    connector.connect(name, tcp).await
+}
+
+#[tokio::test]
+async fn mutual_tls_requires_a_client_certificate_and_names_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d: &Path = dir.path();
+    let plan = InitPlan { nodes: vec!["n1".into()], users: vec!["alice".into()], ..InitPlan::default() };
+    init(d, &plan).expect("certs");
+    let identity = CertifiedKeyFiles { certificate: d.join("n1.pem"), key: d.join("n1-key.pem") };
+    let tls = server_config(&ServerTlsFiles { identity, client_ca: Some(d.join("ca.pem")) }).expect("server");
+    let metrics = Arc::new(ServeMetrics::default());
+    let options = Options { tls: Some(tls), limits: Limits::default(), metrics: Arc::clone(&metrics) };
+    let (addr, _stop) = start(whoami(), options).await;
+
+    // With alice's certificate: served, and the handler sees her name.
+    let alice = CertifiedKeyFiles { certificate: d.join("alice.pem"), key: d.join("alice-key.pem") };
+    let files = ClientTlsFiles { ca: Some(d.join("ca.pem")), identity: Some(alice) };
+    let answer = get_over(tls_connect(addr, &files).await.expect("handshake"), "/whoami").await;
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("alice"), "{answer}");
+
+    // Without a certificate: the handshake (or the first read, in TLS 1.3) fails; nothing is served.
+    let files = ClientTlsFiles { ca: Some(d.join("ca.pem")), identity: None };
+    if let Ok(stream) = tls_connect(addr, &files).await {
+        let answer = get_over(stream, "/whoami").await;
+        assert!(answer.is_empty(), "served without a client certificate: {answer}");
+    }
+
+    // Plain HTTP to a TLS port: refused.
+    let answer = get_over(TcpStream::connect(addr).await.expect("connect"), "/whoami").await;
+    assert!(!answer.contains("200"), "{answer}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(metrics.tls_failures() >= 2, "failures counted: {}", metrics.tls_failures());
+}
+
+#[tokio::test]
+async fn past_the_cap_new_connections_are_closed_at_once() {
+    let limits = Limits { max_connections: Some(2), ..Limits::default() };
+    let metrics = Arc::new(ServeMetrics::default());
+    let options = Options { tls: None, limits, metrics: Arc::clone(&metrics) };
+    let (addr, _stop) = start(whoami(), options).await;
+
+    // Two connections fill the cap (each sends a partial request, so it stays open).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(b"GET /whoami HTTP/1.1\r\n").await.expect("write");
+        held.push(stream);
+    }
+    while metrics.open() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A third is closed without an answer.
+    let answer = get_over(TcpStream::connect(addr).await.expect("connect"), "/whoami").await;
+    assert!(answer.is_empty(), "{answer}");
+    assert_eq!(metrics.refused(), (1, 0));
+
+    // A held connection still gets its answer; once it closes, there is room again.
+    let mut first = held.remove(0);
+    first.write_all(b"host: x\r\nconnection: close\r\n\r\n").await.expect("write");
+    let mut answer = String::new();
+    first.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(first);
+    while metrics.open() > 1 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answer = get_over(TcpStream::connect(addr).await.expect("connect"), "/whoami").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn the_per_ip_cap_counts_one_address() {
+    let limits = Limits { max_connections_per_ip: Some(1), ..Limits::default() };
+    let metrics = Arc::new(ServeMetrics::default());
+    let (addr, _stop) = start(whoami(), Options { tls: None, limits, metrics: Arc::clone(&metrics) }).await;
+    let mut held = TcpStream::connect(addr).await.expect("connect");
+    held.write_all(b"GET /whoami HTTP/1.1\r\n").await.expect("write");
+    while metrics.open() < 1 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answer = get_over(TcpStream::connect(addr).await.expect("connect"), "/whoami").await;
+    assert!(answer.is_empty(), "{answer}");
+    assert_eq!(metrics.refused(), (0, 1));
+}
+
+#[test]
+fn the_derived_cap_keeps_descriptors_in_reserve() {
+    let soft = crate::fd::soft_limit().expect("a finite limit in tests");
+    let limits = Limits { max_connections: Some(usize::MAX), ..Limits::default() };
+    let cap = limits.effective_max_connections() as u64;
+    assert!(cap <= soft.saturating_sub(FD_RESERVE).max(16), "cap {cap} with soft limit {soft}");
+    assert_eq!(Limits { max_connections: Some(3), ..Limits::default() }.effective_max_connections(), 3);
+    assert!(Limits { idle_timeout: Duration::ZERO, ..Limits::default() }.validate().is_err());
+}
