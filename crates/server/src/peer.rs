@@ -141,22 +141,11 @@ impl std::fmt::Debug for PeerIdentity {
 }
 
 /// Mutual TLS between peers: every inbound connection must complete a TLS handshake with a client certificate
-/// that `server` verifies (e.g. rustls' `WebPkiClientVerifier` over the cluster CA), and every outbound one is a
-/// TLS session that `client` verifies, presenting this node's certificate. Certificates name their node id in
-/// the Subject Common Name (`n1`, `n2`, ...), which binds each connection to one node.
-#[derive(Clone)]
-pub struct PeerTls {
-    /// Accepts inbound connections; it must require and verify client certificates.
-    pub server: Arc<rustls::ServerConfig>,
-    /// Opens outbound connections; it must present this node's certificate and verify the peer's.
-    pub client: Arc<rustls::ClientConfig>,
-}
-
-impl std::fmt::Debug for PeerTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerTls").finish_non_exhaustive()
-    }
-}
+/// that `server` verifies (rustls' `WebPkiClientVerifier` over the cluster CA), and every outbound one is a TLS
+/// session that `client` verifies, presenting this node's certificate. Certificates name their node id in the
+/// Subject Common Name (`n1`, `n2`, ...), which binds each connection to one node. Built from PEM files by
+/// [`tally_net::tls`] (the server's `--peer-tls-*` flags).
+pub use tally_net::tls::TlsPair as PeerTls;
 
 /// A peer connection's byte stream: plain TCP, or a TLS session over it.
 pub(crate) trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}

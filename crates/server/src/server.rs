@@ -77,8 +77,6 @@ pub struct Server {
     peers: Arc<PeerTransport>,
     /// The runtime the peer transport runs on.
     peer_runtime: PeerRuntime,
-    /// The peer port's mutual-TLS configs, ready for the peer transport; `None`: peer TLS is off.
-    peer_tls: Option<tally_net::tls::TlsPair>,
 }
 
 /// The TLS configs a server builds from its files at start, so a bad file stops it at once with a message
@@ -182,7 +180,7 @@ impl Server {
                 peer_url: me.peer_url.clone(),
                 token: config.cluster_token.clone(),
             };
-            PeerTransport::start(config.id, identity, listener, peer_config, None)
+            PeerTransport::start(config.id, identity, listener, peer_config, tls.peer)
         };
         let peers = Arc::new(transport);
         let mut background = Vec::new();
@@ -283,14 +281,7 @@ impl Server {
             background,
             peers,
             peer_runtime,
-            peer_tls: tls.peer,
         })
-    }
-
-    /// The mutual-TLS configs of the peer port (`--peer-tls-*`, defaulting to `--tls-*`), for the peer
-    /// transport; `None` when peer TLS is off.
-    pub fn peer_tls(&self) -> Option<&tally_net::tls::TlsPair> {
-        self.peer_tls.as_ref()
     }
 
     /// The address the client API listens on.
