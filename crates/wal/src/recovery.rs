@@ -330,6 +330,14 @@ impl Replay {
                 );
                 return Err(corrupt(&file, offset, reason));
             }
+            if self.base_term != 0 {
+                // Only a reset writes a term for `base`, and a reset to index 0 is to the empty prefix (term 0):
+                // entries after it may not be held to a term the writer, which knows no snapshot, cannot know.
+                let (file, offset) = origin(&self);
+                let reason =
+                    format!("the log was reset to index 0 with term {}, but index 0 has no term", self.base_term);
+                return Err(corrupt(&file, offset, reason));
+            }
             let last_index = self.last();
             return Ok(Replayed { hard_state: self.hard_state, entries: self.entries, last_index, reset: None });
         };

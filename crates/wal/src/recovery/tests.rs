@@ -180,3 +180,19 @@ fn entries_after_the_snapshot_with_a_lower_term_are_replaced() {
     let disk = disk_with(&[hard_state(0), entry(8, 5), entry(9, 6)], Some(snapshot));
     assert_eq!(Wal::open(disk, OPTIONS).expect("agrees").1.entries.len(), 2);
 }
+
+#[test]
+fn a_reset_to_index_0_with_a_term_is_corrupt() {
+    // Found by the `wal_record` fuzz target: a log reset to (0, term 4) with no snapshot was recovered as empty;
+    // the writer then appended entry 1 at term 0, and the next recovery refused it ("entry 1 has term 0 <
+    // previous term 4"). A reset to the empty prefix has term 0, as the writer asserts.
+    let disk = disk_with(&[hard_state(0), Record::Reset { index: 0, term: 4 }], None);
+    let error = Wal::open(disk, OPTIONS).map(|_| ()).expect_err("a term for index 0");
+    let WalError::Corrupt { offset, reason, .. } = error else { panic!("not Corrupt: {error}") };
+    assert_eq!(offset, 80, "names the reset record");
+    assert!(reason.contains("reset to index 0 with term 4"), "{reason}");
+
+    // The reset a joining node's first snapshot writes, to (0, term 0), is sound.
+    let disk = disk_with(&[hard_state(0), Record::Reset { index: 0, term: 0 }, entry(1, 1)], None);
+    assert_eq!(Wal::open(disk, OPTIONS).expect("a reset to the empty prefix").1.entries.len(), 1);
+}
