@@ -64,24 +64,26 @@ struct Inner {
     /// Endpoints and the leader. A std mutex: it is held for a few field updates, never across an
     /// `.await`.
     endpoints: Mutex<Endpoints>,
+    /// The token sent as `Authorization: Bearer` on every call, if any (see [`Client::with_token`]).
+    token: Option<String>,
 }
 
 /// One call of the API, as the retry loop needs it.
-struct Request {
+pub(crate) struct Request {
     /// The HTTP method.
-    method: Method,
+    pub(crate) method: Method,
     /// Path and query, e.g. `/v1/kv/a%2Fb?cas=3`.
-    path: String,
+    pub(crate) path: String,
     /// The body, shared cheaply between attempts.
-    body: Option<Bytes>,
+    pub(crate) body: Option<Bytes>,
     /// Read or write: what is safe to retry.
-    kind: Kind,
+    pub(crate) kind: Kind,
     /// Where it preferably goes.
-    route: Route,
+    pub(crate) route: Route,
 }
 
 /// A success answer.
-struct Answer {
+pub(crate) struct Answer {
     /// The endpoint that answered.
     endpoint: String,
     /// Its headers.
@@ -92,17 +94,17 @@ struct Answer {
 
 impl Answer {
     /// `X-Tally-Index`, if present and valid.
-    fn index(&self) -> Result<Option<u64>, ClientError> {
+    pub(crate) fn index(&self) -> Result<Option<u64>, ClientError> {
         codec::header_u64(&self.headers, HEADER_INDEX).map_err(|detail| self.decode_error(detail))
     }
 
     /// A [`ClientError::Decode`] about this answer.
-    fn decode_error(&self, detail: String) -> ClientError {
+    pub(crate) fn decode_error(&self, detail: String) -> ClientError {
         ClientError::Decode { endpoint: self.endpoint.clone(), detail }
     }
 
     /// The body as JSON of type `T`.
-    fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ClientError> {
+    pub(crate) fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ClientError> {
         serde_json::from_slice(&self.body).map_err(|e| self.decode_error(format!("bad JSON answer: {e}")))
     }
 }
@@ -134,7 +136,18 @@ impl Client {
                 endpoint: endpoints.preferred().to_string(),
                 reason: format!("cannot build the HTTP client: {e}"),
             })?;
-        Ok(Client { inner: Arc::new(Inner { http, config, endpoints: Mutex::new(endpoints) }) })
+        Ok(Client { inner: Arc::new(Inner { http, config, endpoints: Mutex::new(endpoints), token: None }) })
+    }
+
+    /// This client sending `token` as `Authorization: Bearer TOKEN` on every call (`None`: no header), for a
+    /// cluster with auth enabled. The new client shares nothing learned with this one.
+    ///
+    /// # Errors
+    /// As [`Client::with_config`].
+    pub fn with_token(&self, token: Option<String>) -> Result<Client, ClientError> {
+        let mut client = Client::with_config(self.endpoints(), self.inner.config)?;
+        Arc::get_mut(&mut client.inner).expect("a client just built is not shared").token = token;
+        Ok(client)
     }
 
     /// The configuration.
@@ -324,7 +337,7 @@ impl Client {
     }
 
     /// Sends `request` until it succeeds, fails for good, or the retry deadline passes (see the crate doc).
-    async fn execute(&self, request: &Request) -> Result<Answer, ClientError> {
+    pub(crate) async fn execute(&self, request: &Request) -> Result<Answer, ClientError> {
         if request.route == Route::Leader && self.state().take_refresh_wanted() {
             self.refresh_leader_url().await;
         }
@@ -385,6 +398,9 @@ impl Client {
         let mut builder = self.inner.http.request(request.method.clone(), format!("{endpoint}{}", request.path));
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
+        }
+        if let Some(token) = &self.inner.token {
+            builder = builder.bearer_auth(token); // marks the header sensitive: no Debug output shows it
         }
         let response = builder.send().await.map_err(send_failure)?;
         let status = response.status();

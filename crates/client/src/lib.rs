@@ -59,6 +59,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod auth;
 mod client;
 mod codec;
 mod endpoints;
@@ -67,6 +68,7 @@ mod registry;
 mod retry;
 mod types;
 
+pub use auth::{Access, AuthStatus, NewToken, Permission, RoleInfo, UserInfo};
 pub use client::{Client, ClientConfig};
 pub use codec::{decode_page, key_path, percent_encode};
 pub use endpoints::normalize_endpoint;
