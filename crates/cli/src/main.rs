@@ -4,6 +4,7 @@
 //! It has no logic of its own: `node` builds a `tally_server::ServerConfig` and calls `tally_server::run`;
 //! the client commands call `tally_client::Client` and format what it returns. One module per subcommand.
 
+mod auth;
 mod bench;
 mod dev;
 mod kv;
@@ -53,6 +54,12 @@ enum Command {
     TransferLeader(kv::TransferLeaderArgs),
     /// Drive the running cluster with concurrent requests and report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Turn client authentication on or off, or show whether it is on (the token comes from TALLY_TOKEN).
+    Auth(auth::AuthArgs),
+    /// Manage users and their API tokens.
+    User(auth::UserArgs),
+    /// Manage roles: read, write or admin on key prefixes.
+    Role(auth::RoleArgs),
 }
 
 impl Command {
@@ -106,6 +113,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args).await,
         Command::TransferLeader(args) => kv::transfer_leader(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Auth(args) => auth::auth(args).await,
+        Command::User(args) => auth::user(args).await,
+        Command::Role(args) => auth::role(args).await,
     }
 }
 
