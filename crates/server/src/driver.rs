@@ -564,7 +564,8 @@ impl Driver {
         if Arc::ptr_eq(&published.read().unwrap_or_else(std::sync::PoisonError::into_inner), current) {
             return;
         }
-        tracing::info!(enabled = current.is_enabled(), users = current.users().len(), "auth state changed");
+        let (enabled, users, roles) = (current.is_enabled(), current.users().len(), current.roles().len());
+        tracing::info!(enabled, users, roles, "auth state changed");
         *published.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(current);
     }
 
