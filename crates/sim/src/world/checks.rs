@@ -35,6 +35,8 @@ impl Simulation {
             }
             if state.0 != self.observed[i].2 {
                 self.observed[i].2 = state.0;
+                // The auth state first: a difference there is reported as such, not only as a checksum.
+                self.auth_agreement.record(id, state.0, node.state_machine().kv.auth())?;
                 self.state_machine_safety.record_state(id, state.0, state.1)?;
             }
         }
