@@ -123,7 +123,7 @@ impl NodeArgs {
         config.listen_peer = self.listen_peer;
         config.advertise_client_url = self.advertise_client.clone();
         config.advertise_peer_url = self.advertise_peer.clone();
-        config.cluster_token = self.cluster_token.clone().filter(|t| !t.is_empty());
+        config.cluster_token = self.cluster_token.clone();
         match &self.initial_cluster {
             Some(members) => config.initial_cluster = parse_initial_cluster(members).context("--initial-cluster")?,
             None => {

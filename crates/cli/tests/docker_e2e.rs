@@ -32,6 +32,10 @@ fn election_mode() -> String {
 const NODES: usize = 5;
 /// How long the cluster may take to reach any expected state.
 const WAIT: Duration = Duration::from_secs(60);
+/// The cluster token of the registry and every node: containers listen on their network's address, and a node
+/// whose peer port faces a network refuses to start without a token or mutual TLS.
+const CLUSTER_TOKEN: &str = "docker end-to-end token";
+
 /// The registry's TTL.
 const TTL_MS: u64 = 2_000;
 
@@ -151,7 +155,19 @@ impl Cluster {
 
     fn run_registry(&self) {
         let ttl = TTL_MS.to_string();
-        let args = ["run", "-d", "--name", &self.registry, "--network", &self.net, "--network-alias", "registry"];
+        let token = format!("TALLY_CLUSTER_TOKEN={CLUSTER_TOKEN}");
+        let args = [
+            "run",
+            "-d",
+            "--name",
+            &self.registry,
+            "--network",
+            &self.net,
+            "--network-alias",
+            "registry",
+            "-e",
+            &token,
+        ];
         let tail = [self.image.as_str(), "registry", "--listen", "0.0.0.0:8080", "--ttl-ms", &ttl];
         must(&[&args[..], &tail[..]].concat());
         self.track(&self.registry);
@@ -167,6 +183,7 @@ impl Cluster {
         let peer = format!("TALLY_ADVERTISE_PEER=http://{alias}:7101");
         let election = format!("TALLY_ELECTION={}", election_mode());
         let voters = NODES.to_string();
+        let token = format!("TALLY_CLUSTER_TOKEN={CLUSTER_TOKEN}");
         must(&[
             "run",
             "-d",
@@ -184,6 +201,8 @@ impl Cluster {
             &peer,
             "-e",
             &election,
+            "-e",
+            &token,
             &self.image,
             "node",
             "--registry-address",
@@ -548,10 +567,11 @@ async fn faults_across_containers() {
     let registry = format!("http://{}:8080/v1/nodes", cluster.ip(&cluster.registry).expect("registry address"));
     let back = Instant::now();
     loop {
-        let listed: Option<serde_json::Value> = match cluster.http.get(&registry).send().await {
-            Ok(answer) => answer.json().await.ok(),
-            Err(_) => None,
-        };
+        let listed: Option<serde_json::Value> =
+            match cluster.http.get(&registry).bearer_auth(CLUSTER_TOKEN).send().await {
+                Ok(answer) => answer.json().await.ok(),
+                Err(_) => None,
+            };
         if listed.as_ref().and_then(|l| l["nodes"].as_array()).is_some_and(|n| n.len() == NODES) {
             break;
         }

@@ -55,6 +55,9 @@ pub(crate) struct Shared {
     pub(crate) cluster_token: Option<String>,
     /// Peer URLs of the configured members.
     pub(crate) peer_urls: BTreeMap<NodeId, String>,
+    /// Whether the membership is static (`--initial-cluster`, no discovery): then the join call may change
+    /// neither the members nor their addresses, which the operator fixed.
+    pub(crate) static_membership: bool,
     /// The node loop's input.
     pub(crate) events: SyncSender<Event>,
     /// What the node loop publishes.

@@ -186,6 +186,7 @@ impl Server {
             peer_url: me.peer_url.clone(),
             cluster_token: config.cluster_token.clone(),
             peer_urls: config.initial_cluster.iter().map(|m| (m.id, m.peer_url.clone())).collect::<BTreeMap<_, _>>(),
+            static_membership: config.discovery.is_none(),
             events: events.clone(),
             published: Arc::clone(&published),
             peers: Arc::clone(&peers),
@@ -348,7 +349,8 @@ fn check_config(config: &ServerConfig, peer: &PeerConfig) -> Result<(), ServerEr
     if let Some(token) = &config.cluster_token {
         if token.is_empty() || token.len() > crate::wire::TOKEN_MAX_BYTES {
             return Err(ServerError::Config(format!(
-                "the cluster token must be 1 to {} bytes",
+                "the cluster token (--cluster-token, TALLY_CLUSTER_TOKEN) must be 1 to {} bytes; an empty one is \
+                 refused rather than taken as no token",
                 crate::wire::TOKEN_MAX_BYTES
             )));
         }

@@ -120,3 +120,44 @@ async fn writes_through_a_follower_are_forwarded_and_reads_follow_the_documented
         server.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_cluster_refuses_joins_that_would_add_a_node_or_move_a_member() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let servers = start_cluster(dir.path(), 3).await;
+    let http = reqwest::Client::new();
+    let leader = wait_for_leader(&http, &servers).await;
+    let follower = (leader + 1) % servers.len();
+
+    // The hijack: rewrite member n2's peer URL, and add a stranger; each sent to the leader and to a follower,
+    // with the cluster token (a token holder is still not allowed to change a static membership).
+    let hijacks = [
+        serde_json::json!({"id": "n2", "peer_url": "http://evil:7101", "client_url": "http://evil:7001", "incarnation": 1}),
+        serde_json::json!({"id": "n9", "peer_url": "http://evil:7101", "client_url": "http://evil:7001", "incarnation": 1}),
+    ];
+    for target in [leader, follower] {
+        for body in &hijacks {
+            let answer = http
+                .post(format!("http://{}/v1/cluster/join", servers[target].client_addr()))
+                .bearer_auth("cluster test token")
+                .json(body)
+                .send()
+                .await
+                .expect("join answers");
+            assert_eq!(answer.status(), 403, "{body}");
+            let error: serde_json::Value = answer.json().await.expect("json");
+            assert_eq!(error["error"]["code"], "static_membership", "{error}");
+        }
+    }
+
+    // Nothing changed: three voters, no learner, and n2 still takes writes from the leader.
+    let view = cluster(&http, &servers[leader]).await;
+    let members = view["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3, "{view}");
+    assert!(members.iter().all(|m| m["peer_url"].as_str().is_none_or(|url| !url.contains("evil"))), "{view}");
+    let answer = http.put(format!("http://{}/v1/kv/after", servers[leader].client_addr())).body("x").send().await;
+    assert_eq!(answer.expect("put").status(), 200);
+    for server in servers {
+        server.shutdown().await;
+    }
+}

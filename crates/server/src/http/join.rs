@@ -12,9 +12,11 @@
 //! It refuses (`409`) a node of another cluster, and a node that claims a member's id without being that
 //! member (a different incarnation: the member lost its data, or another node uses its id).
 //!
-//! A follower forwards the call to the leader. With a cluster token configured, the call needs
-//! `Authorization: Bearer TOKEN` (`401` otherwise). With client auth on, the cluster token still admits the
-//! call (a joining node has no user token), and otherwise it needs a user with admin on the whole keyspace.
+//! A node of a static cluster (`--initial-cluster`) refuses every join (`403 static_membership`): its members and
+//! their addresses are fixed by the operator. A follower forwards the call to the leader. With a cluster token
+//! configured, the call needs `Authorization: Bearer TOKEN` (`401` otherwise). With client auth on, the cluster
+//! token still admits the call (a joining node has no user token), and otherwise it needs a user with admin on
+//! the whole keyspace.
 
 use std::time::{Duration, Instant};
 
@@ -73,6 +75,9 @@ pub(crate) async fn join(State(state): State<AppState>, request: Request) -> Res
         Params::parse(parts.uri.query(), &[])?;
         let body = super::kv::read_body(body, JOIN_BODY_MAX).await?;
         let joiner = parse_request(&body)?;
+        if state.static_membership {
+            return Err(static_membership_refusal(&joiner));
+        }
         if joiner.id == state.id && joiner.address.peer_url != state.peer_url {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -90,6 +95,21 @@ pub(crate) async fn join(State(state): State<AppState>, request: Request) -> Res
     }
     .await;
     state.finish(result)
+}
+
+/// `403` for any join on a node of a static cluster: its members and their addresses are what the operator
+/// listed in `--initial-cluster`, so a join could only add a stranger or redirect a member's traffic.
+fn static_membership_refusal(joiner: &Joiner) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "static_membership",
+        format!(
+            "this node runs a static cluster (--initial-cluster): its members and their addresses cannot be changed \
+             by a join call, so {} was not added or changed (start nodes with --registry-address, --bootstrap or \
+             --join to let nodes join)",
+            joiner.id
+        ),
+    )
 }
 
 /// `401` unless the request carries the cluster token (when one is configured); with client auth on, a user
