@@ -5,6 +5,7 @@
 //! It has no logic of its own: `node` builds a `tally_server::ServerConfig` and calls `tally_server::run`;
 //! the client commands call `tally_client::Client` and format what it returns. One module per subcommand.
 
+mod auth;
 mod bench;
 mod certs;
 mod dev;
@@ -57,6 +58,12 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Make TLS certificates: a CA and one certificate per node and per user.
     Certs(certs::CertsArgs),
+    /// Turn client authentication on or off, or show whether it is on.
+    Auth(auth::AuthArgs),
+    /// Manage users and their API tokens.
+    User(auth::UserArgs),
+    /// Manage roles: read, write or admin on key prefixes.
+    Role(auth::RoleArgs),
 }
 
 impl Command {
@@ -111,6 +118,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::TransferLeader(args) => kv::transfer_leader(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Certs(args) => certs::run(args),
+        Command::Auth(args) => auth::auth(args).await,
+        Command::User(args) => auth::user(args).await,
+        Command::Role(args) => auth::role(args).await,
     }
 }
 

@@ -71,6 +71,9 @@ pub fn hint_for(error: &anyhow::Error) -> Option<&'static str> {
         ClientError::Api(api) if api.is(tally_client::code::NO_LEADER) => {
             Some("a majority of the nodes must be up to elect a leader: check `tally status`")
         }
+        ClientError::Api(api) if api.is(tally_client::code::UNAUTHENTICATED) => {
+            Some("auth is enabled on this cluster: set TALLY_TOKEN to a user's token")
+        }
         _ => None,
     }
 }

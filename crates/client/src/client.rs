@@ -68,21 +68,21 @@ struct Inner {
 }
 
 /// One call of the API, as the retry loop needs it.
-struct Request {
+pub(crate) struct Request {
     /// The HTTP method.
-    method: Method,
+    pub(crate) method: Method,
     /// Path and query, e.g. `/v1/kv/a%2Fb?cas=3`.
-    path: String,
+    pub(crate) path: String,
     /// The body, shared cheaply between attempts.
-    body: Option<Bytes>,
+    pub(crate) body: Option<Bytes>,
     /// Read or write: what is safe to retry.
-    kind: Kind,
+    pub(crate) kind: Kind,
     /// Where it preferably goes.
-    route: Route,
+    pub(crate) route: Route,
 }
 
 /// A success answer.
-struct Answer {
+pub(crate) struct Answer {
     /// The endpoint that answered.
     endpoint: String,
     /// Its headers.
@@ -93,17 +93,17 @@ struct Answer {
 
 impl Answer {
     /// `X-Tally-Index`, if present and valid.
-    fn index(&self) -> Result<Option<u64>, ClientError> {
+    pub(crate) fn index(&self) -> Result<Option<u64>, ClientError> {
         codec::header_u64(&self.headers, HEADER_INDEX).map_err(|detail| self.decode_error(detail))
     }
 
     /// A [`ClientError::Decode`] about this answer.
-    fn decode_error(&self, detail: String) -> ClientError {
+    pub(crate) fn decode_error(&self, detail: String) -> ClientError {
         ClientError::Decode { endpoint: self.endpoint.clone(), detail }
     }
 
     /// The body as JSON of type `T`.
-    fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ClientError> {
+    pub(crate) fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ClientError> {
         serde_json::from_slice(&self.body).map_err(|e| self.decode_error(format!("bad JSON answer: {e}")))
     }
 }
@@ -334,7 +334,7 @@ impl Client {
     }
 
     /// Sends `request` until it succeeds, fails for good, or the retry deadline passes (see the crate doc).
-    async fn execute(&self, request: &Request) -> Result<Answer, ClientError> {
+    pub(crate) async fn execute(&self, request: &Request) -> Result<Answer, ClientError> {
         if request.route == Route::Leader && self.state().take_refresh_wanted() {
             self.refresh_leader_url().await;
         }

@@ -25,6 +25,10 @@ pub mod code {
     pub const TIMEOUT: &str = "timeout";
     /// 502: a follower could not reach the leader to forward a write; nothing was written.
     pub const FORWARD_FAILED: &str = "forward_failed";
+    /// 401: auth is on and the call carried no valid token.
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
+    /// 403: the token's user lacks the permission the message names.
+    pub const PERMISSION_DENIED: &str = "permission_denied";
 }
 
 /// An error answer from a node: `{"error": {"code", "message", "leader"?, "current_modify_index"?}}`.

@@ -67,6 +67,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod auth;
 mod builder;
 mod client;
 mod codec;
@@ -76,6 +77,7 @@ mod registry;
 mod retry;
 mod types;
 
+pub use auth::{Access, AuthStatus, NewToken, Permission, RoleInfo, UserInfo};
 pub use builder::ClientBuilder;
 pub use client::{Client, ClientConfig};
 pub use codec::{decode_page, key_path, percent_encode};

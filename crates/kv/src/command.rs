@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! u8  version = 1
-//! u8  kind            1 = put, 2 = delete, 3 = set member, 4 = remove member, 5 = set cluster id
+//! u8  kind            1 = put, 2 = delete, 3 = set member, 4 = remove member, 5 = set cluster id, 6 = auth
 //! put, delete:
 //!   u32 key_len, key bytes
 //!   u32 value_len, value bytes      (put only)
@@ -13,12 +13,16 @@
 //! set member:           u64 node id, u32 len + peer URL, u32 len + client URL (UTF-8), u64 incarnation
 //! remove member:        u64 node id
 //! set cluster id:       u32 len + cluster id (UTF-8)
+//! auth:                 an auth op and its fields (see [`crate::AuthCommand`] and `auth/command.rs`)
 //! ```
+//!
+//! New kinds extend version 1: every version-1 command in an existing log decodes as before.
 //!
 //! Integers are little-endian. Text fields are at most [`METADATA_TEXT_MAX_BYTES`] bytes. Nothing may follow
 //! the last field.
 
 use crate::DecodeError;
+use crate::auth::AuthCommand;
 use crate::cluster::{METADATA_TEXT_MAX_BYTES, read_text};
 use crate::codec::{Reader, Sink};
 
@@ -65,6 +69,8 @@ pub enum Command {
         /// The id.
         cluster_id: String,
     },
+    /// Changes who may do what (users, roles, enabling auth): outside the key space.
+    Auth(AuthCommand),
 }
 
 /// The encoding version this build writes and the only one it reads.
@@ -79,17 +85,22 @@ const KIND_SET_MEMBER: u8 = 3;
 const KIND_REMOVE_MEMBER: u8 = 4;
 /// Kind tag of [`Command::SetClusterId`].
 const KIND_SET_CLUSTER_ID: u8 = 5;
+/// Kind tag of [`Command::Auth`].
+const KIND_AUTH: u8 = 6;
 /// Flag byte: no cas condition.
 const CAS_NONE: u8 = 0;
 /// Flag byte: a `u64` cas condition follows.
 const CAS_SOME: u8 = 1;
 
 impl Command {
-    /// The key the command writes; `None` for cluster metadata commands.
+    /// The key the command writes; `None` for cluster metadata and auth commands.
     pub fn key(&self) -> Option<&[u8]> {
         match self {
             Command::Put { key, .. } | Command::Delete { key, .. } => Some(key),
-            Command::SetMember { .. } | Command::RemoveMember { .. } | Command::SetClusterId { .. } => None,
+            Command::SetMember { .. }
+            | Command::RemoveMember { .. }
+            | Command::SetClusterId { .. }
+            | Command::Auth(_) => None,
         }
     }
 
@@ -97,7 +108,10 @@ impl Command {
     pub fn cas(&self) -> Option<u64> {
         match self {
             Command::Put { cas, .. } | Command::Delete { cas, .. } => *cas,
-            Command::SetMember { .. } | Command::RemoveMember { .. } | Command::SetClusterId { .. } => None,
+            Command::SetMember { .. }
+            | Command::RemoveMember { .. }
+            | Command::SetClusterId { .. }
+            | Command::Auth(_) => None,
         }
     }
 
@@ -131,6 +145,11 @@ impl Command {
             Command::SetClusterId { cluster_id } => {
                 out.put_u8(KIND_SET_CLUSTER_ID);
                 text(&mut out, cluster_id);
+                return out;
+            }
+            Command::Auth(command) => {
+                out.put_u8(KIND_AUTH);
+                command.write(&mut out);
                 return out;
             }
             Command::Put { key, value, .. } => {
@@ -187,6 +206,7 @@ impl Command {
             }
             KIND_REMOVE_MEMBER => Command::RemoveMember { id: reader.u64()? },
             KIND_SET_CLUSTER_ID => Command::SetClusterId { cluster_id: read_text(&mut reader)? },
+            KIND_AUTH => Command::Auth(AuthCommand::read(&mut reader)?),
             tag => {
                 return Err(DecodeError::BadTag { what: "command kind", tag, offset: kind_offset });
             }
@@ -205,6 +225,7 @@ impl Command {
             }
             Command::RemoveMember { .. } => return 2 + 8,
             Command::SetClusterId { cluster_id } => return 2 + 4 + cluster_id.len(),
+            Command::Auth(command) => return 2 + command.encoded_len(),
         };
         let cas = if self.cas().is_some() { 9 } else { 1 };
         2 + fields + cas
@@ -238,6 +259,33 @@ mod tests {
             }),
             any::<u64>().prop_map(|id| Command::RemoveMember { id }),
             text().prop_map(|cluster_id| Command::SetClusterId { cluster_id }),
+            arb_auth().prop_map(Command::Auth),
+        ]
+    }
+
+    fn arb_auth() -> impl Strategy<Value = AuthCommand> {
+        use crate::{Access, TokenHash};
+        let name = || "[a-z0-9é ]{0,12}";
+        let hash = || any::<[u8; 32]>().prop_map(TokenHash);
+        let access = || prop_oneof![Just(Access::Read), Just(Access::Write), Just(Access::Admin)];
+        let prefix = || proptest::collection::vec(any::<u8>(), 0..12);
+        prop_oneof![
+            Just(AuthCommand::Enable),
+            Just(AuthCommand::Disable),
+            (name(), hash(), proptest::collection::vec(name(), 0..4))
+                .prop_map(|(name, token_hash, roles)| AuthCommand::AddUser { name, token_hash, roles }),
+            (name(), hash()).prop_map(|(name, token_hash)| AuthCommand::SetToken { name, token_hash }),
+            name().prop_map(|name| AuthCommand::DeleteUser { name }),
+            name().prop_map(|name| AuthCommand::AddRole { name }),
+            name().prop_map(|name| AuthCommand::DeleteRole { name }),
+            (name(), prefix(), access()).prop_map(|(role, prefix, access)| AuthCommand::GrantPermission {
+                role,
+                prefix,
+                access
+            }),
+            (name(), prefix()).prop_map(|(role, prefix)| AuthCommand::RevokePermission { role, prefix }),
+            (name(), name()).prop_map(|(user, role)| AuthCommand::GrantRole { user, role }),
+            (name(), name()).prop_map(|(user, role)| AuthCommand::RevokeRole { user, role }),
         ]
     }
 
@@ -248,6 +296,13 @@ mod tests {
         assert_eq!(put.encode(), expected);
         let delete = Command::Delete { key: b"k".to_vec(), cas: None };
         assert_eq!(delete.encode(), [1, 2, 1, 0, 0, 0, b'k', 0]);
+        let grant = Command::Auth(AuthCommand::GrantPermission {
+            role: "r".to_string(),
+            prefix: b"p/".to_vec(),
+            access: crate::Access::Write,
+        });
+        assert_eq!(grant.encode(), [1, 6, 8, 1, 0, 0, 0, b'r', 2, 0, 0, 0, b'p', b'/', 2]);
+        assert_eq!(Command::Auth(AuthCommand::Enable).encode(), [1, 6, 1]);
     }
 
     #[test]
@@ -271,6 +326,12 @@ mod tests {
             Command::decode(&[1, 2, 0, 0, 0, 0, 0, 0xff]),
             Err(DecodeError::TrailingBytes { offset: 7, count: 1 })
         );
+        assert_eq!(Command::decode(&[1, 6, 12]), Err(DecodeError::BadTag { what: "auth op", tag: 12, offset: 2 }));
+        assert_eq!(
+            Command::decode(&[1, 6, 8, 1, 0, 0, 0, b'r', 0, 0, 0, 0, 4]),
+            Err(DecodeError::BadTag { what: "access", tag: 4, offset: 12 })
+        );
+        assert_eq!(Command::decode(&[1, 6, 2, 0]), Err(DecodeError::TrailingBytes { offset: 3, count: 1 }));
     }
 
     #[test]
@@ -314,8 +375,17 @@ mod tests {
         }
 
         #[test]
-        fn random_bytes_after_a_valid_header_never_panic(kind in 0u8..7, tail in proptest::collection::vec(any::<u8>(), 0..32)) {
+        fn random_bytes_after_a_valid_header_never_panic(kind in 0u8..8, tail in proptest::collection::vec(any::<u8>(), 0..32)) {
             let mut bytes = vec![FORMAT_VERSION, kind];
+            bytes.extend_from_slice(&tail);
+            if let Ok(command) = Command::decode(&bytes) {
+                prop_assert_eq!(command.encode(), bytes);
+            }
+        }
+
+        #[test]
+        fn random_bytes_after_an_auth_op_never_panic(op in 0u8..13, tail in proptest::collection::vec(any::<u8>(), 0..48)) {
+            let mut bytes = vec![FORMAT_VERSION, KIND_AUTH, op];
             bytes.extend_from_slice(&tail);
             if let Ok(command) = Command::decode(&bytes) {
                 prop_assert_eq!(command.encode(), bytes);

@@ -96,4 +96,13 @@ pub enum DecodeError {
         /// The snapshot's applied index.
         applied_index: u64,
     },
+    /// The snapshot's auth state breaks an invariant of the auth store (e.g. a user holding a role that does not
+    /// exist, or auth enabled with no admin): it is not a state that applying commands could have built.
+    #[error("snapshot auth state at offset {offset} is inconsistent: {detail}")]
+    BadAuthState {
+        /// Where the auth state starts.
+        offset: usize,
+        /// Which invariant is broken.
+        detail: String,
+    },
 }

@@ -5,7 +5,10 @@
 //! - [`Command`]: the write commands (put, delete, each with an optional compare-and-set on the
 //!   key's modify index) and their versioned binary encoding, carried as Raft log entry payloads;
 //!   also the cluster metadata commands that record member addresses and the cluster id
-//!   ([`ClusterInfo`], outside the key space).
+//!   ([`ClusterInfo`], outside the key space), and the auth commands ([`AuthCommand`]) that manage users,
+//!   their token hashes and roles ([`AuthState`], also outside the key space).
+//! - [`AuthState::authorize`]: whether a user may read, write or administer a key or prefix, as a pure
+//!   function of the replicated auth state.
 //! - [`KvStore`]: the state those commands build, a byte-ordered map from key to [`Versioned`]
 //!   value plus the `applied_index`, with point reads and prefix scans.
 //! - Snapshots: [`KvStore::snapshot`] / [`KvStore::restore`], a checksummed encoding of the whole
@@ -45,6 +48,7 @@
 
 #![deny(missing_docs)]
 
+mod auth;
 mod cluster;
 mod codec;
 mod command;
@@ -53,6 +57,11 @@ mod response;
 mod snapshot;
 mod store;
 
+pub use auth::{
+    AUTH_NAME_MAX_BYTES, AUTH_PREFIX_MAX_BYTES, Access, AuthCommand, AuthError, AuthState, Denied,
+    PERMISSIONS_PER_ROLE_MAX, ROLES_MAX, ROLES_PER_USER_MAX, Role, Scope, TokenHash, USERS_MAX, User, check_name,
+    show_bytes,
+};
 pub use cluster::{ClusterInfo, METADATA_TEXT_MAX_BYTES, MemberAddress};
 pub use command::Command;
 pub use error::DecodeError;

@@ -1,5 +1,7 @@
 //! What applying one log entry produced, returned to the client waiting on that entry.
 
+use crate::AuthError;
+
 /// What applying one command produced.
 ///
 /// Every variant carries the entry's `index`, which the HTTP layer returns as `X-Tally-Index` and
@@ -30,6 +32,19 @@ pub enum Response {
         /// The entry's index.
         index: u64,
     },
+    /// An auth command was applied.
+    Auth {
+        /// The entry's index.
+        index: u64,
+    },
+    /// An auth command was refused (unknown name, no-lockout rule, ...); nothing changed. Deterministic, so it
+    /// is returned to the client.
+    AuthRefused {
+        /// The entry's index.
+        index: u64,
+        /// Why.
+        error: AuthError,
+    },
     /// The payload did not decode. This is deterministic (every node gets the same answer), so it
     /// is returned to the client rather than treated as a local failure.
     Invalid {
@@ -48,6 +63,8 @@ impl Response {
             | Response::Delete { index, .. }
             | Response::CasFailed { index, .. }
             | Response::Cluster { index }
+            | Response::Auth { index }
+            | Response::AuthRefused { index, .. }
             | Response::Invalid { index, .. } => *index,
         }
     }

@@ -1,10 +1,10 @@
 //! Snapshot encoding of a whole [`KvStore`], and its logical-state checksum.
 //!
-//! # Format (version 2)
+//! # Format (version 3)
 //!
 //! ```text
 //! [u8; 4] magic = "TKVS"
-//! u8      version = 2
+//! u8      version = 3
 //! u64     applied_index
 //! u64     entry_count
 //! entry_count times, keys strictly increasing:
@@ -15,7 +15,9 @@
 //! cluster metadata:
 //!     u8  has_cluster_id, then (if 1) u32 len + cluster id
 //!     u64 member_count
-//!     member_count times, ids strictly increasing: u64 id, u32 len + peer URL, u32 len + client URL
+//!     member_count times, ids strictly increasing: u64 id, u32 len + peer URL, u32 len + client URL,
+//!         u64 incarnation
+//! auth state (version 3): users, roles and whether auth is on, as `auth/state_codec.rs` describes
 //! u32     crc32 (IEEE) of every byte before it
 //! ```
 //!
@@ -25,12 +27,14 @@
 use std::collections::BTreeMap;
 
 use crate::codec::{Fnv1a, Reader, Sink};
-use crate::{ClusterInfo, DecodeError, KvStore, Versioned};
+use std::sync::Arc;
+
+use crate::{AuthState, ClusterInfo, DecodeError, KvStore, Versioned};
 
 /// Identifies a Tally kv snapshot, so a wrong file is named as such rather than as corrupt.
 const MAGIC: [u8; 4] = *b"TKVS";
 /// The snapshot version this build writes and the only one it reads.
-const FORMAT_VERSION: u8 = 2;
+const FORMAT_VERSION: u8 = 3;
 /// Size of the trailing CRC32.
 const CHECKSUM_LEN: usize = 4;
 
@@ -81,14 +85,15 @@ impl KvStore {
             entries.insert(key.to_vec(), versioned);
         }
         let cluster = ClusterInfo::read(&mut reader)?;
+        let auth = Arc::new(AuthState::read(&mut reader)?);
         reader.finish()?;
-        let store = KvStore { entries, applied_index, cluster };
+        let store = KvStore { entries, applied_index, cluster, auth };
         store.check_invariants();
         Ok(store)
     }
 
-    /// A 64-bit FNV-1a hash of the logical state (applied index and every key, value and
-    /// index), for convergence checks: two nodes with equal state always get equal checksums,
+    /// A 64-bit FNV-1a hash of the logical state (applied index, every key, value and index, the
+    /// cluster metadata and the auth state), for convergence checks: two nodes with equal state always get equal checksums,
     /// and different states collide only by chance (about 2^-64). Streams the canonical
     /// encoding without allocating it, and is stable across Rust versions and platforms.
     pub fn state_checksum(&self) -> u64 {
@@ -108,6 +113,7 @@ impl KvStore {
             sink.put_u64(versioned.modify_index);
         }
         self.cluster.write(sink);
+        self.auth.write(sink);
     }
 }
 

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
-use crate::{ClusterInfo, Command, MemberAddress, Response};
+use crate::{AuthCommand, AuthState, ClusterInfo, Command, MemberAddress, Response};
 
 /// A stored value and its versions.
 ///
@@ -32,6 +33,10 @@ pub struct KvStore {
     pub(crate) applied_index: u64,
     /// The cluster's id and member addresses, replicated like keys but outside the key space.
     pub(crate) cluster: ClusterInfo,
+    /// Users, roles and whether auth is on, replicated like keys but outside the key space. Shared, copied on
+    /// write: the server publishes this `Arc` to its request handlers after each apply without copying the state,
+    /// and the next auth change copies it once (`Arc::make_mut`) instead of changing what they read.
+    pub(crate) auth: Arc<AuthState>,
 }
 
 impl KvStore {
@@ -91,12 +96,29 @@ impl KvStore {
                 self.cluster.cluster_id.get_or_insert_with(|| cluster_id.clone());
                 Response::Cluster { index }
             }
+            Command::Auth(command) => self.apply_auth(index, command),
         }
     }
 
     /// The cluster's id and member addresses.
     pub fn cluster(&self) -> &ClusterInfo {
         &self.cluster
+    }
+
+    /// Users, roles and whether auth is on, shared: cheap to clone, and a new `Arc` after every change (compare
+    /// with [`Arc::ptr_eq`] to notice one).
+    pub fn auth(&self) -> &Arc<AuthState> {
+        &self.auth
+    }
+
+    /// Applies an auth command: validated first, so a refused one neither changes nor copies the state.
+    fn apply_auth(&mut self, index: u64, command: &AuthCommand) -> Response {
+        if let Err(error) = self.auth.validate(command) {
+            return Response::AuthRefused { index, error };
+        }
+        let applied = Arc::make_mut(&mut self.auth).apply(command);
+        assert!(applied.is_ok(), "auth command {command:?} passed validation but failed to apply: {applied:?}");
+        Response::Auth { index }
     }
 
     /// Records that entry `index` was applied but carried no key/value command.
@@ -169,10 +191,14 @@ impl KvStore {
     ///
     /// # Panics
     ///
-    /// If any key breaks `1 <= create_index <= modify_index <= applied_index`.
+    /// If any key breaks `1 <= create_index <= modify_index <= applied_index`, or the auth state breaks one
+    /// of its invariants.
     pub fn check_invariants(&self) {
         for (key, versioned) in &self.entries {
             check_versioned(key, versioned, self.applied_index);
+        }
+        if let Err(broken) = self.auth.check_invariants() {
+            panic!("auth state invariant broken: {broken}");
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use tally_kv::{Command, KvStore, Response, Versioned};
+use tally_kv::{AuthState, Command, KvStore, Response, Versioned};
 
 /// key -> (value, create_index, modify_index).
 type Model = BTreeMap<Vec<u8>, (Vec<u8>, u64, u64)>;
@@ -14,6 +14,9 @@ type Model = BTreeMap<Vec<u8>, (Vec<u8>, u64, u64)>;
 struct Meta {
     cluster_id: Option<String>,
     members: BTreeMap<u64, (String, String, u64)>,
+    /// The auth state has a model test of its own (`auth_model.rs`); here it is only carried along, for the
+    /// rare garbage payload that decodes as an auth command.
+    auth: AuthState,
 }
 
 /// How a step picks its cas condition.
@@ -117,6 +120,12 @@ fn model_apply(model: &mut Model, meta: &mut Meta, index: u64, command: &Command
             }
             return Response::Cluster { index };
         }
+        Command::Auth(command) => {
+            return match meta.auth.apply(command) {
+                Ok(()) => Response::Auth { index },
+                Err(error) => Response::AuthRefused { index, error },
+            };
+        }
     };
     let current = model.get(&key).map_or(0, |entry| entry.2);
     if cas.is_some_and(|cas| cas != current) {
@@ -143,6 +152,7 @@ fn assert_same(store: &KvStore, model: &Model, meta: &Meta, applied_index: u64) 
         .map(|(id, a)| (*id, (a.peer_url.clone(), a.client_url.clone(), a.incarnation)))
         .collect();
     prop_assert_eq!(&members, &meta.members);
+    prop_assert_eq!(store.auth().as_ref(), &meta.auth);
     prop_assert_eq!(store.applied_index(), applied_index);
     prop_assert_eq!(store.len(), model.len());
     let (all, more) = store.scan(b"", None, usize::MAX);

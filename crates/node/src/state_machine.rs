@@ -1,6 +1,8 @@
 //! The replicated state machine the node drives, and its key/value implementation.
 
-use tally_kv::{KvStore, Response, Versioned};
+use std::sync::Arc;
+
+use tally_kv::{AuthState, KvStore, Response, Versioned};
 use tally_raft::LogIndex;
 
 /// A deterministic state machine fed with committed log entries. Every node applies the same entries in
@@ -50,6 +52,8 @@ pub enum KvQuery {
         /// The page ends once its keys and values reach this many bytes (at least one result is returned).
         max_bytes: usize,
     },
+    /// The users, roles and whether auth is on.
+    Auth,
 }
 
 /// The answer to a [`KvQuery`].
@@ -59,6 +63,8 @@ pub enum KvQueryOutput {
     Get(Option<Versioned>),
     /// One page of a scan and whether more remain.
     Scan(Vec<(Vec<u8>, Versioned)>, bool),
+    /// The auth state (shared, not copied).
+    Auth(Arc<AuthState>),
 }
 
 impl StateMachine for KvStore {
@@ -81,6 +87,7 @@ impl StateMachine for KvStore {
                 let (page, more) = self.scan_within(prefix, after.as_deref(), *limit, *max_bytes);
                 KvQueryOutput::Scan(page, more)
             }
+            KvQuery::Auth => KvQueryOutput::Auth(Arc::clone(self.auth())),
         }
     }
 

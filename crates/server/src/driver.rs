@@ -12,6 +12,9 @@
 //!                                   │        5. publish leader/term/applied for the HTTP side
 //! ```
 //!
+//! The auth state (users, roles, whether auth is on) is published too, before any completion is answered: a
+//! client told that its auth change was applied finds it in force on this node's next request.
+//!
 //! Group commit falls out of the loop: while one batch's fsync runs, new requests queue in the channel, and
 //! the next iteration takes them all into the next fsync. The thread blocks only on the channel and on the
 //! disk, never on the network (the peer transport's `send` only enqueues).
@@ -22,7 +25,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tally_kv::{KvStore, MemberAddress};
+use tally_kv::{AuthState, KvStore, MemberAddress};
 use tally_node::{
     Clock, Input, KvQuery, MembershipPolicy, Node, ReadConsistency, Reply, RequestError, RequestId, WalStorage,
 };
@@ -155,6 +158,9 @@ pub(crate) struct Published {
     cluster_id: RwLock<Option<String>>,
     /// Client requests queued and not yet taken by the loop (at most [`CLIENT_QUEUE_MAX`]).
     client_queued: AtomicUsize,
+    /// The applied auth state, replaced (never changed in place) whenever an auth command or a snapshot changes
+    /// it: a request handler clones the `Arc` and checks against it without asking the node loop.
+    auth: RwLock<Arc<AuthState>>,
     /// Counters and gauges for `/metrics`.
     pub(crate) metrics: LoopMetrics,
 }
@@ -205,6 +211,11 @@ impl Published {
     /// The cluster id, once named.
     pub(crate) fn cluster_id(&self) -> Option<String> {
         self.cluster_id.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The applied auth state, as of the last batch of the node loop.
+    pub(crate) fn auth(&self) -> Arc<AuthState> {
+        Arc::clone(&self.auth.read().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Whether the node loop stopped.
@@ -515,8 +526,10 @@ impl Driver {
         id
     }
 
-    /// Sends every completion to its waiter (a waiter that gave up is simply gone).
+    /// Sends every completion to its waiter (a waiter that gave up is simply gone), after publishing the auth
+    /// state those completions may have changed.
     fn answer_completions(&mut self) {
+        self.publish_auth();
         for completion in self.node.take_completions() {
             if let Some(reply) = self.waiters.remove(&completion.id) {
                 let _ = reply.send(completion.result);
@@ -543,8 +556,22 @@ impl Driver {
         }
     }
 
-    /// Publishes leader, applied and commit index.
+    /// Publishes the auth state if it changed: the store replaces its `Arc` on every change, so a pointer
+    /// comparison tells.
+    fn publish_auth(&self) {
+        let current = self.node.state_machine().auth();
+        let published = &self.published.auth;
+        if Arc::ptr_eq(&published.read().unwrap_or_else(std::sync::PoisonError::into_inner), current) {
+            return;
+        }
+        let (enabled, users, roles) = (current.is_enabled(), current.users().len(), current.roles().len());
+        tracing::info!(enabled, users, roles, "auth state changed");
+        *published.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(current);
+    }
+
+    /// Publishes leader, applied and commit index, and the auth state.
     fn publish(&self) {
+        self.publish_auth();
         let raft = self.node.raft();
         let leader = (raft.leader_id(), raft.is_leader());
         let published = &self.published;

@@ -1,12 +1,14 @@
 //! The client HTTP API (docs/http-api.md): axum routes over the node loop.
 //!
 //! ```text
-//!  request ──route──▶ handler: decode key/params/body (400/413 on anything malformed)
+//!  request ──route──▶ handler: authenticate (401) ─▶ decode key/params/body (400/413 on anything malformed)
+//!                               ─▶ authorize against the published auth state (403)
 //!     write on a follower ──forward──▶ the leader's client URL (same request), answer relayed
 //!     otherwise ──Event──▶ node loop ──oneshot──▶ answer (504 after the request timeout)
 //!  every answer ──Shared::finish──▶ + X-Tally-Index (applied index unless set), X-Tally-Leader
 //! ```
 
+mod auth;
 mod cluster;
 mod error;
 mod forward;
@@ -150,6 +152,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/livez", get(cluster::livez))
         .route("/readyz", get(cluster::readyz))
         .route("/metrics", get(metrics::metrics))
+        .merge(auth::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -158,7 +161,7 @@ pub(crate) fn router(state: AppState) -> Router {
 /// `404` for an unknown route.
 async fn not_found(State(state): State<AppState>, request: Request) -> Response {
     let message = format!(
-        "no such route: {} {}; the API is under /v1/kv, /v1/cluster, /livez, /readyz (see docs/http-api.md)",
+        "no such route: {} {}; the API is under /v1/kv, /v1/cluster, /v1/auth, /livez, /readyz (see docs/http-api.md)",
         request.method(),
         request.uri().path()
     );

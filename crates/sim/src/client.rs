@@ -1,9 +1,10 @@
-//! Simulated clients: each issues one request at a time (get, put, delete, cas on a few hot keys) to the
-//! node it believes leads, follows leader hints, and records every operation for the linearizability check.
+//! Simulated clients: each issues one request at a time (get, put, delete, cas on a few hot keys, and in some
+//! runs auth commands on a few users and roles) to the node it believes leads, follows leader hints, and
+//! records every key operation for the linearizability check.
 
 use std::collections::BTreeMap;
 
-use tally_kv::Command;
+use tally_kv::{Access, AuthCommand, Command, TokenHash};
 use tally_node::RequestId;
 use tally_raft::{NodeId, SplitMix64};
 
@@ -16,8 +17,9 @@ pub struct Pending {
     pub request: RequestId,
     /// The node it was sent to.
     pub node: NodeId,
-    /// Its position in the history.
-    pub op: usize,
+    /// Its position in the history; `None` for an auth command (not a key operation: the linearizability
+    /// check does not see it, the durability and auth agreement checkers do).
+    pub op: Option<usize>,
     /// When it was sent.
     pub sent_at: u64,
     /// For writes: the fingerprint of the encoded command (to match the applied entry).
@@ -50,10 +52,45 @@ pub struct Intent {
     pub command: Option<Command>,
 }
 
+/// Users the auth commands name: few, so commands collide (a grant to a role another client just deleted).
+const AUTH_USERS: [&str; 3] = ["u0", "u1", "u2"];
+/// Roles the auth commands name.
+const AUTH_ROLES: [&str; 3] = ["r0", "r1", "r2"];
+/// Prefixes the grants name (the empty one is the whole keyspace: admin there lets auth be enabled).
+const AUTH_PREFIXES: [&[u8]; 4] = [b"", b"k", b"k0", b"k1"];
+
 impl Client {
     /// A client that starts by talking to `target`.
     pub fn new(id: u64, target: NodeId) -> Client {
         Client { id, target, pending: None, next_at: 0, seq: 0, seen_index: BTreeMap::new() }
+    }
+
+    /// Picks an auth command: mostly roles, grants and users (so some user often holds admin on everything and
+    /// enabling succeeds), sometimes revocations and deletions (which the no-lockout rule may refuse).
+    pub fn next_auth_command(rng: &mut SplitMix64) -> Command {
+        let mut pick = |names: &[&str]| names[rng.range(0, names.len() as u64) as usize].to_string();
+        let (user, role) = (pick(&AUTH_USERS), pick(&AUTH_ROLES));
+        let command = match rng.range(0, 100) {
+            0..15 => AuthCommand::AddRole { name: role },
+            15..40 => {
+                let prefix = AUTH_PREFIXES[rng.range(0, AUTH_PREFIXES.len() as u64) as usize].to_vec();
+                let access = [Access::Read, Access::Write, Access::Admin][rng.range(0, 3) as usize];
+                AuthCommand::GrantPermission { role, prefix, access }
+            }
+            40..48 => {
+                let prefix = AUTH_PREFIXES[rng.range(0, AUTH_PREFIXES.len() as u64) as usize].to_vec();
+                AuthCommand::RevokePermission { role, prefix }
+            }
+            48..62 => AuthCommand::AddUser { name: user, token_hash: token_hash(rng), roles: vec![role] },
+            62..76 => AuthCommand::GrantRole { user, role },
+            76..81 => AuthCommand::RevokeRole { user, role },
+            81..84 => AuthCommand::DeleteUser { name: user },
+            84..87 => AuthCommand::DeleteRole { name: role },
+            87..90 => AuthCommand::SetToken { name: user, token_hash: token_hash(rng) },
+            90..96 => AuthCommand::Enable,
+            _ => AuthCommand::Disable,
+        };
+        Command::Auth(command)
     }
 
     /// Picks the next operation: reads and writes mixed, cas expectations sometimes right and sometimes stale.
@@ -83,4 +120,13 @@ impl Client {
             }
         }
     }
+}
+
+/// A token hash drawn from the run's generator (the simulator never sees a token).
+fn token_hash(rng: &mut SplitMix64) -> TokenHash {
+    let mut hash = [0; 32];
+    for chunk in hash.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    TokenHash(hash)
 }

@@ -27,7 +27,7 @@ struct Args {
     #[arg(long)]
     trace: bool,
     /// Break the core on purpose (to show the checkers catch it): commit-previous-term, skip-vote-log-check,
-    /// read-without-quorum, forget-vote.
+    /// read-without-quorum, forget-vote; or misapply-auth (n1 applies auth grants as admin grants).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(FAULTS))]
     fault: Option<String>,
     /// Which mix of runs: `mixed` (calm, harsh and chaotic) or `chaos` (every run chaotic).
@@ -46,7 +46,8 @@ struct Args {
 }
 
 /// Names of the fault switches.
-const FAULTS: [&str; 4] = ["commit-previous-term", "skip-vote-log-check", "read-without-quorum", "forget-vote"];
+const FAULTS: [&str; 5] =
+    ["commit-previous-term", "skip-vote-log-check", "read-without-quorum", "forget-vote", "misapply-auth"];
 
 /// The fault switches for a `--fault` name.
 fn faults(name: Option<&str>) -> Faults {
@@ -57,6 +58,7 @@ fn faults(name: Option<&str>) -> Faults {
         Some("skip-vote-log-check") => faults.skip_vote_log_check = true,
         Some("read-without-quorum") => faults.read_without_quorum_check = true,
         Some("forget-vote") => faults.forget_to_persist_vote = true,
+        Some("misapply-auth") => {} // a state machine fault, not a core one: see `RunOptions::misapply_auth`
         Some(other) => unreachable!("clap admitted unknown fault {other}"),
     }
     faults
@@ -85,7 +87,8 @@ fn main() -> ExitCode {
     let profile = if args.profile == "chaos" { Profile::Chaos } else { Profile::Mixed };
     let nodes = args.nodes.as_deref().map(|n| n.parse::<usize>().expect("validated by clap"));
     let election = if args.election == "bully" { ElectionMode::Bully } else { ElectionMode::Raft };
-    let options = RunOptions { nodes, profile, faults: faults(args.fault.as_deref()), election };
+    let misapply_auth = args.fault.as_deref() == Some("misapply-auth");
+    let options = RunOptions { nodes, profile, faults: faults(args.fault.as_deref()), election, misapply_auth };
     if args.failover {
         let report = failover_sweep(args.start_seed, args.seeds, nodes, election, args.threads);
         for (seed, violation) in &report.failures {

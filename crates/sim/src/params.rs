@@ -94,6 +94,12 @@ pub struct SimParams {
     /// join as learners (what the join call does) at `membership_permille`, and the policy promotes them up to
     /// `nodes` voters and removes members that stayed unreachable too long. `None`: random changes.
     pub membership_policy: Option<PolicyConfig>,
+    /// Per mille of client requests that are auth commands (roles, grants, users, enabling and disabling auth)
+    /// instead of key operations; 0 in half the runs, so those replay exactly as before auth existed.
+    pub auth_permille: u64,
+    /// Fault switch (tests only): node n1 applies every auth grant of read or write as a grant of admin, a
+    /// privilege escalation on one replica that the auth agreement checker must catch.
+    pub misapply_auth: bool,
 }
 
 impl SimParams {
@@ -155,13 +161,16 @@ impl SimParams {
             election,
             // Drawn after everything else, so that adding it left every other field of every seed as it was.
             inquiry_timeout_ticks: rng.range(1, 5) as u32,
+            misapply_auth: false,
+            // Drawn last, for the same reason.
+            auth_permille: if rng.chance(1, 2) { rng.range(20, 200) } else { 0 },
         }
     }
 
     /// A calm run for measuring failovers, as production runs: no faults at all (the measurement crashes the
     /// leader itself), in-order links with 1-2 ms delays against 10 ms ticks, clocks at the nominal rate,
-    /// pre-vote and check-quorum on, heartbeats every 2 ticks and the default inquiry timeout. Client load,
-    /// batching and snapshot knobs stay as the seed draws them.
+    /// pre-vote and check-quorum on, heartbeats every 2 ticks and the default inquiry timeout. Client load
+    /// (without auth commands), batching and snapshot knobs stay as the seed draws them.
     pub fn for_failover(seed: u64, nodes: Option<usize>, election: ElectionMode) -> SimParams {
         let mut params = SimParams::from_seed(seed, nodes, Profile::Mixed, election);
         let defaults = tally_raft::Config::new(tally_raft::NodeId(1), seed);
@@ -180,6 +189,7 @@ impl SimParams {
         params.check_quorum = defaults.check_quorum;
         params.heartbeat_interval_ticks = defaults.heartbeat_interval_ticks;
         params.inquiry_timeout_ticks = defaults.inquiry_timeout_ticks;
+        params.auth_permille = 0; // auth commands change no election: keep the measured runs as they were
         params
     }
 }

@@ -2,7 +2,9 @@
 
 use std::cell::RefCell;
 
-use tally_kv::{KvStore, Response};
+use std::borrow::Cow;
+
+use tally_kv::{Access, AuthCommand, Command, KvStore, Response};
 use tally_node::{KvQuery, KvQueryOutput, StateMachine};
 use tally_raft::LogIndex;
 
@@ -17,9 +19,16 @@ pub struct RecordingKv {
     /// Entries applied since the simulator last drained the record (a `RefCell` because the node only
     /// lends its state machine out read-only).
     applied: RefCell<Vec<(LogIndex, u64)>>,
+    /// Fault switch (tests only): apply every auth grant of read or write as a grant of admin.
+    misapply_auth: bool,
 }
 
 impl RecordingKv {
+    /// An empty state machine; with `misapply_auth`, one that applies auth grants wrongly (a fault switch).
+    pub fn with_misapplied_auth(misapply_auth: bool) -> RecordingKv {
+        RecordingKv { misapply_auth, ..RecordingKv::default() }
+    }
+
     /// Takes the `(index, fingerprint)` of the entries applied since the last call.
     pub fn take_applied(&self) -> Vec<(LogIndex, u64)> {
         self.applied.take()
@@ -33,7 +42,8 @@ impl StateMachine for RecordingKv {
 
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> Response {
         self.applied.get_mut().push((index, fnv1a(command)));
-        StateMachine::apply(&mut self.kv, index, command)
+        let command = if self.misapply_auth { escalated(command) } else { Cow::Borrowed(command) };
+        StateMachine::apply(&mut self.kv, index, &command)
     }
 
     fn skip(&mut self, index: LogIndex) {
@@ -59,5 +69,17 @@ impl StateMachine for RecordingKv {
 
     fn state_checksum(&self) -> u64 {
         StateMachine::state_checksum(&self.kv)
+    }
+}
+
+/// The misapplied form of `command` (see [`RecordingKv::misapply_auth`]): a grant of read or write becomes a
+/// grant of admin; anything else is unchanged.
+fn escalated(command: &[u8]) -> Cow<'_, [u8]> {
+    match Command::decode(command) {
+        Ok(Command::Auth(AuthCommand::GrantPermission { role, prefix, access })) if access < Access::Admin => {
+            let grant = AuthCommand::GrantPermission { role, prefix, access: Access::Admin };
+            Cow::Owned(Command::Auth(grant).encode())
+        }
+        _ => Cow::Borrowed(command),
     }
 }

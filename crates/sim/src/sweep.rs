@@ -98,11 +98,20 @@ pub struct RunOptions {
     pub faults: Faults,
     /// How the nodes elect their leader.
     pub election: ElectionMode,
+    /// Fault switch (tests and `--fault misapply-auth` only): n1 applies auth grants wrongly (see
+    /// [`SimParams::misapply_auth`]).
+    pub misapply_auth: bool,
 }
 
 impl Default for RunOptions {
     fn default() -> RunOptions {
-        RunOptions { nodes: None, profile: Profile::Mixed, faults: Faults::default(), election: ElectionMode::Raft }
+        RunOptions {
+            nodes: None,
+            profile: Profile::Mixed,
+            faults: Faults::default(),
+            election: ElectionMode::Raft,
+            misapply_auth: false,
+        }
     }
 }
 
@@ -119,6 +128,7 @@ pub(crate) fn catching_panics<T>(run: impl FnOnce() -> T) -> Result<T, Violation
 pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
     let mut params = SimParams::from_seed(seed, options.nodes, options.profile, options.election);
     params.faults = options.faults;
+    params.misapply_auth = options.misapply_auth;
     let nodes = params.nodes;
     let shared = trace.then(Trace::default);
     match catching_panics(|| Simulation::new(params, shared.clone()).run()) {

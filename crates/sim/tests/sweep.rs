@@ -83,8 +83,14 @@ fn same_seed_gives_identical_trace() {
 /// Hunts for a violation with `faults` on, in chaotic 5-node runs of each election mode, and asserts a
 /// checker in `expected` catches it within `max_seeds` seeds.
 fn assert_caught(faults: Faults, max_seeds: u64, expected: &[&str]) {
+    assert_caught_with(RunOptions { faults, ..RunOptions::default() }, max_seeds, expected);
+}
+
+/// [`assert_caught`] for any fault switch of `options` (its nodes, profile and election are set here).
+fn assert_caught_with(options: RunOptions, max_seeds: u64, expected: &[&str]) {
+    let faults = if options.misapply_auth { "misapply_auth".to_string() } else { format!("{:?}", options.faults) };
     for election in [ElectionMode::Raft, ElectionMode::Bully] {
-        let options = RunOptions { nodes: Some(5), profile: Profile::Chaos, faults, election };
+        let options = RunOptions { nodes: Some(5), profile: Profile::Chaos, election, ..options };
         let (found, ran) = hunt(0, max_seeds, options, THREADS);
         let Some(report) = found else { panic!("{election:?}: {faults:?} not caught within {ran} seeds") };
         let violation = report.violation.expect("hunt returns failing runs");
@@ -114,6 +120,14 @@ fn fault_read_without_quorum_check_is_caught() {
     // Dissertation §6.4: a deposed leader answering reads without a heartbeat round serves stale data.
     let faults = Faults { read_without_quorum_check: true, ..Faults::default() };
     assert_caught(faults, 500, &["linearizability"]);
+}
+
+#[test]
+fn fault_misapply_auth_is_caught() {
+    // One replica applying an auth grant as an admin grant (a privilege escalation on that node only) must be
+    // seen: the auth agreement checker compares every node's auth state at each applied index.
+    let options = RunOptions { misapply_auth: true, ..RunOptions::default() };
+    assert_caught_with(options, 50, &["auth_agreement"]);
 }
 
 #[test]

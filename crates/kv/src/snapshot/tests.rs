@@ -1,5 +1,5 @@
 use super::*;
-use crate::Command;
+use crate::{Access, AuthCommand, Command, TokenHash};
 use proptest::prelude::*;
 
 fn sample_store() -> KvStore {
@@ -19,7 +19,53 @@ fn sample_store() -> KvStore {
     };
     store.apply_command(11, &member);
     store.skip(12);
+    let hash = TokenHash([7; 32]);
+    let auth = [
+        AuthCommand::AddRole { name: "root".into() },
+        AuthCommand::GrantPermission { role: "root".into(), prefix: Vec::new(), access: Access::Admin },
+        AuthCommand::AddRole { name: "app".into() },
+        AuthCommand::GrantPermission { role: "app".into(), prefix: b"app/".to_vec(), access: Access::Write },
+        AuthCommand::GrantPermission { role: "app".into(), prefix: vec![0xff], access: Access::Read },
+        AuthCommand::AddUser { name: "admin".into(), token_hash: hash, roles: vec!["root".into(), "app".into()] },
+        AuthCommand::AddUser { name: "alice".into(), token_hash: hash, roles: vec!["app".into()] },
+        AuthCommand::Enable,
+    ];
+    for (i, command) in auth.into_iter().enumerate() {
+        let response = store.apply_command(13 + i as u64, &Command::Auth(command));
+        assert!(matches!(response, crate::Response::Auth { .. }), "{response:?}");
+    }
     store
+}
+
+/// The encoding of an auth state with one user (holding `roles`) and the roles `defined`, each granting admin
+/// on everything.
+fn auth_state(enabled: bool, roles: &[&str], defined: &[&str]) -> Vec<u8> {
+    let mut out = vec![u8::from(enabled)];
+    out.put_u64(1);
+    out.put_bytes(b"u");
+    out.put(&[0; 32]);
+    out.put_u64(roles.len() as u64);
+    for role in roles {
+        out.put_bytes(role.as_bytes());
+    }
+    out.put_u64(defined.len() as u64);
+    for role in defined {
+        out.put_bytes(role.as_bytes());
+        out.put_u64(1);
+        out.put_bytes(b"");
+        out.put_u8(3);
+    }
+    out
+}
+
+/// The state encoding of an empty store at applied index 5 followed by `auth` as its auth state.
+fn state_with_auth(auth: &[u8]) -> Vec<u8> {
+    let mut state = Vec::new();
+    state.put_u64(5);
+    state.put_u64(0);
+    ClusterInfo::default().write(&mut state);
+    state.extend_from_slice(auth);
+    state
 }
 
 /// A snapshot with a valid header and checksum around an arbitrary state encoding.
@@ -47,7 +93,9 @@ fn round_trip_preserves_everything() {
     let restored = KvStore::restore(&store.snapshot());
     assert_eq!(restored.as_ref(), Ok(&store));
     let restored = restored.unwrap_or_default();
-    assert_eq!(restored.applied_index(), 12);
+    assert_eq!(restored.applied_index(), 20);
+    assert!(restored.auth().is_enabled());
+    assert_eq!(restored.auth().access("alice", b"app/x"), Some(Access::Write));
     assert_eq!(restored.state_checksum(), store.state_checksum());
     assert_eq!(restored.snapshot(), store.snapshot());
 }
@@ -60,21 +108,24 @@ fn empty_store_round_trips() {
 
 #[test]
 fn snapshot_bytes_are_pinned() {
-    // Changing the format must be a deliberate, versioned decision: this pins version 2.
+    // Changing the format must be a deliberate, versioned decision: this pins version 3.
     let mut store = KvStore::new();
     store.apply_command(2, &Command::Put { key: b"k".to_vec(), value: b"v".to_vec(), cas: None });
     let snapshot = store.snapshot();
-    let mut expected = b"TKVS\x02".to_vec();
+    let mut expected = b"TKVS\x03".to_vec();
     expected.extend_from_slice(&2u64.to_le_bytes());
     expected.extend_from_slice(&1u64.to_le_bytes());
     expected.extend_from_slice(&entry(b"k", 2, 2));
     expected.push(0); // no cluster id
     expected.extend_from_slice(&0u64.to_le_bytes()); // no member addresses
+    expected.push(0); // auth disabled
+    expected.extend_from_slice(&0u64.to_le_bytes()); // no users
+    expected.extend_from_slice(&0u64.to_le_bytes()); // no roles
     let checksum = crc32fast::hash(&expected);
     expected.extend_from_slice(&checksum.to_le_bytes());
     assert_eq!(snapshot, expected);
     // FNV-1a 64 of the state bytes, computed independently.
-    assert_eq!(store.state_checksum(), 0x16e4_e5e6_e4eb_68ab);
+    assert_eq!(store.state_checksum(), fnv1a_reference(&expected[5..expected.len() - 4]));
 }
 
 #[test]
@@ -82,13 +133,56 @@ fn state_checksum_tracks_every_part_of_the_state() {
     let store = sample_store();
     let base = store.state_checksum();
     let mut skipped = store.clone();
-    skipped.skip(13);
+    skipped.skip(21);
     assert_ne!(skipped.state_checksum(), base);
     let mut changed = store.clone();
-    changed.apply_command(13, &Command::Put { key: b"a".to_vec(), value: b"one".to_vec(), cas: None });
+    changed.apply_command(21, &Command::Put { key: b"a".to_vec(), value: b"one".to_vec(), cas: None });
     let mut only_index = store.clone();
-    only_index.skip(13);
+    only_index.skip(21);
     assert_ne!(changed.state_checksum(), only_index.state_checksum());
+    // The auth state counts too: a lowered permission changes the checksum.
+    let mut lowered = store.clone();
+    let lower = AuthCommand::GrantPermission { role: "app".into(), prefix: b"app/".to_vec(), access: Access::Read };
+    assert!(matches!(lowered.apply_command(21, &Command::Auth(lower)), crate::Response::Auth { .. }));
+    let mut skipped = store.clone();
+    skipped.skip(21);
+    assert_ne!(lowered.state_checksum(), skipped.state_checksum());
+}
+
+/// FNV-1a 64 written out independently of `codec::Fnv1a`.
+fn fnv1a_reference(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[test]
+fn inconsistent_auth_states_are_rejected() {
+    // Phase 1: a consistent one restores.
+    let good = state_with_auth(&auth_state(true, &["root"], &["root"]));
+    let store = KvStore::restore(&seal(&good)).expect("consistent");
+    assert!(store.auth().has_root_admin());
+
+    // Phase 2: a user holding a role that does not exist, and auth enabled with no admin, are not states any
+    // log could build.
+    let dangling = state_with_auth(&auth_state(false, &["ghost"], &[]));
+    assert!(matches!(KvStore::restore(&seal(&dangling)), Err(DecodeError::BadAuthState { offset: 30, .. })));
+    let locked_out = state_with_auth(&auth_state(true, &[], &["root"]));
+    assert!(matches!(KvStore::restore(&seal(&locked_out)), Err(DecodeError::BadAuthState { .. })));
+
+    // Phase 3: names out of order, a bad access byte, a bad flag.
+    let unordered = state_with_auth(&auth_state(false, &["b", "a"], &["a", "b"]));
+    assert!(matches!(KvStore::restore(&seal(&unordered)), Err(DecodeError::KeysOutOfOrder { .. })));
+    let mut bad_access = auth_state(false, &[], &["r"]);
+    *bad_access.last_mut().expect("access byte") = 9;
+    assert!(matches!(
+        KvStore::restore(&seal(&state_with_auth(&bad_access))),
+        Err(DecodeError::BadTag { what: "access", tag: 9, .. })
+    ));
+    let mut bad_flag = auth_state(false, &[], &[]);
+    bad_flag[0] = 2;
+    assert!(matches!(
+        KvStore::restore(&seal(&state_with_auth(&bad_flag))),
+        Err(DecodeError::BadTag { what: "auth enabled flag", tag: 2, .. })
+    ));
 }
 
 #[test]
@@ -118,7 +212,7 @@ fn trailing_bytes_are_detected() {
     let mut state = Vec::new();
     KvStore::new().write_state(&mut state);
     state.push(0);
-    assert_eq!(KvStore::restore(&seal(&state)), Err(DecodeError::TrailingBytes { offset: 30, count: 1 }));
+    assert_eq!(KvStore::restore(&seal(&state)), Err(DecodeError::TrailingBytes { offset: 47, count: 1 }));
 }
 
 #[test]
@@ -127,7 +221,8 @@ fn header_errors_are_named() {
         KvStore::restore(b"NOPE\x01rest-of-file"),
         Err(DecodeError::BadMagic { found }) if &found == b"NOPE"
     ));
-    assert!(matches!(KvStore::restore(b"TKVS\x03rest-of-file"), Err(DecodeError::UnknownVersion { found: 3, .. })));
+    assert!(matches!(KvStore::restore(b"TKVS\x02rest-of-file"), Err(DecodeError::UnknownVersion { found: 2, .. })));
+    assert!(matches!(KvStore::restore(b"TKVS\x04rest-of-file"), Err(DecodeError::UnknownVersion { found: 4, .. })));
     assert!(matches!(KvStore::restore(b"TK"), Err(DecodeError::Truncated { offset: 0, .. })));
     let mut snapshot = sample_store().snapshot();
     let last = snapshot.len() - 1;

@@ -3,11 +3,13 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tally_kv::{Access, Scope};
 use tally_raft::Role;
 
+use super::auth::authenticate;
 use super::params::Params;
 use super::{ApiError, AppState, HEADER_FORWARDED_BY};
 use crate::config::parse_node_id;
@@ -69,8 +71,9 @@ fn role_name(role: Role) -> &'static str {
 }
 
 /// `GET /v1/cluster`.
-pub(crate) async fn status(State(state): State<AppState>, uri: Uri) -> Response {
+pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let result = async {
+        authenticate(&state, &headers)?; // any user: clients learn the members' URLs here
         Params::parse(uri.query(), &[])?;
         let status: NodeStatus = state.ask(|reply| Event::Status { reply }, false).await?;
         let members = status
@@ -116,6 +119,7 @@ pub(crate) async fn status(State(state): State<AppState>, uri: Uri) -> Response 
 pub(crate) async fn transfer_leader(State(state): State<AppState>, request: Request) -> Response {
     let result = async {
         let (parts, _) = request.into_parts();
+        authenticate(&state, &parts.headers)?.require(Scope::Keyspace, Access::Admin)?;
         let params = Params::parse(parts.uri.query(), &["to"])?;
         let to = params.bytes("to").ok_or_else(|| ApiError::bad_request("missing ?to=ID (e.g. ?to=n2)"))?;
         let to = parse_node_id(&String::from_utf8_lossy(to)).map_err(|e| ApiError::bad_request(e.to_string()))?;

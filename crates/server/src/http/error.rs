@@ -1,8 +1,9 @@
 //! The JSON error every failed call answers with (docs/http-api.md, "Errors").
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tally_kv::AuthError;
 use tally_node::RequestError;
 use tally_raft::{NodeId, ProposeError};
 
@@ -40,6 +41,31 @@ impl ApiError {
     /// `404 not_found`.
     pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// `401 unauthenticated`: auth is on and the request carries no valid token.
+    pub(crate) fn unauthenticated(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// `403 permission_denied`: the token is valid but its user lacks the permission the message names.
+    pub(crate) fn permission_denied(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "permission_denied", message)
+    }
+
+    /// The error for an auth command the store refused (deterministic: the same on every node).
+    pub(crate) fn from_auth(error: &AuthError) -> ApiError {
+        let (status, code) = match error {
+            AuthError::UnknownUser { .. }
+            | AuthError::UnknownRole { .. }
+            | AuthError::PermissionNotGranted { .. }
+            | AuthError::RoleNotGranted { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            AuthError::UserExists { .. } | AuthError::RoleExists { .. } => (StatusCode::CONFLICT, "already_exists"),
+            AuthError::LimitReached { .. } => (StatusCode::CONFLICT, "limit_reached"),
+            AuthError::NoAdmin | AuthError::WouldLockOut => (StatusCode::CONFLICT, "would_lock_out"),
+            _ => (StatusCode::BAD_REQUEST, "bad_request"),
+        };
+        ApiError::new(status, code, format!("{error}; nothing changed"))
     }
 
     /// `503 no_leader`: nothing was written, retry.
@@ -162,6 +188,11 @@ impl IntoResponse for ApiError {
                 current_modify_index: self.current_modify_index,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 §15.5.2: a 401 names the scheme the client should use.
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tally\""));
+        }
+        response
     }
 }

@@ -36,7 +36,9 @@ pub(crate) async fn write(state: &AppState, leader: NodeId, parts: &Parts, body:
     let mut request = state.forwarder.request(parts.method.clone(), &url).header(HEADER_FORWARDED_BY, forwarded_by);
     for name in FORWARDED_HEADERS {
         if let Some(value) = parts.headers.get(name) {
-            request = request.header(name, value.clone());
+            let mut value = value.clone();
+            value.set_sensitive(name == "authorization"); // a token: never shown by any Debug output
+            request = request.header(name, value);
         }
     }
     let sent = request.timeout(state.request_timeout).body(body).send().await;

@@ -13,8 +13,10 @@
 //! member (a different incarnation: the member lost its data, or another node uses its id).
 //!
 //! A node of a static cluster (`--initial-cluster`) refuses every join (`403 static_membership`): its members and
-//! their addresses are fixed by the operator. A follower forwards the call to the leader. With a cluster token configured, the call needs
-//! `Authorization: Bearer TOKEN` (`401` otherwise).
+//! their addresses are fixed by the operator. A follower forwards the call to the leader. With a cluster token
+//! configured, the call needs `Authorization: Bearer TOKEN` (`401` otherwise). With client auth on, the cluster
+//! token still admits the call (a joining node has no user token), and otherwise it needs a user with admin on
+//! the whole keyspace.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tally_kv::{Command, METADATA_TEXT_MAX_BYTES, MemberAddress};
+use tally_kv::{Access, Command, METADATA_TEXT_MAX_BYTES, MemberAddress, Scope};
 use tally_node::{Reply, RequestError};
 use tally_raft::{MembershipChange, NodeId, ProposeError};
 
@@ -110,12 +112,23 @@ fn static_membership_refusal(joiner: &Joiner) -> ApiError {
     )
 }
 
-/// `401` unless the request carries the cluster token (when one is configured).
+/// `401` unless the request carries the cluster token (when one is configured); with client auth on, a user
+/// token with admin on the whole keyspace will do instead (`401`/`403` otherwise).
 fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = state.cluster_token.as_deref() else { return Ok(()) };
     let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
+    let cluster_token = state.cluster_token.as_deref();
+    if let (Some(expected), Some(token)) = (cluster_token, presented)
+        && token_matches(expected, token)
+    {
+        return Ok(());
+    }
+    if state.published.auth().is_enabled() {
+        return super::auth::authenticate(state, headers)?.require(Scope::Keyspace, Access::Admin);
+    }
+    if cluster_token.is_none() {
+        return Ok(());
+    }
     match presented {
-        Some(token) if token_matches(expected, token) => Ok(()),
         Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong cluster token")),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -2,15 +2,16 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
-use tally_kv::{Command, Response as KvResponse, Versioned};
+use tally_kv::{Access, Command, Response as KvResponse, Scope, Versioned};
 use tally_node::{KvQuery, KvQueryOutput, ReadConsistency, Reply, RequestError};
 use tally_raft::ProposeError;
 
+use super::auth::authenticate;
 use super::params::{Params, key_from_path};
 use super::{ApiError, AppState, HEADER_FORWARDED_BY, HEADER_INDEX, forward};
 use crate::driver::Event;
@@ -29,9 +30,11 @@ fn key_prefix(uri: &Uri) -> &'static str {
 }
 
 /// `GET /v1/kv/{key}` and `GET /db/{key}`.
-pub(crate) async fn get_key(State(state): State<AppState>, uri: Uri) -> Response {
+pub(crate) async fn get_key(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let result = async {
+        let caller = authenticate(&state, &headers)?;
         let key = key_from_path(uri.path(), key_prefix(&uri), state.limits.max_key_bytes)?;
+        caller.require(Scope::Key(&key), Access::Read)?;
         let consistency = Params::parse(uri.query(), &["consistency"])?.consistency()?;
         let (index, output) = read(&state, KvQuery::Get(key.clone()), consistency).await?;
         match output {
@@ -62,7 +65,9 @@ fn value_response(index: u64, versioned: Versioned) -> Response {
 pub(crate) async fn put_key(State(state): State<AppState>, request: Request) -> Response {
     let result = async {
         let (parts, body) = request.into_parts();
+        let caller = authenticate(&state, &parts.headers)?;
         let key = key_from_path(parts.uri.path(), key_prefix(&parts.uri), state.limits.max_key_bytes)?;
+        caller.require(Scope::Key(&key), Access::Write)?;
         let cas = Params::parse(parts.uri.query(), &["cas"])?.u64("cas")?;
         let value = read_body(body, state.limits.max_body_bytes).await?;
         if value.len() > state.limits.max_value_bytes {
@@ -83,7 +88,9 @@ pub(crate) async fn put_key(State(state): State<AppState>, request: Request) -> 
 pub(crate) async fn delete_key(State(state): State<AppState>, request: Request) -> Response {
     let result = async {
         let (parts, body) = request.into_parts();
+        let caller = authenticate(&state, &parts.headers)?;
         let key = key_from_path(parts.uri.path(), "/v1/kv/", state.limits.max_key_bytes)?;
+        caller.require(Scope::Key(&key), Access::Write)?;
         let cas = Params::parse(parts.uri.query(), &["cas"])?.u64("cas")?;
         let body = read_body(body, state.limits.max_body_bytes).await?;
         write(&state, &parts, body, Command::Delete { key, cas }).await
@@ -133,9 +140,11 @@ fn text_or_base64(bytes: Vec<u8>) -> (Option<String>, Option<String>) {
 }
 
 /// `GET /v1/kv?prefix=P&limit=L&after=K&consistency=C`.
-pub(crate) async fn list(State(state): State<AppState>, uri: Uri) -> Response {
+pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let result = async {
+        let caller = authenticate(&state, &headers)?;
         let params = Params::parse(uri.query(), &["prefix", "limit", "after", "consistency"])?;
+        caller.require(Scope::Prefix(params.bytes("prefix").unwrap_or_default()), Access::Read)?;
         let limit = params.u64("limit")?.unwrap_or(PAGE_LIMIT_DEFAULT);
         if limit == 0 || limit > PAGE_LIMIT_MAX {
             return Err(ApiError::bad_request(format!("limit must be between 1 and {PAGE_LIMIT_MAX}, got {limit}")));
@@ -174,7 +183,7 @@ pub(crate) async fn list(State(state): State<AppState>, uri: Uri) -> Response {
 }
 
 /// Reads through the node loop: `(applied index, answer)`.
-async fn read(
+pub(super) async fn read(
     state: &AppState,
     query: KvQuery,
     consistency: ReadConsistency,
@@ -201,6 +210,39 @@ pub(super) async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError>
     }
 }
 
+/// What became of a write.
+pub(super) enum Written {
+    /// This node follows: the request went to the leader, and this is the leader's answer, to relay as it is.
+    Forwarded(Response),
+    /// This node leads: the command was applied, and this is what applying it produced.
+    Applied(KvResponse),
+}
+
+/// Proposes `command` here if this node leads, or forwards the request (`parts` + `body`) to the leader.
+pub(super) async fn propose(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+    command: Command,
+) -> Result<Written, ApiError> {
+    let forwarded = parts.headers.contains_key(HEADER_FORWARDED_BY);
+    if !state.published.is_leader() && !forwarded {
+        if let Some(leader) = state.published.leader() {
+            return forward::write(state, leader, parts, body).await.map(Written::Forwarded);
+        }
+    }
+    let encoded = command.encode();
+    let result = state.ask(|reply| Event::Propose { command: encoded, reply }, true).await?;
+    match result {
+        Ok(Reply::Written { output, .. }) => Ok(Written::Applied(output)),
+        Ok(_) => Err(ApiError::unavailable("internal error: a write was answered with a read")),
+        Err(RequestError::Rejected(ProposeError::NotLeader { leader: Some(leader) })) if !forwarded => {
+            forward::write(state, leader, parts, body).await.map(Written::Forwarded)
+        }
+        Err(error) => Err(ApiError::from_request(&error, true)),
+    }
+}
+
 /// Proposes a write here if this node leads, or forwards it to the leader.
 async fn write(
     state: &AppState,
@@ -208,31 +250,20 @@ async fn write(
     body: Bytes,
     command: Command,
 ) -> Result<Response, ApiError> {
-    let forwarded = parts.headers.contains_key(HEADER_FORWARDED_BY);
-    if !state.published.is_leader() && !forwarded {
-        if let Some(leader) = state.published.leader() {
-            return forward::write(state, leader, parts, body).await;
-        }
-    }
     let cas = command.cas();
-    let encoded = command.encode();
-    let result = state.ask(|reply| Event::Propose { command: encoded, reply }, true).await?;
-    match result {
-        Ok(Reply::Written { output, .. }) => write_response(output, cas),
-        Ok(_) => Err(ApiError::unavailable("internal error: a write was answered with a read")),
-        Err(RequestError::Rejected(ProposeError::NotLeader { leader: Some(leader) })) if !forwarded => {
-            forward::write(state, leader, parts, body).await
-        }
-        Err(error) => Err(ApiError::from_request(&error, true)),
+    match propose(state, parts, body, command).await? {
+        Written::Forwarded(response) => Ok(response),
+        Written::Applied(output) => write_response(output, cas),
     }
 }
 
 /// The answer to an applied write.
-fn write_response(output: KvResponse, cas: Option<u64>) -> Result<Response, ApiError> {
+pub(super) fn write_response(output: KvResponse, cas: Option<u64>) -> Result<Response, ApiError> {
     let (index, body) = match output {
         KvResponse::Put { index } => (index, serde_json::json!({ "index": index })),
         KvResponse::Delete { index, deleted } => (index, serde_json::json!({ "index": index, "deleted": deleted })),
-        KvResponse::Cluster { index } => (index, serde_json::json!({ "index": index })),
+        KvResponse::Cluster { index } | KvResponse::Auth { index } => (index, serde_json::json!({ "index": index })),
+        KvResponse::AuthRefused { error, .. } => return Err(ApiError::from_auth(&error)),
         KvResponse::CasFailed { current_modify_index, .. } => {
             return Err(ApiError::cas_failed(cas.unwrap_or_default(), current_modify_index));
         }

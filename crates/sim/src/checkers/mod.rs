@@ -1,12 +1,15 @@
 //! The safety properties of Raft (paper Figure 3), checked after every simulated millisecond, one file per
-//! property, plus the client-visible ones (acknowledged writes survive, linearizability).
+//! property, plus the client-visible ones (acknowledged writes survive, linearizability) and agreement on the
+//! replicated auth state.
 
+mod auth_agreement;
 mod durability;
 mod election_safety;
 mod leader_completeness;
 mod log_matching;
 mod state_machine_safety;
 
+pub use auth_agreement::AuthAgreement;
 pub use durability::Durability;
 pub use election_safety::ElectionSafety;
 pub use leader_completeness::LeaderCompleteness;

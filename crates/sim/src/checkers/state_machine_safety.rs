@@ -1,6 +1,7 @@
 //! State Machine Safety (Raft §5.4.3, Figure 3): if a server has applied a log entry at a given index, no
 //! other server will ever apply a different log entry for the same index. Checked on what each node's
-//! state machine actually applied, plus the state fingerprint at every applied index.
+//! state machine actually applied, plus the state fingerprint at every applied index (keys, cluster metadata
+//! and the auth state: `KvStore::state_checksum` covers all three).
 
 use std::collections::{BTreeMap, HashMap};
 

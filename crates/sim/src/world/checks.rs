@@ -29,13 +29,17 @@ impl Simulation {
                 index = index.next();
             }
             self.commit_seen[i] = raft.commit_index();
-            let state = (node.state_machine().applied_index(), node.state_machine().state_checksum());
             for (index, fingerprint) in applied {
                 self.state_machine_safety.record_apply(id, term, index, fingerprint)?;
             }
-            if state.0 != self.observed[i].2 {
-                self.observed[i].2 = state.0;
-                self.state_machine_safety.record_state(id, state.0, state.1)?;
+            let applied_index = node.state_machine().applied_index();
+            if applied_index != self.observed[i].2 {
+                self.observed[i].2 = applied_index;
+                // The auth state first: a difference there is reported as such, not only as a checksum. The
+                // checksum is computed only here, when the state may have changed.
+                self.auth_agreement.record(id, applied_index, node.state_machine().kv.auth())?;
+                let checksum = node.state_machine().state_checksum();
+                self.state_machine_safety.record_state(id, applied_index, checksum)?;
             }
         }
         Ok(())

@@ -51,11 +51,16 @@ impl Simulation {
         client.pending = None;
         client.target = self.ids[self.rng.range(0, self.ids.len() as u64) as usize];
         client.next_at = self.now + 1;
-        self.trace_event(|| format!("client {c}: op {} timed out", pending.op));
+        self.trace_event(|| match pending.op {
+            Some(op) => format!("client {c}: op {op} timed out"),
+            None => format!("client {c}: auth command timed out"),
+        });
     }
 
     /// Marks an operation whose outcome the client will never learn: reads had no effect, writes may have.
-    fn end_unknown(&mut self, op: usize) {
+    /// Auth commands (`None`) are not in the history: nothing to mark.
+    fn end_unknown(&mut self, op: Option<usize>) {
+        let Some(op) = op else { return };
         if self.history[op].output.is_none() && matches!(self.history[op].input, KvInput::Get) {
             self.discarded[op] = true;
         }
@@ -68,6 +73,10 @@ impl Simulation {
         if self.node(i).is_none() {
             self.retarget(c, None);
             return None;
+        }
+        // Drawn only in runs with auth commands, so the other runs replay as before auth existed.
+        if self.params.auth_permille > 0 && self.rng.chance(self.params.auth_permille, 1_000) {
+            return Some((i, self.issue_auth(c, target)));
         }
         let intent = self.clients[c].next_intent(&mut self.rng, self.params.keys);
         let op = self.history.len();
@@ -86,7 +95,7 @@ impl Simulation {
         self.owners.insert(request, c);
         let command = intent.command.map(|command| command.encode());
         let fingerprint = command.as_deref().map(fnv1a);
-        self.clients[c].pending = Some(Pending { request, node: target, op, sent_at: self.now, fingerprint });
+        self.clients[c].pending = Some(Pending { request, node: target, op: Some(op), sent_at: self.now, fingerprint });
         self.trace_event(|| format!("client {c}: op {op} {:?} {} -> {target}", intent.input, show(&intent.key)));
         let input = match command {
             Some(command) => Input::Propose { id: request, command },
@@ -95,6 +104,20 @@ impl Simulation {
             }
         };
         Some((i, input))
+    }
+
+    /// Prepares client `c`'s next request as an auth command to `target`: proposed like a key write, outside the
+    /// linearizability history.
+    fn issue_auth(&mut self, c: usize, target: NodeId) -> Input<KvQuery> {
+        let command = Client::next_auth_command(&mut self.rng);
+        let encoded = command.encode();
+        let request = self.next_request;
+        self.next_request += 1;
+        self.owners.insert(request, c);
+        let fingerprint = Some(fnv1a(&encoded));
+        self.clients[c].pending = Some(Pending { request, node: target, op: None, sent_at: self.now, fingerprint });
+        self.trace_event(|| format!("client {c}: auth {command:?} -> {target}"));
+        Input::Propose { id: request, command: encoded }
     }
 
     /// Points client `c` at the hinted leader, or a random node, and makes it wait a little.
@@ -151,7 +174,7 @@ impl Simulation {
         pending: &Pending,
         result: Result<Reply<crate::state_machine::RecordingKv>, RequestError>,
     ) -> Result<(), Violation> {
-        let op = pending.op;
+        let Some(op) = pending.op else { return self.complete_auth(c, pending, result) };
         self.clients[c].next_at = self.now + self.rng.range(0, 5);
         match result {
             Ok(Reply::Written { index, output }) => {
@@ -166,7 +189,7 @@ impl Simulation {
                 self.finish(c, op, output);
             }
             Ok(other) => unreachable!("unexpected reply {other:?}"),
-            Err(RequestError::Indeterminate(_) | RequestError::Stopped(_)) => self.end_unknown(op),
+            Err(RequestError::Indeterminate(_) | RequestError::Stopped(_)) => self.end_unknown(Some(op)),
             Err(error) => {
                 // Refused or overwritten: certainly no effect.
                 self.discarded[op] = true;
@@ -175,6 +198,32 @@ impl Simulation {
         }
         let outcome = format!("{:?}", self.history[op].output);
         self.trace_event(|| format!("client {c}: op {op} -> {outcome}"));
+        Ok(())
+    }
+
+    /// Records how an auth command ended: an acknowledged one must be the entry applied at its index (and stay
+    /// applied everywhere: the durability checker), answered as an auth command.
+    fn complete_auth(
+        &mut self,
+        c: usize,
+        pending: &Pending,
+        result: Result<Reply<crate::state_machine::RecordingKv>, RequestError>,
+    ) -> Result<(), Violation> {
+        self.clients[c].next_at = self.now + self.rng.range(0, 5);
+        match result {
+            Ok(Reply::Written { index, output: output @ (Response::Auth { .. } | Response::AuthRefused { .. }) }) => {
+                let fingerprint = pending.fingerprint.expect("a write has a fingerprint");
+                self.durability.acknowledge(index, fingerprint, &self.state_machine_safety)?;
+                self.writes_acked += 1;
+                self.trace_event(|| format!("client {c}: auth -> {output:?}"));
+            }
+            Ok(other) => {
+                let detail = format!("an auth command answered with {other:?}");
+                return Err(Violation { checker: "kv_response", detail });
+            }
+            Err(RequestError::Indeterminate(_) | RequestError::Stopped(_)) => {}
+            Err(error) => self.retarget(c, error.leader_hint()),
+        }
         Ok(())
     }
 

@@ -19,7 +19,9 @@ use tally_node::{ManualClock, Node, NodeConfig, Outbox, RequestId, WalStorage};
 use tally_raft::{LogIndex, NodeId, Role, SplitMix64, Term};
 use tally_wal::{FaultDisk, WalOptions};
 
-use crate::checkers::{Durability, ElectionSafety, LeaderCompleteness, LogMatching, StateMachineSafety, Violation};
+use crate::checkers::{
+    AuthAgreement, Durability, ElectionSafety, LeaderCompleteness, LogMatching, StateMachineSafety, Violation,
+};
 use crate::client::Client;
 use crate::linearizability::KvOp;
 use crate::network::Network;
@@ -126,6 +128,7 @@ pub struct Simulation {
     pub(crate) leader_completeness: LeaderCompleteness,
     pub(crate) state_machine_safety: StateMachineSafety,
     pub(crate) durability: Durability,
+    pub(crate) auth_agreement: AuthAgreement,
     /// Per node: the last (role, term) traced, and the last applied index checked.
     observed: Vec<(Role, Term, LogIndex)>,
     /// Keys the linearizability checker could not decide within its budget.
@@ -181,6 +184,7 @@ impl Simulation {
             leader_completeness: LeaderCompleteness,
             state_machine_safety: StateMachineSafety::default(),
             durability: Durability::default(),
+            auth_agreement: AuthAgreement::default(),
             observed: vec![(Role::Follower, Term(0), LogIndex(0)); ids.len()],
             commit_seen: vec![LogIndex(0); ids.len()],
             unchecked_keys: 0,
@@ -325,10 +329,11 @@ impl Simulation {
             |error| Violation { checker: "recovery", detail: format!("{} failed to restart: {error}", self.ids[i]) };
         let storage = WalStorage::open(self.disks[i].clone(), options, bootstrap).map_err(recovery)?;
         let clock = ManualClock { now_ms: self.local_time(i) };
-        let node = Node::start(self.node_config(i), storage, Outbox::default(), clock, RecordingKv::default())
-            .map_err(|error| Violation {
-                checker: "recovery",
-                detail: format!("{} failed to restart: {error}", self.ids[i]),
+        // The fault switch breaks n1's state machine only: the other replicas show what applying is meant to do.
+        let state_machine = RecordingKv::with_misapplied_auth(self.params.misapply_auth && i == 0);
+        let node =
+            Node::start(self.node_config(i), storage, Outbox::default(), clock, state_machine).map_err(|error| {
+                Violation { checker: "recovery", detail: format!("{} failed to restart: {error}", self.ids[i]) }
             })?;
         self.slots[i] = Slot::Up(Box::new(node));
         self.observed[i].2 = LogIndex(0);
