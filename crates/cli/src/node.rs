@@ -47,6 +47,10 @@ pub struct NodeArgs {
     /// The shared cluster secret: the registry, the peer port and the join call refuse anyone without it.
     #[arg(long, value_name = "TOKEN", env = "TALLY_CLUSTER_TOKEN", hide_env_values = true)]
     pub cluster_token: Option<String>,
+    /// Serve a peer port on a non-loopback address with neither mutual TLS (--peer-tls-*) nor a cluster token:
+    /// anyone who reaches it can then pose as a member. Only for a network that is private and trusted.
+    #[arg(long, env = "TALLY_INSECURE_PEER")]
+    pub insecure_peer: bool,
     /// How many voters the cluster keeps (1, 3, 5 or 7); further nodes stay learners (discovery only).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub voters: usize,
@@ -219,6 +223,7 @@ impl NodeArgs {
         config.advertise_client_url = self.advertise_client.clone();
         config.advertise_peer_url = self.advertise_peer.clone();
         config.cluster_token = self.cluster_token.clone();
+        config.insecure_peer = self.insecure_peer;
         match &self.initial_cluster {
             Some(members) => config.initial_cluster = parse_initial_cluster(members).context("--initial-cluster")?,
             None => {

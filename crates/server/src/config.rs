@@ -71,6 +71,9 @@ pub struct ServerConfig {
     /// port is served. At most [`crate::wire::TOKEN_MAX_BYTES`] bytes. It travels in clear text: it keeps out
     /// strangers, not eavesdroppers.
     pub cluster_token: Option<String>,
+    /// Serve a peer port that faces a network (not loopback) with neither mutual TLS nor a cluster token, where
+    /// anyone who reaches it could claim to be a member. Off by default: such a node refuses to start.
+    pub insecure_peer: bool,
     /// The directory of the write-ahead log and snapshots; created if missing.
     pub data_dir: PathBuf,
     /// The members of a new cluster, this node included. Used only when the data dir is empty: afterwards
@@ -117,6 +120,7 @@ impl ServerConfig {
             advertise_client_url: None,
             advertise_peer_url: None,
             cluster_token: None,
+            insecure_peer: false,
             data_dir,
             initial_cluster: Vec::new(),
             limits: Limits::default(),
@@ -262,6 +266,7 @@ impl std::fmt::Debug for ServerConfig {
             advertise_client_url,
             advertise_peer_url,
             cluster_token,
+            insecure_peer,
             data_dir,
             initial_cluster,
             limits,
@@ -283,6 +288,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("advertise_client_url", advertise_client_url)
             .field("advertise_peer_url", advertise_peer_url)
             .field("cluster_token", &cluster_token.as_ref().map(|_| "<redacted>"))
+            .field("insecure_peer", insecure_peer)
             .field("data_dir", data_dir)
             .field("initial_cluster", initial_cluster)
             .field("limits", limits)

@@ -40,8 +40,11 @@ pub(crate) use metrics::HttpMetrics;
 pub(crate) const HEADER_INDEX: HeaderName = HeaderName::from_static("x-tally-index");
 /// The leader's id.
 pub(crate) const HEADER_LEADER: HeaderName = HeaderName::from_static("x-tally-leader");
-/// Set on a forwarded write: the node that forwarded it (a forwarded write is never forwarded again).
+/// Set on a forwarded write: the node that forwarded it (a forwarded write is never forwarded again). Trusted
+/// only from a member: see [`Shared::is_forwarded_by_member`].
 pub(crate) const HEADER_FORWARDED_BY: HeaderName = HeaderName::from_static("x-tally-forwarded-by");
+/// Set on a forwarded write when the cluster has a token: the token, proving that a member forwarded it.
+pub(crate) const HEADER_FORWARD_TOKEN: HeaderName = HeaderName::from_static("x-tally-forward-token");
 
 /// What every handler shares.
 pub(crate) struct Shared {
@@ -58,6 +61,9 @@ pub(crate) struct Shared {
     /// Whether the membership is static (`--initial-cluster`, no discovery): then the join call may change
     /// neither the members nor their addresses, which the operator fixed.
     pub(crate) static_membership: bool,
+    /// Whether the client port requires a verified client certificate (`--tls-ca`): then a member proves that
+    /// it forwarded a request by its node certificate.
+    pub(crate) client_certificates_required: bool,
     /// The node loop's input.
     pub(crate) events: SyncSender<Event>,
     /// What the node loop publishes.
@@ -131,6 +137,31 @@ impl Shared {
             headers.insert(HEADER_LEADER, value);
         }
         response
+    }
+
+    /// Whether `parts` is a request a member forwarded (so it must not be forwarded again): it carries
+    /// [`HEADER_FORWARDED_BY`], and a proof that a member sent it when one is possible: the cluster token in
+    /// [`HEADER_FORWARD_TOKEN`], or a verified client certificate naming a node id (client-port mutual TLS, where
+    /// the forwarder presents its node certificate). A cluster with neither cannot tell a member from anyone
+    /// else, and takes the header at its word as before. An unproven header is ignored: the request is handled
+    /// as any client's.
+    pub(crate) fn is_forwarded_by_member(&self, parts: &axum::http::request::Parts) -> bool {
+        if !parts.headers.contains_key(HEADER_FORWARDED_BY) {
+            return false;
+        }
+        let certificate =
+            parts.extensions.get::<tally_net::serve::ConnectionInfo>().and_then(|c| c.client_common_name.as_deref());
+        if certificate.is_some_and(|name| crate::config::parse_node_id(name).is_ok()) {
+            return true;
+        }
+        match self.cluster_token.as_deref() {
+            Some(expected) => parts
+                .headers
+                .get(HEADER_FORWARD_TOKEN)
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(|presented| crate::auth::token_matches(expected, presented)),
+            None => !self.client_certificates_required,
+        }
     }
 
     /// The client URL of `id`, if known.

@@ -151,6 +151,7 @@ impl Server {
             client_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_client, source })?;
         let peer_addr =
             peer_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen_peer, source })?;
+        check_peer_authentication(&config, peer_addr)?;
         let discovery = config.discovery.clone();
         let discovery::Prepared { me, registry, start } =
             discovery::prepare(&config, client_addr, peer_addr, &tls.outbound).await?;
@@ -235,6 +236,7 @@ impl Server {
             cluster_token: config.cluster_token.clone(),
             peer_urls: config.initial_cluster.iter().map(|m| (m.id, m.peer_url.clone())).collect::<BTreeMap<_, _>>(),
             static_membership: config.discovery.is_none(),
+            client_certificates_required: config.tls.ca.is_some(),
             events: events.clone(),
             published: Arc::clone(&published),
             peers: Arc::clone(&peers),
@@ -412,6 +414,22 @@ fn check_config(config: &ServerConfig, peer: &PeerConfig) -> Result<(), ServerEr
     }
     config.connection_limits.validate().map_err(ServerError::Config)?;
     check_limits(config, peer)
+}
+
+/// Refuses a peer port that faces a network (any address but loopback) without a way for peers to prove who
+/// they are, mutual TLS or the cluster token, unless `--insecure-peer` says the network is trusted: on such a
+/// port anyone could pose as a member, forge votes and acknowledgements, or redirect a member's traffic.
+fn check_peer_authentication(config: &ServerConfig, peer_addr: SocketAddr) -> Result<(), ServerError> {
+    let peer_tls = config.peer_tls_files().map_err(|e| ServerError::Config(e.to_string()))?;
+    if peer_addr.ip().is_loopback() || config.cluster_token.is_some() || peer_tls.is_some() || config.insecure_peer {
+        return Ok(());
+    }
+    Err(ServerError::Config(format!(
+        "the peer port listens on {peer_addr}, which other hosts can reach, but peers need not prove who they are: \
+         give every node mutual TLS (--peer-tls-cert, --peer-tls-key, --peer-tls-ca, or the --tls-* set; `tally \
+         certs init` makes them) or a cluster token (--cluster-token / TALLY_CLUSTER_TOKEN), or pass --insecure-peer \
+         if this network is private and trusted"
+    )))
 }
 
 /// Checks that the request limits fit what the log and the peer transport can carry: a value that passed the

@@ -161,3 +161,68 @@ async fn a_static_cluster_refuses_joins_that_would_add_a_node_or_move_a_member()
         server.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_by_header_is_trusted_only_with_the_members_proof() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let servers = start_cluster(dir.path(), 3).await;
+    let http = reqwest::Client::new();
+    let leader = wait_for_leader(&http, &servers).await;
+    let follower = format!("http://{}", servers[(leader + 1) % servers.len()].client_addr());
+
+    // A client that claims to be a forwarding member, without the proof: the header is ignored, and the follower
+    // forwards the write as any other.
+    let answer = http
+        .put(format!("{follower}/v1/kv/claimed"))
+        .header("x-tally-forwarded-by", "n9")
+        .body("x")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+
+    // With the cluster token as proof (what a member's forwarder sends), the follower takes it as forwarded
+    // already, and does not forward it again.
+    let answer = http
+        .put(format!("{follower}/v1/kv/proven"))
+        .header("x-tally-forwarded-by", "n9")
+        .header("x-tally-forward-token", "cluster test token")
+        .body("x")
+        .send()
+        .await
+        .expect("put");
+    assert_ne!(answer.status(), 200, "a proven forwarded write is not forwarded twice");
+    for server in servers {
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_port_facing_a_network_needs_mutual_tls_or_a_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = |token: Option<&str>, insecure_peer: bool, name: &str| {
+        let data = dir.path().join(name);
+        let token = token.map(str::to_owned);
+        async move {
+            let client = TcpListener::bind("127.0.0.1:0").await.expect("bind client");
+            let peer = TcpListener::bind("0.0.0.0:0").await.expect("bind peer");
+            let peer_url = format!("http://127.0.0.1:{}", peer.local_addr().expect("addr").port());
+            let mut config = ServerConfig::new(NodeId(1), data);
+            config.initial_cluster = vec![InitialMember { id: NodeId(1), peer_url }];
+            config.cluster_token = token;
+            config.insecure_peer = insecure_peer;
+            Server::start_on(config, client, peer).await
+        }
+    };
+
+    // Neither a token nor mutual TLS on 0.0.0.0: refused, with a message naming both ways and the opt-out.
+    let refused = start(None, false, "open").await.err().expect("refused");
+    let message = refused.to_string();
+    for named in ["--peer-tls-cert", "--cluster-token", "--insecure-peer"] {
+        assert!(message.contains(named), "{named} is not named in: {message}");
+    }
+
+    // A token, or the explicit opt-out, lets it start.
+    start(Some("a token"), false, "token").await.expect("a token is enough").shutdown().await;
+    start(None, true, "insecure").await.expect("--insecure-peer opts out").shutdown().await;
+}

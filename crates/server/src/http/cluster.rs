@@ -11,7 +11,7 @@ use tally_raft::Role;
 
 use super::auth::authenticate;
 use super::params::Params;
-use super::{ApiError, AppState, HEADER_FORWARDED_BY};
+use super::{ApiError, AppState};
 use crate::config::parse_node_id;
 use crate::driver::{Event, NodeStatus};
 
@@ -124,9 +124,7 @@ pub(crate) async fn transfer_leader(State(state): State<AppState>, request: Requ
         let to = params.bytes("to").ok_or_else(|| ApiError::bad_request("missing ?to=ID (e.g. ?to=n2)"))?;
         let to = parse_node_id(&String::from_utf8_lossy(to)).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let leader = state.published.leader();
-        if let Some(leader) =
-            leader.filter(|&l| l != state.id && l != to && !parts.headers.contains_key(HEADER_FORWARDED_BY))
-        {
+        if let Some(leader) = leader.filter(|&l| l != state.id && l != to && !state.is_forwarded_by_member(&parts)) {
             return super::forward::write(&state, leader, &parts, axum::body::Bytes::new()).await;
         }
         if leader != Some(to) {

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tally_raft::NodeId;
 
-use super::{ApiError, AppState, HEADER_FORWARDED_BY};
+use super::{ApiError, AppState, HEADER_FORWARD_TOKEN, HEADER_FORWARDED_BY};
 
 /// Headers of the leader's answer passed on to the client.
 const RELAYED_HEADERS: [&str; 5] =
@@ -34,6 +34,11 @@ pub(crate) async fn write(state: &AppState, leader: NodeId, parts: &Parts, body:
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let forwarded_by = HeaderValue::from_str(&state.id.to_string()).expect("node ids are ASCII");
     let mut request = state.forwarder.request(parts.method.clone(), &url).header(HEADER_FORWARDED_BY, forwarded_by);
+    if let Some(token) = &state.cluster_token {
+        let mut proof = HeaderValue::from_str(token).expect("the cluster token was checked to be a header value");
+        proof.set_sensitive(true);
+        request = request.header(HEADER_FORWARD_TOKEN, proof);
+    }
     for name in FORWARDED_HEADERS {
         if let Some(value) = parts.headers.get(name) {
             let mut value = value.clone();

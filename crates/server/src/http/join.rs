@@ -29,7 +29,7 @@ use tally_node::{Reply, RequestError};
 use tally_raft::{MembershipChange, NodeId, ProposeError};
 
 use super::params::Params;
-use super::{ApiError, AppState, HEADER_FORWARDED_BY};
+use super::{ApiError, AppState};
 use crate::auth::{bearer_token, token_matches};
 use crate::config::{parse_node_id, peer_host_port};
 use crate::driver::{Event, NodeStatus};
@@ -85,7 +85,7 @@ pub(crate) async fn join(State(state): State<AppState>, request: Request) -> Res
                 format!("{} is this node's id, and this node's peer URL is {}", joiner.id, state.peer_url),
             ));
         }
-        if !state.published.is_leader() && !parts.headers.contains_key(HEADER_FORWARDED_BY) {
+        if !state.published.is_leader() && !state.is_forwarded_by_member(&parts) {
             let Some(leader) = state.published.leader() else {
                 return Err(ApiError::no_leader("no leader is known here yet; retry the join"));
             };

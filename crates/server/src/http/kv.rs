@@ -13,7 +13,7 @@ use tally_raft::ProposeError;
 
 use super::auth::authenticate;
 use super::params::{Params, key_from_path};
-use super::{ApiError, AppState, HEADER_FORWARDED_BY, HEADER_INDEX, forward};
+use super::{ApiError, AppState, HEADER_INDEX, forward};
 use crate::driver::Event;
 
 /// Default number of keys in a page.
@@ -225,7 +225,7 @@ pub(super) async fn propose(
     body: Bytes,
     command: Command,
 ) -> Result<Written, ApiError> {
-    let forwarded = parts.headers.contains_key(HEADER_FORWARDED_BY);
+    let forwarded = state.is_forwarded_by_member(parts);
     if !state.published.is_leader() && !forwarded {
         if let Some(leader) = state.published.leader() {
             return forward::write(state, leader, parts, body).await.map(Written::Forwarded);
