@@ -24,6 +24,7 @@
 
 use std::cell::RefCell;
 
+use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, Uri};
 use http_body_util::BodyExt;
@@ -57,7 +58,7 @@ thread_local! {
 pub fn run(data: &[u8]) {
     let mut registry = Registry::new(config());
     let service = ServiceConfig { registry: config(), cluster_token: None };
-    let state = RegistryState::new(service).expect("a valid service configuration");
+    let app = router(RegistryState::new(service).expect("a valid service configuration"));
     let mut now_ms = 0u64;
     for line in data.split(|byte| *byte == b'\n').take(LINES_MAX) {
         let fields: Vec<&[u8]> = line.split(|byte| *byte == b'\t').collect();
@@ -83,11 +84,11 @@ pub fn run(data: &[u8]) {
             }
             b"P" => {
                 let (Some(id), Some(body)) = (fields.get(1), fields.get(2)) else { continue };
-                put_node(&state, id, body);
+                put_node(&app, id, body);
             }
             b"B" => {
                 let Some(body) = fields.get(1) else { continue };
-                post_bootstrap(&state, body);
+                post_bootstrap(&app, body);
             }
             _ => {}
         }
@@ -163,9 +164,9 @@ fn checked_url(url: &str) -> bool {
 }
 
 /// `PUT /v1/nodes/{id}` through the router.
-fn put_node(state: &RegistryState, id: &[u8], body: &[u8]) {
+fn put_node(app: &Router, id: &[u8], body: &[u8]) {
     let path = format!("/v1/nodes/{}", percent_encode(id));
-    let (status, reply) = call(state, Method::PUT, &path, body);
+    let (status, reply) = call(app, Method::PUT, &path, body);
     if status == StatusCode::OK {
         let id = std::str::from_utf8(id).expect("a registered id is UTF-8");
         assert!(is_name(id, NODE_ID_LEN_MAX), "registered the invalid id {id:?}");
@@ -179,8 +180,8 @@ fn put_node(state: &RegistryState, id: &[u8], body: &[u8]) {
 }
 
 /// `POST /v1/bootstrap` through the router.
-fn post_bootstrap(state: &RegistryState, body: &[u8]) {
-    let (status, reply) = call(state, Method::POST, "/v1/bootstrap", body);
+fn post_bootstrap(app: &Router, body: &[u8]) {
+    let (status, reply) = call(app, Method::POST, "/v1/bootstrap", body);
     if status == StatusCode::OK {
         let winner = reply["winner"].as_str().expect("a claim names its winner");
         assert!(is_name(winner, NODE_ID_LEN_MAX), "the winner {winner:?} is no valid id");
@@ -188,7 +189,7 @@ fn post_bootstrap(state: &RegistryState, body: &[u8]) {
 }
 
 /// One request through the router; checks the status and the JSON error shape, and returns the reply's JSON.
-fn call(state: &RegistryState, method: Method, path: &str, body: &[u8]) -> (StatusCode, serde_json::Value) {
+fn call(app: &Router, method: Method, path: &str, body: &[u8]) -> (StatusCode, serde_json::Value) {
     let request = Request::builder()
         .method(method)
         .uri(path)
@@ -197,7 +198,7 @@ fn call(state: &RegistryState, method: Method, path: &str, body: &[u8]) -> (Stat
         .expect("a valid request");
     let (status, bytes) = RUNTIME.with(|runtime| {
         runtime.borrow().block_on(async {
-            let response = router(state.clone()).oneshot(request).await.expect("the router is infallible");
+            let response = app.clone().oneshot(request).await.expect("the router is infallible");
             let status = response.status();
             let bytes = response.into_body().collect().await.expect("an in-memory body").to_bytes();
             (status, bytes)

@@ -19,9 +19,9 @@ impl<D: Disk> Wal<D> {
     /// or the new snapshot, whole.
     ///
     /// # Panics
-    /// If `snapshot.index` is 0, older than the current snapshot, or past the last index, if its
-    /// term is not the term of that entry in the log, or its data is larger than
-    /// [`SNAPSHOT_DATA_MAX`].
+    /// If `snapshot.index` is 0, older than the current snapshot, past the last index or past
+    /// [`INDEX_MAX`], if its term is not the term of that entry in the log, or its data is larger
+    /// than [`SNAPSHOT_DATA_MAX`].
     pub fn save_snapshot(&mut self, snapshot: &SnapshotFile) -> Result<(), WalError> {
         self.check_writable()?;
         self.sync()?;
