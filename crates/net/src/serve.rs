@@ -60,6 +60,8 @@ pub struct Limits {
     /// past it the request is answered `408` and the connection closed.
     pub body_timeout: Duration,
     /// How long a connection may stay silent (no bytes either way) with no request in flight (default 5 s).
+    /// With an answer in flight, a connection silent for the body timeout (or this, if longer) is closed too: its
+    /// client stopped reading.
     pub idle_timeout: Duration,
     /// The most connections open at once; `None`: [`DEFAULT_MAX_CONNECTIONS`]. Always bounded by the file
     /// descriptor limit (module doc).

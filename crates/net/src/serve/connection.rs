@@ -84,9 +84,16 @@ where
     let connection = builder.serve_connection(io, service);
     let mut connection = std::pin::pin!(connection);
     let idle_timeout = context.limits.idle_timeout;
+    // A connection with an answer in flight that moves no bytes this long has a client that stopped reading
+    // (handlers answer within the request timeout): without this limit it would hold its slot and its buffered
+    // answer for ever.
+    let stall_timeout = context.limits.body_timeout.max(idle_timeout);
+    let silence_allowed = |activity: &Activity| {
+        if activity.in_flight.load(Ordering::Relaxed) == 0 { idle_timeout } else { stall_timeout }
+    };
     let mut stopping = false;
     loop {
-        let idle_deadline = activity.last() + idle_timeout;
+        let idle_deadline = activity.last() + silence_allowed(&activity);
         tokio::select! {
             result = connection.as_mut() => {
                 match result {
@@ -101,8 +108,7 @@ where
                 connection.as_mut().graceful_shutdown();
             }
             () = tokio::time::sleep_until(idle_deadline) => {
-                let silent = activity.last() + idle_timeout <= Instant::now();
-                if silent && activity.in_flight.load(Ordering::Relaxed) == 0 {
+                if activity.last() + silence_allowed(&activity) <= Instant::now() {
                     context.metrics.count_timeout_idle();
                     return;
                 }

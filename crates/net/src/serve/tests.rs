@@ -145,3 +145,31 @@ fn the_derived_cap_keeps_descriptors_in_reserve() {
     assert_eq!(Limits { max_connections: Some(3), ..Limits::default() }.effective_max_connections(), 3);
     assert!(Limits { idle_timeout: Duration::ZERO, ..Limits::default() }.validate().is_err());
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answer_is_cut_off() {
+    // An answer far larger than the socket buffers, so that writing it stalls on a client that does not read.
+    let big = axum::Router::new().route("/big", get(|| async { vec![b'x'; 64 * 1024 * 1024] }));
+    let limits = Limits {
+        body_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let metrics = Arc::new(ServeMetrics::default());
+    let options = Options { tls: None, limits, metrics: Arc::clone(&metrics) };
+    let (addr, _stop) = start(big, options).await;
+
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("write");
+    while metrics.open() < 1 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Never read: the server must give up on the connection within a bounded time (here 500 ms of silence).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while metrics.open() > 0 {
+        assert!(std::time::Instant::now() < deadline, "a stalled reader still holds its connection");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metrics.timed_out()[3], 1, "counted as an idle timeout: {:?}", metrics.timed_out());
+    drop(stream);
+}
