@@ -223,6 +223,13 @@ impl Authority {
     /// [`CertsError::BadName`]; [`CertsError::Generate`].
     pub fn issue_user(&self, user: &str) -> Result<Issued, CertsError> {
         check_name("user name", user)?;
+        if is_node_id(user) {
+            return Err(CertsError::BadName {
+                what: "user name",
+                name: user.to_string(),
+                reason: "it has the form of a node id (n1, 2, ...), which only node certificates may carry".to_string(),
+            });
+        }
         self.issue(&LeafSpec::user(user))
     }
 
@@ -268,6 +275,12 @@ fn check_name(what: &'static str, name: &str) -> Result<(), CertsError> {
         return Err(bad("only letters, digits, '-' and '_' are allowed"));
     }
     Ok(())
+}
+
+/// Whether `name` has the form of a node id: `n` and digits, or digits.
+fn is_node_id(name: &str) -> bool {
+    let digits = name.strip_prefix('n').unwrap_or(name);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// An extra host: an IP address or a DNS name.

@@ -145,6 +145,9 @@ pub struct ConnectionInfo {
     /// The Common Name of the client certificate the TLS handshake verified, if one was presented: a user
     /// name or a node id.
     pub client_common_name: Option<String>,
+    /// The node id the verified client certificate names, if it is a node's certificate (one with the
+    /// serverAuth usage: see [`crate::identity::node_name`]); `None` for a user's certificate.
+    pub client_node_name: Option<String>,
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains (module doc).

@@ -141,7 +141,7 @@ impl Shared {
 
     /// Whether `parts` is a request a member forwarded (so it must not be forwarded again): it carries
     /// [`HEADER_FORWARDED_BY`], and a proof that a member sent it when one is possible: the cluster token in
-    /// [`HEADER_FORWARD_TOKEN`], or a verified client certificate naming a node id (client-port mutual TLS, where
+    /// [`HEADER_FORWARD_TOKEN`], or a verified node certificate (client-port mutual TLS, where
     /// the forwarder presents its node certificate). A cluster with neither cannot tell a member from anyone
     /// else, and takes the header at its word as before. An unproven header is ignored: the request is handled
     /// as any client's.
@@ -150,7 +150,7 @@ impl Shared {
             return false;
         }
         let certificate =
-            parts.extensions.get::<tally_net::serve::ConnectionInfo>().and_then(|c| c.client_common_name.as_deref());
+            parts.extensions.get::<tally_net::serve::ConnectionInfo>().and_then(|c| c.client_node_name.as_deref());
         if certificate.is_some_and(|name| crate::config::parse_node_id(name).is_ok()) {
             return true;
         }

@@ -45,7 +45,7 @@ pub(crate) async fn run(
 ) {
     let _permit = permit;
     let Some(acceptor) = context.tls.clone() else {
-        let info = ConnectionInfo { remote_addr, tls: false, client_common_name: None };
+        let info = ConnectionInfo { remote_addr, tls: false, client_common_name: None, client_node_name: None };
         return drive(stream, info, &context, stop).await;
     };
     let handshake = tokio::time::timeout(context.limits.header_timeout, acceptor.accept(stream)).await;
@@ -61,8 +61,10 @@ pub(crate) async fn run(
         }
     };
     let certificates = stream.get_ref().1.peer_certificates();
-    let client_common_name = certificates.and_then(|c| c.first()).and_then(|c| crate::identity::common_name(c));
-    let info = ConnectionInfo { remote_addr, tls: true, client_common_name };
+    let leaf = certificates.and_then(|c| c.first());
+    let client_common_name = leaf.and_then(|c| crate::identity::common_name(c));
+    let client_node_name = leaf.and_then(|c| crate::identity::node_name(c));
+    let info = ConnectionInfo { remote_addr, tls: true, client_common_name, client_node_name };
     drive(stream, info, &context, stop).await;
 }
 

@@ -250,7 +250,7 @@ async fn read_connection(
 /// # Errors
 /// If there is none, or its Common Name is not a node id.
 fn certified_id(chain: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Result<NodeId, Refusal> {
-    let name = chain.and_then(|chain| chain.first()).and_then(|leaf| tally_net::identity::common_name(leaf));
+    let name = chain.and_then(|chain| chain.first()).and_then(|leaf| tally_net::identity::node_name(leaf));
     name.as_deref().and_then(|name| crate::config::parse_node_id(name).ok()).ok_or(Refusal::NoCertifiedId(name))
 }
 

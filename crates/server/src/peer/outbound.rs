@@ -339,7 +339,7 @@ async fn open(
     let handshake = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, stream));
     let session = handshake.await.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())).map_err(tls_error)?;
     let chain = session.get_ref().1.peer_certificates();
-    let found = chain.and_then(|chain| chain.first()).and_then(|leaf| tally_net::identity::common_name(leaf));
+    let found = chain.and_then(|chain| chain.first()).and_then(|leaf| tally_net::identity::node_name(leaf));
     if found.as_deref().and_then(|name| crate::config::parse_node_id(name).ok()) != Some(peer) {
         return Err(DialError::WrongPeer { addr, expected: peer, found });
     }
