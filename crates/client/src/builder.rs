@@ -14,8 +14,9 @@ use crate::error::ClientError;
 /// (5 s by default), so the client lets go of a connection before the server closes it under a request.
 pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Builds a [`Client`]: `Client::builder(endpoints).ca_file("ca.pem").token("...").build()`.
-#[derive(Clone, Debug)]
+/// Builds a [`Client`]: `Client::builder(endpoints).ca_file("ca.pem").token("...").build()`. Its `Debug`
+/// output hides the token.
+#[derive(Clone)]
 pub struct ClientBuilder {
     /// The endpoints, as given.
     endpoints: Vec<String>,
@@ -27,6 +28,20 @@ pub struct ClientBuilder {
     tls_config: Option<rustls::ClientConfig>,
     /// The bearer token, if any.
     token: Option<String>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so that a new field cannot be forgotten here.
+        let ClientBuilder { endpoints, config, tls_files, tls_config, token } = self;
+        f.debug_struct("ClientBuilder")
+            .field("endpoints", endpoints)
+            .field("config", config)
+            .field("tls_files", tls_files)
+            .field("tls_config", &tls_config.as_ref().map(|_| "<rustls config>"))
+            .field("token", &token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl ClientBuilder {

@@ -436,8 +436,8 @@ pub(crate) struct Joiner {
 /// removed while it was unreachable, or an addition lost in a leader change).
 const REJOIN_AFTER: Duration = Duration::from_secs(10);
 
-/// How the node makes its join calls.
-#[derive(Clone, Debug)]
+/// How the node makes its join calls. No `Debug`: it holds the cluster token.
+#[derive(Clone)]
 pub(crate) struct Caller {
     /// The cluster token, sent as `Authorization: Bearer`.
     pub(crate) token: Option<String>,

@@ -94,6 +94,14 @@ impl Tls {
     /// Loads every file; checks that the peer certificate names this node.
     fn build(config: &ServerConfig) -> Result<Tls, ServerError> {
         let fail = |e: crate::config::ParseError| ServerError::Config(e.to_string());
+        if config.tls.cert.is_some() && config.tls.ca.is_none() && config.peer_tls.ca.is_none() {
+            return Err(ServerError::Config(
+                "--tls-cert makes this node's client URL https://, and its peers' too: to forward writes and join \
+                 calls to them it must verify their certificates, so give it the CA that signed them (--peer-tls-ca, \
+                 which also turns on mutual TLS between peers, or --tls-ca, which also requires client certificates)"
+                    .to_string(),
+            ));
+        }
         if let Some(named) = config.peer_certificate_id().map_err(fail)? {
             crate::config::reconcile_node_id(Some(config.id), Some(named)).map_err(fail)?;
         }
@@ -399,10 +407,15 @@ fn check_config(config: &ServerConfig, peer: &PeerConfig) -> Result<(), ServerEr
         None => {}
     }
     if let Some(token) = &config.cluster_token {
-        if token.is_empty() || token.len() > crate::wire::TOKEN_MAX_BYTES {
+        if token.is_empty()
+            || token.len() > crate::wire::TOKEN_MAX_BYTES
+            || !token.bytes().all(|b| (b' '..=b'~').contains(&b))
+            || token.trim() != token
+        {
             return Err(ServerError::Config(format!(
-                "the cluster token (--cluster-token, TALLY_CLUSTER_TOKEN) must be 1 to {} bytes; an empty one is \
-                 refused rather than taken as no token",
+                "the cluster token (--cluster-token, TALLY_CLUSTER_TOKEN) must be 1 to {} printable ASCII characters, \
+                 neither starting nor ending with a space (a header cannot carry control characters); an empty one is refused rather than taken \
+                 as no token",
                 crate::wire::TOKEN_MAX_BYTES
             )));
         }
@@ -421,7 +434,18 @@ fn check_config(config: &ServerConfig, peer: &PeerConfig) -> Result<(), ServerEr
 /// port anyone could pose as a member, forge votes and acknowledgements, or redirect a member's traffic.
 fn check_peer_authentication(config: &ServerConfig, peer_addr: SocketAddr) -> Result<(), ServerError> {
     let peer_tls = config.peer_tls_files().map_err(|e| ServerError::Config(e.to_string()))?;
-    if peer_addr.ip().is_loopback() || config.cluster_token.is_some() || peer_tls.is_some() || config.insecure_peer {
+    if peer_addr.ip().is_loopback() || config.cluster_token.is_some() || config.insecure_peer {
+        return Ok(());
+    }
+    if peer_tls.is_some() && config.discovery.is_some() && config.tls.ca.is_none() {
+        return Err(ServerError::Config(
+            "with discovery, nodes join through the client port's join call, which mutual TLS between peers does not \
+             guard: give the cluster a token (--cluster-token / TALLY_CLUSTER_TOKEN), or require node certificates on \
+             the client port too (--tls-ca), or pass --insecure-peer if this network is private and trusted"
+                .to_string(),
+        ));
+    }
+    if peer_tls.is_some() {
         return Ok(());
     }
     Err(ServerError::Config(format!(

@@ -21,10 +21,12 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tally_kv::{Access, Command, METADATA_TEXT_MAX_BYTES, MemberAddress, Scope};
+use tally_net::serve::ConnectionInfo;
 use tally_node::{Reply, RequestError};
 use tally_raft::{MembershipChange, NodeId, ProposeError};
 
@@ -71,10 +73,17 @@ struct Joiner {
 pub(crate) async fn join(State(state): State<AppState>, request: Request) -> Response {
     let result = async {
         let (parts, body) = request.into_parts();
-        check_token(&state, &parts.headers)?;
+        let certified = check_token(&state, &parts)?;
         Params::parse(parts.uri.query(), &[])?;
         let body = super::kv::read_body(body, JOIN_BODY_MAX).await?;
         let joiner = parse_request(&body)?;
+        if let Some(certified) = certified.filter(|&id| id != joiner.id) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "certificate_mismatch",
+                format!("the client certificate is node {certified}'s, so it cannot join as {}", joiner.id),
+            ));
+        }
         if state.static_membership {
             return Err(static_membership_refusal(&joiner));
         }
@@ -112,21 +121,29 @@ fn static_membership_refusal(joiner: &Joiner) -> ApiError {
     )
 }
 
-/// `401` unless the request carries the cluster token (when one is configured); with client auth on, a user
-/// token with admin on the whole keyspace will do instead (`401`/`403` otherwise).
-fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// `401` unless the request carries the cluster token (when one is configured) or comes over a connection
+/// whose verified client certificate is a node's (client-port mutual TLS: the joiner presents its node
+/// certificate); with client auth on, a user token with admin on the whole keyspace will do instead
+/// (`401`/`403` otherwise). Gives the node id of that certificate, when it was the proof: the joiner must then
+/// join under that id.
+fn check_token(state: &AppState, parts: &Parts) -> Result<Option<NodeId>, ApiError> {
+    let headers = &parts.headers;
     let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
     let cluster_token = state.cluster_token.as_deref();
     if let (Some(expected), Some(token)) = (cluster_token, presented)
         && token_matches(expected, token)
     {
-        return Ok(());
+        return Ok(None);
+    }
+    let node_certificate = parts.extensions.get::<ConnectionInfo>().and_then(|c| c.client_node_name.as_deref());
+    if let Some(id) = node_certificate.and_then(|name| parse_node_id(name).ok()) {
+        return Ok(Some(id));
     }
     if state.published.auth().is_enabled() {
-        return super::auth::authenticate(state, headers)?.require(Scope::Keyspace, Access::Admin);
+        return super::auth::authenticate(state, headers)?.require(Scope::Keyspace, Access::Admin).map(|()| None);
     }
     if cluster_token.is_none() {
-        return Ok(());
+        return Ok(None);
     }
     match presented {
         Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong cluster token")),
