@@ -57,7 +57,7 @@ thread_local! {
 /// Runs one input (see the module documentation); panics on a finding.
 pub fn run(data: &[u8]) {
     let mut registry = Registry::new(config());
-    let service = ServiceConfig { registry: config(), cluster_token: None };
+    let service = ServiceConfig { registry: config(), cluster_token: None, ..ServiceConfig::default() };
     let app = router(RegistryState::new(service).expect("a valid service configuration"));
     let mut now_ms = 0u64;
     for line in data.split(|byte| *byte == b'\n').take(LINES_MAX) {
