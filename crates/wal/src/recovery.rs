@@ -112,6 +112,7 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
             snapshot,
             entries: state.entries,
             tail_bytes_discarded: discarded,
+            tail_may_be_acknowledged: discarded > 0,
         },
         segments,
         append_offset,

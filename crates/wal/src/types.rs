@@ -84,4 +84,8 @@ pub struct Recovered {
     /// Bytes of unacknowledged tail (an unfinished batch, a torn write) that recovery cut off:
     /// for the operator's log line, `0` after a clean shutdown.
     pub tail_bytes_discarded: u64,
+    /// Whether the cut tail may have held a batch whose sync succeeded (and was therefore acknowledged, or
+    /// carried a vote): recovery cannot tell a torn unsynced write from damage to the last synced batch. The
+    /// node must then run protocol-aware recovery before it votes or campaigns (see `FORMAT.md`).
+    pub tail_may_be_acknowledged: bool,
 }
