@@ -17,6 +17,12 @@
 //! - **Failed sync** ([`FaultDisk::fail_sync_after`]): a sync (file or directory) returns an
 //!   error and makes nothing durable; from then on every mutating call fails too, as a disk that
 //!   went away would. A crash clears the failure (the machine rebooted).
+//! - **Process crash** ([`FaultDisk::crash_process`]): the process dies but the machine keeps running:
+//!   the page cache survives, so unsynced writes are still read back, yet they are no more durable than
+//!   before. Open handles go stale and an injected failure is cleared (the disk works again).
+//! - **Pages marked clean after a failed sync**: a failed file sync also forgets which bytes were
+//!   dirty, as Linux does: a later successful sync does not make them durable unless they are written
+//!   again, although reads still return them until a power loss.
 //! - **Bit rot** ([`FaultDisk::flip_bit`]): a bit of written and durable data flips.
 //!
 //! All randomness comes from the seed, so one seed replays one run.
@@ -250,6 +256,16 @@ impl FaultDisk {
         self.lock().crash(true)
     }
 
+    /// Process crash without power loss: the page cache survives (reads still see unsynced writes, which
+    /// stay exactly as non-durable as they were), open handles go stale, and an injected sync failure is
+    /// cleared. A later [`FaultDisk::crash`] loses whatever was never made durable.
+    pub fn crash_process(&self) {
+        let mut state = self.lock();
+        state.epoch += 1;
+        state.failed = false;
+        state.fail_countdown = None;
+    }
+
     /// Makes the `(n + 1)`-th sync from now (file or directory) fail, without making anything
     /// durable; after it every mutating call fails until [`FaultDisk::crash`].
     pub fn fail_sync_after(&self, n: u64) {
@@ -436,7 +452,14 @@ impl DiskFile for FaultFile {
         if state.epoch != self.epoch {
             return Err(io::Error::other("fault disk: stale file handle from before a crash"));
         }
-        state.attempt_sync()?;
+        if let Err(error) = state.attempt_sync() {
+            // Linux marks the pages of a failed writeback clean: a later fsync will not write them.
+            if let Some(file) = state.files.get_mut(&self.id) {
+                file.dirty = None;
+                file.last_write = None;
+            }
+            return Err(error);
+        }
         let file = state.files.get_mut(&self.id).ok_or_else(|| io::Error::other("fault disk: file was removed"))?;
         file.sync();
         Ok(())

@@ -130,3 +130,45 @@ fn preallocated_zeros_cost_no_memory() {
     assert_eq!(data.len, 8 << 20);
     assert_eq!(data.head.len(), 106);
 }
+
+#[test]
+fn process_crash_keeps_the_page_cache_but_not_durability() {
+    let mut disk = FaultDisk::new(1);
+    let mut file = disk.create("f").expect("create");
+    file.append(b"synced").expect("append");
+    file.sync().expect("sync");
+    disk.sync_dir().expect("sync dir");
+    file.append(b" cached").expect("append");
+    disk.crash_process();
+    assert!(file.append(b"x").is_err(), "stale handle wrote");
+    // Phase: the restarted process reads the unsynced bytes from the page cache.
+    assert_eq!(read_all(&mut disk, "f"), b"synced cached");
+    // Phase: they were never durable, so a power loss takes them.
+    disk.crash();
+    assert_eq!(read_all(&mut disk, "f"), b"synced");
+}
+
+#[test]
+fn a_failed_sync_marks_pages_clean_so_a_later_sync_does_not_persist_them() {
+    let mut disk = FaultDisk::new(1);
+    let mut file = disk.create("f").expect("create");
+    file.append(b"synced").expect("append");
+    file.sync().expect("sync");
+    disk.sync_dir().expect("sync dir");
+    file.append(b" dropped").expect("append");
+    disk.fail_sync_after(0);
+    assert!(file.sync().is_err(), "injected failure");
+    disk.crash_process();
+    let mut file = disk.open("f").expect("open");
+    file.sync().expect("sync after restart");
+    assert_eq!(read_all(&mut disk, "f"), b"synced dropped", "the page cache still holds them");
+    // Phase: the successful sync made the length durable but not the bytes marked clean (they read as
+    // zeros after a power loss); rewriting them makes them durable.
+    disk.crash();
+    assert_eq!(read_all(&mut disk, "f"), b"synced\0\0\0\0\0\0\0\0");
+    let mut file = disk.open("f").expect("open");
+    file.write_at(6, b" dropped").expect("rewrite");
+    file.sync().expect("sync");
+    disk.crash();
+    assert_eq!(read_all(&mut disk, "f"), b"synced dropped");
+}
