@@ -54,6 +54,22 @@ pub trait Disk {
     /// # Errors
     /// Fails on any I/O failure; the caller must then assume none of them is durable.
     fn sync_dir(&mut self) -> Result<(), io::Error>;
+
+    /// A new random, non-zero identifier for a log created on this disk, so that records of one log can
+    /// never verify as records of another (stale files, misdirected writes). Implementations that can be
+    /// replayed (the [`crate::FaultDisk`]) draw it from their seed; the default draws it from the
+    /// operating system's per-process hash keys.
+    fn new_log_id(&mut self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        loop {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(0x7A11_7A11);
+            let id = hasher.finish();
+            if id != 0 {
+                return id;
+            }
+        }
+    }
 }
 
 /// One open file.

@@ -8,8 +8,9 @@
 //!   start on corruption.
 //! - Snapshot files: written atomically, checksummed, loaded at recovery.
 //! - [`Disk`] / [`DiskFile`]: the small storage interface the log runs on, with
-//!   [`RealDisk`] (the operating system) and [`FaultDisk`] (in memory, crashable: loses unsynced
-//!   bytes, tears writes, fails syncs, flips bits).
+//!   [`RealDisk`] (the operating system) and [`FaultDisk`] (in memory, crashable as a real
+//!   disk: keeps any subset of unsynced writes torn at sectors, fails syncs and reads, misdirects
+//!   writes, flips bits).
 //! - [`testing::suite`]: one conformance suite every `Disk` runs.
 //!
 //! # What it does not own
@@ -59,7 +60,7 @@ mod wal;
 
 pub use disk::{Disk, DiskFile};
 pub use error::WalError;
-pub use fault_disk::{FaultDisk, FaultFile};
+pub use fault_disk::{FaultDisk, FaultFile, Misdirection, PowerLoss};
 pub use real_disk::{RealDisk, RealFile};
 pub use types::{
     ENTRY_DATA_MAX, HardState, INDEX_MAX, Recovered, SEGMENT_BYTES_MIN, SNAPSHOT_DATA_MAX, SnapshotFile, WalEntry,

@@ -13,10 +13,11 @@ impl Bytes {
     pub(super) fn read(&self, offset: u64, buf: &mut [u8]) {
         assert!(offset + buf.len() as u64 <= self.len, "read past end: {offset}+{} > {}", buf.len(), self.len);
         let head_len = self.head.len() as u64;
-        for (i, byte) in buf.iter_mut().enumerate() {
-            let at = offset + i as u64;
-            *byte = if at < head_len { self.head[at as usize] } else { 0 };
+        let from_head = head_len.saturating_sub(offset).min(buf.len() as u64) as usize;
+        if from_head > 0 {
+            buf[..from_head].copy_from_slice(&self.head[offset as usize..offset as usize + from_head]);
         }
+        buf[from_head..].fill(0);
     }
 
     pub(super) fn write(&mut self, offset: u64, data: &[u8]) {
@@ -51,15 +52,6 @@ impl Bytes {
         }
         self.len = len;
         debug_assert!(self.head.len() as u64 <= self.len, "head passes the length");
-    }
-
-    /// Makes `self[lo..hi)` equal to `source[lo..hi)`; both have at least `hi` bytes.
-    pub(super) fn copy_range(&mut self, source: &Bytes, lo: u64, hi: u64) {
-        let source_head = (source.head.len() as u64).clamp(lo, hi);
-        if lo < source_head {
-            self.write(lo, &source.head[lo as usize..source_head as usize]);
-        }
-        self.write_zeros(source_head, hi);
     }
 
     pub(super) fn to_vec(&self) -> Vec<u8> {
