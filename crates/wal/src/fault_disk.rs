@@ -40,7 +40,8 @@
 //!   the platter holds. The WAL must detect it (its checksums bind offset, segment and log), never trust it.
 //! - **Damage after acknowledgement** ([`FaultDisk::damage_last_synced_write`], opt-in): one sector's worth
 //!   of the most recent synced write of a file is zeroed or garbled: recovery cannot tell it from a torn
-//!   write of an unsynced batch, the case protocol-aware recovery exists for.
+//!   write of an unsynced batch, the case protocol-aware recovery exists for. Never a whole write: a
+//!   write lost entirely (a "lost write") leaves no evidence on disk that any recovery could see.
 //! - **Bit rot** ([`FaultDisk::flip_bit`], opt-in): a bit of written and durable data flips.
 //!
 //! Files keep an implicit zero tail: the WAL preallocates segments with zeros, and storing those zeros only
@@ -176,7 +177,11 @@ impl FaultState {
     }
 
     fn file_id(&self, name: &str) -> io::Result<u64> {
-        self.dir.live.get(name).copied().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file {name}")))
+        self.dir
+            .live
+            .get(name)
+            .copied()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file {name}")))
     }
 
     fn file_mut(&mut self, id: u64) -> &mut FileState {
@@ -225,9 +230,10 @@ impl FaultState {
             .values()
             .copied()
             .filter(|id| {
-                self.files.get(id).and_then(|f| f.pending.last()).is_some_and(
-                    |p| matches!(p.op, file::Op::Write { len, .. } if len > 0),
-                )
+                self.files
+                    .get(id)
+                    .and_then(|f| f.pending.last())
+                    .is_some_and(|p| matches!(p.op, file::Op::Write { len, .. } if len > 0))
             })
             .collect();
         if candidates.is_empty() {
@@ -395,7 +401,8 @@ impl FaultDisk {
     pub fn damage_last_synced_write(&self, name: &str) -> Option<(u64, u64)> {
         let mut state = self.lock();
         let sector = state.sector_bytes;
-        let id = state.dir.live.get(name).copied().unwrap_or_else(|| panic!("damage_last_synced_write: no file {name}"));
+        let id =
+            state.dir.live.get(name).copied().unwrap_or_else(|| panic!("damage_last_synced_write: no file {name}"));
         let FaultState { rng, files, .. } = &mut *state;
         let file = files.get_mut(&id).unwrap_or_else(|| unreachable!("directory reaches missing file {id}"));
         file.damage_last_synced_write(rng, sector)

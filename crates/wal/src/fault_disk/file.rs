@@ -62,7 +62,8 @@ impl FileState {
         self.data.write(offset, data);
         let len = data.len() as u64;
         let zeros = data.iter().all(|byte| *byte == 0);
-        self.pending.push(PendingOp { op: Op::Write { offset, data: (!zeros).then(|| data.to_vec()), len }, dirty: true });
+        self.pending
+            .push(PendingOp { op: Op::Write { offset, data: (!zeros).then(|| data.to_vec()), len }, dirty: true });
         if len > 0 && !self.unreadable.is_empty() {
             let (first, last) = (offset / sector, (offset + len - 1) / sector);
             self.unreadable.retain(|s| *s < first || *s > last);
@@ -170,8 +171,9 @@ impl FileState {
         true
     }
 
-    /// Zeroes or garbles the bytes of the most recent synced write within one of its sectors, in the page
-    /// cache and on the platter. Returns the damaged range.
+    /// Zeroes or garbles the bytes of the most recent synced write within one of its sectors (never all of
+    /// a write: its first 8 bytes stay when it fits in one sector), in the page cache and on the platter.
+    /// Returns the damaged range.
     pub(super) fn damage_last_synced_write(&mut self, rng: &mut Rng, sector: u64) -> Option<(u64, u64)> {
         let (offset, end) = self.last_synced_write?;
         if end > self.durable.len || end > self.data.len || end <= offset {
@@ -179,7 +181,12 @@ impl FileState {
         }
         let (first, last) = (offset / sector, (end - 1) / sector);
         let at = (first + rng.below(last - first + 1)) * sector;
-        let (lo, hi) = (at.max(offset), (at + sector).min(end));
+        let (mut lo, hi) = (at.max(offset), (at + sector).min(end));
+        if lo == offset && hi == end {
+            // Never the whole write: a write lost entirely leaves no evidence at all (a "lost write"),
+            // which no recovery can detect; that fault is outside the model.
+            lo = (offset + 8).min(hi - 1);
+        }
         let mut bytes = vec![0; (hi - lo) as usize];
         if rng.chance(1, 2) {
             rng.fill(&mut bytes);
@@ -199,7 +206,14 @@ fn apply_write(target: &mut Bytes, offset: u64, data: Option<&[u8]>, len: u64) {
 
 /// Decides the fate of every sector the write `[lo, hi)` touched and copies the persisted ones from
 /// `cache` (the page cache right after the write) to `platter`.
-fn persist_sectors(cache: &Bytes, platter: &mut Bytes, (lo, hi): (u64, u64), rng: &mut Rng, sector: u64, report: &mut PowerLoss) {
+fn persist_sectors(
+    cache: &Bytes,
+    platter: &mut Bytes,
+    (lo, hi): (u64, u64),
+    rng: &mut Rng,
+    sector: u64,
+    report: &mut PowerLoss,
+) {
     let mode = rng.below(4); // 0: the whole write reached the platter, 1: none of it, else sector by sector
     let mut buf = vec![0; sector as usize];
     let mut at = lo / sector * sector;
