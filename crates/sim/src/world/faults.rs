@@ -1,5 +1,15 @@
 //! The fault schedule: partitions of every shape, crashes (between events, or in the middle of a Ready so
 //! that the un-synced writes are lost), restarts, and healing for the liveness phase.
+//!
+//! A crash is a process crash (the page cache survives: the node restarts reading writes that were never
+//! durable), a power loss (gentle: nothing unsynced survives; or harsh: any subset of the unsynced writes
+//! survives, torn at sectors, with any subset of the directory changes), or a process crash followed by a
+//! power loss before the restart. With a small per-run probability the crashing node's last synced batch is
+//! damaged, which its recovery cuts as a torn tail although it was acknowledged (protocol-aware recovery).
+//!
+//! Latent sector errors, bit rot and misdirected writes of synced data are not simulated here: they make
+//! a node refuse to start (its log is corrupt), which the simulator cannot heal. The WAL's own tests cover
+//! them (`crates/wal/tests/crash.rs`).
 
 use std::collections::BTreeSet;
 
@@ -74,24 +84,55 @@ impl Simulation {
         }
     }
 
-    /// Crashes the node in slot `i`: unsynced writes are lost, in-flight messages to it vanish, and its
-    /// clients' requests end: writes as indeterminate, reads as discarded.
+    /// Crashes the node in slot `i`: a process crash or a power loss (see the module documentation); in-flight
+    /// messages to it vanish, and its clients' requests end: writes as indeterminate, reads as discarded.
     pub(crate) fn crash(&mut self, i: usize, why: &str) {
         let Slot::Up(node) = std::mem::replace(&mut self.slots[i], Slot::Empty) else {
             unreachable!("crashing a node that is not up");
         };
         drop(node);
-        let torn = self.rng.chance(self.params.torn_write_permille, 1_000) && self.disks[i].crash_tearing();
-        if !torn {
-            self.disks[i].crash();
+        let mut how = self.maybe_damage_last_synced_batch(i);
+        if self.rng.chance(self.params.process_crash_permille, 1_000) {
+            self.disks[i].crash_process();
+            how += "; process crash (page cache kept)";
+            if self.rng.chance(self.params.power_loss_after_process_crash_permille, 1_000) {
+                how += &format!(", then {}", self.power_loss(i));
+            }
+        } else {
+            how += &format!("; {}", self.power_loss(i));
         }
         let id = self.ids[i];
         let downtime = self.rng.range(self.params.downtime_ms.0, self.params.downtime_ms.1 + 1);
         self.slots[i] = Slot::Down { restart_at: self.now + downtime };
-        let how = if torn { "; its last unsynced write torn" } else { "" };
         self.trace_event(|| format!("{id}: {why}{how}; down for {downtime} ms"));
         self.network.drop_to(id);
         self.fail_requests_at(id);
+    }
+
+    /// A power loss of node `i`'s disk, harsh or gentle as the run's rate says; returns how it went.
+    fn power_loss(&mut self, i: usize) -> String {
+        if self.rng.chance(self.params.torn_write_permille, 1_000) {
+            format!("power loss ({})", self.disks[i].power_loss())
+        } else {
+            self.disks[i].crash();
+            "power loss (nothing unsynced kept)".to_string()
+        }
+    }
+
+    /// With the run's probability, damages the last synced write of node `i`'s newest segment (after it was
+    /// acknowledged); returns a note for the trace.
+    fn maybe_damage_last_synced_batch(&mut self, i: usize) -> String {
+        if !self.rng.chance(self.params.damage_synced_permille, 1_000) {
+            return String::new();
+        }
+        let disk = &self.disks[i];
+        let Some(segment) = disk.file_names().into_iter().filter(|name| name.ends_with(".wal")).next_back() else {
+            return String::new();
+        };
+        match disk.damage_last_synced_write(&segment) {
+            Some((lo, hi)) => format!("; last synced batch damaged ({segment} bytes {lo}..{hi})"),
+            None => String::new(),
+        }
     }
 
     /// Restarts the nodes whose downtime is over.
