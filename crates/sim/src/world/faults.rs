@@ -126,7 +126,7 @@ impl Simulation {
             return String::new();
         }
         let disk = &self.disks[i];
-        let Some(segment) = disk.file_names().into_iter().filter(|name| name.ends_with(".wal")).next_back() else {
+        let Some(segment) = disk.file_names().into_iter().rfind(|name| name.ends_with(".wal")) else {
             return String::new();
         };
         match disk.damage_last_synced_write(&segment) {
