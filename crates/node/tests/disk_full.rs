@@ -3,7 +3,7 @@
 //! serving reads, and resumes by itself when space returns: no acknowledged write is lost, and the node
 //! never stops for good.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tally_kv::{Command, KvStore};
 use tally_node::{
@@ -24,6 +24,10 @@ struct Cluster {
     next_request: u64,
     /// Keys whose write was acknowledged.
     acknowledged: BTreeSet<String>,
+    /// Writes proposed and not finished yet: request -> key ("" for deletes).
+    pending: BTreeMap<u64, String>,
+    /// Finished writes not yet looked at: request -> outcome.
+    outcomes: BTreeMap<u64, Result<(), RequestError>>,
 }
 
 impl Cluster {
@@ -40,7 +44,15 @@ impl Cluster {
                 Node::start(config, storage, Outbox::default(), ManualClock::default(), KvStore::new()).expect("starts")
             })
             .collect();
-        Cluster { nodes, disks, now_ms: 0, next_request: 1, acknowledged: BTreeSet::new() }
+        Cluster {
+            nodes,
+            disks,
+            now_ms: 0,
+            next_request: 1,
+            acknowledged: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+        }
     }
 
     fn deliver(&mut self) {
@@ -83,8 +95,7 @@ impl Cluster {
 
     /// Proposes a put of `key` on node `i` and returns its outcome once known.
     fn put(&mut self, i: usize, key: &str) -> Result<(), RequestError> {
-        let command = Command::Put { key: key.as_bytes().to_vec(), value: vec![7; 200], cas: None };
-        self.propose(i, key, command)
+        self.propose(i, key, put_command(key))
     }
 
     fn delete(&mut self, i: usize, key: &str) -> Result<(), RequestError> {
@@ -92,26 +103,31 @@ impl Cluster {
     }
 
     fn propose(&mut self, i: usize, key: &str, command: Command) -> Result<(), RequestError> {
-        let request = self.next_request;
-        self.next_request += 1;
-        self.nodes[i].propose(request, command.encode()).expect("a full disk never stops a node");
+        let request = self.propose_only(i, key, command);
         self.deliver();
-        let mut outcome = None;
-        for completion in self.nodes[i].take_completions() {
-            if completion.id == request {
-                outcome = Some(completion.result.map(|_| ()));
-            }
-        }
-        let outcome = outcome.unwrap_or_else(|| panic!("write of {key:?} on node {i} not finished at once"));
-        if outcome.is_ok() && !key.is_empty() {
-            self.acknowledged.insert(key.to_owned());
-        }
-        outcome
+        self.collect();
+        self.outcomes.remove(&request).unwrap_or_else(|| panic!("write of {key:?} on node {i} not finished at once"))
     }
 
+    /// Proposes without delivering any message; the outcome comes with a later `collect`.
+    fn propose_only(&mut self, i: usize, key: &str, command: Command) -> u64 {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.pending.insert(request, key.to_owned());
+        self.nodes[i].propose(request, command.encode()).expect("a full disk never stops a node");
+        request
+    }
+
+    /// Takes every node's completions: acknowledged writes are remembered, outcomes kept by request.
     fn collect(&mut self) {
-        for node in &mut self.nodes {
-            node.take_completions();
+        for i in 0..3 {
+            for completion in self.nodes[i].take_completions() {
+                let Some(key) = self.pending.remove(&completion.id) else { continue };
+                if completion.result.is_ok() && !key.is_empty() {
+                    self.acknowledged.insert(key);
+                }
+                self.outcomes.insert(completion.id, completion.result.map(|_| ()));
+            }
         }
     }
 
@@ -140,6 +156,10 @@ impl Cluster {
     }
 }
 
+fn put_command(key: &str) -> Command {
+    Command::Put { key: key.as_bytes().to_vec(), value: vec![7; 200], cas: None }
+}
+
 #[test]
 fn a_leader_on_a_full_disk_refuses_writes_hands_over_leadership_and_resumes() {
     // Phase: a healthy cluster, then the leader's disk fills up.
@@ -147,19 +167,26 @@ fn a_leader_on_a_full_disk_refuses_writes_hands_over_leadership_and_resumes() {
     let full = cluster.leader();
     cluster.put(full, "before").expect("healthy write");
     cluster.fill_disk(full);
-    // Writes go on until the log cannot prepare its next segment; none is lost.
+    // Writes go on until the log cannot prepare its next segment. The write whose sync found the disk full
+    // was stored (it will commit); the next one, proposed before any message moved leadership, is refused.
     let mut n = 0;
-    let refusal = loop {
-        match cluster.put(full, &format!("k{n}")) {
-            Ok(()) => n += 1,
-            Err(error) => break error,
-        }
+    while cluster.nodes[full].storage_alarms().is_empty() {
+        cluster.propose_only(full, &format!("k{n}"), put_command(&format!("k{n}")));
+        n += 1;
         assert!(n < 1_000, "the disk never filled");
-    };
+        if cluster.nodes[full].storage_alarms().is_empty() {
+            cluster.deliver();
+        }
+    }
+    assert!(cluster.nodes[full].raft().is_leader(), "no message was delivered since the alarm");
+    let refused = cluster.propose_only(full, "refused", put_command("refused"));
+    cluster.collect();
+    let refusal = cluster.outcomes.remove(&refused).expect("refused at once").expect_err("refused");
     assert!(matches!(refusal, RequestError::NoSpace(_)), "{refusal:?}");
     assert!(refusal.to_string().contains("nothing was written"), "{refusal}");
     assert_eq!(cluster.nodes[full].storage_alarms(), vec![StorageAlarm::NoSpace]);
     assert!(!cluster.nodes[full].has_failed());
+    cluster.deliver();
     // Phase: leadership moves to a healthy voter, which takes writes; the full node still serves reads.
     cluster.ticks(50);
     let leader = cluster.leader();
@@ -173,7 +200,8 @@ fn a_leader_on_a_full_disk_refuses_writes_hands_over_leadership_and_resumes() {
     cluster.disks[full].set_limit(None);
     cluster.ticks(150);
     assert!(cluster.nodes[full].storage_alarms().is_empty(), "{:?}", cluster.nodes[full].storage_alarms());
-    cluster.put(cluster.leader(), "after").expect("write after space returned");
+    let leader = cluster.leader();
+    cluster.put(leader, "after").expect("write after space returned");
     cluster.ticks(20);
     cluster.assert_all_acknowledged_everywhere();
 }
