@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tally_kv::{Command, KvStore};
 use tally_node::{
-    KvQuery, KvQueryOutput, ManualClock, Node, NodeConfig, Outbox, ReadConsistency, Reply, RequestError,
-    StateMachine, StorageAlarm, WalStorage,
+    KvQuery, KvQueryOutput, ManualClock, Node, NodeConfig, Outbox, ReadConsistency, Reply, RequestError, StateMachine,
+    StorageAlarm, WalStorage,
 };
 use tally_raft::{Membership, NodeId};
 use tally_wal::testing::BudgetDisk;
@@ -135,9 +135,10 @@ impl Cluster {
         let request = self.next_request;
         self.next_request += 1;
         self.nodes[i].read(request, KvQuery::Get(key.as_bytes().to_vec()), ReadConsistency::Stale).expect("read");
-        self.nodes[i].take_completions().into_iter().any(|c| {
-            c.id == request && matches!(c.result, Ok(Reply::Read { output: KvQueryOutput::Get(Some(_)), .. }))
-        })
+        self.nodes[i]
+            .take_completions()
+            .into_iter()
+            .any(|c| c.id == request && matches!(c.result, Ok(Reply::Read { output: KvQueryOutput::Get(Some(_)), .. })))
     }
 
     /// Fills node `i`'s disk: no byte more than it holds now.

@@ -614,11 +614,16 @@ impl Driver {
     /// Publishes the storage alarms and sizes, and logs an alarm when it is raised or cleared.
     fn publish_storage(&self, metrics: &LoopMetrics) {
         let alarms = self.node.storage_alarms();
-        for (alarm, flag) in [(StorageAlarm::NoSpace, &metrics.alarm_no_space), (StorageAlarm::Quota, &metrics.alarm_quota)] {
+        for (alarm, flag) in
+            [(StorageAlarm::NoSpace, &metrics.alarm_no_space), (StorageAlarm::Quota, &metrics.alarm_quota)]
+        {
             let raised = alarms.contains(&alarm);
             if flag.swap(raised, Ordering::Relaxed) != raised {
                 if raised {
-                    tracing::warn!(alarm = alarm.as_str(), "storage alarm raised: refusing writes while leader, serving reads");
+                    tracing::warn!(
+                        alarm = alarm.as_str(),
+                        "storage alarm raised: refusing writes while leader, serving reads"
+                    );
                 } else {
                     tracing::info!(alarm = alarm.as_str(), "storage alarm cleared: taking writes again");
                 }

@@ -229,8 +229,15 @@ async fn a_node_on_a_full_tmpfs_refuses_writes_serves_reads_and_catches_up_when_
     let view = client.cluster(0).await;
     assert_ne!(view["role"], "leader", "node 1 still leads on a full disk: {view}");
     assert!(view.get("failure").is_none(), "node 1 stopped: {view}");
-    // Reads on node 1 keep working.
+    // Reads on node 1 keep working, and a write through it goes to the new leader.
     assert_eq!(client.stale_status(0, "before0").await, 200);
+    let deadline = Instant::now() + BOUND;
+    while client.put(0, "via-full").await.0 != 200 {
+        assert!(Instant::now() < deadline, "writes through node 1 never reached the new leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    acknowledged.insert("via-full".to_owned());
+    assert!(client.alarms(0).await.contains(&"no_space".to_owned()), "space came back by itself?");
 
     // Phase: space returns: node 1 clears the alarm and catches up by itself, with no restart.
     std::fs::remove_file(&filler).expect("remove filler");

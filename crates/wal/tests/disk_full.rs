@@ -12,7 +12,11 @@ fn spare_names(disk: &FaultDisk) -> Vec<String> {
 }
 
 /// Appends and syncs one entry at a time from `next` on until `stop` says so; returns the next index.
-fn fill(wal: &mut Wal<BudgetDisk<FaultDisk>>, mut next: u64, stop: impl Fn(&Wal<BudgetDisk<FaultDisk>>) -> bool) -> u64 {
+fn fill(
+    wal: &mut Wal<BudgetDisk<FaultDisk>>,
+    mut next: u64,
+    stop: impl Fn(&Wal<BudgetDisk<FaultDisk>>) -> bool,
+) -> u64 {
     while !stop(wal) {
         wal.append(&entries(next..=next, 1)).expect("append");
         wal.sync().expect("sync");

@@ -144,7 +144,9 @@ impl<D: Disk> Wal<D> {
             let temp = snapshot::temp_name(snapshot.index);
             if failure.file == temp && is_out_of_space(&failure.source) {
                 return match self.disk.remove(&temp) {
-                    Ok(()) => Err(WalError::NoSpace { operation: failure.operation, file: temp, source: failure.source }),
+                    Ok(()) => {
+                        Err(WalError::NoSpace { operation: failure.operation, file: temp, source: failure.source })
+                    }
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                         Err(WalError::NoSpace { operation: failure.operation, file: temp, source: failure.source })
                     }

@@ -47,9 +47,9 @@ pub(super) fn spare_name(seq: u64) -> String {
 
 /// Whether `name` is a spare file (a leftover one is removed at open).
 pub(super) fn is_spare_name(name: &str) -> bool {
-    name.strip_prefix("segment-").and_then(|rest| rest.strip_suffix(".spare")).is_some_and(|digits| {
-        digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())
-    })
+    name.strip_prefix("segment-")
+        .and_then(|rest| rest.strip_suffix(".spare"))
+        .is_some_and(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// What pushing some records needs beyond the active segment's free space.
