@@ -76,6 +76,9 @@ pub struct DevArgs {
     /// TLS (clients then need https:// endpoints and --cacert DIR/certs/ca.pem; the banner says how).
     #[arg(long)]
     pub tls: bool,
+    /// The nodes' storage quota in bytes (`tally node --quota-bytes`; default 8 GiB, 0: none).
+    #[arg(long, value_name = "N")]
+    pub quota_bytes: Option<u64>,
 }
 
 /// The certificate directory of a dev cluster with `--tls`.
@@ -120,6 +123,8 @@ pub struct DevNode {
     pub election: Election,
     /// With `--tls`: the certificate directory (`DIR/certs`), holding `ID.pem`, `ID-key.pem` and `ca.pem`.
     pub certs: Option<PathBuf>,
+    /// `--quota-bytes` for the node, when given.
+    pub quota_bytes: Option<u64>,
 }
 
 impl DevNode {
@@ -173,6 +178,9 @@ impl DevNode {
         if self.election == Election::Bully {
             args.extend(["--election".into(), "bully".into()]);
         }
+        if let Some(bytes) = self.quota_bytes {
+            args.extend(["--quota-bytes".into(), bytes.to_string()]);
+        }
         args.extend(self.tls_args());
         args
     }
@@ -197,6 +205,7 @@ pub fn layout(
         log_path: data_dir.join("registry.log"),
         election,
         certs: certs.clone(),
+        quota_bytes: None,
     };
     let nodes = ports.iter().zip(1..).map(|(&(client, peer), k)| DevNode {
         id: format!("n{k}"),
@@ -206,6 +215,7 @@ pub fn layout(
         log_path: data_dir.join(format!("n{k}.log")),
         election,
         certs: certs.clone(),
+        quota_bytes: None,
     });
     std::iter::once(registry).chain(nodes).collect()
 }
@@ -234,7 +244,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     // Absolute paths, so the restart command printed for a dead node works from any directory.
     let data_dir =
         std::path::absolute(&args.data_dir).with_context(|| format!("cannot resolve {}", args.data_dir.display()))?;
-    let nodes = layout(&data_dir, args.registry_port, &ports, args.election, args.tls);
+    let mut nodes = layout(&data_dir, args.registry_port, &ports, args.election, args.tls);
+    nodes.iter_mut().filter(|node| node.id != REGISTRY).for_each(|node| node.quota_bytes = args.quota_bytes);
     let ca = if args.tls { Some(make_certificates(&data_dir, &nodes)?) } else { None };
     let exe = std::env::current_exe().context("cannot find the tally executable to start the nodes")?;
     let mut running = Vec::new();

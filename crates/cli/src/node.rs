@@ -89,6 +89,14 @@ pub struct NodeArgs {
     /// 10,000).
     #[arg(long, value_name = "N")]
     pub snapshot_keep_entries: Option<u64>,
+    /// Past this many bytes in the data directory (log segments and snapshots), the node raises the `quota`
+    /// alarm and refuses writes other than deletes while it leads (default 8 GiB; 0: no quota). See the
+    /// README, "Disk full".
+    #[arg(long, value_name = "N")]
+    pub quota_bytes: Option<u64>,
+    /// The size of one write-ahead log segment, preallocated when created (default 64 MiB; at least 4096).
+    #[arg(long, value_name = "N")]
+    pub segment_bytes: Option<u64>,
     /// Seed of the election timer (default: drawn from the OS); for reproducing a run.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -261,6 +269,11 @@ impl NodeArgs {
             config.snapshot_interval_entries = entries;
         }
         config.snapshot_keep_entries = self.snapshot_keep_entries.unwrap_or(config.snapshot_keep_entries);
+        config.quota_bytes = self.quota_bytes.unwrap_or(config.quota_bytes);
+        if let Some(bytes) = self.segment_bytes {
+            anyhow::ensure!(bytes >= 4096, "--segment-bytes must be at least 4096");
+            config.segment_bytes = bytes;
+        }
         config.seed = self.seed.or(config.seed);
         config.election = self.election.into();
         if let Some(discovery) = config.discovery.as_mut() {

@@ -28,7 +28,7 @@ mod transport;
 mod wal_storage;
 
 pub use membership_policy::{MembershipPolicy, PolicyConfig};
-pub use node::{Input, Node, NodeConfig};
+pub use node::{Input, Node, NodeConfig, StorageAlarm};
 pub use request::{Completion, ReadConsistency, Reply, RequestError, RequestId};
 pub use state_machine::{KvQuery, KvQueryOutput, StateMachine};
 pub use storage::{Storage, StorageError};

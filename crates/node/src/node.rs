@@ -1,5 +1,8 @@
 //! The node loop: inputs go into the Raft core, and each `Ready` that comes out is carried out in its
-//! contract's order: persist (one sync), send, apply, answer reads.
+//! contract's order: persist (one sync), send, apply, answer reads. Storage alarms (a full disk, the
+//! quota) are in `space.rs`.
+
+mod space;
 
 use std::collections::BTreeMap;
 
@@ -9,6 +12,8 @@ use crate::request::{Completion, ReadConsistency, Reply, RequestError, RequestId
 use crate::state_machine::StateMachine;
 use crate::storage::{Storage, StorageError};
 use crate::transport::{Clock, Transport};
+use space::Space;
+pub use space::StorageAlarm;
 
 /// Configuration of one node.
 #[derive(Clone, Debug)]
@@ -21,6 +26,9 @@ pub struct NodeConfig {
     pub snapshot_interval_entries: u64,
     /// Log entries kept behind a snapshot, so followers a little behind catch up from the log.
     pub snapshot_keep_entries: u64,
+    /// Past this many bytes of storage (log segments and snapshots), the node raises the quota alarm
+    /// and refuses writes other than deletes while it leads. 0: no quota.
+    pub quota_bytes: u64,
 }
 
 impl NodeConfig {
@@ -31,6 +39,7 @@ impl NodeConfig {
             tick_interval_ms: 100,
             snapshot_interval_entries: 10_000,
             snapshot_keep_entries: 1_000,
+            quota_bytes: 0,
         }
     }
 }
@@ -112,6 +121,8 @@ pub struct Node<S: StateMachine, D: Storage, T: Transport, C: Clock> {
     failure: Option<StorageError>,
     /// The term and vote last made durable: a change to either must be synced before any message leaves.
     synced_vote: (Term, Option<NodeId>),
+    /// The storage alarms (full disk, quota) and what they need.
+    space: Space,
 }
 
 impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
@@ -139,6 +150,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         let synced_vote = (restored.hard_state.term, restored.hard_state.vote);
         let raft = Raft::new(config.raft.clone(), restored);
         let last_tick_ms = clock.now_ms();
+        let space = Space { quota_bytes: config.quota_bytes, ..Space::default() };
         let mut node = Node {
             raft,
             state_machine,
@@ -154,7 +166,9 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
             completions: Vec::new(),
             failure: None,
             synced_vote,
+            space,
         };
+        node.check_space()?;
         node.process_ready()?;
         Ok(node)
     }
@@ -168,13 +182,23 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     /// A storage failure: the node has stopped.
     pub fn handle(&mut self, inputs: impl IntoIterator<Item = Input<S::Query>>) -> Result<(), StorageError> {
         self.check_running()?;
+        if let Err(error) = self.check_space() {
+            self.failure = Some(error.clone());
+            return Err(error);
+        }
         let mut linearizable_reads = Vec::new();
         let mut proposals = Vec::new();
         for input in inputs {
             match input {
+                Input::Message(message) if self.space.drops(&message) => self.space.dropped_messages += 1,
                 Input::Message(message) => self.raft.step(message),
                 Input::Tick => self.tick(),
                 Input::Propose { id, command } => proposals.push((id, command)),
+                // A membership entry needs log space too; under the quota alone it goes ahead.
+                Input::ProposeMembership { id, .. } if self.raft.is_leader() && self.space.no_space.is_some() => {
+                    let reason = self.space.refusal(true).unwrap_or_default();
+                    self.completions.push(Completion { id, result: Err(RequestError::NoSpace(reason)) });
+                }
                 Input::ProposeMembership { id, change } => {
                     let result = self.raft.propose_membership(change);
                     self.track_proposal(id, result);
@@ -185,8 +209,12 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
                 }
             }
         }
+        let proposals = self.admit_proposals(proposals);
         self.propose_batch(proposals);
         self.start_read_round(linearizable_reads);
+        self.process_ready()?;
+        // The batch may have filled the disk: refuse from now on, and start handing leadership over.
+        self.observe_space(false);
         self.process_ready()
     }
 
@@ -360,12 +388,13 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         if !ready.entries.is_empty() {
             self.storage.append(&ready.entries)?;
         }
-        if let Some(hard_state) = ready.hard_state {
+        // A commit index alone need not be durable (after a crash it is learned again from the leader), so a
+        // Ready that only advances it is written but not synced: the next sync carries it. On a full disk it
+        // is not even written, to keep the log's remaining room for terms and votes.
+        let vote_changed = ready.hard_state.is_some_and(|h| (h.term, h.vote) != self.synced_vote);
+        if let Some(hard_state) = ready.hard_state.filter(|_| vote_changed || self.storage.has_space()) {
             self.storage.set_hard_state(hard_state)?;
         }
-        // A commit index alone need not be durable (after a crash it is learned again from the leader), so a
-        // Ready that only advances it is written but not synced: the next sync carries it.
-        let vote_changed = ready.hard_state.is_some_and(|h| (h.term, h.vote) != self.synced_vote);
         if ready.snapshot.is_some() || !ready.entries.is_empty() || vote_changed {
             self.storage.sync()?;
             if let Some(hard_state) = ready.hard_state {
@@ -443,7 +472,12 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         }
         let data = self.state_machine.snapshot();
         self.raft.compact(applied, data, self.config.snapshot_keep_entries);
-        self.storage.save_snapshot(self.raft.snapshot(), false)?;
+        match self.storage.save_snapshot(self.raft.snapshot(), false) {
+            // Nothing was written and the stored log still holds every entry: the core's snapshot lives in
+            // memory until the next interval tries again (with space freed, maybe).
+            Err(StorageError::NoSpace(_)) => return Ok(()),
+            other => other?,
+        }
         self.storage.compact(self.raft.first_index().prev())?;
         self.storage.sync()
     }

@@ -30,6 +30,10 @@ pub enum RequestError {
     /// the write may or may not have been applied.
     #[error("outcome unknown: {0}")]
     Indeterminate(String),
+    /// This node's storage is full or over its quota (see [`crate::StorageAlarm`]): the write was refused
+    /// before anything was written. Safe to retry later, or through another node once leadership moved.
+    #[error("{0}; nothing was written")]
+    NoSpace(String),
     /// The node's storage failed; it accepts nothing more.
     #[error("node stopped after a storage failure: {0}")]
     Stopped(String),

@@ -34,6 +34,12 @@ pub trait StateMachine {
     fn restore(&mut self, data: &[u8]) -> Result<(), String>;
     /// A fingerprint of the state: equal on two nodes iff their states are equal.
     fn state_checksum(&self) -> u64;
+    /// Whether `command` can only shrink the state (a delete): a node over its storage quota still
+    /// accepts those, so an operator can free space by deleting keys. `false` if unsure.
+    fn frees_space(&self, command: &[u8]) -> bool {
+        let _ = command;
+        false
+    }
 }
 
 /// A question about the key/value state.
@@ -106,5 +112,9 @@ impl StateMachine for KvStore {
 
     fn state_checksum(&self) -> u64 {
         KvStore::state_checksum(self)
+    }
+
+    fn frees_space(&self, command: &[u8]) -> bool {
+        matches!(tally_kv::Command::decode(command), Ok(tally_kv::Command::Delete { .. }))
     }
 }

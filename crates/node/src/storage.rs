@@ -4,8 +4,9 @@
 
 use tally_raft::{Entry, HardState, LogIndex, Restored, Snapshot};
 
-/// A storage failure. After one, the node stops: it must not send messages that depend on writes that
-/// may not be durable (the fsync-gate lesson: never retry a failed fsync).
+/// A storage failure. After `Io` or `Corrupt`, the node stops: it must not send messages that depend on
+/// writes that may not be durable (the fsync-gate lesson: never retry a failed fsync). `NoSpace` is
+/// different: nothing of the call was written and the storage is intact, so it can be retried.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
@@ -15,6 +16,10 @@ pub enum StorageError {
     /// The stored data is inconsistent or corrupt.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The disk is full (or over its quota): nothing of the call was written, the storage is not damaged
+    /// and takes writes again once space is freed.
+    #[error("no space left on the disk: {0}")]
+    NoSpace(String),
 }
 
 /// Durable storage for one node's Raft state.
@@ -55,4 +60,24 @@ pub trait Storage {
     /// # Errors
     /// `Io` on failure; then nothing since the last successful sync may be assumed durable.
     fn sync(&mut self) -> Result<(), StorageError>;
+
+    /// Whether new entries can be stored: `false` once making room failed on a full disk. Hard states
+    /// (terms, votes) can still be stored then. The node stops taking entries while it is `false`.
+    fn has_space(&self) -> bool {
+        true
+    }
+
+    /// Tries again to make room after [`Storage::has_space`] turned `false`; returns whether there is
+    /// room now. Called about once a second while there is none.
+    ///
+    /// # Errors
+    /// `Io` if the disk failed (not merely filled up): the node then stops.
+    fn retry_space(&mut self) -> Result<bool, StorageError> {
+        Ok(self.has_space())
+    }
+
+    /// The bytes this storage takes on disk (log segments, snapshots), for the quota; `None` if unknown.
+    fn disk_bytes(&mut self) -> Option<u64> {
+        None
+    }
 }

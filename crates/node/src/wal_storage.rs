@@ -44,6 +44,7 @@ impl<D: Disk> WalStorage<D> {
 fn storage_error(error: WalError) -> StorageError {
     match error {
         WalError::Corrupt { .. } => StorageError::Corrupt(error.to_string()),
+        WalError::NoSpace { .. } => StorageError::NoSpace(error.to_string()),
         other => StorageError::Io(other.to_string()),
     }
 }
@@ -111,5 +112,17 @@ impl<D: Disk> Storage for WalStorage<D> {
 
     fn sync(&mut self) -> Result<(), StorageError> {
         self.wal.sync().map_err(storage_error)
+    }
+
+    fn has_space(&self) -> bool {
+        self.wal.has_space()
+    }
+
+    fn retry_space(&mut self) -> Result<bool, StorageError> {
+        self.wal.ensure_space().map_err(storage_error)
+    }
+
+    fn disk_bytes(&mut self) -> Option<u64> {
+        self.wal.disk_bytes().ok()
     }
 }

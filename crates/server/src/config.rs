@@ -94,6 +94,13 @@ pub struct ServerConfig {
     pub snapshot_interval_entries: u64,
     /// Log entries kept behind a snapshot, so a follower a little behind catches up from the log.
     pub snapshot_keep_entries: u64,
+    /// Past this many bytes in the data directory (log segments and snapshots) the node raises the `quota`
+    /// alarm and, while it leads, refuses writes other than deletes (`507 no_space`). 0: no quota. Default
+    /// 8 GiB.
+    pub quota_bytes: u64,
+    /// The size of one write-ahead log segment, preallocated when created (default 64 MiB). Small values
+    /// make tests fill a disk quickly.
+    pub segment_bytes: u64,
     /// Find the cluster through a registry or a member instead of `initial_cluster` (which must then be
     /// empty), and let the leader manage membership.
     pub discovery: Option<crate::discovery::DiscoveryConfig>,
@@ -106,6 +113,9 @@ pub struct ServerConfig {
     /// Timeouts and connection caps of the client port.
     pub connection_limits: ConnectionLimits,
 }
+
+/// The default storage quota: 8 GiB (`--quota-bytes`).
+pub const QUOTA_BYTES_DEFAULT: u64 = 8 << 30;
 
 impl ServerConfig {
     /// A configuration with the defaults: any free ports on loopback, default limits, 5 s request timeout,
@@ -130,6 +140,8 @@ impl ServerConfig {
             election: ElectionMode::Raft,
             snapshot_interval_entries: 100_000,
             snapshot_keep_entries: 10_000,
+            quota_bytes: QUOTA_BYTES_DEFAULT,
+            segment_bytes: tally_wal::WalOptions::default().segment_bytes_max,
             discovery: None,
             tls: TlsPaths::default(),
             peer_tls: TlsPaths::default(),
@@ -276,6 +288,8 @@ impl std::fmt::Debug for ServerConfig {
             election,
             snapshot_interval_entries,
             snapshot_keep_entries,
+            quota_bytes,
+            segment_bytes,
             discovery,
             tls,
             peer_tls,
@@ -299,6 +313,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("snapshot_interval_entries", snapshot_interval_entries)
             .field("discovery", discovery)
             .field("snapshot_keep_entries", snapshot_keep_entries)
+            .field("quota_bytes", quota_bytes)
+            .field("segment_bytes", segment_bytes)
             .field("tls", tls)
             .field("peer_tls", peer_tls)
             .field("connection_limits", connection_limits)

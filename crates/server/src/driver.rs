@@ -27,7 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tally_kv::{AuthState, KvStore, MemberAddress};
 use tally_node::{
-    Clock, Input, KvQuery, MembershipPolicy, Node, ReadConsistency, Reply, RequestError, RequestId, WalStorage,
+    Clock, Input, KvQuery, MembershipPolicy, Node, ReadConsistency, Reply, RequestError, RequestId, StorageAlarm,
+    WalStorage,
 };
 use tally_raft::{LogIndex, MembershipChange, Message, NodeId, Role};
 use tally_wal::RealDisk;
@@ -139,6 +140,8 @@ pub(crate) struct NodeStatus {
     pub(crate) addresses: BTreeMap<NodeId, MemberAddress>,
     /// The storage failure that stopped the node, if any.
     pub(crate) failure: Option<String>,
+    /// This node's storage alarms (`no_space`, `quota`), sorted; empty when healthy.
+    pub(crate) alarms: Vec<StorageAlarm>,
 }
 
 /// What the node loop publishes after every batch, for the HTTP side to read without a round trip.
@@ -180,6 +183,14 @@ pub(crate) struct LoopMetrics {
     pub(crate) in_flight: AtomicU64,
     /// Times this node saw the leader change.
     pub(crate) leader_changes: AtomicU64,
+    /// 1 while the disk is full (the `no_space` alarm).
+    pub(crate) alarm_no_space: AtomicBool,
+    /// 1 while the data is over the quota (the `quota` alarm).
+    pub(crate) alarm_quota: AtomicBool,
+    /// Bytes of the data directory (log segments and snapshots), measured about once a second.
+    pub(crate) storage_bytes: AtomicU64,
+    /// The storage quota in bytes (0: none).
+    pub(crate) storage_quota_bytes: AtomicU64,
 }
 
 impl Published {
@@ -597,6 +608,29 @@ impl Driver {
         metrics.term.store(raft.term().0, Ordering::Relaxed);
         metrics.last_index.store(raft.last_index().0, Ordering::Relaxed);
         metrics.in_flight.store(self.waiters.len() as u64, Ordering::Relaxed);
+        self.publish_storage(metrics);
+    }
+
+    /// Publishes the storage alarms and sizes, and logs an alarm when it is raised or cleared.
+    fn publish_storage(&self, metrics: &LoopMetrics) {
+        let alarms = self.node.storage_alarms();
+        for (alarm, flag) in
+            [(StorageAlarm::NoSpace, &metrics.alarm_no_space), (StorageAlarm::Quota, &metrics.alarm_quota)]
+        {
+            let raised = alarms.contains(&alarm);
+            if flag.swap(raised, Ordering::Relaxed) != raised {
+                if raised {
+                    tracing::warn!(
+                        alarm = alarm.as_str(),
+                        "storage alarm raised: refusing writes while leader, serving reads"
+                    );
+                } else {
+                    tracing::info!(alarm = alarm.as_str(), "storage alarm cleared: taking writes again");
+                }
+            }
+        }
+        metrics.storage_bytes.store(self.node.storage_bytes().unwrap_or(0), Ordering::Relaxed);
+        metrics.storage_quota_bytes.store(self.node.storage_quota_bytes(), Ordering::Relaxed);
     }
 
     /// The node's state for `/v1/cluster`.
@@ -631,6 +665,7 @@ impl Driver {
                 .map(|(&id, address)| (NodeId(id), address.clone()))
                 .collect(),
             failure: self.node.has_failed().then(|| self.failure_text()),
+            alarms: self.node.storage_alarms(),
         }
     }
 

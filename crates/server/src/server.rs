@@ -205,6 +205,7 @@ impl Server {
         node_config.raft.election = config.election;
         node_config.snapshot_interval_entries = config.snapshot_interval_entries.max(1);
         node_config.snapshot_keep_entries = config.snapshot_keep_entries;
+        node_config.quota_bytes = config.quota_bytes;
         let node = Node::start(node_config, storage, PeerSender(Arc::clone(&peers)), WallClock::new(), KvStore::new())
             .map_err(|e| ServerError::Storage(format!("{}: {e}", config.data_dir.display())))?;
         tracing::info!(id = %config.id, %client_addr, %peer_addr, data_dir = %config.data_dir.display(), "node started");
@@ -492,7 +493,8 @@ fn open_storage(config: &ServerConfig, bootstrap: Membership) -> Result<WalStora
     let fail = |e: String| ServerError::Storage(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
     let disk = RealDisk::open(dir).map_err(|e| fail(e.to_string()))?;
-    WalStorage::open(disk, WalOptions::default(), bootstrap).map_err(|e| fail(e.to_string()))
+    let options = WalOptions { segment_bytes_max: config.segment_bytes };
+    WalStorage::open(disk, options, bootstrap).map_err(|e| fail(e.to_string()))
 }
 
 /// A seed for the election timer that differs between nodes and runs.

@@ -7,7 +7,8 @@ use std::io;
 /// The variants split what a caller can act on: [`WalError::Corrupt`] at start means "do not
 /// start this node, an operator must look at the named file"; [`WalError::Io`] and
 /// [`WalError::Poisoned`] mean "this node must stop accepting writes" (restart it to recover the
-/// durable state from disk). Programmer errors (a gap in appended indexes, truncating committed
+/// durable state from disk); [`WalError::NoSpace`] means "the disk is full: nothing was written,
+/// retry once space is freed". Programmer errors (a gap in appended indexes, truncating committed
 /// entries) are not errors but assertion failures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -45,6 +46,20 @@ pub enum WalError {
         /// What is wrong, in words.
         reason: String,
     },
+    /// The file system is full (`ENOSPC`) or over a disk quota (`EDQUOT`) while the log made room for
+    /// later writes (the spare segment) or wrote a snapshot. Nothing of the call was written and the log
+    /// is **not** poisoned: everything synced so far is intact, and the call can be retried once space is
+    /// freed. [`crate::Wal::has_space`] says whether the log can take entries now.
+    #[error("no space left: {operation} {file}: {source}; nothing was written, retry once space is freed")]
+    NoSpace {
+        /// The call that failed (`"create"`, `"preallocate"`, `"write"`, ...).
+        operation: &'static str,
+        /// The file the call was made on.
+        file: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl WalError {
@@ -53,6 +68,11 @@ impl WalError {
     pub fn is_poisoning(&self) -> bool {
         matches!(self, WalError::Io { .. } | WalError::Poisoned { .. })
     }
+}
+
+/// Whether an I/O error means "the file system is full" (or over a quota) rather than "the disk failed".
+pub(crate) fn is_out_of_space(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
 }
 
 /// Builds a [`WalError::Corrupt`]; recovery reports many of these.

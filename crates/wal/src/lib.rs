@@ -43,6 +43,11 @@
 //! An I/O error poisons the [`Wal`]: it refuses every later write with
 //! [`WalError::Poisoned`] instead of retrying an fsync whose failure may have dropped data. A
 //! restart recovers exactly what the last successful [`Wal::sync`] made durable.
+//!
+//! A full disk is not a failure: segments are allocated ahead of need (a spare), so running out
+//! of space fails only the call that needed new space, with [`WalError::NoSpace`] and nothing
+//! written, and turns [`Wal::has_space`] off until [`Wal::ensure_space`] succeeds again. See
+//! `docs/storage.md`, "Disk full and quota".
 
 #![deny(missing_docs)]
 

@@ -8,6 +8,10 @@
 
 use std::io::ErrorKind;
 
+mod budget_disk;
+
+pub use budget_disk::{BudgetDisk, BudgetFile};
+
 use crate::disk::{Disk, DiskFile};
 use crate::types::{HardState, Recovered, SnapshotFile, WalEntry, WalOptions};
 use crate::wal::Wal;

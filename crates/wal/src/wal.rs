@@ -3,6 +3,7 @@
 
 mod maintenance;
 mod open;
+mod space;
 
 use std::collections::VecDeque;
 use std::io;
@@ -13,6 +14,7 @@ use crate::record::{BATCH_END_LEN, PREAMBLE_LEN, RecordRef, align_up};
 use crate::recovery::truncate_live;
 use crate::segment::Segment;
 use crate::types::{ENTRY_DATA_MAX, HardState, INDEX_MAX, WalEntry, WalOptions};
+use space::{Plan, Spare};
 
 /// Encoded records are written to the file once this many are buffered, so a caller appending a
 /// lot without syncing holds bounded memory. Everything is written at the latest by `sync`.
@@ -33,6 +35,7 @@ static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 /// - `snapshot_index <= last_index`, and `terms` holds one term per entry in between.
 /// - `hard_state.commit <= max(last_index, snapshot_index)` at every sync.
 /// - The buffered records end inside the active segment's preallocated capacity.
+/// - Spares are numbered `next_seq`, `next_seq + 1`, ...: a roll takes the first.
 /// - Once poisoned, the log never writes again.
 pub struct Wal<D: Disk> {
     /// Where the files live.
@@ -72,6 +75,11 @@ pub struct Wal<D: Disk> {
     hard_state: HardState,
     /// Why the log refuses writes, after the first I/O failure.
     poisoned: Option<String>,
+    /// Preallocated files for the next segments, in sequence order from `next_seq` (usually none or
+    /// one): a roll takes the first, so it never allocates. See `space.rs`.
+    spares: VecDeque<Spare<D::File>>,
+    /// Why the last attempt to make room failed on a full disk; `None` while the log has space.
+    no_space: Option<String>,
 }
 
 impl<D: Disk> std::fmt::Debug for Wal<D> {
@@ -100,8 +108,9 @@ impl<D: Disk> Wal<D> {
     /// next sync leaves the old suffix, as the last sync left it.
     ///
     /// # Errors
-    /// [`WalError::Poisoned`] after an earlier failure; [`WalError::Io`] if a write fails (a
-    /// segment roll writes and fsyncs), which poisons the log.
+    /// [`WalError::NoSpace`] if the entries need a new segment and the disk is full: nothing was
+    /// appended and the log is not poisoned. [`WalError::Poisoned`] after an earlier failure;
+    /// [`WalError::Io`] if a write fails (a segment roll writes and fsyncs), which poisons the log.
     ///
     /// # Panics
     /// On a programmer error: a gap after the last index, indexes not consecutive, terms going
@@ -113,6 +122,8 @@ impl<D: Disk> Wal<D> {
             return Ok(());
         };
         self.check_append(entries);
+        let plan = self.plan(entries.iter().map(|entry| RecordRef::Entry(entry).encoded_len()));
+        self.reserve(&plan)?;
         if first.index <= self.last_index {
             self.terms.truncate((first.index - 1 - self.snapshot_index()) as usize);
             let mut live: Vec<_> = self.segments.iter().map(|segment| segment.live).collect();
@@ -171,7 +182,7 @@ impl<D: Disk> Wal<D> {
         if hard_state == old {
             return Ok(());
         }
-        self.push(RecordRef::HardState(hard_state))?;
+        self.push_reserved(RecordRef::HardState(hard_state))?;
         self.hard_state = hard_state;
         Ok(())
     }
@@ -209,6 +220,12 @@ impl<D: Disk> Wal<D> {
             self.dir_unsynced = false;
         }
         self.batch_records = 0;
+        // The batch is durable whatever happens next. Preparing the next segment now keeps the
+        // allocation off the roll; a full disk only turns `has_space` off, and any other failure
+        // poisons the log for the next call.
+        if self.spares.is_empty() && self.active_offset() >= self.active_capacity / 2 {
+            let _ = self.ensure_space();
+        }
         self.check_invariants();
         Ok(())
     }
@@ -277,17 +294,23 @@ impl<D: Disk> Wal<D> {
         self.buffer_offset + self.buffer.len() as u64
     }
 
-    /// Encodes one record into the buffer, rolling (or growing) the segment first if it would
-    /// not leave room for the batch marker.
+    /// Reserves the space one record needs (see `space.rs`), then pushes it.
+    fn push_reserved(&mut self, record: RecordRef<'_>) -> Result<(), WalError> {
+        let plan = self.plan([record.encoded_len()]);
+        self.reserve(&plan)?;
+        self.push(record)
+    }
+
+    /// Encodes one record into the buffer, rolling to the next segment first if it would not
+    /// leave room for the batch marker. The caller reserved the space (`reserve`), so this never
+    /// allocates.
     fn push(&mut self, record: RecordRef<'_>) -> Result<(), WalError> {
         let len = record.encoded_len();
         let is_marker = matches!(record, RecordRef::BatchEnd { .. });
         if !is_marker && self.active_offset() + len + BATCH_END_LEN > self.active_capacity {
-            if self.active_offset() > PREAMBLE_LEN {
-                self.roll(len)?;
-            } else {
-                self.grow(len)?;
-            }
+            let offset = self.active_offset();
+            assert!(offset > PREAMBLE_LEN, "record of {len} bytes at {offset}: the active segment was not grown");
+            self.roll(len)?;
         }
         let offset = self.active_offset();
         record.encode(offset, &mut self.buffer);
@@ -318,7 +341,8 @@ impl<D: Disk> Wal<D> {
         Ok(())
     }
 
-    /// Seals the active segment and starts the next one, with room for a record of `len` bytes.
+    /// Seals the active segment and starts the next one, with room for a record of `len` bytes:
+    /// the reserved spare, renamed into place (the directory fsync comes with the batch's sync).
     /// The sealed segment is fsynced *before* the new one exists, so only the last segment can
     /// ever hold a torn write.
     fn roll(&mut self, len: u64) -> Result<(), WalError> {
@@ -331,16 +355,13 @@ impl<D: Disk> Wal<D> {
         }
         let segment = Segment::new(self.next_seq);
         let capacity = align_up(self.options.segment_bytes_max.max(PREAMBLE_LEN + len + BATCH_END_LEN));
-        let mut file = match self.disk.create(&segment.name) {
-            Ok(file) => file,
-            Err(source) => return Err(self.fail("create", Target::Named(&segment.name), source)),
-        };
-        if let Err(source) = zero_fill(&mut file, capacity) {
-            return Err(self.fail("preallocate", Target::Named(&segment.name), source));
+        let spare = self.take_spare(capacity);
+        if let Err(source) = self.disk.rename(&spare.name, &segment.name) {
+            return Err(self.fail("rename", Target::Named(&spare.name), source));
         }
         self.next_seq += 1;
-        self.active = file;
-        self.active_capacity = capacity;
+        self.active = spare.file;
+        self.active_capacity = spare.capacity;
         self.active_unsynced = true;
         self.buffer_offset = 0;
         self.marker_count = 0;
@@ -348,18 +369,8 @@ impl<D: Disk> Wal<D> {
         let seq = segment.seq;
         self.segments.push(segment);
         self.push(RecordRef::SegmentHeader { seq })?;
-        self.push(RecordRef::HardState(self.hard_state))
-    }
-
-    /// Extends a segment that holds nothing but its preamble so one oversized record fits.
-    fn grow(&mut self, len: u64) -> Result<(), WalError> {
-        let capacity = align_up(self.active_offset() + len + BATCH_END_LEN);
-        assert!(capacity > self.active_capacity, "grow to {capacity} from {}", self.active_capacity);
-        if let Err(source) = zero_fill(&mut self.active, capacity) {
-            return Err(self.fail("preallocate", Target::Active, source));
-        }
-        self.active_capacity = capacity;
-        self.active_unsynced = true;
+        self.push(RecordRef::HardState(self.hard_state))?;
+        assert_eq!(self.active_offset(), PREAMBLE_LEN, "a new segment's preamble is {PREAMBLE_LEN} bytes");
         Ok(())
     }
 
@@ -388,6 +399,10 @@ impl<D: Disk> Wal<D> {
             self.last_index
         );
         assert!(self.active_offset() <= self.active_capacity, "buffer passes the segment capacity");
+        for (position, spare) in self.spares.iter().enumerate() {
+            let seq = self.next_seq + position as u64;
+            assert_eq!(spare.seq, seq, "spare {} at position {position}, expected {seq}", spare.seq);
+        }
         assert_eq!(self.buffer_offset % 8, 0, "buffer offset {} not aligned", self.buffer_offset);
         assert!(self.buffer.is_empty() || self.batch_records > 0, "buffered bytes without records");
         assert!(

@@ -57,6 +57,9 @@ struct ClusterView {
     /// The storage failure that stopped this node, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<String>,
+    /// This node's storage alarms: `"no_space"` (the disk is full) and `"quota"` (the data passed
+    /// `--quota-bytes`). While one is raised the node refuses writes as leader and keeps serving reads.
+    alarms: Vec<&'static str>,
     /// The members.
     members: Vec<MemberView>,
 }
@@ -107,6 +110,7 @@ pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap, ur
             snapshot_index: status.snapshot_index.0,
             state_checksum: format!("{:016x}", status.state_checksum),
             failure: status.failure,
+            alarms: status.alarms.iter().map(|alarm| alarm.as_str()).collect(),
             members,
         };
         Ok(axum::Json(view).into_response())

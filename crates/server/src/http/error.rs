@@ -73,6 +73,12 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message)
     }
 
+    /// `507 no_space`: this node's disk is full or its data is over the quota, and it leads, so it
+    /// refused the write before anything was written. Safe to retry (leadership moves off a full disk).
+    pub(crate) fn no_space(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "no_space", message)
+    }
+
     /// `503 unavailable`: this node cannot serve; nothing was written.
     pub(crate) fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -143,6 +149,7 @@ impl ApiError {
             RequestError::Rejected(other) => {
                 ApiError::unavailable(format!("refused: {other}; nothing was written, retry shortly"))
             }
+            RequestError::NoSpace(_) => ApiError::no_space(error.to_string()),
             RequestError::Dropped => ApiError::no_leader(
                 "leadership changed before the write committed and it was NOT applied; it is safe to retry",
             ),

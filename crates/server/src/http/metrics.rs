@@ -86,6 +86,14 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         "Requests waiting for the node.",
         &[("", load(&m.in_flight))],
     );
+    let flag = |a: &std::sync::atomic::AtomicBool| u64::from(a.load(Ordering::Relaxed));
+    let alarms = [("{kind=\"no_space\"}", flag(&m.alarm_no_space)), ("{kind=\"quota\"}", flag(&m.alarm_quota))];
+    let help = "1 while a storage alarm is raised: the disk is full, or the data passed the quota.";
+    metric(&mut out, "tally_storage_alarm", "gauge", help, &alarms);
+    let help = "Bytes of the data directory (log segments and snapshots).";
+    metric(&mut out, "tally_storage_bytes", "gauge", help, &[("", load(&m.storage_bytes))]);
+    let help = "The storage quota in bytes (0: none).";
+    metric(&mut out, "tally_storage_quota_bytes", "gauge", help, &[("", load(&m.storage_quota_bytes))]);
     let dropped = state.peers.dropped_messages();
     metric(&mut out, "tally_peer_dropped_messages_total", "counter", "Peer messages dropped.", &[("", dropped)]);
     let peers = &state.peers;

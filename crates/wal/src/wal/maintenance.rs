@@ -1,9 +1,9 @@
 //! Snapshots and compaction: the calls that change which files exist.
 
-use super::{Target, Wal};
+use super::{Plan, Target, Wal};
 use crate::disk::Disk;
-use crate::error::WalError;
-use crate::record::RecordRef;
+use crate::error::{WalError, is_out_of_space};
+use crate::record::{RecordRef, align_up};
 use crate::snapshot::{self, parse_snapshot_name};
 use crate::types::{INDEX_MAX, SNAPSHOT_DATA_MAX, SnapshotFile};
 
@@ -15,8 +15,10 @@ impl<D: Disk> Wal<D> {
     /// covers.
     ///
     /// # Errors
-    /// As [`Wal::sync`]; a failure poisons the log, and recovery then finds either the previous
-    /// or the new snapshot, whole.
+    /// [`WalError::NoSpace`] if the disk is full while the snapshot file is written: the temporary
+    /// file is removed, the log is unchanged and not poisoned. Otherwise as [`Wal::sync`]; a
+    /// failure poisons the log, and recovery then finds either the previous or the new snapshot,
+    /// whole.
     ///
     /// # Panics
     /// If `snapshot.index` is 0, older than the current snapshot, past the last index or past
@@ -94,7 +96,9 @@ impl<D: Disk> Wal<D> {
     /// replacement.
     ///
     /// # Errors
-    /// As [`Wal::sync`].
+    /// [`WalError::NoSpace`] if the disk is full before anything changed (allocating the new
+    /// segment, writing the snapshot file): the log is unchanged and not poisoned. Otherwise as
+    /// [`Wal::sync`].
     ///
     /// # Panics
     /// If `snapshot.index` is 0, older than the current snapshot or past [`INDEX_MAX`], or its
@@ -103,6 +107,8 @@ impl<D: Disk> Wal<D> {
         self.check_writable()?;
         self.sync()?;
         self.check_snapshot(snapshot);
+        // The new segment is allocated first, so a full disk fails the call with nothing changed.
+        self.reserve(&Plan { segments: vec![align_up(self.options.segment_bytes_max)], grow_to: None })?;
         self.write_snapshot(snapshot)?;
         let mut obsolete: Vec<String> = self.segments.iter().map(|segment| segment.name.clone()).collect();
         self.roll(0)?;
@@ -130,8 +136,23 @@ impl<D: Disk> Wal<D> {
         assert!(len <= SNAPSHOT_DATA_MAX, "snapshot of {len} bytes > max {SNAPSHOT_DATA_MAX}");
     }
 
+    /// Writes the snapshot file. A full disk before the rename (creating, writing or syncing the
+    /// temporary file) removes the temporary file and fails with [`WalError::NoSpace`] without
+    /// poisoning: the log holds nothing of it. Any other failure poisons.
     fn write_snapshot(&mut self, snapshot: &SnapshotFile) -> Result<(), WalError> {
         if let Err(failure) = snapshot::write_atomic(&mut self.disk, snapshot) {
+            let temp = snapshot::temp_name(snapshot.index);
+            if failure.file == temp && is_out_of_space(&failure.source) {
+                return match self.disk.remove(&temp) {
+                    Ok(()) => {
+                        Err(WalError::NoSpace { operation: failure.operation, file: temp, source: failure.source })
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                        Err(WalError::NoSpace { operation: failure.operation, file: temp, source: failure.source })
+                    }
+                    Err(source) => Err(self.fail("remove", Target::Named(&temp), source)),
+                };
+            }
             return Err(self.fail(failure.operation, Target::Named(&failure.file), failure.source));
         }
         self.snapshot = Some((snapshot.index, snapshot.term));

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use super::{Wal, zero_fill};
+use super::{Wal, space, zero_fill};
 use crate::disk::{Disk, DiskFile};
 use crate::error::WalError;
 use crate::record::{RecordRef, align_up};
@@ -58,7 +58,10 @@ impl<D: Disk> Wal<D> {
             snapshot: recovery.recovered.snapshot.as_ref().map(|snapshot| (snapshot.index, snapshot.term)),
             hard_state: recovery.recovered.hard_state,
             poisoned: None,
+            spares: space::no_spares(),
+            no_space: None,
         };
+        wal.remove_leftover_spares()?;
         if fresh {
             let seq = wal.segments[0].seq;
             wal.push(RecordRef::SegmentHeader { seq })?;
@@ -67,9 +70,12 @@ impl<D: Disk> Wal<D> {
         if let Some((index, term)) = recovery.reset {
             // The snapshot replaced the log but the log does not say so yet: say it now, so
             // entries appended after it are never mistaken for the old log's.
-            wal.push(RecordRef::Reset { index, term })?;
+            wal.push_reserved(RecordRef::Reset { index, term })?;
         }
         wal.sync()?;
+        // Prepares the spare if the active segment is half full already; a full disk only turns
+        // `has_space` off.
+        wal.ensure_space()?;
         wal.check_invariants();
         Ok((wal, recovery.recovered))
     }

@@ -1,0 +1,261 @@
+//! A node whose disk fills up (or whose data passes the quota) refuses writes while it leads, hands its
+//! leadership to a healthy voter, stops taking entries as a follower while still answering heartbeats and
+//! serving reads, and resumes by itself when space returns: no acknowledged write is lost, and the node
+//! never stops for good.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tally_kv::{Command, KvStore};
+use tally_node::{
+    KvQuery, KvQueryOutput, ManualClock, Node, NodeConfig, Outbox, ReadConsistency, Reply, RequestError, StateMachine,
+    StorageAlarm, WalStorage,
+};
+use tally_raft::{Membership, NodeId};
+use tally_wal::testing::BudgetDisk;
+use tally_wal::{FaultDisk, WalOptions};
+
+type TestNode = Node<KvStore, WalStorage<BudgetDisk<FaultDisk>>, Outbox, ManualClock>;
+
+/// Three nodes on budgeted disks, a shared clock, instant and lossless delivery.
+struct Cluster {
+    nodes: Vec<TestNode>,
+    disks: Vec<BudgetDisk<FaultDisk>>,
+    now_ms: u64,
+    next_request: u64,
+    /// Keys whose write was acknowledged.
+    acknowledged: BTreeSet<String>,
+    /// Writes proposed and not finished yet: request -> key ("" for deletes).
+    pending: BTreeMap<u64, String>,
+    /// Finished writes not yet looked at: request -> outcome.
+    outcomes: BTreeMap<u64, Result<(), RequestError>>,
+}
+
+impl Cluster {
+    fn new(seed: u64, quota_bytes: u64) -> Cluster {
+        let disks: Vec<_> = (1..=3).map(|i| BudgetDisk::new(FaultDisk::new(seed + i))).collect();
+        let nodes = (0..3)
+            .map(|i| {
+                let mut config = NodeConfig::new(NodeId(i as u64 + 1), seed);
+                config.tick_interval_ms = 10;
+                config.quota_bytes = quota_bytes;
+                let voters = Membership::with_voters([1, 2, 3].map(NodeId));
+                let options = WalOptions { segment_bytes_max: 8192 };
+                let storage = WalStorage::open(disks[i].clone(), options, voters).expect("wal opens");
+                Node::start(config, storage, Outbox::default(), ManualClock::default(), KvStore::new()).expect("starts")
+            })
+            .collect();
+        Cluster {
+            nodes,
+            disks,
+            now_ms: 0,
+            next_request: 1,
+            acknowledged: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+        }
+    }
+
+    fn deliver(&mut self) {
+        loop {
+            let messages: Vec<_> =
+                self.nodes.iter_mut().flat_map(|node| std::mem::take(&mut node.transport_mut().messages)).collect();
+            if messages.is_empty() {
+                return;
+            }
+            for message in messages {
+                let to = (message.to.0 - 1) as usize;
+                self.nodes[to].receive(message).expect("a full disk never stops a node");
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        self.now_ms += 10;
+        for node in &mut self.nodes {
+            node.clock_mut().now_ms = self.now_ms;
+            node.advance_clock().expect("a full disk never stops a node");
+        }
+        self.deliver();
+        self.collect();
+    }
+
+    fn ticks(&mut self, count: usize) {
+        (0..count).for_each(|_| self.tick());
+    }
+
+    fn leader(&mut self) -> usize {
+        for _ in 0..1_000 {
+            if let Some(leader) = (0..3).find(|&i| self.nodes[i].raft().is_leader()) {
+                return leader;
+            }
+            self.tick();
+        }
+        panic!("no leader within 1000 ticks");
+    }
+
+    /// Proposes a put of `key` on node `i` and returns its outcome once known.
+    fn put(&mut self, i: usize, key: &str) -> Result<(), RequestError> {
+        self.propose(i, key, put_command(key))
+    }
+
+    fn delete(&mut self, i: usize, key: &str) -> Result<(), RequestError> {
+        self.propose(i, "", Command::Delete { key: key.as_bytes().to_vec(), cas: None })
+    }
+
+    fn propose(&mut self, i: usize, key: &str, command: Command) -> Result<(), RequestError> {
+        let request = self.propose_only(i, key, command);
+        self.deliver();
+        self.collect();
+        self.outcomes.remove(&request).unwrap_or_else(|| panic!("write of {key:?} on node {i} not finished at once"))
+    }
+
+    /// Proposes without delivering any message; the outcome comes with a later `collect`.
+    fn propose_only(&mut self, i: usize, key: &str, command: Command) -> u64 {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.pending.insert(request, key.to_owned());
+        self.nodes[i].propose(request, command.encode()).expect("a full disk never stops a node");
+        request
+    }
+
+    /// Takes every node's completions: acknowledged writes are remembered, outcomes kept by request.
+    fn collect(&mut self) {
+        for i in 0..3 {
+            for completion in self.nodes[i].take_completions() {
+                let Some(key) = self.pending.remove(&completion.id) else { continue };
+                if completion.result.is_ok() && !key.is_empty() {
+                    self.acknowledged.insert(key);
+                }
+                self.outcomes.insert(completion.id, completion.result.map(|_| ()));
+            }
+        }
+    }
+
+    fn stale_get(&mut self, i: usize, key: &str) -> bool {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.nodes[i].read(request, KvQuery::Get(key.as_bytes().to_vec()), ReadConsistency::Stale).expect("read");
+        self.nodes[i]
+            .take_completions()
+            .into_iter()
+            .any(|c| c.id == request && matches!(c.result, Ok(Reply::Read { output: KvQueryOutput::Get(Some(_)), .. })))
+    }
+
+    /// Fills node `i`'s disk: no byte more than it holds now.
+    fn fill_disk(&self, i: usize) {
+        self.disks[i].set_limit(Some(self.disks[i].used_bytes()));
+    }
+
+    fn assert_all_acknowledged_everywhere(&mut self) {
+        for i in 0..3 {
+            for key in self.acknowledged.clone() {
+                assert!(self.stale_get(i, &key), "node {i} lacks acknowledged {key}");
+            }
+        }
+        let states: Vec<_> = self.nodes.iter().map(|n| StateMachine::state_checksum(n.state_machine())).collect();
+        assert!(states.iter().all(|s| *s == states[0]), "nodes differ: {states:?}");
+    }
+}
+
+fn put_command(key: &str) -> Command {
+    Command::Put { key: key.as_bytes().to_vec(), value: vec![7; 200], cas: None }
+}
+
+#[test]
+fn a_leader_on_a_full_disk_refuses_writes_hands_over_leadership_and_resumes() {
+    // Phase: a healthy cluster, then the leader's disk fills up.
+    let mut cluster = Cluster::new(10, 0);
+    let full = cluster.leader();
+    cluster.put(full, "before").expect("healthy write");
+    cluster.fill_disk(full);
+    // Writes go on until the log cannot prepare its next segment. The write whose sync found the disk full
+    // was stored (it will commit); the next one, proposed before any message moved leadership, is refused.
+    let mut n = 0;
+    while cluster.nodes[full].storage_alarms().is_empty() {
+        cluster.propose_only(full, &format!("k{n}"), put_command(&format!("k{n}")));
+        n += 1;
+        assert!(n < 1_000, "the disk never filled");
+        if cluster.nodes[full].storage_alarms().is_empty() {
+            cluster.deliver();
+        }
+    }
+    assert!(cluster.nodes[full].raft().is_leader(), "no message was delivered since the alarm");
+    let refused = cluster.propose_only(full, "refused", put_command("refused"));
+    cluster.collect();
+    let refusal = cluster.outcomes.remove(&refused).expect("refused at once").expect_err("refused");
+    assert!(matches!(refusal, RequestError::NoSpace(_)), "{refusal:?}");
+    assert!(refusal.to_string().contains("nothing was written"), "{refusal}");
+    assert_eq!(cluster.nodes[full].storage_alarms(), vec![StorageAlarm::NoSpace]);
+    assert!(!cluster.nodes[full].has_failed());
+    cluster.deliver();
+    // Phase: leadership moves to a healthy voter, which takes writes; the full node still serves reads.
+    cluster.ticks(50);
+    let leader = cluster.leader();
+    assert_ne!(leader, full, "leadership stayed on the full disk");
+    for m in 0..20 {
+        cluster.put(leader, &format!("during{m}")).expect("the healthy majority takes writes");
+    }
+    assert!(cluster.stale_get(full, "before"), "reads stop on a full disk");
+    assert!(cluster.nodes[full].dropped_for_space() > 0, "the full follower took entries it cannot store");
+    // Phase: space returns; within a retry interval the alarm clears and the node catches up by itself.
+    cluster.disks[full].set_limit(None);
+    cluster.ticks(150);
+    assert!(cluster.nodes[full].storage_alarms().is_empty(), "{:?}", cluster.nodes[full].storage_alarms());
+    let leader = cluster.leader();
+    cluster.put(leader, "after").expect("write after space returned");
+    cluster.ticks(20);
+    cluster.assert_all_acknowledged_everywhere();
+}
+
+#[test]
+fn a_follower_on_a_full_disk_keeps_its_leader_and_catches_up_when_space_returns() {
+    // Phase: a follower's disk fills up while the leader keeps writing with the other follower.
+    let mut cluster = Cluster::new(20, 0);
+    let leader = cluster.leader();
+    let full = (leader + 1) % 3;
+    cluster.fill_disk(full);
+    for n in 0..200 {
+        cluster.put(leader, &format!("k{n}")).expect("the leader and one follower are a majority");
+        if n % 10 == 0 {
+            cluster.ticks(1);
+        }
+    }
+    assert_eq!(cluster.nodes[full].storage_alarms(), vec![StorageAlarm::NoSpace]);
+    assert!(cluster.nodes[full].dropped_for_space() > 0);
+    // It still answers heartbeats: no election, the same leader, and it serves (stale) reads.
+    let term = cluster.nodes[leader].raft().term();
+    cluster.ticks(100);
+    assert_eq!(cluster.leader(), leader, "a full follower disturbed the leader");
+    assert_eq!(cluster.nodes[leader].raft().term(), term);
+    assert!(cluster.stale_get(full, "k0"), "reads stop on a full disk");
+    // Phase: space returns: it catches up with no restart.
+    cluster.disks[full].set_limit(None);
+    cluster.ticks(150);
+    assert!(cluster.nodes[full].storage_alarms().is_empty());
+    cluster.assert_all_acknowledged_everywhere();
+}
+
+#[test]
+fn over_the_quota_the_leader_refuses_puts_but_takes_deletes() {
+    // Phase: a quota smaller than the data: the alarm comes at the next measurement.
+    let mut cluster = Cluster::new(30, 20_000);
+    let leader = cluster.leader();
+    let mut n = 0;
+    while cluster.nodes[leader].storage_alarms().is_empty() {
+        cluster.put(leader, &format!("k{n}")).expect("under the quota");
+        n += 1;
+        cluster.ticks(5);
+        assert!(n < 1_000, "the quota alarm never came");
+    }
+    assert!(cluster.nodes[leader].storage_alarms().contains(&StorageAlarm::Quota));
+    assert!(cluster.nodes[leader].storage_bytes().is_some_and(|bytes| bytes > 20_000));
+    // Phase: puts are refused with nothing written; deletes go through and replicate.
+    let error = cluster.put(leader, "refused").expect_err("a put over the quota");
+    assert!(matches!(error, RequestError::NoSpace(ref m) if m.contains("quota")), "{error:?}");
+    cluster.delete(leader, "k0").expect("a delete over the quota");
+    cluster.acknowledged.remove("k0");
+    cluster.ticks(5);
+    assert!(!cluster.stale_get((leader + 1) % 3, "k0"), "the delete did not replicate");
+    assert!(!cluster.stale_get(leader, "refused"));
+    cluster.assert_all_acknowledged_everywhere();
+}
