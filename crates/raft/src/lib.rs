@@ -37,6 +37,7 @@ mod progress;
 mod quorum;
 mod raft;
 mod read_index;
+mod recovery;
 mod ready;
 mod replication;
 mod rng;
@@ -48,6 +49,7 @@ pub use error::ProposeError;
 pub use message::{AppendRejection, CampaignKind, InquiryAnswer, Message, MessageBody, SnapshotChunk};
 pub use raft::{Raft, Restored, Role};
 pub use ready::{ReadState, Ready};
+pub use recovery::RecoveryStatus;
 pub use rng::SplitMix64;
 pub use types::{
     Entry, EntryPayload, HardState, LogIndex, Membership, MembershipChange, NodeId, Snapshot, SnapshotMeta, Term,
