@@ -17,6 +17,10 @@
 //! The same seed and the same inputs always produce the same outputs, which is what lets the simulator
 //! replay any run from its seed.
 //!
+//! A node whose storage may have lost entries it acknowledged, or a vote ([`Restored::tail_may_be_acknowledged`]),
+//! runs protocol-aware recovery before it votes or campaigns ([`RecoveryStatus`]; the rule and why it is safe are
+//! in `docs/storage.md`).
+//!
 //! Messages come from the network, so an answer is believed only as far as it answers something this node
 //! asked: a leader ignores a match beyond what it offered that follower (or beyond its log), an
 //! acknowledgement of a ReadIndex round it has not started, and a snapshot offset beyond what it sent; a
@@ -37,8 +41,8 @@ mod progress;
 mod quorum;
 mod raft;
 mod read_index;
-mod recovery;
 mod ready;
+mod recovery;
 mod replication;
 mod rng;
 mod snapshot;

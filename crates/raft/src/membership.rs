@@ -76,8 +76,7 @@ impl Raft {
         if removal > self.log.commit() || self.role != Role::Leader {
             return;
         }
-        let gone: Vec<NodeId> =
-            self.progress.keys().copied().filter(|&id| !self.membership.contains(id)).collect();
+        let gone: Vec<NodeId> = self.progress.keys().copied().filter(|&id| !self.membership.contains(id)).collect();
         for id in gone {
             self.departing.entry(id).or_insert(Departure { removal, farewell_seq: None });
         }

@@ -145,5 +145,9 @@ fn fault_skip_protocol_aware_recovery_is_caught() {
     // strength of what it lost once the recovery is switched off: a second vote in a term elects two leaders, or
     // a leader is elected without a committed entry.
     let faults = Faults { skip_protocol_aware_recovery: true, ..Faults::default() };
-    assert_caught(faults, 3_000, &["election_safety", "durability", "leader_completeness", "state_machine_safety", "assertion"]);
+    assert_caught(
+        faults,
+        3_000,
+        &["election_safety", "durability", "leader_completeness", "state_machine_safety", "assertion"],
+    );
 }

@@ -165,8 +165,12 @@ fn out_of_range_samples() -> Vec<(&'static str, Message)> {
             done: true,
         })
     };
-    let recovery_answer =
-        |term, last_log_index, last_log_term| MessageBody::RecoveryAnswer { nonce: 7, term, last_log_index, last_log_term };
+    let recovery_answer = |term, last_log_index, last_log_term| MessageBody::RecoveryAnswer {
+        nonce: 7,
+        term,
+        last_log_index,
+        last_log_term,
+    };
     let (i0, t0) = (LogIndex(0), Term(0));
     vec![
         ("term", message(Term(u64::MAX), heartbeat.clone())),
