@@ -229,6 +229,8 @@ pub fn sample_messages() -> Vec<Message> {
         MessageBody::ReadIndexRequest { context: 1 << 40 },
         MessageBody::ReadIndexResponse { context: 5, index: LogIndex(8) },
         MessageBody::TimeoutNow,
+        MessageBody::RecoveryQuery { nonce: 0x0123_4567_89ab_cdef },
+        MessageBody::RecoveryAnswer { nonce: 7, term: Term(42), last_log_index: LogIndex(17), last_log_term: Term(41) },
     ];
     bodies.into_iter().map(|body| Message { from: NodeId(1), to: NodeId(2), term: Term(42), body }).collect()
 }

@@ -73,7 +73,15 @@ impl<D: Disk> Storage for WalStorage<D> {
             .into_iter()
             .map(|e| Ok(Entry { index: LogIndex(e.index), term: Term(e.term), payload: decode_payload(&e.data)? }))
             .collect::<Result<Vec<_>, StorageError>>()?;
-        Ok(Restored { hard_state, snapshot, entries })
+        // TODO(merge): map `recovered.tail_hard_state` (helper A adds it to `Recovered`: the highest valid hard
+        // state found in the cut region) into `tail_hard_state`, converted like `hard_state` above.
+        Ok(Restored {
+            hard_state,
+            snapshot,
+            entries,
+            tail_may_be_acknowledged: recovered.tail_may_be_acknowledged,
+            tail_hard_state: None,
+        })
     }
 
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {

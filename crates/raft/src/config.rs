@@ -138,4 +138,7 @@ pub struct Faults {
     /// Do not report a changed vote in the hard state, so it is never persisted and a restarted node may
     /// vote twice in one term.
     pub forget_to_persist_vote: bool,
+    /// Ignore [`crate::Restored::tail_may_be_acknowledged`] (and the tail's hard state): a node whose storage
+    /// lost acknowledged entries or a vote votes and campaigns at once, as if nothing was lost.
+    pub skip_protocol_aware_recovery: bool,
 }

@@ -52,6 +52,10 @@ impl fmt::Display for Message {
             MessageBody::ReadIndexRequest { context } => write!(f, " ctx={context}"),
             MessageBody::ReadIndexResponse { context, index } => write!(f, " ctx={context} index={index}"),
             MessageBody::TimeoutNow => Ok(()),
+            MessageBody::RecoveryQuery { nonce } => write!(f, " nonce={nonce:x}"),
+            MessageBody::RecoveryAnswer { nonce, term, last_log_index, last_log_term } => {
+                write!(f, " nonce={nonce:x} term={term} last={last_log_index}@{last_log_term}")
+            }
         }
     }
 }

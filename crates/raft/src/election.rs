@@ -86,7 +86,20 @@ impl Raft {
         // A node that knows no membership has joined no cluster yet (it waits for the leader's snapshot), or
         // lost its data: its empty log would agree to any candidate, so it must not vote at all.
         let knows_membership = !self.membership.voters.is_empty();
-        free_to_vote && log_ok && knows_membership
+        // Dissertation §9.6: a node that heard from a leader within the election timeout refuses a pre-vote,
+        // whatever check-quorum says (with it on, such requests never get here: see `in_leader_lease`).
+        let no_live_leader = !trial || !self.hears_from_leader();
+        free_to_vote
+            && log_ok
+            && knows_membership
+            && no_live_leader
+            && self.recovery_allows_vote((last_log_term, last_log_index))
+    }
+
+    /// Whether this node is the leader, or heard from the leader of its term within the minimum election
+    /// timeout.
+    pub(crate) fn hears_from_leader(&self) -> bool {
+        self.leader_id.is_some() && self.election_elapsed < self.config.election_timeout_ticks
     }
 
     /// Counts a (pre-)vote response, if it belongs to the campaign under way.

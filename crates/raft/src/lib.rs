@@ -17,6 +17,10 @@
 //! The same seed and the same inputs always produce the same outputs, which is what lets the simulator
 //! replay any run from its seed.
 //!
+//! A node whose storage may have lost entries it acknowledged, or a vote ([`Restored::tail_may_be_acknowledged`]),
+//! runs protocol-aware recovery before it votes or campaigns ([`RecoveryStatus`]; the rule and why it is safe are
+//! in `docs/storage.md`).
+//!
 //! Messages come from the network, so an answer is believed only as far as it answers something this node
 //! asked: a leader ignores a match beyond what it offered that follower (or beyond its log), an
 //! acknowledgement of a ReadIndex round it has not started, and a snapshot offset beyond what it sent; a
@@ -38,6 +42,7 @@ mod quorum;
 mod raft;
 mod read_index;
 mod ready;
+mod recovery;
 mod replication;
 mod rng;
 mod snapshot;
@@ -48,6 +53,7 @@ pub use error::ProposeError;
 pub use message::{AppendRejection, CampaignKind, InquiryAnswer, Message, MessageBody, SnapshotChunk};
 pub use raft::{Raft, Restored, Role};
 pub use ready::{ReadState, Ready};
+pub use recovery::RecoveryStatus;
 pub use rng::SplitMix64;
 pub use types::{
     Entry, EntryPayload, HardState, LogIndex, Membership, MembershipChange, NodeId, Snapshot, SnapshotMeta, Term,

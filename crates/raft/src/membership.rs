@@ -10,6 +10,17 @@ use std::collections::BTreeSet;
 
 use crate::types::{EntryPayload, LogIndex, Membership, MembershipChange, NodeId};
 
+/// Leader only: a node a committed change removed, which may not know it yet (a voter removed directly would
+/// otherwise campaign for ever, and could win a later election only to step down at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Departure {
+    /// The index of the committed membership entry that removed it.
+    pub removal: LogIndex,
+    /// The heartbeat round (`read_seq`) that tells it its removal committed, once started: every heartbeat of
+    /// that round or later carries a commit index at or past `removal`.
+    pub farewell_seq: Option<u64>,
+}
+
 impl Raft {
     /// Proposes a membership change.
     ///
@@ -45,15 +56,59 @@ impl Raft {
         self.sync_progress();
     }
 
-    /// The nodes a leader replicates to: every other member, and the members an uncommitted change removed,
-    /// so that they receive their own removal and stop campaigning.
+    /// The nodes a leader replicates to: every other member, the members an uncommitted change removed, and
+    /// those a committed change removed that have not yet acknowledged a commit index past their removal
+    /// (`departing`), so that they receive their own removal, learn it committed, and stop campaigning.
     pub(crate) fn replication_targets(&self) -> BTreeSet<NodeId> {
         let mut targets: BTreeSet<NodeId> = self.membership.members().collect();
         if self.membership_index > self.log.commit() {
             targets.extend(self.membership_at(self.log.commit()).members());
         }
+        targets.extend(self.departing.keys());
         targets.remove(&self.config.id);
         targets
+    }
+
+    /// Leader, on a commit: every node it replicated to that the committed membership no longer holds departs. It
+    /// stays a target until it acknowledges a heartbeat round that told it the removal committed.
+    fn note_departures(&mut self) {
+        let removal = self.membership_index;
+        if removal > self.log.commit() || self.role != Role::Leader {
+            return;
+        }
+        let gone: Vec<NodeId> = self.progress.keys().copied().filter(|&id| !self.membership.contains(id)).collect();
+        for id in gone {
+            self.departing.entry(id).or_insert(Departure { removal, farewell_seq: None });
+        }
+    }
+
+    /// Leader, before a heartbeat round: a departing node that holds its removal gets a round of its own (a new
+    /// `read_seq`), whose heartbeat carries a commit index past the removal; answering it proves it knows.
+    pub(crate) fn start_farewells(&mut self) {
+        let progress = &self.progress;
+        let due: Vec<NodeId> = self
+            .departing
+            .iter()
+            .filter(|(id, d)| d.farewell_seq.is_none() && progress.get(id).is_some_and(|p| p.match_index >= d.removal))
+            .map(|(&id, _)| id)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        self.read_seq += 1;
+        for id in due {
+            self.departing.get_mut(&id).expect("just listed").farewell_seq = Some(self.read_seq);
+        }
+    }
+
+    /// Leader: `from` answered heartbeat round `read_seq`; if that was its farewell, it knows it was removed:
+    /// stop replicating to it.
+    pub(crate) fn maybe_end_departure(&mut self, from: NodeId, read_seq: u64) {
+        let done = self.departing.get(&from).and_then(|d| d.farewell_seq).is_some_and(|seq| read_seq >= seq);
+        if done {
+            self.departing.remove(&from);
+            self.sync_progress();
+        }
     }
 
     /// Leader: keeps exactly one progress per replication target; new ones start probing at the end of the log.
@@ -134,6 +189,7 @@ impl Raft {
     pub(crate) fn on_commit_advanced(&mut self) {
         self.start_reads_awaiting_commit();
         self.advance_reads();
+        self.note_departures();
         self.sync_progress();
         let removed = !self.membership.is_voter(self.config.id) && self.membership_index <= self.log.commit();
         if self.role == Role::Leader && removed {

@@ -125,6 +125,23 @@ pub enum MessageBody {
     },
     /// The leader tells a caught-up voter to start an election at once (leader transfer, dissertation §3.10).
     TimeoutNow,
+    /// A node in protocol-aware recovery (its storage may have lost entries it acknowledged, or a vote) asks a
+    /// voter for its state; sent again every heartbeat interval until a majority of the other voters answered.
+    RecoveryQuery {
+        /// Identifies the asker's start, so answers to an earlier start's queries are not taken.
+        nonce: u64,
+    },
+    /// The answer to a [`MessageBody::RecoveryQuery`], from the answerer's real state (recovering or not).
+    RecoveryAnswer {
+        /// Echo of the query's nonce.
+        nonce: u64,
+        /// The answerer's current term.
+        term: Term,
+        /// The index of the answerer's last entry.
+        last_log_index: LogIndex,
+        /// The term of the answerer's last entry.
+        last_log_term: Term,
+    },
 }
 
 /// A voter's answer to a bully inquiry.
@@ -214,6 +231,8 @@ impl Message {
             MessageBody::ReadIndexRequest { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
             MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::RecoveryQuery { .. } => "RecoveryQuery",
+            MessageBody::RecoveryAnswer { .. } => "RecoveryAnswer",
         }
     }
 }

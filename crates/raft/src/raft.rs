@@ -38,6 +38,13 @@ pub struct Restored {
     pub snapshot: Snapshot,
     /// The durable entries after the snapshot, consecutive.
     pub entries: Vec<Entry>,
+    /// Whether storage recovery cut bytes that may have held a batch whose sync succeeded: entries this node
+    /// acknowledged, or a vote, may be lost. The node then runs protocol-aware recovery (see
+    /// [`crate::RecoveryStatus`]) before it votes or campaigns.
+    pub tail_may_be_acknowledged: bool,
+    /// The highest valid hard state found in the cut region, if any: its term (and its vote) is adopted, since
+    /// the node may have acted on it.
+    pub tail_hard_state: Option<HardState>,
 }
 
 /// A read waiting for the leader to confirm it is still the leader.
@@ -104,6 +111,8 @@ pub struct Raft {
     pub(crate) run_at_lease_end: bool,
     /// Leader only: each other member's replication progress.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// Leader only: nodes a committed change removed that have not yet acknowledged a heartbeat telling them.
+    pub(crate) departing: BTreeMap<NodeId, crate::membership::Departure>,
     /// Leader only: the voter leadership is being handed to, and ticks since the transfer began.
     pub(crate) transfer: Option<(NodeId, u32)>,
     /// Leader only: the latest ReadIndex round number. Never decreases.
@@ -126,6 +135,9 @@ pub struct Raft {
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     /// The hard state handed out last, to detect changes.
     pub(crate) persisted_hard_state: HardState,
+    /// Protocol-aware recovery under way: this node may have lost acknowledged entries or a vote. `None` for a
+    /// normal node.
+    pub(crate) recovery: Option<crate::recovery::Recovery>,
 }
 
 impl Raft {
@@ -154,6 +166,7 @@ impl Raft {
             lost_last_inquiry: false,
             run_at_lease_end: false,
             progress: BTreeMap::new(),
+            departing: BTreeMap::new(),
             transfer: None,
             read_seq: 0,
             pending_reads: VecDeque::new(),
@@ -164,9 +177,11 @@ impl Raft {
             snapshot_replaces_log: false,
             incoming_snapshot: None,
             persisted_hard_state: restored.hard_state,
+            recovery: None,
         };
         raft.recompute_membership();
         raft.reset_election_timeout();
+        raft.start_recovery(restored.tail_may_be_acknowledged, restored.tail_hard_state);
         raft.check_invariants();
         raft
     }
@@ -180,6 +195,7 @@ impl Raft {
         match self.role {
             Role::Leader => self.tick_leader(),
             Role::PreCandidate if self.is_inquiring() => self.tick_inquiry(),
+            Role::Follower if self.is_recovering() => self.tick_recovery(),
             Role::Follower | Role::PreCandidate | Role::Candidate => {
                 let due = self.election_elapsed >= self.randomized_election_timeout || self.is_lease_end_run_due();
                 if self.can_campaign() && due {
@@ -205,10 +221,11 @@ impl Raft {
             return;
         }
         if message.term < self.term {
-            self.step_lower_term(&message);
-            return;
+            self.step_lower_term(message);
+        } else {
+            self.dispatch(message);
         }
-        self.dispatch(message);
+        self.maybe_finish_recovery();
     }
 
     /// Routes a message whose term is current (or a pre-vote message from a future term) to its handler.
@@ -255,6 +272,10 @@ impl Raft {
                     self.campaign(CampaignKind::Transfer);
                 }
             }
+            MessageBody::RecoveryQuery { nonce } => self.handle_recovery_query(from, nonce),
+            MessageBody::RecoveryAnswer { nonce, term, last_log_index, last_log_term } => {
+                self.handle_recovery_answer(from, nonce, term, (last_log_term, last_log_index))
+            }
         }
     }
 
@@ -282,8 +303,13 @@ impl Raft {
     }
 
     /// A message from an older term: tell a stale leader or candidate about the newer term so it steps down,
-    /// drop everything else.
-    fn step_lower_term(&mut self, message: &Message) {
+    /// answer a recovery query and count a recovery answer (their terms are checked against the recovering
+    /// node's fence, not its current term), drop everything else.
+    fn step_lower_term(&mut self, message: Message) {
+        if matches!(message.body, MessageBody::RecoveryQuery { .. } | MessageBody::RecoveryAnswer { .. }) {
+            self.dispatch(message);
+            return;
+        }
         match &message.body {
             MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot(_) => {
                 self.send(message.from, MessageBody::HeartbeatResponse { read_seq: 0 });
@@ -490,6 +516,7 @@ impl Raft {
         if self.is_inquiring() {
             assert!(self.can_campaign(), "{} inquires but cannot campaign", self.config.id);
         }
+        self.check_recovery_invariants();
         if let Some(incoming) = &self.incoming_snapshot {
             assert!(matches!(self.role, Role::Follower | Role::PreCandidate), "{:?} assembles a snapshot", self.role);
             incoming.assert_valid(self.config.max_snapshot_bytes);
@@ -515,8 +542,13 @@ impl Raft {
     /// A node that an uncommitted change removed (or demoted) still campaigns while it is a voter of the
     /// committed membership: it may be needed to elect a leader until the change commits (dissertation
     /// §4.2.2). It does not count its own vote then, since vote counting uses the latest membership.
+    ///
+    /// A node in protocol-aware recovery never campaigns: it may have lost what made its log fresh enough.
     pub(crate) fn can_campaign(&self) -> bool {
         let id = self.config.id;
+        if self.is_recovering() {
+            return false;
+        }
         self.membership.is_voter(id)
             || (self.membership_index > self.log.commit() && self.membership_at(self.log.commit()).is_voter(id))
     }
@@ -561,6 +593,7 @@ impl Raft {
     fn clear_leader_state(&mut self) {
         self.votes.clear();
         self.progress.clear();
+        self.departing.clear();
         self.transfer = None;
         self.pending_reads.clear();
         self.reads_awaiting_commit.clear();

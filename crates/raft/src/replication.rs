@@ -102,6 +102,7 @@ impl Raft {
 
     /// Sends every member a heartbeat carrying the current ReadIndex round.
     pub(crate) fn broadcast_heartbeat(&mut self) {
+        self.start_farewells();
         let commit = self.log.commit();
         let read_seq = self.read_seq;
         let beats: Vec<(NodeId, LogIndex)> =
@@ -264,6 +265,7 @@ impl Raft {
         }
         self.maybe_send_timeout_now(from); // a lost TimeoutNow is sent again
         self.advance_reads();
+        self.maybe_end_departure(from, read_seq);
     }
 
     /// Leader: commit the highest index stored on a majority of voters, if it is of the current term

@@ -54,6 +54,11 @@ scripts!(
     bully_cut_off_highest,
     bully_refused_highest,
     forged_acks,
+    recovery_vote,
+    recovery_commit,
+    recovery_liveness,
+    pre_vote_live_leader,
+    removed_voter,
 );
 
 /// A script nobody runs is a test that silently stopped existing.

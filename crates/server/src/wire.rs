@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! frame    := message | hello                 (decode_frame gives a PeerFrame)
-//! message  := from u64, to u64, term u64, kind u8 (1..=11, 13), body
+//! message  := from u64, to u64, term u64, kind u8 (1..=11, 13..=15), body
 //! hello    := from u64, to u64, term u64, kind u8 (12), client_url bytes, peer_url bytes, token
 //!             (to and term are written 0 and ignored; the URLs are UTF-8, at most CLIENT_URL_MAX_BYTES and
 //!             PEER_URL_MAX_BYTES bytes)
@@ -157,6 +157,8 @@ const READ_INDEX_RESPONSE: u8 = 10;
 const TIMEOUT_NOW: u8 = 11;
 const HELLO: u8 = 12;
 const INQUIRY_RESPONSE: u8 = 13;
+const RECOVERY_QUERY: u8 = 14;
+const RECOVERY_ANSWER: u8 = 15;
 
 /// Where the kind byte sits: after `from`, `to` and `term`.
 const KIND_OFFSET: usize = 3 * 8;
@@ -288,6 +290,17 @@ pub fn encode(message: &Message) -> Vec<u8> {
             w.u64(index.0);
         }
         MessageBody::TimeoutNow => w.u8(TIMEOUT_NOW),
+        MessageBody::RecoveryQuery { nonce } => {
+            w.u8(RECOVERY_QUERY);
+            w.u64(*nonce);
+        }
+        MessageBody::RecoveryAnswer { nonce, term, last_log_index, last_log_term } => {
+            w.u8(RECOVERY_ANSWER);
+            w.u64(*nonce);
+            w.u64(term.0);
+            w.u64(last_log_index.0);
+            w.u64(last_log_term.0);
+        }
     }
     w.0
 }
@@ -399,6 +412,13 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<MessageBody, WireError> {
         READ_INDEX_REQUEST => MessageBody::ReadIndexRequest { context: r.u64()? },
         READ_INDEX_RESPONSE => MessageBody::ReadIndexResponse { context: r.u64()?, index: r.index("read index")? },
         TIMEOUT_NOW => MessageBody::TimeoutNow,
+        RECOVERY_QUERY => MessageBody::RecoveryQuery { nonce: r.u64()? },
+        RECOVERY_ANSWER => MessageBody::RecoveryAnswer {
+            nonce: r.u64()?,
+            term: r.term("answered term")?,
+            last_log_index: r.index("answered last log index")?,
+            last_log_term: r.term("answered last log term")?,
+        },
         tag => return Err(WireError::BadTag { what: "message kind", tag, offset: KIND_OFFSET }),
     };
     Ok(body)

@@ -27,7 +27,8 @@ struct Args {
     #[arg(long)]
     trace: bool,
     /// Break the core on purpose (to show the checkers catch it): commit-previous-term, skip-vote-log-check,
-    /// read-without-quorum, forget-vote; or misapply-auth (n1 applies auth grants as admin grants).
+    /// read-without-quorum, forget-vote, skip-recovery (ignore a WAL tail that may have been acknowledged); or
+    /// misapply-auth (n1 applies auth grants as admin grants).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(FAULTS))]
     fault: Option<String>,
     /// Which mix of runs: `mixed` (calm, harsh and chaotic) or `chaos` (every run chaotic).
@@ -46,8 +47,14 @@ struct Args {
 }
 
 /// Names of the fault switches.
-const FAULTS: [&str; 5] =
-    ["commit-previous-term", "skip-vote-log-check", "read-without-quorum", "forget-vote", "misapply-auth"];
+const FAULTS: [&str; 6] = [
+    "commit-previous-term",
+    "skip-vote-log-check",
+    "read-without-quorum",
+    "forget-vote",
+    "skip-recovery",
+    "misapply-auth",
+];
 
 /// The fault switches for a `--fault` name.
 fn faults(name: Option<&str>) -> Faults {
@@ -58,6 +65,7 @@ fn faults(name: Option<&str>) -> Faults {
         Some("skip-vote-log-check") => faults.skip_vote_log_check = true,
         Some("read-without-quorum") => faults.read_without_quorum_check = true,
         Some("forget-vote") => faults.forget_to_persist_vote = true,
+        Some("skip-recovery") => faults.skip_protocol_aware_recovery = true,
         Some("misapply-auth") => {} // a state machine fault, not a core one: see `RunOptions::misapply_auth`
         Some(other) => unreachable!("clap admitted unknown fault {other}"),
     }

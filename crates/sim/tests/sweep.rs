@@ -136,3 +136,18 @@ fn fault_forget_to_persist_vote_is_caught() {
     let faults = Faults { forget_to_persist_vote: true, ..Faults::default() };
     assert_caught(faults, 1_000, &["election_safety", "assertion"]);
 }
+
+#[test]
+#[ignore = "needs the simulated disk to damage a crashing node's last synced batch (helper B's FaultDisk work): \
+            until then no run loses an acknowledged batch, so the switch has nothing to break"]
+fn fault_skip_protocol_aware_recovery_is_caught() {
+    // Protocol-aware recovery: a node whose WAL lost its last synced batch votes (or helps commit) on the
+    // strength of what it lost once the recovery is switched off: a second vote in a term elects two leaders, or
+    // a leader is elected without a committed entry.
+    let faults = Faults { skip_protocol_aware_recovery: true, ..Faults::default() };
+    assert_caught(
+        faults,
+        3_000,
+        &["election_safety", "durability", "leader_completeness", "state_machine_safety", "assertion"],
+    );
+}

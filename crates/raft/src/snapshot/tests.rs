@@ -27,6 +27,7 @@ fn node(config: Config) -> Raft {
         hard_state: HardState { term: Term(1), vote: None, commit: LogIndex(0) },
         snapshot: Snapshot { meta, data: Arc::default() },
         entries: Vec::new(),
+        ..Restored::default()
     };
     Raft::new(config, restored)
 }

@@ -32,6 +32,15 @@ pub struct Disk {
     pub snapshot: Snapshot,
     /// The entries after the snapshot, consecutive from `snapshot.meta.index + 1`.
     pub entries: Vec<Entry>,
+    /// The hard state and entries before each persisted `Ready` (one synced batch each), newest last, so that
+    /// `lose-tail` can take the last batches away as a damaged WAL tail would.
+    pub batches: Vec<(HardState, Vec<Entry>)>,
+    /// What `lose-tail` took: the next start is told its tail may have been acknowledged, with the highest hard
+    /// state of the lost batches if it was kept readable.
+    pub lost_tail: Option<Option<HardState>>,
+    /// Every vote ever persisted, by term: it survives `lose-tail`, so a second vote in a term is seen even when
+    /// the first one was lost.
+    pub votes_ever: BTreeMap<Term, NodeId>,
 }
 
 impl Disk {
@@ -39,7 +48,12 @@ impl Disk {
     ///
     /// # Panics
     /// If the entries leave a gap, the term goes back, or a second vote is persisted in one term.
-    fn persist(&mut self, id: NodeId, ready: &Ready) {
+    fn persist(&mut self, id: NodeId, ready: &Ready) -> Option<String> {
+        if ready.snapshot.is_none() {
+            self.batches.push((self.hard_state, self.entries.clone()));
+        } else {
+            self.batches.clear(); // a snapshot replaces the log: lose-tail reaches back only to it
+        }
         if let Some(snapshot) = &ready.snapshot {
             self.snapshot = snapshot.clone();
             if ready.snapshot_replaces_log {
@@ -64,11 +78,36 @@ impl Disk {
             }
             self.hard_state = hard_state;
         }
+        // A vote for itself outside a campaign is the placeholder of protocol-aware recovery (the node takes the
+        // vote of a term it may have voted in and lost): it is never granted to anyone, so it is no second vote.
+        let vote = ready.hard_state.and_then(|h| Some((h.term, h.vote.filter(|&v| v != id)?)))?;
+        let first = *self.votes_ever.entry(vote.0).or_insert(vote.1);
+        (first != vote.1).then(|| format!("SAFETY VIOLATION: {id} voted for {first} and {} in term {}", vote.1, vote.0))
+    }
+
+    /// Takes the last `count` persisted batches away, as recovery cuts a damaged tail of the WAL; with `keep_hard_state`
+    /// the highest hard state among them stays readable (recovery found it in the cut region).
+    pub fn lose_tail(&mut self, count: usize, keep_hard_state: bool) -> Result<(), String> {
+        if count == 0 || count > self.batches.len() {
+            return Err(format!("only {} batches since the last snapshot", self.batches.len()));
+        }
+        let lost_hard_state = self.hard_state;
+        let (hard_state, entries) = self.batches.split_off(self.batches.len() - count).swap_remove(0);
+        self.hard_state = hard_state;
+        self.entries = entries;
+        self.lost_tail = Some(keep_hard_state.then_some(lost_hard_state));
+        Ok(())
     }
 
     /// What a restarting node reads back.
     fn restored(&self) -> Restored {
-        Restored { hard_state: self.hard_state, snapshot: self.snapshot.clone(), entries: self.entries.clone() }
+        Restored {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot.clone(),
+            entries: self.entries.clone(),
+            tail_may_be_acknowledged: self.lost_tail.is_some(),
+            tail_hard_state: self.lost_tail.flatten(),
+        }
     }
 }
 
@@ -226,7 +265,7 @@ impl Env {
         self.emit(indent, format!("> {id} handling Ready"));
         print_ready(self, indent + 2, &ready);
         let node = self.nodes.get_mut(&id).expect("checked above");
-        node.disk.persist(id, &ready);
+        let violation = node.disk.persist(id, &ready);
         if let Some(snapshot) = ready.snapshot.as_ref().filter(|_| ready.snapshot_replaces_log) {
             node.state = decode_state(&snapshot.data);
         }
@@ -235,6 +274,9 @@ impl Env {
         }
         for entry in ready.committed_entries {
             self.apply(id, entry);
+        }
+        if let Some(violation) = violation {
+            self.emit(indent + 2, violation);
         }
         Ok(true)
     }
@@ -360,6 +402,7 @@ impl Env {
         self.drop_inbox(id, 0); // sent while it was down: nobody was listening
         let node = self.nodes.get_mut(&id).expect("checked above");
         let raft = Raft::new(node.config.clone(), node.disk.restored());
+        node.disk.lost_tail = None;
         node.state = decode_state(&node.disk.snapshot.data);
         node.soft = SoftState::of(&raft);
         node.raft = Some(raft);

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use tally_raft::{
     AppendRejection, Config, ElectionMode, LogIndex, Membership, MembershipChange, Message, MessageBody, NodeId, Raft,
-    Term,
+    RecoveryStatus, Term,
 };
 
 use super::env::{Env, describe_hard_state, describe_membership, describe_snapshot};
@@ -19,13 +19,14 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
         "deliver-msgs" => &["drop"],
         "compact" => &["keep"],
         "inject" => INJECT_KEYS,
+        "lose-tail" => &["hard-state"],
         _ => &[],
     });
     let result = match cmd.name.as_str() {
         // add-nodes N [voters=1,2,3] [learners=4] [election=raft|bully] [pre-vote=true] [check-quorum=true]
         //   [seed=S] [election-timeout=10] [heartbeat=2] [inquiry-timeout=2] [max-inflight=64]
-        //   [max-entries=256] [max-bytes=1048576] [max-uncommitted=10000]
-        // (max-bytes also sets the snapshot chunk size.)
+        //   [max-entries=256] [max-bytes=1048576] [max-uncommitted=10000] [skip-recovery=false]
+        // (max-bytes also sets the snapshot chunk size; skip-recovery sets Faults::skip_protocol_aware_recovery.)
         // Creates N brand-new nodes with the next free ids. In an empty environment the initial membership
         // defaults to all N nodes as voters; later nodes default to an empty membership (they join when a
         // leader contacts them). Nodes whose membership names no existing node form a new, independent
@@ -110,6 +111,23 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
             let id = node_id(cmd.arg(0));
             env.restart(id).and_then(|()| status(env, id))
         }
+        // lose-tail ID N [hard-state=keep|lose]: while node ID is down, its WAL loses the last N batches it
+        // synced (N persisted Readys), as recovery cutting a damaged tail would: entries it acknowledged and
+        // votes it cast may be gone. Its next start is told so (`Restored::tail_may_be_acknowledged`), and
+        // with hard-state=keep (the default) is given the newest hard state of the lost batches.
+        "lose-tail" => {
+            let id = node_id(cmd.arg(0));
+            let keep = match cmd.key("hard-state") {
+                None | Some("keep") => true,
+                Some("lose") => false,
+                Some(other) => panic!("hard-state={other}: expected keep or lose"),
+            };
+            match env.nodes.get_mut(&id) {
+                None => Err(format!("{id} does not exist")),
+                Some(node) if node.raft.is_some() => Err(format!("{id} is running")),
+                Some(node) => node.disk.lose_tail(count_arg(cmd.arg(1)), keep),
+            }
+        }
         // status ID...: role, term, vote, leader, log cursors, membership, and a leader's match indexes.
         "status" => node_ids(env, &cmd.positional).into_iter().try_for_each(|id| status(env, id)),
         // raft-log ID: the node's snapshot position and log entries (read from its disk while it is down).
@@ -147,6 +165,7 @@ const ADD_NODES_KEYS: &[&str] = &[
     "max-entries",
     "max-bytes",
     "max-uncommitted",
+    "skip-recovery",
 ];
 
 /// The `key=value` arguments of `inject`.
@@ -219,6 +238,7 @@ fn add_nodes(env: &mut Env, cmd: &Command) -> Result<(), String> {
         config.max_entries_per_message = cmd.key("max-entries").map_or(config.max_entries_per_message, count_arg);
         config.max_bytes_per_message = cmd.key("max-bytes").map_or(config.max_bytes_per_message, count_arg);
         config.max_uncommitted_entries = cmd.key("max-uncommitted").map_or(config.max_uncommitted_entries, count_arg);
+        config.faults.skip_protocol_aware_recovery = flag("skip-recovery", false);
         env.add_node(config, membership.clone());
         env.emit(0, format!("{id}: {}", describe_membership(&membership)));
     }
@@ -327,6 +347,13 @@ fn status(env: &mut Env, id: NodeId) -> Result<(), String> {
         ),
         format!("  {}", describe_membership(raft.membership())),
     ];
+    match raft.recovery_status() {
+        RecoveryStatus::Settled => {}
+        RecoveryStatus::Querying => lines.push("  recovery: querying".to_string()),
+        RecoveryStatus::CatchingUp { floor: (term, index) } => {
+            lines.push(format!("  recovery: catching up to floor {index}@{term}"))
+        }
+    }
     if raft.is_leader() && !raft.match_indexes().is_empty() {
         let progress: Vec<String> = raft.match_indexes().iter().map(|(id, m)| format!("{id} match={m}")).collect();
         lines.push(format!("  progress: {}", progress.join(", ")));
