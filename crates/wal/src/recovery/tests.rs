@@ -3,21 +3,29 @@
 //! that trips an assertion later.
 
 use super::*;
+use crate::record::{self, Binding, PREAMBLE_LEN};
 use crate::fault_disk::FaultDisk;
 use crate::segment::{SEQ_MAX, segment_name};
 use crate::types::{INDEX_MAX, SnapshotFile, WalEntry, WalOptions};
 use crate::wal::Wal;
 
-/// One segment holding `records` after its header, committed as one batch, laid out as the writer does.
+/// The log id of the logs these tests build by hand.
+const LOG: u64 = 0x10_6001;
+
+/// One segment holding `records` after its header, committed as one batch (batch 1), laid out as the writer does.
 fn segment(seq: u64, records: &[Record]) -> Vec<u8> {
-    let mut all = vec![Record::SegmentHeader { seq }];
+    let binding = Binding { log_id: LOG, seq };
+    let mut all = vec![Record::SegmentHeader { seq, log_id: LOG, previous: 0 }];
     all.extend_from_slice(records);
-    all.push(Record::BatchEnd { records: all.len() as u64 });
     let mut out = Vec::new();
+    let mut chain = 0;
     for record in &all {
         let offset = out.len() as u64;
-        record.as_ref().encode(offset, &mut out);
+        chain = record::chain(chain, record.as_ref().encode(binding, offset, 1, &mut out));
     }
+    let marker = Record::BatchEnd { records: all.len() as u64, previous: 0, chain };
+    let offset = out.len() as u64;
+    marker.as_ref().encode(binding, offset, 1, &mut out);
     out
 }
 
@@ -56,7 +64,7 @@ fn a_hard_state_committing_past_the_last_entry_is_corrupt() {
     let disk = disk_with(&[hard_state(3), entry(1, 1), entry(2, 1)], None);
     let error = Wal::open(disk, OPTIONS).map(|_| ()).expect_err("commit past the log");
     let WalError::Corrupt { file, offset, reason } = error else { panic!("not Corrupt: {error}") };
-    assert_eq!((file.as_str(), offset), (segment_name(1).as_str(), 40), "names the hard state record");
+    assert_eq!((file.as_str(), offset), (segment_name(1).as_str(), PREAMBLE_LEN - 40), "names the hard state record");
     assert!(reason.contains("commits index 3 but the log ends at index 2"), "{reason}");
 }
 
@@ -189,7 +197,7 @@ fn a_reset_to_index_0_with_a_term_is_corrupt() {
     let disk = disk_with(&[hard_state(0), Record::Reset { index: 0, term: 4 }], None);
     let error = Wal::open(disk, OPTIONS).map(|_| ()).expect_err("a term for index 0");
     let WalError::Corrupt { offset, reason, .. } = error else { panic!("not Corrupt: {error}") };
-    assert_eq!(offset, 80, "names the reset record");
+    assert_eq!(offset, PREAMBLE_LEN, "names the reset record");
     assert!(reason.contains("reset to index 0 with term 4"), "{reason}");
 
     // The reset a joining node's first snapshot writes, to (0, term 0), is sound.
