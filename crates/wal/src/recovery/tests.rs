@@ -204,3 +204,49 @@ fn a_reset_to_index_0_with_a_term_is_corrupt() {
     let disk = disk_with(&[hard_state(0), Record::Reset { index: 0, term: 0 }, entry(1, 1)], None);
     assert_eq!(Wal::open(disk, OPTIONS).expect("a reset to the empty prefix").1.entries.len(), 1);
 }
+
+#[test]
+fn a_version_1_log_is_refused_with_a_clear_message() {
+    // A version 1 segment header: 24-byte payload, checksum seeded with the offset only. Its checksum fails
+    // under version 2's rules, so without the check the only segment of a v1 log would be cut as a torn write.
+    let mut header = vec![24, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    header.extend_from_slice(b"TALLYWAL");
+    header.extend_from_slice(&1u32.to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    header.extend_from_slice(&1u64.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&0u64.to_le_bytes()), &header[..12]);
+    let crc = crc32c::crc32c_append(crc, &header[16..]);
+    header[12..16].copy_from_slice(&crc.to_le_bytes());
+    let mut disk = FaultDisk::new(1);
+    let mut file = disk.create(&segment_name(1)).expect("create");
+    file.append(&header).expect("write");
+    file.append(&[0; 256]).expect("preallocate");
+    file.sync().expect("sync");
+    disk.sync_dir().expect("sync dir");
+    let error = Wal::open(disk, OPTIONS).map(|_| ()).expect_err("a v1 log");
+    let WalError::Corrupt { offset, reason, .. } = error else { panic!("not Corrupt: {error}") };
+    assert_eq!(offset, 0);
+    assert!(reason.contains("format version 1"), "{reason}");
+}
+
+#[test]
+fn a_marker_that_does_not_chain_its_batch_is_corrupt() {
+    // Records that verify one by one but were not written as one batch (a marker whose chain or count does not
+    // match the records before it) are damage the checksums alone cannot see.
+    let binding = Binding { log_id: LOG, seq: 1 };
+    let records = [Record::SegmentHeader { seq: 1, log_id: LOG, previous: 0 }, hard_state(0), entry(1, 1)];
+    let mut bytes = Vec::new();
+    for record in &records {
+        let offset = bytes.len() as u64;
+        record.as_ref().encode(binding, offset, 1, &mut bytes);
+    }
+    let offset = bytes.len() as u64;
+    Record::BatchEnd { records: 3, previous: 0, chain: 12345 }.as_ref().encode(binding, offset, 1, &mut bytes);
+    let mut disk = FaultDisk::new(1);
+    let mut file = disk.create(&segment_name(1)).expect("create");
+    file.append(&bytes).expect("write");
+    file.sync().expect("sync");
+    disk.sync_dir().expect("sync dir");
+    let error = Wal::open(disk, OPTIONS).map(|_| ()).expect_err("a marker chaining other records");
+    assert!(matches!(&error, WalError::Corrupt { reason, .. } if reason.contains("chains")), "{error}");
+}
