@@ -51,7 +51,8 @@ impl RealDisk {
 /// Creates `dir` and its missing ancestors, then fsyncs the parent of each directory it created,
 /// from the deepest up, so every new name is durable in its parent.
 fn create_dir_durably(dir: &Path) -> io::Result<()> {
-    let missing: Vec<&Path> = dir.ancestors().take_while(|path| !path.as_os_str().is_empty() && !path.exists()).collect();
+    let missing: Vec<&Path> =
+        dir.ancestors().take_while(|path| !path.as_os_str().is_empty() && !path.exists()).collect();
     fs::create_dir_all(dir)?;
     for created in missing {
         let parent = match created.parent() {

@@ -4,7 +4,7 @@
 //! offset  size  field
 //!   0      4    payload_length  u32 LE, <= PAYLOAD_MAX
 //!   4      1    record_type     1..=5
-//!   5      7    batch           u56 LE, 1..=BATCH_MAX: the batch the record belongs to
+//!   5      7    batch           u56 LE, 1..=BATCH_MAX (2^55): the batch the record belongs to
 //!  12      4    checksum        CRC32C(log id u64 ‖ segment sequence u64 ‖ file offset u64
 //!                                      ‖ bytes 0..12 ‖ payload ‖ padding)
 //!  16      n    payload
@@ -27,9 +27,13 @@ pub(crate) const ALIGN: u64 = 8;
 /// The largest payload: an entry's index and term plus its data.
 pub(crate) const PAYLOAD_MAX: u64 = ENTRY_DATA_MAX as u64 + 16;
 
-/// The largest batch number (7 header bytes). At a million syncs a second a log reaches it after
-/// two thousand years; the writer asserts it.
-pub(crate) const BATCH_MAX: u64 = (1 << 56) - 1;
+/// The largest batch number recovery accepts. At a million syncs a second a log reaches it after
+/// a thousand years; the bound leaves the writer room to count on (up to the 7 header bytes'
+/// limit, which it asserts), whatever numbers a damaged log holds.
+pub(crate) const BATCH_MAX: u64 = 1 << 55;
+
+/// The largest batch number the 7 header bytes hold.
+const BATCH_ENCODABLE_MAX: u64 = (1 << 56) - 1;
 
 /// Identifies a segment file; also rejects a file that is not ours.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"TALLYWAL";
@@ -212,7 +216,7 @@ impl RecordRef<'_> {
     /// names, as part of batch `batch`, to `out`. Returns its checksum (batch markers chain them).
     pub(crate) fn encode(&self, binding: Binding, offset: u64, batch: u64, out: &mut Vec<u8>) -> u32 {
         assert_eq!(offset % ALIGN, 0, "record offset {offset} not aligned");
-        assert!((1..=BATCH_MAX).contains(&batch), "batch number {batch} outside 1..={BATCH_MAX}");
+        assert!((1..=BATCH_ENCODABLE_MAX).contains(&batch), "batch number {batch} outside 1..={BATCH_ENCODABLE_MAX}");
         let payload_len = self.payload_len();
         assert!(payload_len <= PAYLOAD_MAX, "record payload {payload_len} > max {PAYLOAD_MAX}");
         let start = out.len();
@@ -255,11 +259,13 @@ impl RecordRef<'_> {
         assert_eq!((out.len() - start) as u64, self.encoded_len(), "encoded length disagrees with encoded_len");
         let checksum = checksum(binding, offset, &out[start..]);
         out[start + 12..start + 16].copy_from_slice(&checksum.to_le_bytes());
-        // Pair assertion: what we wrote must read back as itself (recovery checks it again).
+        // Pair assertion: what we wrote must read back as itself (recovery checks it again). Past
+        // BATCH_MAX recovery would refuse it, but no log gets there (see BATCH_MAX).
         debug_assert!(
-            decode(&out[start..], binding, offset).is_ok_and(|decoded| decoded.record.as_ref() == *self
-                && decoded.len == out.len() - start
-                && decoded.batch == batch),
+            batch > BATCH_MAX
+                || decode(&out[start..], binding, offset).is_ok_and(|decoded| decoded.record.as_ref() == *self
+                    && decoded.len == out.len() - start
+                    && decoded.batch == batch),
             "record at {offset} does not decode to itself"
         );
         checksum
@@ -326,8 +332,8 @@ fn decode_frame(bytes: &[u8], binding: Binding, offset: u64) -> Result<Frame<'_>
     let mut batch = [0u8; 8];
     batch[..7].copy_from_slice(&bytes[5..12]);
     let batch = u64::from_le_bytes(batch);
-    if batch == 0 {
-        return Err("batch number 0".to_owned());
+    if batch == 0 || batch > BATCH_MAX {
+        return Err(format!("batch number {batch} outside 1..={BATCH_MAX}"));
     }
     let payload_len = u64::from(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
     if payload_len > PAYLOAD_MAX {
@@ -348,7 +354,13 @@ fn decode_frame(bytes: &[u8], binding: Binding, offset: u64) -> Result<Frame<'_>
         return Err(format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"));
     }
     let payload_end = (HEADER_LEN + payload_len) as usize;
-    Ok(Frame { record_type, batch, checksum: stored, payload: &record[HEADER_LEN as usize..payload_end], len: len as usize })
+    Ok(Frame {
+        record_type,
+        batch,
+        checksum: stored,
+        payload: &record[HEADER_LEN as usize..payload_end],
+        len: len as usize,
+    })
 }
 
 /// The little-endian u64 at byte `at` of `bytes`.

@@ -18,8 +18,8 @@ use crate::segment::{self, ScanContext, ScannedRecord, Segment};
 use crate::snapshot;
 use crate::types::{HardState, Recovered};
 
-pub(crate) use replay::truncate_live;
 use replay::Replay;
+pub(crate) use replay::truncate_live;
 
 /// The durable state and what must be repaired before the log accepts writes.
 #[derive(Debug)]
@@ -85,7 +85,9 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
         io(file.read_at(0, &mut bytes), "read", name)?;
         let scan = segment::scan(name, *seq, &bytes, position + 1 == segment_names.len(), context)?;
         let missing = match (scanned.last(), scan.previous) {
-            (Some(before), Some(previous)) if previous != before.seq => Some(missing_segments(before.seq, *seq, previous)),
+            (Some(before), Some(previous)) if previous != before.seq => {
+                Some(missing_segments(before.seq, *seq, previous))
+            }
             _ => None,
         };
         replay.begin_segment(name, missing);

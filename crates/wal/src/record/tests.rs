@@ -113,3 +113,12 @@ fn records_after_damage_are_found_past_garbage_with_their_batches() {
     // Read as another segment, nothing verifies.
     assert!(records_after_damage(&bytes, Binding { seq: 10, ..BINDING }, 0).is_empty());
 }
+
+#[test]
+fn a_batch_number_past_the_bound_is_refused() {
+    // The writer counts on from the last batch recovery saw: the bound leaves it room.
+    let mut bytes = Vec::new();
+    samples()[1].as_ref().encode(BINDING, 0, BATCH_MAX + 1, &mut bytes);
+    let error = decode(&bytes, BINDING, 0).expect_err("batch past the bound");
+    assert!(error.contains("batch number"), "{error}");
+}

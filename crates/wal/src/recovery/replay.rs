@@ -402,4 +402,3 @@ pub(crate) fn truncate_live(live: &mut [Option<(u64, u64)>], index: u64) {
         };
     }
 }
-

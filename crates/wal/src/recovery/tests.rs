@@ -3,8 +3,8 @@
 //! that trips an assertion later.
 
 use super::*;
-use crate::record::{self, Binding, PREAMBLE_LEN};
 use crate::fault_disk::FaultDisk;
+use crate::record::{self, Binding, PREAMBLE_LEN};
 use crate::segment::{SEQ_MAX, segment_name};
 use crate::types::{INDEX_MAX, SnapshotFile, WalEntry, WalOptions};
 use crate::wal::Wal;

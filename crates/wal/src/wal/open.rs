@@ -122,7 +122,11 @@ fn repair<D: Disk>(disk: &mut D, recovery: &Recovery) -> Result<Option<D::File>,
     let name = &last.name;
     let mut file = io(disk.open(name), "open", name)?;
     let capacity = file.len();
-    rewrite(&mut file, recovery.append_offset).map_err(|source| WalError::Io { operation: "rewrite", file: name.clone(), source })?;
+    rewrite(&mut file, recovery.append_offset).map_err(|source| WalError::Io {
+        operation: "rewrite",
+        file: name.clone(),
+        source,
+    })?;
     if recovery.cut_tail {
         io(file.truncate(recovery.append_offset), "truncate", name)?;
     }
