@@ -185,7 +185,7 @@ fn open_report(runs: usize) {
     times.sort();
     println!(
         "open of a 64 MiB segment holding {} MiB: {times:?}, median {:?}",
-        count * entry_bytes >> 20,
+        (count * entry_bytes) >> 20,
         times[runs / 2]
     );
 }

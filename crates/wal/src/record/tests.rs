@@ -1,6 +1,6 @@
 use super::*;
 
-const BINDING: Binding = Binding { log_id: 0x5EED_1D, seq: 9 };
+const BINDING: Binding = Binding { log_id: 0x005E_ED1D, seq: 9 };
 
 fn samples() -> Vec<Record> {
     vec![

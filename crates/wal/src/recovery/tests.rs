@@ -10,7 +10,7 @@ use crate::types::{INDEX_MAX, SnapshotFile, WalEntry, WalOptions};
 use crate::wal::Wal;
 
 /// The log id of the logs these tests build by hand.
-const LOG: u64 = 0x10_6001;
+const LOG: u64 = 0x0010_6001;
 
 /// One segment holding `records` after its header, committed as one batch (batch 1), laid out as the writer does.
 fn segment(seq: u64, records: &[Record]) -> Vec<u8> {
