@@ -131,7 +131,7 @@ fn write_image(disk: &FaultDisk, mut image: &[u8]) {
         };
         if kind & FIX_CHECKSUMS != 0 {
             match kind & 3 {
-                SEGMENT => fix_record_checksums(&mut contents),
+                SEGMENT => fix_record_checksums(&mut contents, number),
                 SNAPSHOT | TEMP_SNAPSHOT => fix_snapshot_checksum(&mut contents),
                 _ => {}
             }
@@ -154,16 +154,28 @@ fn record_end(contents: &[u8], offset: usize) -> Option<usize> {
     (end <= contents.len()).then_some(end)
 }
 
-/// Rewrites the checksum of every record that frames, at every aligned offset: CRC32C of the record's file
-/// offset, its header before the checksum, and its payload and padding.
-pub fn fix_record_checksums(contents: &mut [u8]) {
+/// Where a segment header record holds the log id (`FORMAT.md`, "Record types": after the record header, the
+/// magic, version, reserved word and sequence number).
+const LOG_ID_AT: usize = RECORD_HEADER_BYTES + 24;
+
+/// Rewrites the checksum of every record that frames, at every aligned offset, as format version 2 seeds it: CRC32C
+/// of the log id (the one the segment header at offset 0 holds), the segment's sequence number `seq`, the record's
+/// file offset, its header before the checksum, and its payload and padding.
+pub fn fix_record_checksums(contents: &mut [u8], seq: u64) {
+    let log_id = contents.get(LOG_ID_AT..LOG_ID_AT + 8).map_or(0, |bytes| {
+        u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+    });
     let mut offset = 0;
     while offset + RECORD_HEADER_BYTES <= contents.len() {
         let Some(end) = record_end(contents, offset) else {
             offset += RECORD_ALIGN;
             continue;
         };
-        let crc = crc32c::crc32c(&(offset as u64).to_le_bytes());
+        let mut seed = [0u8; 24];
+        seed[..8].copy_from_slice(&log_id.to_le_bytes());
+        seed[8..16].copy_from_slice(&seq.to_le_bytes());
+        seed[16..].copy_from_slice(&(offset as u64).to_le_bytes());
+        let crc = crc32c::crc32c(&seed);
         let crc = crc32c::crc32c_append(crc, &contents[offset..offset + 12]);
         let crc = crc32c::crc32c_append(crc, &contents[offset + RECORD_HEADER_BYTES..end]);
         contents[offset + 12..offset + 16].copy_from_slice(&crc.to_le_bytes());

@@ -49,14 +49,19 @@ fn storage_error(error: WalError) -> StorageError {
     }
 }
 
+/// The Raft form of a hard state read from the log (vote 0 means none).
+fn raft_hard_state(stored: tally_wal::HardState) -> HardState {
+    HardState {
+        term: Term(stored.term),
+        vote: (stored.vote != 0).then_some(NodeId(stored.vote)),
+        commit: LogIndex(stored.commit),
+    }
+}
+
 impl<D: Disk> Storage for WalStorage<D> {
     fn load(&mut self) -> Result<Restored, StorageError> {
         let recovered = self.recovered.take().expect("load is called once, at start");
-        let hard_state = HardState {
-            term: Term(recovered.hard_state.term),
-            vote: (recovered.hard_state.vote != 0).then_some(NodeId(recovered.hard_state.vote)),
-            commit: LogIndex(recovered.hard_state.commit),
-        };
+        let hard_state = raft_hard_state(recovered.hard_state);
         let snapshot = match recovered.snapshot {
             Some(file) => {
                 let (membership, state) = decode_snapshot(&file.data)?;
@@ -73,14 +78,12 @@ impl<D: Disk> Storage for WalStorage<D> {
             .into_iter()
             .map(|e| Ok(Entry { index: LogIndex(e.index), term: Term(e.term), payload: decode_payload(&e.data)? }))
             .collect::<Result<Vec<_>, StorageError>>()?;
-        // TODO(merge): map `recovered.tail_hard_state` (helper A adds it to `Recovered`: the highest valid hard
-        // state found in the cut region) into `tail_hard_state`, converted like `hard_state` above.
         Ok(Restored {
             hard_state,
             snapshot,
             entries,
             tail_may_be_acknowledged: recovered.tail_may_be_acknowledged,
-            tail_hard_state: None,
+            tail_hard_state: recovered.tail_hard_state.map(raft_hard_state),
         })
     }
 

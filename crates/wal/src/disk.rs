@@ -55,20 +55,20 @@ pub trait Disk {
     /// Fails on any I/O failure; the caller must then assume none of them is durable.
     fn sync_dir(&mut self) -> Result<(), io::Error>;
 
-    /// A new random, non-zero identifier for a log created on this disk, so that records of one log can
-    /// never verify as records of another (stale files, misdirected writes). Implementations that can be
-    /// replayed (the [`crate::FaultDisk`]) draw it from their seed; the default draws it from the
-    /// operating system's per-process hash keys.
+    /// A new random id for a log created on this disk. The WAL writes it into every segment header
+    /// and seeds every record checksum with it, so a record of another log (or a stale block of an
+    /// earlier log in the same directory) never verifies.
+    ///
+    /// The default mixes the standard library's per-process random hash keys with the time, so it
+    /// needs no dependency. A simulated disk overrides it to derive the id from its seed, so one
+    /// seed replays the same bytes. Any value is valid; ids only need to differ between logs.
     fn new_log_id(&mut self) -> u64 {
         use std::hash::{BuildHasher, Hasher};
-        loop {
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u64(0x7A11_7A11);
-            let id = hasher.finish();
-            if id != 0 {
-                return id;
-            }
-        }
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        hasher.write_u128(now.map_or(0, |elapsed| elapsed.as_nanos()));
+        hasher.write_u32(std::process::id());
+        hasher.finish()
     }
 }
 

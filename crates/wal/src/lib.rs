@@ -31,8 +31,10 @@
 //!   segment-…01.wal  segment-…02.wal  segment-…03.wal (active)   snapshot-…0500.snap
 //!   └─ compact(i): removes sealed segments whose live entries are all <= i (<= snapshot)
 //!
-//!   Wal::open ─▶ verify every record ─▶ replay whole batches ─▶ cut unfinished tail
-//!             ─▶ Recovered { hard_state, snapshot, entries after it }
+//!   Wal::open ─▶ verify every record (bound to its log, segment and offset) ─▶ tell a torn tail
+//!             from damage (a later batch after it) ─▶ replay whole batches ─▶ cut unfinished tail
+//!             ─▶ rewrite + fsync what it kept (the page cache may hold bytes never on disk)
+//!             ─▶ Recovered { hard_state, snapshot, entries after it, what the cut tail held }
 //! ```
 //!
 //! The byte-level format and the recovery rules are in `FORMAT.md` next to this crate's
@@ -42,7 +44,11 @@
 //!
 //! An I/O error poisons the [`Wal`]: it refuses every later write with
 //! [`WalError::Poisoned`] instead of retrying an fsync whose failure may have dropped data. A
-//! restart recovers exactly what the last successful [`Wal::sync`] made durable.
+//! restart recovers exactly what the last successful [`Wal::sync`] made durable, and makes it
+//! durable again before it returns (after a process crash the page cache may hold bytes that never
+//! reached the disk). A cut tail may have held an acknowledged batch or a vote:
+//! [`Recovered::tail_may_be_acknowledged`] and [`Recovered::tail_hard_state`] say so, for the
+//! node's protocol-aware recovery.
 //!
 //! A full disk is not a failure: segments are allocated ahead of need (a spare), so running out
 //! of space fails only the call that needed new space, with [`WalError::NoSpace`] and nothing

@@ -20,12 +20,14 @@ pub struct RealDisk {
 }
 
 impl RealDisk {
-    /// Opens (creating it and its parents if needed) the directory `dir`.
+    /// Opens (creating it and its parents if needed) the directory `dir`. A directory it creates
+    /// is made durable in its parent (the parent is fsynced), so a power loss right after the
+    /// first start cannot lose the whole data directory with the log in it.
     ///
     /// # Errors
-    /// Fails if the directory cannot be created or is not a directory.
+    /// Fails if the directory cannot be created or is not a directory, or an fsync fails.
     pub fn open(dir: &Path) -> io::Result<RealDisk> {
-        fs::create_dir_all(dir)?;
+        create_dir_durably(dir)?;
         if !fs::metadata(dir)?.is_dir() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a directory", dir.display())));
         }
@@ -44,6 +46,22 @@ impl RealDisk {
         }
         Ok(self.dir.join(name))
     }
+}
+
+/// Creates `dir` and its missing ancestors, then fsyncs the parent of each directory it created,
+/// from the deepest up, so every new name is durable in its parent.
+fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> =
+        dir.ancestors().take_while(|path| !path.as_os_str().is_empty() && !path.exists()).collect();
+    fs::create_dir_all(dir)?;
+    for created in missing {
+        let parent = match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl Disk for RealDisk {

@@ -85,7 +85,14 @@ pub struct Recovered {
     /// for the operator's log line, `0` after a clean shutdown.
     pub tail_bytes_discarded: u64,
     /// Whether the cut tail may have held a batch whose sync succeeded (and was therefore acknowledged, or
-    /// carried a vote): recovery cannot tell a torn unsynced write from damage to the last synced batch. The
-    /// node must then run protocol-aware recovery before it votes or campaigns (see `FORMAT.md`).
+    /// carried a vote): recovery cannot tell a torn unsynced write from damage to the last synced batch. True
+    /// whenever recovery cut any non-zero byte or record, false only when it cut nothing. The node must then run
+    /// protocol-aware recovery before it votes or counts toward a commit (see `FORMAT.md` and
+    /// `docs/storage.md`).
     pub tail_may_be_acknowledged: bool,
+    /// The highest hard state (by term, then vote, then commit) among the valid records of the cut tail: those
+    /// after the last complete batch whose checksums verify, including any found past the damage. `None` when
+    /// the cut tail held none. The cut batch may have been synced, so the node adopts at least this term and
+    /// this vote (it may have been cast) before it takes part in an election.
+    pub tail_hard_state: Option<HardState>,
 }

@@ -10,7 +10,7 @@ use std::io;
 
 use crate::disk::{Disk, DiskFile};
 use crate::error::WalError;
-use crate::record::{BATCH_END_LEN, PREAMBLE_LEN, RecordRef, align_up};
+use crate::record::{self, BATCH_END_LEN, Binding, PREAMBLE_LEN, RecordRef, align_up};
 use crate::recovery::truncate_live;
 use crate::segment::Segment;
 use crate::types::{ENTRY_DATA_MAX, HardState, INDEX_MAX, WalEntry, WalOptions};
@@ -80,6 +80,15 @@ pub struct Wal<D: Disk> {
     spares: VecDeque<Spare<D::File>>,
     /// Why the last attempt to make room failed on a full disk; `None` while the log has space.
     no_space: Option<String>,
+    /// The log's random id: in every segment header, and in the seed of every record checksum.
+    log_id: u64,
+    /// The number of the batch being built: every record carries it, and a marker closes it.
+    batch: u64,
+    /// The checksum of the last batch marker written (0: none yet), which the next marker chains to.
+    last_marker_checksum: u32,
+    /// The chain of the checksums of the records since the last marker in the active segment (what
+    /// the next marker holds, next to its count).
+    marker_chain: u32,
 }
 
 impl<D: Disk> std::fmt::Debug for Wal<D> {
@@ -207,7 +216,11 @@ impl<D: Disk> Wal<D> {
         }
         let bound = self.last_index.max(self.snapshot_index());
         assert!(self.hard_state.commit <= bound, "commit {} > last index {bound}", self.hard_state.commit);
-        self.push(RecordRef::BatchEnd { records: self.marker_count })?;
+        self.push(RecordRef::BatchEnd {
+            records: self.marker_count,
+            previous: self.last_marker_checksum,
+            chain: self.marker_chain,
+        })?;
         self.flush()?;
         if let Err(source) = self.active.sync() {
             return Err(self.fail("fsync", Target::Active, source));
@@ -313,13 +326,18 @@ impl<D: Disk> Wal<D> {
             self.roll(len)?;
         }
         let offset = self.active_offset();
-        record.encode(offset, &mut self.buffer);
+        let seq = self.segments.last().unwrap_or_else(|| unreachable!("no active segment")).seq;
+        let checksum = record.encode(Binding { log_id: self.log_id, seq }, offset, self.batch, &mut self.buffer);
         assert!(self.active_offset() <= self.active_capacity, "record at {offset} passes the segment capacity");
         if is_marker {
             self.marker_count = 0;
+            self.marker_chain = 0;
+            self.last_marker_checksum = checksum;
+            self.batch += 1;
         } else {
             self.batch_records += 1;
             self.marker_count += 1;
+            self.marker_chain = record::chain(self.marker_chain, checksum);
         }
         if self.buffer.len() >= BUFFER_FLUSH_BYTES {
             self.flush()?;
@@ -353,6 +371,15 @@ impl<D: Disk> Wal<D> {
             }
             self.active_unsynced = false;
         }
+        if self.dir_unsynced {
+            // A batch rolls twice: make the previous segment's name durable before the next one
+            // appears, so a crash can never keep a later segment without an earlier one (a gap
+            // recovery must refuse).
+            if let Err(source) = self.disk.sync_dir() {
+                return Err(self.fail("fsync", Target::Directory, source));
+            }
+            self.dir_unsynced = false;
+        }
         let segment = Segment::new(self.next_seq);
         let capacity = align_up(self.options.segment_bytes_max.max(PREAMBLE_LEN + len + BATCH_END_LEN));
         let spare = self.take_spare(capacity);
@@ -365,10 +392,12 @@ impl<D: Disk> Wal<D> {
         self.active_unsynced = true;
         self.buffer_offset = 0;
         self.marker_count = 0;
+        self.marker_chain = 0;
         self.dir_unsynced = true;
         let seq = segment.seq;
+        let previous = self.segments.last().map_or(0, |sealed| sealed.seq);
         self.segments.push(segment);
-        self.push(RecordRef::SegmentHeader { seq })?;
+        self.push(RecordRef::SegmentHeader { seq, log_id: self.log_id, previous })?;
         self.push(RecordRef::HardState(self.hard_state))?;
         assert_eq!(self.active_offset(), PREAMBLE_LEN, "a new segment's preamble is {PREAMBLE_LEN} bytes");
         Ok(())

@@ -117,6 +117,11 @@ impl<D: Disk> Wal<D> {
         self.last_index = snapshot.index;
         self.terms.clear();
         self.sync()?;
+        // The older segments are about to go, so the new segment's one batch would hold the only copy
+        // of the hard state: damage confined to the last batch (cut, as it may be a torn write) would
+        // then lose more than that batch. A second batch repeating the hard state keeps it.
+        self.push(RecordRef::HardState(self.hard_state))?;
+        self.sync()?;
         obsolete.extend(self.older_snapshots(snapshot.index)?);
         self.remove_files(&obsolete)?;
         let count = self.segments.len() - 1;

@@ -1,4 +1,5 @@
-//! [`Wal::open`]: recovery, then the repair that makes the log writable again.
+//! [`Wal::open`]: recovery, then the repair that makes the log writable again and makes durable
+//! everything recovery relied on.
 
 use std::io;
 
@@ -8,16 +9,24 @@ use crate::error::WalError;
 use crate::record::{RecordRef, align_up};
 use crate::recovery::{self, Recovery};
 use crate::segment::Segment;
+use crate::snapshot;
 use crate::types::{Recovered, SEGMENT_BYTES_MIN, WalOptions};
+
+/// Bytes read and rewritten at a time when the kept part of the last segment is made durable.
+const REWRITE_CHUNK_BYTES: u64 = 1 << 20;
 
 impl<D: Disk> Wal<D> {
     /// Opens the log on `disk` (empty or holding an earlier log) and recovers its durable state.
     ///
     /// Recovery verifies every record of every segment and the newest snapshot. An unfinished
     /// batch or a torn write at the end of the log is cut off (durably, before this returns);
-    /// damage anywhere else refuses to start. The returned [`Recovered`] holds exactly what the
-    /// last successful [`Wal::sync`] (or snapshot call) made durable. See `FORMAT.md` for the
-    /// rules.
+    /// damage anywhere else refuses to start. Before it returns, everything it returns is durable:
+    /// after a process crash (no power loss) the files may hold bytes that were read back from the
+    /// page cache but never reached the disk (a sync that never returned, or failed and had its
+    /// pages marked clean), so the kept part of the last segment is written again and fsynced, and
+    /// the other segments, the snapshot and the directory are fsynced. The returned [`Recovered`]
+    /// holds what the last successful [`Wal::sync`] (or snapshot call) made durable, or possibly
+    /// the batch of a sync that did not return. See `FORMAT.md` for the rules.
     ///
     /// # Errors
     /// [`WalError::Corrupt`] naming the file and offset of damage recovery must not repair;
@@ -30,6 +39,7 @@ impl<D: Disk> Wal<D> {
         assert!(segment_bytes_max >= SEGMENT_BYTES_MIN, "segment_bytes_max {segment_bytes_max} < {SEGMENT_BYTES_MIN}");
         let recovery = recovery::recover(&mut disk)?;
         let repaired = repair(&mut disk, &recovery)?;
+        let log_id = recovery.log_id.unwrap_or_else(|| disk.new_log_id());
         let (active, segments, next_seq, fresh) = match repaired {
             Some(file) => (file, recovery.segments, recovery.next_seq, false),
             None => {
@@ -50,6 +60,7 @@ impl<D: Disk> Wal<D> {
             buffer_offset: if fresh { 0 } else { recovery.append_offset },
             batch_records: 0,
             marker_count: 0,
+            // `repair` fsynced the kept part of the last segment: a later roll never seals unsynced bytes.
             active_unsynced: fresh,
             dir_unsynced: fresh,
             next_seq,
@@ -60,11 +71,15 @@ impl<D: Disk> Wal<D> {
             poisoned: None,
             spares: space::no_spares(),
             no_space: None,
+            log_id,
+            batch: recovery.next_batch,
+            last_marker_checksum: recovery.last_marker_checksum,
+            marker_chain: 0,
         };
         wal.remove_leftover_spares()?;
         if fresh {
             let seq = wal.segments[0].seq;
-            wal.push(RecordRef::SegmentHeader { seq })?;
+            wal.push(RecordRef::SegmentHeader { seq, log_id, previous: 0 })?;
             wal.push(RecordRef::HardState(wal.hard_state))?;
         }
         if let Some((index, term)) = recovery.reset {
@@ -73,6 +88,8 @@ impl<D: Disk> Wal<D> {
             wal.push_reserved(RecordRef::Reset { index, term })?;
         }
         wal.sync()?;
+        assert!(!wal.active_unsynced, "open returns with unsynced bytes in the active segment");
+        assert!(!wal.dir_unsynced, "open returns with an unsynced directory");
         // Prepares the spare if the active segment is half full already; a full disk only turns
         // `has_space` off.
         wal.ensure_space()?;
@@ -81,9 +98,16 @@ impl<D: Disk> Wal<D> {
     }
 }
 
-/// Carries out the repair plan: removes uncommitted segments and leftover temporary files, cuts
-/// the unfinished tail of the last kept segment (truncate, fsync, then preallocate again) and
-/// fsyncs the directory. Returns the open last kept segment, if any.
+/// Carries out the repair plan and makes durable what recovery read: removes uncommitted
+/// segments and leftover temporary files; writes the kept part of the last kept segment again,
+/// cuts its unfinished tail (truncate), fsyncs it, and preallocates it again; fsyncs every other
+/// kept segment and the newest snapshot; fsyncs the directory. Returns the open last kept
+/// segment, if any.
+///
+/// Only the last segment can hold bytes that never reached the disk (a segment is fsynced before
+/// its successor is created, and a failed fsync poisons the log so no successor follows), so only
+/// it is written again: the write re-dirties pages that a failed fsync marked clean, which a bare
+/// fsync would skip. The others are fsynced anyway, which costs nothing when they are clean.
 ///
 /// The tail is truncated rather than overwritten with zeros: a truncation survives a crash
 /// whole or not at all, while a crash in the middle of overwriting could leave a valid-looking
@@ -93,25 +117,56 @@ fn repair<D: Disk>(disk: &mut D, recovery: &Recovery) -> Result<Option<D::File>,
     for name in recovery.remove.iter().rev() {
         io(disk.remove(name), "remove", name)?;
     }
-    let active = match recovery.segments.last() {
-        None => None,
-        Some(segment) => {
-            let name = &segment.name;
-            let mut file = io(disk.open(name), "open", name)?;
-            if recovery.cut_tail {
-                let capacity = file.len();
-                io(file.truncate(recovery.append_offset), "truncate", name)?;
-                io(file.sync(), "fsync", name)?;
-                io(zero_fill(&mut file, capacity), "preallocate", name)?;
-                io(file.sync(), "fsync", name)?;
-            }
-            Some(file)
-        }
-    };
-    if !recovery.remove.is_empty() {
+    let Some((last, sealed)) = recovery.segments.split_last() else {
+        sync_snapshot(disk, &recovery.recovered)?;
         io(disk.sync_dir(), "fsync", "<directory>")?;
+        return Ok(None);
+    };
+    for segment in sealed {
+        io(io(disk.open(&segment.name), "open", &segment.name)?.sync(), "fsync", &segment.name)?;
     }
-    Ok(active)
+    let name = &last.name;
+    let mut file = io(disk.open(name), "open", name)?;
+    let capacity = file.len();
+    rewrite(&mut file, recovery.append_offset).map_err(|source| WalError::Io {
+        operation: "rewrite",
+        file: name.clone(),
+        source,
+    })?;
+    if recovery.cut_tail {
+        io(file.truncate(recovery.append_offset), "truncate", name)?;
+    }
+    io(file.sync(), "fsync", name)?;
+    if recovery.cut_tail {
+        io(zero_fill(&mut file, capacity), "preallocate", name)?;
+        io(file.sync(), "fsync", name)?;
+    }
+    sync_snapshot(disk, &recovery.recovered)?;
+    io(disk.sync_dir(), "fsync", "<directory>")?;
+    Ok(Some(file))
+}
+
+/// Writes bytes `0..len` of `file` again, as they are: reads return what the page cache holds,
+/// which may never have reached the disk.
+fn rewrite<F: DiskFile>(file: &mut F, len: u64) -> io::Result<()> {
+    let mut chunk = Vec::new();
+    let mut offset = 0;
+    while offset < len {
+        chunk.resize((len - offset).min(REWRITE_CHUNK_BYTES) as usize, 0);
+        file.read_at(offset, &mut chunk)?;
+        file.write_at(offset, &chunk)?;
+        offset += chunk.len() as u64;
+    }
+    Ok(())
+}
+
+/// Fsyncs the newest snapshot file, which recovery returned.
+fn sync_snapshot<D: Disk>(disk: &mut D, recovered: &Recovered) -> Result<(), WalError> {
+    let Some(snapshot) = &recovered.snapshot else {
+        return Ok(());
+    };
+    let name = snapshot::snapshot_name(snapshot.index);
+    io(io(disk.open(&name), "open", &name)?.sync(), "fsync", &name)
 }
 
 fn io<T>(result: io::Result<T>, operation: &'static str, file: &str) -> Result<T, WalError> {
