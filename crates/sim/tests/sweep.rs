@@ -138,15 +138,16 @@ fn fault_forget_to_persist_vote_is_caught() {
 }
 
 #[test]
-#[ignore = "needs the simulated disk to damage a crashing node's last synced batch (helper B's FaultDisk work): \
-            until then no run loses an acknowledged batch, so the switch has nothing to break"]
+#[ignore = "protocol-aware recovery's floor is not durable yet: with damaged synced batches the sweep finds \
+            violations with the recovery on too (a second restart before the node caught up), so this would prove \
+            nothing; run `tally-sim --damage-synced --fault skip-recovery` by hand (docs/storage.md)"]
 fn fault_skip_protocol_aware_recovery_is_caught() {
     // Protocol-aware recovery: a node whose WAL lost its last synced batch votes (or helps commit) on the
     // strength of what it lost once the recovery is switched off: a second vote in a term elects two leaders, or
     // a leader is elected without a committed entry.
     let faults = Faults { skip_protocol_aware_recovery: true, ..Faults::default() };
-    assert_caught(
-        faults,
+    assert_caught_with(
+        RunOptions { faults, damage_synced: true, ..RunOptions::default() },
         3_000,
         &["election_safety", "durability", "leader_completeness", "state_machine_safety", "assertion"],
     );

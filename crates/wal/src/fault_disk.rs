@@ -393,7 +393,8 @@ impl FaultDisk {
     }
 
     /// Damage after acknowledgement: zeroes or garbles (from the seed) the bytes of the most recent synced
-    /// non-zero write of file `name` within one of its sectors, in the page cache and on the platter.
+    /// non-zero write of file `name` within its last sector (where a log's last batch ends), in the page cache
+    /// and on the platter.
     /// Returns the damaged byte range, or `None` if the file has no such write (or it was truncated away).
     ///
     /// # Panics

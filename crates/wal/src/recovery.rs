@@ -106,6 +106,7 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
     let (kept, append_offset) = replay.commit().map_or((0, 0), |(position, end)| (position + 1, end));
     let mut remove: Vec<String> = names.iter().filter(|name| snapshot::is_temp_name(name)).cloned().collect();
     remove.extend(scanned[kept..].iter().map(|segment| segment.name.clone()));
+    let removed_segments = scanned.len() - kept;
     let mut discarded: u64 = scanned[kept..].iter().map(|segment| segment.used_end).sum();
     let mut cut_tail = false;
     if let Some(last) = kept.checked_sub(1).map(|last| &scanned[last]) {
@@ -135,7 +136,9 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
             snapshot,
             entries: state.entries,
             tail_bytes_discarded: discarded,
-            tail_may_be_acknowledged: discarded > 0,
+            // A segment with nothing valid in it counts too: its records may have been synced and then lost
+            // whole (a misdirected write), leaving only the zeros it was preallocated with.
+            tail_may_be_acknowledged: discarded > 0 || removed_segments > 0,
             tail_hard_state,
         },
         segments,

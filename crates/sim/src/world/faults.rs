@@ -92,7 +92,12 @@ impl Simulation {
         };
         drop(node);
         let mut how = self.maybe_damage_last_synced_batch(i);
-        if self.rng.chance(self.params.process_crash_permille, 1_000) {
+        if !how.is_empty() {
+            // Nothing written after the damaged batch may survive, or the damage would be followed by a
+            // later batch: corruption of synced data, which recovery rightly refuses (the WAL tests cover it).
+            self.disks[i].crash();
+            how += "; power loss (nothing unsynced survives)";
+        } else if self.rng.chance(self.params.process_crash_permille, 1_000) {
             self.disks[i].crash_process();
             how += "; process crash (page cache kept)";
             if self.rng.chance(self.params.power_loss_after_process_crash_permille, 1_000) {

@@ -179,8 +179,10 @@ impl FileState {
         if end > self.durable.len || end > self.data.len || end <= offset {
             return None; // truncated away since
         }
-        let (first, last) = (offset / sector, (end - 1) / sector);
-        let at = (first + rng.below(last - first + 1)) * sector;
+        // The write's last sector: where the log's last batch ends (its marker). A sector further in
+        // would damage batches a later sync already covered (recovery rewrites the whole kept part of a
+        // segment in one write), which recovery rightly refuses rather than cuts.
+        let at = ((end - 1) / sector) * sector;
         let (mut lo, hi) = (at.max(offset), (at + sector).min(end));
         if lo == offset && hi == end {
             // Never the whole write: a write lost entirely leaves no evidence at all (a "lost write"),
