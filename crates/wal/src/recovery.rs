@@ -71,6 +71,8 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
         names.iter().filter_map(|name| segment::parse_segment_name(name).map(|seq| (seq, name))).collect();
     let mut replay = Replay::new(snapshot.as_ref().map_or(0, |s| s.index), snapshot_note);
     let mut scanned: Vec<Scanned> = Vec::new();
+    // Whether the last segment holds no valid record while a segment precedes it: see `tail_may_be_acknowledged`.
+    let mut rolled_into_nothing = false;
     let mut context = ScanContext::default();
     let mut max_batch = 0;
     let mut after_damage = Vec::new();
@@ -90,6 +92,7 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
             }
             _ => None,
         };
+        rolled_into_nothing = position > 0 && scan.records.is_empty();
         replay.begin_segment(name, missing);
         max_batch = scan.records.iter().chain(&scan.after_damage).map(|r| r.batch).fold(max_batch, u64::max);
         context = ScanContext {
@@ -135,7 +138,10 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
             snapshot,
             entries: state.entries,
             tail_bytes_discarded: discarded,
-            tail_may_be_acknowledged: discarded > 0,
+            // A segment is renamed into place only by a roll, in the batch that then writes its header: a last
+            // segment that holds nothing (all zeros) may have lost a batch whose sync returned (a lost or
+            // misdirected write), though no byte of it is left to cut.
+            tail_may_be_acknowledged: discarded > 0 || rolled_into_nothing,
             tail_hard_state,
         },
         segments,

@@ -102,8 +102,12 @@ impl State {
 struct Model {
     current: State,
     durable: State,
-    /// The durable state before the last sync that changed it: the last synced state minus its last batch.
+    /// The durable state before the last sync that wrote a log batch: the last synced state minus its last
+    /// batch (a snapshot saved since is not part of any batch, so it does not move this).
     previous: State,
+    /// Whether segments may have been removed (compaction, a replaced log) since the last batch: the cut of
+    /// that batch may then lose what earlier batches held too.
+    removed: bool,
     /// The term new entries get; never below any term in the log.
     term: u64,
 }
@@ -187,25 +191,49 @@ struct Run {
     candidates: Vec<State>,
     durable: State,
     previous: State,
+    removed: bool,
 }
 
 /// Runs `ops` on `disk`, arming a misdirected write before op `misdirect_at` if given.
 fn run(ops: &[Op], disk: &FaultDisk, misdirect_at: Option<usize>) -> Run {
     let Ok((mut wal, recovered)) = Wal::open(disk.clone(), OPTIONS) else {
-        return Run { candidates: vec![State::default()], durable: State::default(), previous: State::default() };
+        return Run {
+            candidates: vec![State::default()],
+            durable: State::default(),
+            previous: State::default(),
+            removed: false,
+        };
     };
     assert_eq!(State::from_recovered(recovered), State::default(), "new disk not empty");
-    let mut model = Model { current: State::default(), durable: State::default(), previous: State::default(), term: 1 };
+    let mut model = Model {
+        current: State::default(),
+        durable: State::default(),
+        previous: State::default(),
+        removed: false,
+        term: 1,
+    };
     for (i, op) in ops.iter().enumerate() {
         if misdirect_at == Some(i) {
             disk.misdirect_next_write();
         }
         let durable_before = model.durable.clone();
         let current_before = model.current.clone();
+        // Whether this op writes a log batch: a sync of pending records (snapshot calls sync first), or a
+        // replaced log. A snapshot file alone is no batch, so it leaves `previous` as it was.
+        let batch = matches!(op, Op::Replace { .. })
+            || current_before.hard_state != durable_before.hard_state
+            || current_before.entries != durable_before.entries;
         let (sync_point, result) = model.apply(op, &mut wal);
+        // These calls remove segments after the batch they sync first; a failed one may have removed some.
+        let removes = matches!(op, Op::Snapshot { compact: true, .. } | Op::Replace { .. });
+        model.removed |= removes;
         match result {
             Ok(()) if sync_point && model.current != model.durable => {
-                model.previous = std::mem::replace(&mut model.durable, model.current.clone());
+                let durable = std::mem::replace(&mut model.durable, model.current.clone());
+                if batch {
+                    model.previous = durable;
+                    model.removed = removes;
+                }
             }
             Ok(()) => {}
             Err(error) => {
@@ -220,11 +248,16 @@ fn run(ops: &[Op], disk: &FaultDisk, misdirect_at: Option<usize>) -> Run {
                     candidates.push(current_before);
                     candidates.push(model.current.clone());
                 }
-                return Run { candidates, durable: durable_before, previous: model.previous };
+                return Run { candidates, durable: durable_before, previous: model.previous, removed: model.removed };
             }
         }
     }
-    Run { candidates: vec![model.durable.clone()], durable: model.durable, previous: model.previous }
+    Run {
+        candidates: vec![model.durable.clone()],
+        durable: model.durable,
+        previous: model.previous,
+        removed: model.removed,
+    }
 }
 
 /// Recovers from `disk` and checks the state is one of `candidates`; returns it with the log.
@@ -275,26 +308,32 @@ fn process_crash_then_power_loss_and_check(disk: &FaultDisk, candidates: &[State
 }
 
 /// Whether `state` is `durable` with at most its last log batch cut: the snapshot of `durable` or of
-/// `previous` (the state before the last sync point; the snapshot file is not part of a batch, so a
-/// snapshot call may leave the new snapshot with the log as it was before the batch it synced first),
-/// the entries after it a prefix of either state's holding all of `previous`'s, and a hard state
-/// between the two.
-fn is_cut_of(state: &State, durable: &State, previous: &State) -> bool {
+/// `previous` (the state before the last batch; the snapshot file is not part of a batch, so a snapshot
+/// call may leave the new snapshot with the log as it was before the batch it synced first), the entries
+/// after it a prefix of either state's, and a hard state no higher than `durable`'s. Unless segments may
+/// have been `removed` since the last batch, the cut keeps everything `previous` held: its hard state
+/// (term, vote and commit) and its last index.
+fn is_cut_of(state: &State, durable: &State, previous: &State, removed: bool) -> bool {
     let after = state.snapshot_index();
     let prefix_of = |base: &State| {
         let rest: Vec<WalEntry> = base.entries.iter().filter(|e| e.index > after).cloned().collect();
         rest.starts_with(&state.entries)
     };
-    // Not checked: that everything `previous` held is still there. When compaction (or a replaced log) removed
-    // the older segments, the last batch may hold the only copy of the hard state and of entries an earlier
-    // batch wrote, so a cut of that batch loses them too. Recovery flags it (`tail_may_be_acknowledged`), and
-    // the node's protocol-aware recovery makes up for it (docs/storage.md); what must never happen is an
-    // unflagged loss, or a state that is not a prefix of what was synced.
-    let _ = previous;
+    // When compaction (or a replaced log) removed the older segments after the last batch, that batch may
+    // hold the only copy of the hard state and of entries an earlier batch wrote, so a cut of it loses them
+    // too. Recovery flags it (`tail_may_be_acknowledged`), and the node's protocol-aware recovery makes up
+    // for it (docs/storage.md); what must never happen is an unflagged loss, or a state that is not a
+    // prefix of what was synced.
+    let (hs, before) = (state.hard_state, previous.hard_state);
+    let keeps_previous = removed
+        || ((hs.term, hs.commit) >= (before.term, before.commit)
+            && (hs.term > before.term || before.vote == 0 || hs.vote == before.vote)
+            && state.last_index() >= previous.last_index());
     (state.snapshot == durable.snapshot || state.snapshot == previous.snapshot)
         && (prefix_of(durable) || prefix_of(previous))
-        && state.hard_state.term <= durable.hard_state.term
-        && state.hard_state.commit <= durable.hard_state.commit
+        && hs.term <= durable.hard_state.term
+        && hs.commit <= durable.hard_state.commit
+        && keeps_previous
 }
 
 /// A damaged newest snapshot is skipped; nothing is lost when the log still holds every entry it covered.
@@ -380,7 +419,7 @@ proptest! {
     ) {
         let disk = FaultDisk::new(seed);
         let misdirect_at = matches!(damage, Damage::MisdirectedWrite).then(|| (seed % ops.len() as u64) as usize);
-        let Run { durable, previous, .. } = run(&ops, &disk, misdirect_at);
+        let Run { durable, previous, removed, .. } = run(&ops, &disk, misdirect_at);
         let what = match damage {
             Damage::MisdirectedWrite => disk.misdirections().first().map(|m| format!("{m:?}")),
             _ => damage_synced(&disk, damage, seed.rotate_left(17)),
@@ -394,7 +433,7 @@ proptest! {
             Ok((_, recovered)) => {
                 let flagged = recovered.tail_may_be_acknowledged;
                 let state = State::from_recovered(recovered);
-                let last_batch_cut = flagged && is_cut_of(&state, &durable, &previous);
+                let last_batch_cut = flagged && is_cut_of(&state, &durable, &previous, removed);
                 if state != durable && !last_batch_cut && !covers_without_snapshot(&state, &durable) {
                     panic!(
                         "{context}: recovered {} (tail_may_be_acknowledged {flagged})\nsynced {}\nbefore its last batch {}",

@@ -50,11 +50,12 @@ impl<D: Disk> Wal<D> {
     }
 
     /// Removes whole sealed segments whose live entries are all `<= index` (the active segment
-    /// is never removed), oldest first, then fsyncs the directory. First syncs pending records.
+    /// is never removed), oldest first, with a directory fsync after each removal. First syncs
+    /// pending records.
     ///
     /// # Errors
-    /// As [`Wal::sync`]. A crash part-way leaves some of the segments, which recovery accepts
-    /// because the snapshot covers their entries.
+    /// As [`Wal::sync`]. A crash part-way leaves the newest of the segments (a suffix of the
+    /// log), which recovery accepts because the snapshot covers their entries.
     ///
     /// # Panics
     /// If `index` is past the newest saved snapshot: compaction must never drop entries that
@@ -70,13 +71,18 @@ impl<D: Disk> Wal<D> {
             return Ok(());
         }
         let names: Vec<String> = self.segments[..count].iter().map(|segment| segment.name.clone()).collect();
+        // One removal per directory fsync, oldest first: unsynced directory changes may persist in any
+        // order, and a later segment may hold entries that replace entries of an earlier one. Were its
+        // removal to persist without the earlier one's, recovery would find the replaced entries again,
+        // with nothing after them to replace them. So the kept segments are always a suffix of the log,
+        // exactly what a compaction that removed fewer segments leaves.
         for name in &names {
             if let Err(source) = self.disk.remove(name) {
                 return Err(self.fail("remove", Target::Named(name), source));
             }
-        }
-        if let Err(source) = self.disk.sync_dir() {
-            return Err(self.fail("fsync", Target::Directory, source));
+            if let Err(source) = self.disk.sync_dir() {
+                return Err(self.fail("fsync", Target::Directory, source));
+            }
         }
         self.segments.drain(..count);
         self.check_invariants();
