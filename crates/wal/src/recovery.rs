@@ -57,6 +57,8 @@ pub(crate) struct Recovery {
 struct Scanned {
     name: String,
     seq: u64,
+    /// The checksum of its last valid record (0: none).
+    last_checksum: u32,
     used_end: u64,
 }
 
@@ -86,6 +88,18 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
         let mut bytes = vec![0; file.len() as usize];
         io(file.read_at(0, &mut bytes), "read", name)?;
         let scan = segment::scan(name, *seq, &bytes, position + 1 == segment_names.len(), context)?;
+        if let (Some(before), Some(previous), Some(sealed_last)) = (scanned.last(), scan.previous, scan.sealed_last) {
+            // The segment before it on disk is the one it followed: its last record must be the one the
+            // writer sealed. Otherwise the sealed segment lost its tail (a lost or misdirected write).
+            if previous == before.seq && sealed_last != before.last_checksum {
+                let reason = format!(
+                    "segment {seq} says segment {previous} ends in a record with checksum {sealed_last:#010x}, but its \
+                     last valid record has {:#010x}: the end of segment {previous} was lost",
+                    before.last_checksum
+                );
+                return Err(corrupt(&before.name, before.used_end, reason));
+            }
+        }
         let missing = match (scanned.last(), scan.previous) {
             (Some(before), Some(previous)) if previous != before.seq => {
                 Some(missing_segments(before.seq, *seq, previous))
@@ -99,11 +113,12 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
             log_id: scan.log_id.or(context.log_id),
             open_batch: scan.records.last().map(ScannedRecord::open_batch_after).or(context.open_batch),
         };
+        let last_checksum = scan.records.last().map_or(0, |record| record.checksum);
         for record in scan.records {
             replay.push(position, record)?;
         }
         after_damage = scan.after_damage;
-        scanned.push(Scanned { name: scan.name, seq: scan.seq, used_end: scan.used_end });
+        scanned.push(Scanned { name: scan.name, seq: scan.seq, last_checksum, used_end: scan.used_end });
     }
 
     let (kept, append_offset) = replay.commit().map_or((0, 0), |(position, end)| (position + 1, end));
