@@ -41,10 +41,10 @@ pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"TALLYWAL";
 /// The segment format version this code writes and reads.
 pub(crate) const FORMAT_VERSION: u32 = 2;
 
-/// Payload bytes of a segment header: magic, version, reserved, sequence, log id, previous.
+/// Payload bytes of a segment header: magic, version, sealed_last, sequence, log id, previous.
 const SEGMENT_HEADER_PAYLOAD: u64 = 40;
 
-/// Where the log id sits in a segment header record (header, then magic, version, reserved, sequence).
+/// Where the log id sits in a segment header record (header, then magic, version, sealed_last, sequence).
 const LOG_ID_AT: usize = HEADER_LEN as usize + 24;
 
 /// Encoded size of the records every segment starts with (header then hard state).
@@ -102,6 +102,9 @@ pub(crate) enum Record {
         log_id: u64,
         /// The sequence number of the segment this one followed when it was created (0: none).
         previous: u64,
+        /// The checksum of the last record of segment `previous` (0: none): binds the sealed
+        /// segment's end, so a lost write of its tail is not read as its end.
+        sealed_last: u32,
     },
     /// See [`RecordType::HardState`].
     HardState(HardState),
@@ -146,6 +149,8 @@ pub(crate) enum RecordRef<'a> {
         log_id: u64,
         /// The segment this one follows (0: none).
         previous: u64,
+        /// The checksum of that segment's last record (0: none).
+        sealed_last: u32,
     },
     /// See [`Record::HardState`].
     HardState(HardState),
@@ -173,8 +178,8 @@ impl Record {
     /// This record as a [`RecordRef`], to compare or re-encode it.
     pub(crate) fn as_ref(&self) -> RecordRef<'_> {
         match self {
-            Record::SegmentHeader { seq, log_id, previous } => {
-                RecordRef::SegmentHeader { seq: *seq, log_id: *log_id, previous: *previous }
+            Record::SegmentHeader { seq, log_id, previous, sealed_last } => {
+                RecordRef::SegmentHeader { seq: *seq, log_id: *log_id, previous: *previous, sealed_last: *sealed_last }
             }
             Record::HardState(hs) => RecordRef::HardState(*hs),
             Record::Entry(entry) => RecordRef::Entry(entry),
@@ -225,12 +230,12 @@ impl RecordRef<'_> {
         out.extend_from_slice(&batch.to_le_bytes()[..7]);
         out.extend_from_slice(&[0; 4]); // checksum, filled in below
         match self {
-            RecordRef::SegmentHeader { seq, log_id, previous } => {
+            RecordRef::SegmentHeader { seq, log_id, previous, sealed_last } => {
                 assert_eq!(*seq, binding.seq, "segment header for {seq} encoded into segment {}", binding.seq);
                 assert_eq!(*log_id, binding.log_id, "segment header of log {log_id} encoded for {}", binding.log_id);
                 out.extend_from_slice(&SEGMENT_MAGIC);
                 out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-                out.extend_from_slice(&0u32.to_le_bytes());
+                out.extend_from_slice(&sealed_last.to_le_bytes());
                 for word in [*seq, *log_id, *previous] {
                     out.extend_from_slice(&word.to_le_bytes());
                 }
@@ -392,10 +397,12 @@ fn parse_payload(record_type: RecordType, payload: &[u8]) -> Result<Record, Stri
             if version != FORMAT_VERSION {
                 return Err(format!("segment format version {version}, this build reads {FORMAT_VERSION}"));
             }
-            if half(payload, 12) != 0 {
-                return Err("segment header reserved bytes are not zero".to_owned());
+            Record::SegmentHeader {
+                seq: word(payload, 16),
+                log_id: word(payload, 24),
+                previous: word(payload, 32),
+                sealed_last: half(payload, 12),
             }
-            Record::SegmentHeader { seq: word(payload, 16), log_id: word(payload, 24), previous: word(payload, 32) }
         }
         RecordType::HardState => {
             expect(24)?;

@@ -57,6 +57,8 @@ pub(crate) struct Recovery {
 struct Scanned {
     name: String,
     seq: u64,
+    /// The checksum of its last valid record (0: none).
+    last_checksum: u32,
     used_end: u64,
 }
 
@@ -71,6 +73,8 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
         names.iter().filter_map(|name| segment::parse_segment_name(name).map(|seq| (seq, name))).collect();
     let mut replay = Replay::new(snapshot.as_ref().map_or(0, |s| s.index), snapshot_note);
     let mut scanned: Vec<Scanned> = Vec::new();
+    // Whether the last segment holds no valid record while a segment precedes it: see `tail_may_be_acknowledged`.
+    let mut rolled_into_nothing = false;
     let mut context = ScanContext::default();
     let mut max_batch = 0;
     let mut after_damage = Vec::new();
@@ -84,29 +88,42 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
         let mut bytes = vec![0; file.len() as usize];
         io(file.read_at(0, &mut bytes), "read", name)?;
         let scan = segment::scan(name, *seq, &bytes, position + 1 == segment_names.len(), context)?;
+        if let (Some(before), Some(previous), Some(sealed_last)) = (scanned.last(), scan.previous, scan.sealed_last) {
+            // The segment before it on disk is the one it followed: its last record must be the one the
+            // writer sealed. Otherwise the sealed segment lost its tail (a lost or misdirected write).
+            if previous == before.seq && sealed_last != before.last_checksum {
+                let reason = format!(
+                    "segment {seq} says segment {previous} ends in a record with checksum {sealed_last:#010x}, but its \
+                     last valid record has {:#010x}: the end of segment {previous} was lost",
+                    before.last_checksum
+                );
+                return Err(corrupt(&before.name, before.used_end, reason));
+            }
+        }
         let missing = match (scanned.last(), scan.previous) {
             (Some(before), Some(previous)) if previous != before.seq => {
                 Some(missing_segments(before.seq, *seq, previous))
             }
             _ => None,
         };
+        rolled_into_nothing = position > 0 && scan.records.is_empty();
         replay.begin_segment(name, missing);
         max_batch = scan.records.iter().chain(&scan.after_damage).map(|r| r.batch).fold(max_batch, u64::max);
         context = ScanContext {
             log_id: scan.log_id.or(context.log_id),
             open_batch: scan.records.last().map(ScannedRecord::open_batch_after).or(context.open_batch),
         };
+        let last_checksum = scan.records.last().map_or(0, |record| record.checksum);
         for record in scan.records {
             replay.push(position, record)?;
         }
         after_damage = scan.after_damage;
-        scanned.push(Scanned { name: scan.name, seq: scan.seq, used_end: scan.used_end });
+        scanned.push(Scanned { name: scan.name, seq: scan.seq, last_checksum, used_end: scan.used_end });
     }
 
     let (kept, append_offset) = replay.commit().map_or((0, 0), |(position, end)| (position + 1, end));
     let mut remove: Vec<String> = names.iter().filter(|name| snapshot::is_temp_name(name)).cloned().collect();
     remove.extend(scanned[kept..].iter().map(|segment| segment.name.clone()));
-    let removed_segments = scanned.len() - kept;
     let mut discarded: u64 = scanned[kept..].iter().map(|segment| segment.used_end).sum();
     let mut cut_tail = false;
     if let Some(last) = kept.checked_sub(1).map(|last| &scanned[last]) {
@@ -136,9 +153,10 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
             snapshot,
             entries: state.entries,
             tail_bytes_discarded: discarded,
-            // A segment with nothing valid in it counts too: its records may have been synced and then lost
-            // whole (a misdirected write), leaving only the zeros it was preallocated with.
-            tail_may_be_acknowledged: discarded > 0 || removed_segments > 0,
+            // A segment is renamed into place only by a roll, in the batch that then writes its header: a last
+            // segment that holds nothing (all zeros) may have lost a batch whose sync returned (a lost or
+            // misdirected write), though no byte of it is left to cut.
+            tail_may_be_acknowledged: discarded > 0 || rolled_into_nothing,
             tail_hard_state,
         },
         segments,

@@ -93,6 +93,8 @@ pub(crate) struct SegmentScan {
     pub(crate) log_id: Option<u64>,
     /// The sequence number of the segment this one followed when it was created, from the header.
     pub(crate) previous: Option<u64>,
+    /// The checksum of that segment's last record, from the header.
+    pub(crate) sealed_last: Option<u32>,
     /// The valid records, in file order; the first is the segment header.
     pub(crate) records: Vec<ScannedRecord>,
     /// Offset just past the last non-zero byte (at least the end of the last valid record): a
@@ -130,6 +132,7 @@ pub(crate) fn scan(
     let mut records: Vec<ScannedRecord> = Vec::new();
     let mut log_id = context.log_id;
     let mut previous = None;
+    let mut sealed_last = None;
     let mut offset = 0u64;
     let mut first_bad = None;
     while offset < bytes.len() as u64 {
@@ -137,9 +140,16 @@ pub(crate) fn scan(
         match record::decode(&bytes[offset as usize..], binding, offset) {
             Ok(decoded) => {
                 check_placement(name, seq, offset, &decoded.record, records.is_empty(), context.log_id)?;
-                if let Record::SegmentHeader { log_id: header_log_id, previous: header_previous, .. } = decoded.record {
+                if let Record::SegmentHeader {
+                    log_id: header_log_id,
+                    previous: header_previous,
+                    sealed_last: header_last,
+                    ..
+                } = decoded.record
+                {
                     log_id = Some(header_log_id);
                     previous = Some(header_previous);
+                    sealed_last = Some(header_last);
                 }
                 let scanned = ScannedRecord::new(offset, decoded);
                 offset = scanned.end;
@@ -168,7 +178,7 @@ pub(crate) fn scan(
     if !is_last && records.is_empty() {
         return Err(corrupt(name, 0, "sealed segment holds no records"));
     }
-    Ok(SegmentScan { name: name.to_owned(), seq, log_id, previous, records, used_end, after_damage })
+    Ok(SegmentScan { name: name.to_owned(), seq, log_id, previous, sealed_last, records, used_end, after_damage })
 }
 
 /// Classifies damage at `valid_end` of the last segment: a torn tail if every valid record after
@@ -242,7 +252,7 @@ mod tests {
     /// Segment `seq` holding its header and `records`, batches numbered from 1 (a marker closes one).
     fn segment(seq: u64, records: &[Record]) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut all = vec![Record::SegmentHeader { seq, log_id: LOG, previous: seq - 1 }];
+        let mut all = vec![Record::SegmentHeader { seq, log_id: LOG, previous: seq - 1, sealed_last: 0 }];
         all.extend_from_slice(records);
         let mut batch = 1;
         for record in &all {

@@ -86,7 +86,8 @@ pub struct Recovered {
     pub tail_bytes_discarded: u64,
     /// Whether the cut tail may have held a batch whose sync succeeded (and was therefore acknowledged, or
     /// carried a vote): recovery cannot tell a torn unsynced write from damage to the last synced batch. True
-    /// whenever recovery cut any non-zero byte or record, false only when it cut nothing. The node must then run
+    /// whenever recovery cut any non-zero byte or record, or the last segment holds nothing while another
+    /// precedes it (a roll's batch whose write was lost or misdirected); false otherwise. The node must then run
     /// protocol-aware recovery before it votes or counts toward a commit (see `FORMAT.md` and
     /// `docs/storage.md`).
     pub tail_may_be_acknowledged: bool,

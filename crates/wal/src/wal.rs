@@ -86,6 +86,9 @@ pub struct Wal<D: Disk> {
     batch: u64,
     /// The checksum of the last batch marker written (0: none yet), which the next marker chains to.
     last_marker_checksum: u32,
+    /// The checksum of the last record in the active segment (0: none): the next segment's header
+    /// holds it, binding the sealed segment's end.
+    last_checksum: u32,
     /// The chain of the checksums of the records since the last marker in the active segment (what
     /// the next marker holds, next to its count).
     marker_chain: u32,
@@ -328,6 +331,7 @@ impl<D: Disk> Wal<D> {
         let offset = self.active_offset();
         let seq = self.segments.last().unwrap_or_else(|| unreachable!("no active segment")).seq;
         let checksum = record.encode(Binding { log_id: self.log_id, seq }, offset, self.batch, &mut self.buffer);
+        self.last_checksum = checksum;
         assert!(self.active_offset() <= self.active_capacity, "record at {offset} passes the segment capacity");
         if is_marker {
             self.marker_count = 0;
@@ -396,8 +400,9 @@ impl<D: Disk> Wal<D> {
         self.dir_unsynced = true;
         let seq = segment.seq;
         let previous = self.segments.last().map_or(0, |sealed| sealed.seq);
+        let sealed_last = self.last_checksum;
         self.segments.push(segment);
-        self.push(RecordRef::SegmentHeader { seq, log_id: self.log_id, previous })?;
+        self.push(RecordRef::SegmentHeader { seq, log_id: self.log_id, previous, sealed_last })?;
         self.push(RecordRef::HardState(self.hard_state))?;
         assert_eq!(self.active_offset(), PREAMBLE_LEN, "a new segment's preamble is {PREAMBLE_LEN} bytes");
         Ok(())

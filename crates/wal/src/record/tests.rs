@@ -4,7 +4,7 @@ const BINDING: Binding = Binding { log_id: 0x005E_ED1D, seq: 9 };
 
 fn samples() -> Vec<Record> {
     vec![
-        Record::SegmentHeader { seq: 9, log_id: BINDING.log_id, previous: 8 },
+        Record::SegmentHeader { seq: 9, log_id: BINDING.log_id, previous: 8, sealed_last: 0x1234_5678 },
         Record::HardState(HardState { term: 3, vote: 2, commit: 1 }),
         Record::Entry(WalEntry { index: 5, term: 3, data: b"seven".to_vec() }),
         Record::Entry(WalEntry { index: 6, term: 3, data: Vec::new() }),

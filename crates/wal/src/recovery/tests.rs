@@ -15,7 +15,7 @@ const LOG: u64 = 0x0010_6001;
 /// One segment holding `records` after its header, committed as one batch (batch 1), laid out as the writer does.
 fn segment(seq: u64, records: &[Record]) -> Vec<u8> {
     let binding = Binding { log_id: LOG, seq };
-    let mut all = vec![Record::SegmentHeader { seq, log_id: LOG, previous: 0 }];
+    let mut all = vec![Record::SegmentHeader { seq, log_id: LOG, previous: 0, sealed_last: 0 }];
     all.extend_from_slice(records);
     let mut out = Vec::new();
     let mut chain = 0;
@@ -234,7 +234,8 @@ fn a_marker_that_does_not_chain_its_batch_is_corrupt() {
     // Records that verify one by one but were not written as one batch (a marker whose chain or count does not
     // match the records before it) are damage the checksums alone cannot see.
     let binding = Binding { log_id: LOG, seq: 1 };
-    let records = [Record::SegmentHeader { seq: 1, log_id: LOG, previous: 0 }, hard_state(0), entry(1, 1)];
+    let records =
+        [Record::SegmentHeader { seq: 1, log_id: LOG, previous: 0, sealed_last: 0 }, hard_state(0), entry(1, 1)];
     let mut bytes = Vec::new();
     for record in &records {
         let offset = bytes.len() as u64;

@@ -74,12 +74,14 @@ impl<D: Disk> Wal<D> {
             log_id,
             batch: recovery.next_batch,
             last_marker_checksum: recovery.last_marker_checksum,
+            // Recovery truncates the last kept segment right after its last marker.
+            last_checksum: recovery.last_marker_checksum,
             marker_chain: 0,
         };
         wal.remove_leftover_spares()?;
         if fresh {
             let seq = wal.segments[0].seq;
-            wal.push(RecordRef::SegmentHeader { seq, log_id, previous: 0 })?;
+            wal.push(RecordRef::SegmentHeader { seq, log_id, previous: 0, sealed_last: 0 })?;
             wal.push(RecordRef::HardState(wal.hard_state))?;
         }
         if let Some((index, term)) = recovery.reset {
