@@ -123,6 +123,8 @@ pub struct Node<S: StateMachine, D: Storage, T: Transport, C: Clock> {
     synced_vote: (Term, Option<NodeId>),
     /// The storage alarms (full disk, quota) and what they need.
     space: Space,
+    /// This start began protocol-aware recovery and the storage has not yet been told it is over.
+    recovery_unsettled: bool,
 }
 
 impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
@@ -148,6 +150,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
             "state machine does not match the snapshot"
         );
         let synced_vote = (restored.hard_state.term, restored.hard_state.vote);
+        let recovery_unsettled = restored.tail_may_be_acknowledged;
         let raft = Raft::new(config.raft.clone(), restored);
         let last_tick_ms = clock.now_ms();
         let space = Space { quota_bytes: config.quota_bytes, ..Space::default() };
@@ -167,6 +170,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
             failure: None,
             synced_vote,
             space,
+            recovery_unsettled,
         };
         node.check_space()?;
         node.process_ready()?;
@@ -362,6 +366,11 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     /// Persist, send, apply, answer reads, maybe snapshot.
     fn handle_ready(&mut self, ready: Ready) -> Result<(), StorageError> {
         self.persist(&ready)?;
+        if self.recovery_unsettled && !self.raft.is_recovering() {
+            // What recovery waited for (the floor's entries, the fenced term) is durable now: say it is over.
+            self.storage.settle_recovery()?;
+            self.recovery_unsettled = false;
+        }
         for message in ready.messages {
             self.transport.send(message);
         }

@@ -61,6 +61,16 @@ pub trait Storage {
     /// `Io` on failure; then nothing since the last successful sync may be assumed durable.
     fn sync(&mut self) -> Result<(), StorageError>;
 
+    /// Says protocol-aware recovery is over (the core's `is_recovering` turned false after a start that reported
+    /// `tail_may_be_acknowledged`), durably: until this is called, every start reports the tail as possibly
+    /// acknowledged again, so a restart in the middle of the recovery starts it over instead of forgetting it.
+    ///
+    /// # Errors
+    /// `Io` on failure.
+    fn settle_recovery(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// Whether new entries can be stored: `false` once making room failed on a full disk. Hard states
     /// (terms, votes) can still be stored then. The node stops taking entries while it is `false`.
     fn has_space(&self) -> bool {

@@ -121,6 +121,10 @@ impl<D: Disk> Storage for WalStorage<D> {
         self.wal.compact(index.0).map_err(storage_error)
     }
 
+    fn settle_recovery(&mut self) -> Result<(), StorageError> {
+        self.wal.settle_recovery().map_err(storage_error)
+    }
+
     fn sync(&mut self) -> Result<(), StorageError> {
         self.wal.sync().map_err(storage_error)
     }

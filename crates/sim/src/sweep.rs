@@ -101,9 +101,8 @@ pub struct RunOptions {
     /// Fault switch (tests and `--fault misapply-auth` only): n1 applies auth grants wrongly (see
     /// [`SimParams::misapply_auth`]).
     pub misapply_auth: bool,
-    /// Damage a crashing node's last synced batch at the run's drawn rate (`--damage-synced`). Off by default:
-    /// protocol-aware recovery does not yet survive a second restart before it caught up (its floor is not
-    /// durable), which these runs find (see docs/storage.md).
+    /// Damage a crashing node's last synced batch at the run's drawn rate (on by default; `--no-damage-synced`
+    /// turns it off, to tell its violations from others).
     pub damage_synced: bool,
 }
 
@@ -115,7 +114,7 @@ impl Default for RunOptions {
             faults: Faults::default(),
             election: ElectionMode::Raft,
             misapply_auth: false,
-            damage_synced: false,
+            damage_synced: true,
         }
     }
 }

@@ -20,6 +20,9 @@ use space::{Plan, Spare};
 /// lot without syncing holds bounded memory. Everything is written at the latest by `sync`.
 const BUFFER_FLUSH_BYTES: usize = 1 << 20;
 
+/// The file whose existence says that protocol-aware recovery is not over (see [`Wal::settle_recovery`]).
+pub(crate) const RECOVERY_MARKER: &str = "recovery-pending.mark";
+
 /// Zeros for preallocating segments (in `.bss`, costs no binary size).
 static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 
@@ -80,6 +83,9 @@ pub struct Wal<D: Disk> {
     spares: VecDeque<Spare<D::File>>,
     /// Why the last attempt to make room failed on a full disk; `None` while the log has space.
     no_space: Option<String>,
+    /// The recovery marker file exists: a recovery cut a tail that may have been acknowledged, and the node has
+    /// not yet said it recovered what it may have lost ([`Wal::settle_recovery`]).
+    recovery_marked: bool,
     /// The log's random id: in every segment header, and in the seed of every record checksum.
     log_id: u64,
     /// The number of the batch being built: every record carries it, and a marker closes it.
@@ -244,6 +250,34 @@ impl<D: Disk> Wal<D> {
         }
         self.check_invariants();
         Ok(())
+    }
+
+    /// Says the node recovered what a cut tail may have lost (protocol-aware recovery is over): removes the
+    /// recovery marker, durably. Until then every [`Wal::open`] reports
+    /// [`crate::Recovered::tail_may_be_acknowledged`], so a restart in the middle of that recovery starts it
+    /// again instead of forgetting it. Does nothing when there is no marker.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`] after an earlier failure; [`WalError::Io`] if the removal or the directory fsync
+    /// fails, which poisons the log.
+    pub fn settle_recovery(&mut self) -> Result<(), WalError> {
+        self.check_writable()?;
+        if !self.recovery_marked {
+            return Ok(());
+        }
+        if let Err(source) = self.disk.remove(RECOVERY_MARKER) {
+            return Err(self.fail("remove", Target::Named(RECOVERY_MARKER), source));
+        }
+        if let Err(source) = self.disk.sync_dir() {
+            return Err(self.fail("fsync", Target::Directory, source));
+        }
+        self.recovery_marked = false;
+        Ok(())
+    }
+
+    /// Whether a recovery marker is in place (see [`Wal::settle_recovery`]).
+    pub fn is_recovery_marked(&self) -> bool {
+        self.recovery_marked
     }
 
     /// The index of the last entry (the snapshot's index when no entry follows it, 0 for an

@@ -42,6 +42,16 @@ fn torn_tail_is_repaired_and_the_log_accepts_new_appends() {
         assert_eq!(recovered.entries, entries(1..=5, 1), "seed {seed}");
         assert_eq!(recovered.tail_may_be_acknowledged, recovered.tail_bytes_discarded > 0, "seed {seed}");
         repaired += usize::from(recovered.tail_bytes_discarded > 0);
+        // Phase: a restart before the node settles its recovery reports the tail again (the marker is durable).
+        if recovered.tail_may_be_acknowledged {
+            drop(wal);
+            disk.crash();
+            let (_, again) = Wal::open(disk.clone(), options).expect("recover before settling");
+            assert!(again.tail_may_be_acknowledged, "seed {seed}: a restart forgot the unsettled recovery");
+            assert_eq!(again.tail_bytes_discarded, 0, "seed {seed}: the repair was not durable");
+            (wal, _) = Wal::open(disk.clone(), options).expect("recover once more");
+        }
+        wal.settle_recovery().expect("settle");
         // Phase: the repaired log takes new entries, which survive a crash; no ghost comes back.
         wal.append(&entries(6..=7, 2)).expect("append after repair");
         wal.sync().expect("sync after repair");

@@ -130,6 +130,12 @@ impl Simulation {
         if !self.rng.chance(self.params.damage_synced_permille, 1_000) {
             return String::new();
         }
+        // One storage fault at a time: a node still recovering what it lost (its recovery marker is on its disk)
+        // may hold the only other copy of an entry this node acknowledged; losing both is beyond any replication.
+        let recovering = |disk: &tally_wal::FaultDisk| disk.file_names().iter().any(|name| name.ends_with(".mark"));
+        if self.disks.iter().enumerate().any(|(j, disk)| j != i && recovering(disk)) {
+            return String::new();
+        }
         let disk = &self.disks[i];
         let Some(segment) = disk.file_names().into_iter().rfind(|name| name.ends_with(".wal")) else {
             return String::new();

@@ -3,7 +3,7 @@
 
 use std::io;
 
-use super::{Wal, space, zero_fill};
+use super::{RECOVERY_MARKER, Wal, space, zero_fill};
 use crate::disk::{Disk, DiskFile};
 use crate::error::WalError;
 use crate::record::{RecordRef, align_up};
@@ -37,7 +37,8 @@ impl<D: Disk> Wal<D> {
     pub fn open(mut disk: D, options: WalOptions) -> Result<(Wal<D>, Recovered), WalError> {
         let segment_bytes_max = options.segment_bytes_max;
         assert!(segment_bytes_max >= SEGMENT_BYTES_MIN, "segment_bytes_max {segment_bytes_max} < {SEGMENT_BYTES_MIN}");
-        let recovery = recovery::recover(&mut disk)?;
+        let mut recovery = recovery::recover(&mut disk)?;
+        let marked = io(disk.list(), "list", "<directory>")?.iter().any(|name| name == RECOVERY_MARKER);
         let repaired = repair(&mut disk, &recovery)?;
         let log_id = recovery.log_id.unwrap_or_else(|| disk.new_log_id());
         let (active, segments, next_seq, fresh) = match repaired {
@@ -69,6 +70,7 @@ impl<D: Disk> Wal<D> {
             snapshot: recovery.recovered.snapshot.as_ref().map(|snapshot| (snapshot.index, snapshot.term)),
             hard_state: recovery.recovered.hard_state,
             poisoned: None,
+            recovery_marked: marked,
             spares: space::no_spares(),
             no_space: None,
             log_id,
@@ -95,6 +97,13 @@ impl<D: Disk> Wal<D> {
         // Prepares the spare if the active segment is half full already; a full disk only turns
         // `has_space` off.
         wal.ensure_space()?;
+        if recovery.recovered.tail_may_be_acknowledged && !marked {
+            // Durable before the node sends anything: a restart before its recovery is over starts it again.
+            io(wal.disk.create(RECOVERY_MARKER), "create", RECOVERY_MARKER)?;
+            io(wal.disk.sync_dir(), "fsync", "<directory>")?;
+            wal.recovery_marked = true;
+        }
+        recovery.recovered.tail_may_be_acknowledged |= marked;
         wal.check_invariants();
         Ok((wal, recovery.recovered))
     }
