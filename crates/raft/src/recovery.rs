@@ -127,7 +127,12 @@ impl Raft {
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
-            self.send_recovery_queries();
+            // The membership may have changed since the last answer (voters removed): the answers in hand may
+            // be a majority of the other voters now, with nobody left to send another.
+            self.maybe_resolve_recovery();
+            if self.recovery.as_ref().is_some_and(|r| r.floor.is_none()) {
+                self.send_recovery_queries();
+            }
         }
     }
 

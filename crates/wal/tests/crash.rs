@@ -357,6 +357,17 @@ enum Damage {
 }
 
 /// Applies `damage` (other than a misdirected write, armed during the run) to a file chosen from `pick`.
+/// Marks damage to the last segment's header: without the header (its log id) none of the segment's records can
+/// be verified, so recovery cuts the whole segment, flagged, and every batch in it is lost, not only the last.
+const HEADER_DAMAGE: &str = " (the last segment's header)";
+
+/// Bytes of the segment header record, the first record of a segment.
+const SEGMENT_HEADER_BYTES: u64 = 56;
+
+fn header_note(segments: &[&String], name: &String, offset: u64) -> &'static str {
+    if segments.last() == Some(&name) && offset < SEGMENT_HEADER_BYTES { HEADER_DAMAGE } else { "" }
+}
+
 fn damage_synced(disk: &FaultDisk, damage: Damage, pick: u64) -> Option<String> {
     let names: Vec<String> =
         disk.file_names().into_iter().filter(|n| n.ends_with(".wal") || n.ends_with(".snap")).collect();
@@ -372,7 +383,7 @@ fn damage_synced(disk: &FaultDisk, damage: Damage, pick: u64) -> Option<String> 
             } else {
                 disk.latent_sector_error(name, offset);
             }
-            Some(format!("{damage:?} in {name} at {offset}"))
+            Some(format!("{damage:?} in {name} at {offset}{}", header_note(&segments, name, offset)))
         }
         Damage::LastSyncedBatch => {
             let name = segments.last()?;
@@ -438,6 +449,7 @@ proptest! {
             Ok((_, recovered)) => {
                 let flagged = recovered.tail_may_be_acknowledged;
                 let state = State::from_recovered(recovered);
+                let removed = removed || what.ends_with(HEADER_DAMAGE);
                 let last_batch_cut = (flagged || lost_tail_write) && is_cut_of(&state, &durable, &previous, removed);
                 if state != durable && !last_batch_cut && !covers_without_snapshot(&state, &durable) {
                     panic!(

@@ -10,7 +10,7 @@ use crate::record::{RecordRef, align_up};
 use crate::recovery::{self, Recovery};
 use crate::segment::Segment;
 use crate::snapshot;
-use crate::types::{Recovered, SEGMENT_BYTES_MIN, WalOptions};
+use crate::types::{HardState, Recovered, SEGMENT_BYTES_MIN, WalOptions};
 
 /// Bytes read and rewritten at a time when the kept part of the last segment is made durable.
 const REWRITE_CHUNK_BYTES: u64 = 1 << 20;
@@ -38,7 +38,7 @@ impl<D: Disk> Wal<D> {
         let segment_bytes_max = options.segment_bytes_max;
         assert!(segment_bytes_max >= SEGMENT_BYTES_MIN, "segment_bytes_max {segment_bytes_max} < {SEGMENT_BYTES_MIN}");
         let mut recovery = recovery::recover(&mut disk)?;
-        let marked = io(disk.list(), "list", "<directory>")?.iter().any(|name| name == RECOVERY_MARKER);
+        let marked = mark_recovery(&mut disk, &mut recovery.recovered)?;
         let repaired = repair(&mut disk, &recovery)?;
         let log_id = recovery.log_id.unwrap_or_else(|| disk.new_log_id());
         let (active, segments, next_seq, fresh) = match repaired {
@@ -97,13 +97,6 @@ impl<D: Disk> Wal<D> {
         // Prepares the spare if the active segment is half full already; a full disk only turns
         // `has_space` off.
         wal.ensure_space()?;
-        if recovery.recovered.tail_may_be_acknowledged && !marked {
-            // Durable before the node sends anything: a restart before its recovery is over starts it again.
-            io(wal.disk.create(RECOVERY_MARKER), "create", RECOVERY_MARKER)?;
-            io(wal.disk.sync_dir(), "fsync", "<directory>")?;
-            wal.recovery_marked = true;
-        }
-        recovery.recovered.tail_may_be_acknowledged |= marked;
         wal.check_invariants();
         Ok((wal, recovery.recovered))
     }
@@ -124,9 +117,12 @@ impl<D: Disk> Wal<D> {
 /// whole or not at all, while a crash in the middle of overwriting could leave a valid-looking
 /// uncommitted record after zeroed bytes, which the next recovery would take for damage.
 fn repair<D: Disk>(disk: &mut D, recovery: &Recovery) -> Result<Option<D::File>, WalError> {
-    // Newest first, so a crash part-way leaves a prefix of the log, never a log with a hole.
+    // Newest first, one per directory fsync (unsynced directory changes may persist in any subset), so a
+    // crash part-way leaves a prefix of the log, never a log with a hole; and all of them durable before the
+    // last kept segment is cut, so no removed segment's header can outlive the record it names.
     for name in recovery.remove.iter().rev() {
         io(disk.remove(name), "remove", name)?;
+        io(disk.sync_dir(), "fsync", "<directory>")?;
     }
     let Some((last, sealed)) = recovery.segments.split_last() else {
         sync_snapshot(disk, &recovery.recovered)?;
@@ -155,6 +151,43 @@ fn repair<D: Disk>(disk: &mut D, recovery: &Recovery) -> Result<Option<D::File>,
     sync_snapshot(disk, &recovery.recovered)?;
     io(disk.sync_dir(), "fsync", "<directory>")?;
     Ok(Some(file))
+}
+
+/// Keeps protocol-aware recovery alive across restarts, before the repair changes anything: if this recovery
+/// cut a tail that may have been acknowledged, or an earlier one's marker is still there, the marker file holds
+/// the highest term the node may have acknowledged or voted in (u64 LE), durably (file and directory fsynced).
+/// Sets `recovered` to report it: `tail_may_be_acknowledged`, and a `tail_hard_state` at least that term.
+/// Returns whether the marker exists.
+fn mark_recovery<D: Disk>(disk: &mut D, recovered: &mut Recovered) -> Result<bool, WalError> {
+    let exists = io(disk.list(), "list", "<directory>")?.iter().any(|name| name == RECOVERY_MARKER);
+    let mut marked_term = 0;
+    if exists {
+        let mut file = io(disk.open(RECOVERY_MARKER), "open", RECOVERY_MARKER)?;
+        let mut bytes = [0u8; 8];
+        if file.len() >= 8 {
+            io(file.read_at(0, &mut bytes), "read", RECOVERY_MARKER)?;
+        }
+        marked_term = u64::from_le_bytes(bytes);
+    }
+    if !exists && !recovered.tail_may_be_acknowledged {
+        return Ok(false);
+    }
+    let cut_term = recovered.tail_hard_state.map_or(0, |tail| tail.term).max(recovered.hard_state.term);
+    let term = cut_term.max(marked_term);
+    if !exists || term > marked_term {
+        let mut file = match exists {
+            true => io(disk.open(RECOVERY_MARKER), "open", RECOVERY_MARKER)?,
+            false => io(disk.create(RECOVERY_MARKER), "create", RECOVERY_MARKER)?,
+        };
+        io(file.write_at(0, &term.to_le_bytes()), "write", RECOVERY_MARKER)?;
+        io(file.sync(), "fsync", RECOVERY_MARKER)?;
+        io(disk.sync_dir(), "fsync", "<directory>")?;
+    }
+    recovered.tail_may_be_acknowledged = true;
+    if recovered.tail_hard_state.is_none_or(|tail| tail.term < term) {
+        recovered.tail_hard_state = Some(HardState { term, vote: 0, commit: 0 });
+    }
+    Ok(true)
 }
 
 /// Writes bytes `0..len` of `file` again, as they are: reads return what the page cache holds,
