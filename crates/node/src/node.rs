@@ -2,6 +2,7 @@
 //! contract's order: persist (one sync), send, apply, answer reads. Storage alarms (a full disk, the
 //! quota) are in `space.rs`.
 
+mod reload;
 mod space;
 
 use std::collections::BTreeMap;
@@ -355,7 +356,12 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     fn process_ready(&mut self) -> Result<(), StorageError> {
         while self.raft.has_ready() {
             let ready = self.raft.ready();
-            if let Err(error) = self.handle_ready(ready) {
+            let result = match self.handle_ready(ready) {
+                // The core is ahead of the disk: start it again from what is stored.
+                Err(StorageError::NoSpace(reason)) => self.reload_after_no_space(reason),
+                other => other,
+            };
+            if let Err(error) = result {
                 self.failure = Some(error.clone());
                 return Err(error);
             }
@@ -377,7 +383,9 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         if let Some(snapshot) = ready.snapshot.as_ref().filter(|_| ready.snapshot_replaces_log) {
             self.install_snapshot(snapshot)?;
         }
-        for entry in &ready.committed_entries {
+        // After a reload the core hands out again entries the state machine applied before: skip them.
+        let applied = self.state_machine.applied_index();
+        for entry in ready.committed_entries.iter().filter(|entry| entry.index > applied) {
             self.apply(entry);
         }
         for read in ready.read_states {

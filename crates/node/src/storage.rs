@@ -61,6 +61,15 @@ pub trait Storage {
     /// `Io` on failure; then nothing since the last successful sync may be assumed durable.
     fn sync(&mut self) -> Result<(), StorageError>;
 
+    /// Reads the durable state again, as a restart of the process would, after a write that failed with
+    /// `NoSpace` left the node's view ahead of what is stored. Writes not yet synced may be dropped.
+    ///
+    /// # Errors
+    /// As [`Storage::load`]; `Io` if this storage cannot read itself again (the node then stops).
+    fn reload(&mut self) -> Result<Restored, StorageError> {
+        Err(StorageError::Io("this storage cannot be read again without a restart".to_string()))
+    }
+
     /// Says protocol-aware recovery is over (the core's `is_recovering` turned false after a start that reported
     /// `tail_may_be_acknowledged`), durably: until this is called, every start reports the tail as possibly
     /// acknowledged again, so a restart in the middle of the recovery starts it over instead of forgetting it.

@@ -14,8 +14,9 @@ use crate::storage::{Storage, StorageError};
 
 /// A node's durable state in a [`Wal`] over any [`Disk`].
 pub struct WalStorage<D: Disk> {
-    /// The log.
-    wal: Wal<D>,
+    /// The log. `None` only after opening it again ([`Storage::reload`]) failed: every call then fails, as
+    /// the node has stopped.
+    wal: Option<Wal<D>>,
     /// What recovery found, until the node loads it.
     recovered: Option<Recovered>,
     /// The membership of a node with no snapshot: the initial voters of a new cluster, or empty for a node
@@ -31,12 +32,20 @@ impl<D: Disk> WalStorage<D> {
     /// if the disk failed.
     pub fn open(disk: D, options: WalOptions, bootstrap: Membership) -> Result<WalStorage<D>, StorageError> {
         let (wal, recovered) = Wal::open(disk, options).map_err(storage_error)?;
-        Ok(WalStorage { wal, recovered: Some(recovered), bootstrap })
+        Ok(WalStorage { wal: Some(wal), recovered: Some(recovered), bootstrap })
     }
 
     /// The log, for inspection.
+    ///
+    /// # Panics
+    /// If opening it again failed (the node has stopped).
     pub fn wal(&self) -> &Wal<D> {
-        &self.wal
+        self.wal.as_ref().expect("the log is open unless reopening it failed")
+    }
+
+    /// The log, for a write; an error once reopening it failed.
+    fn log(&mut self) -> Result<&mut Wal<D>, StorageError> {
+        self.wal.as_mut().ok_or_else(|| StorageError::Io("the log is closed: opening it again failed".to_string()))
     }
 }
 
@@ -60,7 +69,7 @@ fn raft_hard_state(stored: tally_wal::HardState) -> HardState {
 
 impl<D: Disk> Storage for WalStorage<D> {
     fn load(&mut self) -> Result<Restored, StorageError> {
-        let recovered = self.recovered.take().expect("load is called once, at start");
+        let recovered = self.recovered.take().expect("load is called once after each open");
         let hard_state = raft_hard_state(recovered.hard_state);
         let snapshot = match recovered.snapshot {
             Some(file) => {
@@ -87,12 +96,33 @@ impl<D: Disk> Storage for WalStorage<D> {
         })
     }
 
+    fn reload(&mut self) -> Result<Restored, StorageError> {
+        let mut wal = self.wal.take().ok_or_else(|| StorageError::Io("the log is closed".to_string()))?;
+        if wal.is_poisoned() {
+            // A failed write or fsync is never retried in the same process (the fsync-gate lesson): the operator
+            // restarts the node.
+            self.wal = Some(wal);
+            return Err(StorageError::Io("the log is poisoned: restart the node to recover from its files".into()));
+        }
+        // What the failed call's predecessors wrote is consistent (the failed call wrote nothing): make it
+        // durable, so opening again finds finished batches and nothing to cut.
+        if let Err(error) = wal.sync() {
+            self.wal = Some(wal);
+            return Err(storage_error(error));
+        }
+        let (disk, options) = wal.into_disk();
+        let (wal, recovered) = Wal::open(disk, options).map_err(storage_error)?;
+        self.wal = Some(wal);
+        self.recovered = Some(recovered);
+        self.load()
+    }
+
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         let records: Vec<WalEntry> = entries
             .iter()
             .map(|e| WalEntry { index: e.index.0, term: e.term.0, data: encode_payload(&e.payload) })
             .collect();
-        self.wal.append(&records).map_err(storage_error)
+        self.log()?.append(&records).map_err(storage_error)
     }
 
     fn set_hard_state(&mut self, hard_state: HardState) -> Result<(), StorageError> {
@@ -101,7 +131,7 @@ impl<D: Disk> Storage for WalStorage<D> {
             vote: hard_state.vote.map_or(0, |v| v.0),
             commit: hard_state.commit.0,
         };
-        self.wal.set_hard_state(record).map_err(storage_error)
+        self.log()?.set_hard_state(record).map_err(storage_error)
     }
 
     fn save_snapshot(&mut self, snapshot: &Snapshot, replace_log: bool) -> Result<(), StorageError> {
@@ -113,31 +143,32 @@ impl<D: Disk> Storage for WalStorage<D> {
         };
         // An index-0 snapshot (a joining node's membership base) covers no entry: nothing to replace.
         let replace = replace_log && meta.index > LogIndex(0);
-        let result = if replace { self.wal.replace_with_snapshot(&file) } else { self.wal.save_snapshot(&file) };
+        let wal = self.log()?;
+        let result = if replace { wal.replace_with_snapshot(&file) } else { wal.save_snapshot(&file) };
         result.map_err(storage_error)
     }
 
     fn compact(&mut self, index: LogIndex) -> Result<(), StorageError> {
-        self.wal.compact(index.0).map_err(storage_error)
+        self.log()?.compact(index.0).map_err(storage_error)
     }
 
     fn settle_recovery(&mut self) -> Result<(), StorageError> {
-        self.wal.settle_recovery().map_err(storage_error)
+        self.log()?.settle_recovery().map_err(storage_error)
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
-        self.wal.sync().map_err(storage_error)
+        self.log()?.sync().map_err(storage_error)
     }
 
     fn has_space(&self) -> bool {
-        self.wal.has_space()
+        self.wal.as_ref().is_some_and(Wal::has_space)
     }
 
     fn retry_space(&mut self) -> Result<bool, StorageError> {
-        self.wal.ensure_space().map_err(storage_error)
+        self.log()?.ensure_space().map_err(storage_error)
     }
 
     fn disk_bytes(&mut self) -> Option<u64> {
-        self.wal.disk_bytes().ok()
+        self.wal.as_mut()?.disk_bytes().ok()
     }
 }

@@ -28,16 +28,25 @@ struct Cluster {
     pending: BTreeMap<u64, String>,
     /// Finished writes not yet looked at: request -> outcome.
     outcomes: BTreeMap<u64, Result<(), RequestError>>,
+    /// A node cut off from the others: its messages, both ways, are lost, and its clock stands still.
+    isolated: Option<usize>,
 }
 
 impl Cluster {
     fn new(seed: u64, quota_bytes: u64) -> Cluster {
+        Cluster::with_snapshots(seed, quota_bytes, NodeConfig::new(NodeId(1), seed).snapshot_interval_entries)
+    }
+
+    /// A cluster whose nodes snapshot every `snapshot_interval_entries` applied entries.
+    fn with_snapshots(seed: u64, quota_bytes: u64, snapshot_interval_entries: u64) -> Cluster {
         let disks: Vec<_> = (1..=3).map(|i| BudgetDisk::new(FaultDisk::new(seed + i))).collect();
         let nodes = (0..3)
             .map(|i| {
                 let mut config = NodeConfig::new(NodeId(i as u64 + 1), seed);
                 config.tick_interval_ms = 10;
                 config.quota_bytes = quota_bytes;
+                config.snapshot_interval_entries = snapshot_interval_entries;
+                config.snapshot_keep_entries = snapshot_interval_entries.min(config.snapshot_keep_entries);
                 let voters = Membership::with_voters([1, 2, 3].map(NodeId));
                 let options = WalOptions { segment_bytes_max: 8192 };
                 let storage = WalStorage::open(disks[i].clone(), options, voters).expect("wal opens");
@@ -52,6 +61,7 @@ impl Cluster {
             acknowledged: BTreeSet::new(),
             pending: BTreeMap::new(),
             outcomes: BTreeMap::new(),
+            isolated: None,
         }
     }
 
@@ -62,7 +72,8 @@ impl Cluster {
             if messages.is_empty() {
                 return;
             }
-            for message in messages {
+            let isolated = self.isolated.map(|i| NodeId(i as u64 + 1));
+            for message in messages.into_iter().filter(|m| Some(m.from) != isolated && Some(m.to) != isolated) {
                 let to = (message.to.0 - 1) as usize;
                 self.nodes[to].receive(message).expect("a full disk never stops a node");
             }
@@ -71,7 +82,10 @@ impl Cluster {
 
     fn tick(&mut self) {
         self.now_ms += 10;
-        for node in &mut self.nodes {
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if Some(i) == self.isolated {
+                continue;
+            }
             node.clock_mut().now_ms = self.now_ms;
             node.advance_clock().expect("a full disk never stops a node");
         }
@@ -85,7 +99,7 @@ impl Cluster {
 
     fn leader(&mut self) -> usize {
         for _ in 0..1_000 {
-            if let Some(leader) = (0..3).find(|&i| self.nodes[i].raft().is_leader()) {
+            if let Some(leader) = (0..3).find(|&i| Some(i) != self.isolated && self.nodes[i].raft().is_leader()) {
                 return leader;
             }
             self.tick();
@@ -257,5 +271,40 @@ fn over_the_quota_the_leader_refuses_puts_but_takes_deletes() {
     cluster.ticks(5);
     assert!(!cluster.stale_get((leader + 1) % 3, "k0"), "the delete did not replicate");
     assert!(!cluster.stale_get(leader, "refused"));
+    cluster.assert_all_acknowledged_everywhere();
+}
+
+#[test]
+fn a_snapshot_larger_than_the_free_space_leaves_the_follower_running_and_it_catches_up_later() {
+    // Phase: a follower is cut off while the others write and compact past its log, so it will need a
+    // snapshot; its disk keeps room for the log's next segment (the spare) but not for the snapshot.
+    let mut cluster = Cluster::with_snapshots(40, 0, 50);
+    let leader = cluster.leader();
+    let behind = (leader + 1) % 3;
+    cluster.put(leader, "early").expect("healthy write");
+    cluster.ticks(5);
+    cluster.isolated = Some(behind);
+    for n in 0..300 {
+        cluster.put(leader, &format!("k{n}")).expect("the leader and one follower are a majority");
+    }
+    cluster.disks[behind].set_limit(Some(cluster.disks[behind].used_bytes() + 4096));
+    assert!(cluster.nodes[behind].storage_alarms().is_empty(), "the spare is in place: no alarm yet");
+    // Phase: it hears from the leader again. Storing the snapshot fails; the node starts its core again from
+    // what it stored instead of stopping, raises the alarm, keeps its leader and serves (stale) reads.
+    cluster.isolated = None;
+    let term = cluster.nodes[leader].raft().term();
+    cluster.ticks(100);
+    assert!(!cluster.nodes[behind].has_failed(), "a full disk stopped the node");
+    assert!(cluster.nodes[behind].storage_alarms().contains(&StorageAlarm::NoSpace));
+    assert_eq!(cluster.leader(), leader, "the full follower disturbed the leader");
+    assert_eq!(cluster.nodes[leader].raft().term(), term);
+    assert!(cluster.stale_get(behind, "early"), "reads stop on a full disk");
+    assert!(!cluster.stale_get(behind, "k299"), "the snapshot was stored after all: the test proves nothing");
+    // Phase: space returns: the snapshot goes in with no restart, and nothing acknowledged is lost.
+    cluster.disks[behind].set_limit(None);
+    cluster.ticks(200);
+    assert!(cluster.nodes[behind].storage_alarms().is_empty());
+    cluster.put(leader, "after").expect("write after space returned");
+    cluster.ticks(20);
     cluster.assert_all_acknowledged_everywhere();
 }

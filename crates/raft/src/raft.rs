@@ -69,7 +69,8 @@ pub(crate) struct PendingRead {
 /// - `progress` is non-empty only on a leader and holds exactly the other members;
 /// - only a follower (or pre-candidate) assembles an incoming snapshot, and only from the leader of its term;
 /// - only a bully-mode node inquires, says it lost its last inquiry, or waits to run at its lease's end, and
-///   only a node that can campaign inquires.
+///   only a node that can campaign inquires;
+/// - a node held back from leadership (its storage is full) does not campaign.
 pub struct Raft {
     /// Tuning and fault switches.
     pub(crate) config: Config,
@@ -138,6 +139,10 @@ pub struct Raft {
     /// Protocol-aware recovery under way: this node may have lost acknowledged entries or a vote. `None` for a
     /// normal node.
     pub(crate) recovery: Option<crate::recovery::Recovery>,
+    /// Set by the caller while its storage cannot take entries (a full disk): the node neither campaigns
+    /// nor takes a leadership transfer, since as leader it would at once have to store a no-op it cannot.
+    /// It still votes and follows (a vote needs only a hard state).
+    pub(crate) held_back: bool,
 }
 
 impl Raft {
@@ -178,6 +183,7 @@ impl Raft {
             incoming_snapshot: None,
             persisted_hard_state: restored.hard_state,
             recovery: None,
+            held_back: false,
         };
         raft.recompute_membership();
         raft.reset_election_timeout();
@@ -187,6 +193,18 @@ impl Raft {
     }
 
     // ----- inputs -----
+
+    /// Holds this node back from leadership (`true`) or lets it run again (`false`). Call it when the
+    /// storage runs out of room for entries and when the room returns: a node that cannot store entries must
+    /// not become leader, since a new leader at once appends a no-op. A campaign under way ends (the node
+    /// becomes a follower in the same term, keeping its vote); a leader stays leader (the caller refuses its
+    /// proposals and hands leadership over).
+    pub fn hold_back(&mut self, held: bool) {
+        self.held_back = held;
+        if held && matches!(self.role, Role::PreCandidate | Role::Candidate) {
+            self.become_follower(self.term, None);
+        }
+    }
 
     /// Advances logical time by one tick: followers count towards their election timeout, leaders send
     /// heartbeats and check that a quorum is still in touch.
@@ -516,6 +534,9 @@ impl Raft {
         if self.is_inquiring() {
             assert!(self.can_campaign(), "{} inquires but cannot campaign", self.config.id);
         }
+        if self.held_back {
+            assert!(!matches!(self.role, Role::PreCandidate | Role::Candidate), "a held-back node campaigns");
+        }
         self.check_recovery_invariants();
         if let Some(incoming) = &self.incoming_snapshot {
             assert!(matches!(self.role, Role::Follower | Role::PreCandidate), "{:?} assembles a snapshot", self.role);
@@ -544,9 +565,10 @@ impl Raft {
     /// §4.2.2). It does not count its own vote then, since vote counting uses the latest membership.
     ///
     /// A node in protocol-aware recovery never campaigns: it may have lost what made its log fresh enough.
+    /// Nor does a node held back by [`Raft::hold_back`].
     pub(crate) fn can_campaign(&self) -> bool {
         let id = self.config.id;
-        if self.is_recovering() {
+        if self.is_recovering() || self.held_back {
             return false;
         }
         self.membership.is_voter(id)

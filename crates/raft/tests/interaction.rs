@@ -44,6 +44,7 @@ scripts!(
     leader_transfer,
     snapshot,
     crash_restart,
+    hold_back,
     membership_uncommitted,
     empty_node_vote,
     bully_election,

@@ -312,6 +312,14 @@ impl<D: Disk> Wal<D> {
         self.hard_state
     }
 
+    /// Closes the log and gives back its disk and options, to open it again with [`Wal::open`]
+    /// (after a write that failed with [`WalError::NoSpace`], the caller's view of the log may be
+    /// ahead of the files: opening them again is a restart without the process restart). Records
+    /// buffered since the last [`Wal::sync`] are dropped, as a crash would drop them.
+    pub fn into_disk(self) -> (D, WalOptions) {
+        (self.disk, self.options)
+    }
+
     /// Whether an I/O failure poisoned the log: it then refuses every write, and the node must
     /// stop accepting writes.
     pub fn is_poisoned(&self) -> bool {

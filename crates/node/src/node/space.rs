@@ -12,6 +12,8 @@
 //!     dropped before the Raft core sees them, so        delete reaches them too
 //!     the core never asks to persist what cannot
 //!     be written; heartbeats and votes go on
+//!   - it neither campaigns nor takes a transfer
+//!     (a new leader must store a no-op at once)
 //!   - reads go on everywhere
 //! ```
 //!
@@ -65,6 +67,10 @@ pub(crate) struct Space {
     pub(crate) last_check_ms: Option<u64>,
     /// Entries messages and snapshots dropped because the disk was full (for tests and metrics).
     pub(crate) dropped_messages: u64,
+    /// A write failed on a full disk although the log had room for its next segment (a snapshot larger
+    /// than the free space): why, and the clock reading until which the node acts as if the log had no
+    /// room (see [`super::reload`]).
+    pub(crate) failed_write: Option<(String, u64)>,
 }
 
 impl Space {
@@ -147,12 +153,22 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     /// raised, and again at every check (`due`) in case a transfer timed out.
     pub(super) fn observe_space(&mut self, due: bool) {
         let was_full = self.space.no_space.is_some();
-        self.space.no_space = match (self.storage.has_space(), self.space.no_space.take()) {
+        let now = self.clock.now_ms();
+        if self.space.failed_write.as_ref().is_some_and(|(_, until_ms)| now >= *until_ms) {
+            self.space.failed_write = None;
+        }
+        let has_space = self.storage.has_space() && self.space.failed_write.is_none();
+        self.space.no_space = match (has_space, self.space.no_space.take()) {
             (true, _) => None,
             (false, Some(reason)) => Some(reason),
-            (false, None) => Some("no space left: the log cannot allocate its next segment".to_string()),
+            (false, None) => Some(match &self.space.failed_write {
+                Some((reason, _)) => reason.clone(),
+                None => "no space left: the log cannot allocate its next segment".to_string(),
+            }),
         };
         let raised = !was_full && self.space.no_space.is_some();
+        // A node that cannot store entries must not win an election: a new leader appends a no-op at once.
+        self.raft.hold_back(self.space.no_space.is_some());
         if (raised || due) && self.space.no_space.is_some() && self.raft.is_leader() {
             let me = self.raft.id();
             let voters = &self.raft.membership().voters;

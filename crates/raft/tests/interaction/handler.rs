@@ -140,6 +140,17 @@ pub fn run(env: &mut Env, cmd: &Command) -> Vec<String> {
         //   snapshot-resp index=I next=N
         //   read-index-resp ctx=C index=I
         "inject" => inject(env, cmd),
+        // hold-back ID on|off: the node's storage lacks (on) or has again (off) room for entries: held back
+        // (`Raft::hold_back`), it neither campaigns nor takes a leadership transfer, but still votes.
+        "hold-back" => {
+            let id = node_id(cmd.arg(0));
+            let held = match cmd.arg(1) {
+                "on" => true,
+                "off" => false,
+                other => panic!("hold-back {id} {other}: expected on or off"),
+            };
+            env.input(id, 0, |raft| raft.hold_back(held))
+        }
         // applied ID...: the commands each node's state machine applied, as index:command.
         "applied" => node_ids(env, &cmd.positional).into_iter().try_for_each(|id| applied(env, id)),
         other => panic!("unknown command {other}"),
