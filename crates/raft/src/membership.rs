@@ -82,6 +82,36 @@ impl Raft {
         }
     }
 
+    /// Leader: `from` asks for votes but is no longer a member. If this leader's log holds the committed
+    /// change that removed it, the leader that committed that change may have lost leadership before telling
+    /// it (a departure lasts only as long as the leadership that noted it), so it departs again here: it
+    /// receives its removal and stops campaigning. A node whose removal the log does not hold (compacted
+    /// away, or a node this cluster never had) gets nothing: the log is only sent to nodes it names.
+    pub(crate) fn notice_removed_candidate(&mut self, from: NodeId) {
+        if self.role != Role::Leader || from == self.config.id || self.membership.contains(from) {
+            return;
+        }
+        if self.departing.contains_key(&from) {
+            return;
+        }
+        let Some(removal) = self.committed_removal_of(from) else { return };
+        self.departing.insert(from, Departure { removal, farewell_seq: None });
+        self.sync_progress();
+    }
+
+    /// The index of the last committed entry still in the log that removed `id`, if any.
+    fn committed_removal_of(&self, id: NodeId) -> Option<LogIndex> {
+        let mut index = self.log.commit();
+        while index >= self.log.first_index() && index > LogIndex(0) {
+            let entry = self.log.entry(index)?;
+            if matches!(entry.payload, EntryPayload::Membership(MembershipChange::Remove(removed)) if removed == id) {
+                return Some(index);
+            }
+            index = LogIndex(index.0 - 1);
+        }
+        None
+    }
+
     /// Leader, before a heartbeat round: a departing node that holds its removal gets a round of its own (a new
     /// `read_seq`), whose heartbeat carries a commit index past the removal; answering it proves it knows.
     pub(crate) fn start_farewells(&mut self) {

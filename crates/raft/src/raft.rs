@@ -235,6 +235,9 @@ impl Raft {
         if message.to != self.config.id {
             return; // misrouted by a peer: drop it, the sender will retry towards the right node
         }
+        if matches!(message.body, MessageBody::VoteRequest { .. }) {
+            self.notice_removed_candidate(message.from);
+        }
         if message.term > self.term && !self.step_higher_term(&message) {
             return;
         }

@@ -60,6 +60,7 @@ scripts!(
     recovery_liveness,
     pre_vote_live_leader,
     removed_voter,
+    removed_voter_new_leader,
 );
 
 /// A script nobody runs is a test that silently stopped existing.
