@@ -265,20 +265,46 @@ impl Cluster {
     /// # Panics
     /// If the second attempt fails too.
     pub async fn start_with_tick(tick_ms: &str, extra_args: &[&str]) -> Cluster {
-        match Cluster::try_start(tick_ms, extra_args).await {
+        Cluster::start_attempts(tick_ms, extra_args, None).await
+    }
+
+    /// Like [`Cluster::start`], with node `i`'s data directory at `data_dir` instead of in the temp dir (e.g. on
+    /// a file system the test mounted). `data_dir` must be the test's own: it is removed before each attempt,
+    /// so a retry starts empty too, and it is left in place afterwards.
+    ///
+    /// # Panics
+    /// If the second attempt fails too.
+    pub async fn start_with_data_dir(extra_args: &[&str], i: usize, data_dir: &Path) -> Cluster {
+        Cluster::start_attempts(TICK_MS, extra_args, Some((i, data_dir))).await
+    }
+
+    /// [`Cluster::try_start`], and once more on new ports if it fails.
+    async fn start_attempts(tick_ms: &str, extra_args: &[&str], data_dir: Option<(usize, &Path)>) -> Cluster {
+        match Cluster::try_start(tick_ms, extra_args, data_dir).await {
             Ok(cluster) => cluster,
             Err(first) => {
                 eprintln!("cluster did not start ({first}); retrying once on new ports");
-                Cluster::try_start(tick_ms, extra_args)
+                Cluster::try_start(tick_ms, extra_args, data_dir)
                     .await
                     .unwrap_or_else(|second| panic!("cluster did not start: {second}"))
             }
         }
     }
 
-    /// One attempt of [`Cluster::start_with_tick`].
-    async fn try_start(tick_ms: &str, extra_args: &[&str]) -> Result<Cluster, String> {
+    /// One attempt of [`Cluster::start_with_tick`] (node `data_dir.0`'s data directory at `data_dir.1`).
+    async fn try_start(
+        tick_ms: &str,
+        extra_args: &[&str],
+        data_dir: Option<(usize, &Path)>,
+    ) -> Result<Cluster, String> {
         let dir = tempfile::tempdir().expect("tempdir");
+        if let Some((_, path)) = data_dir {
+            match std::fs::remove_dir_all(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("cannot empty {}: {e}", path.display()),
+            }
+        }
         let ports = reserve_ports(2 * NODES);
         let nodes = (0..NODES)
             .map(|i| {
@@ -286,7 +312,10 @@ impl Cluster {
                 Node {
                     client: SocketAddr::from(([127, 0, 0, 1], ports[2 * i])),
                     peer: SocketAddr::from(([127, 0, 0, 1], ports[2 * i + 1])),
-                    data_dir: dir.path().join(&id),
+                    data_dir: match data_dir {
+                        Some((j, path)) if j == i => path.to_path_buf(),
+                        _ => dir.path().join(&id),
+                    },
                     log: dir.path().join(format!("{id}.log")),
                     id,
                     process: None,
