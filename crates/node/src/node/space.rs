@@ -14,7 +14,8 @@
 //!     be written; heartbeats and votes go on
 //!   - it neither campaigns nor takes a transfer
 //!     (a new leader must store a no-op at once)
-//!   - reads go on everywhere
+//!   - reads go on everywhere (the server sends a full
+//!     follower's linearizable reads to the leader)
 //! ```
 //!
 //! The alarms clear by themselves: `retry_space` recreates the log's spare segment once space is freed,

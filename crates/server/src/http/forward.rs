@@ -1,5 +1,6 @@
-//! Forwarding a write from a follower to the leader: the same request, sent to the leader's client URL, and
-//! its answer relayed as it is.
+//! Forwarding a request from a follower to the leader: the same request, sent to the leader's client URL, and
+//! its answer relayed as it is. Writes always go to the leader; a read goes there only when this node cannot
+//! answer it soon (its disk is full, so it lags the leader by entries it had to drop).
 
 use axum::body::Bytes;
 use axum::http::request::Parts;
@@ -16,16 +17,55 @@ const RELAYED_HEADERS: [&str; 5] =
 /// Headers of the client's request passed on to the leader.
 const FORWARDED_HEADERS: [&str; 2] = ["content-type", "authorization"];
 
+/// What is forwarded: the errors say what became of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Forwarded {
+    /// A write: without an answer, it may or may not have been applied.
+    Write,
+    /// A read: nothing changes, it is safe to retry.
+    Read,
+}
+
+impl Forwarded {
+    /// What the client may do when nothing was sent.
+    fn nothing_sent(self) -> &'static str {
+        match self {
+            Forwarded::Write => "nothing was written, retry (or send the write to the leader)",
+            Forwarded::Read => "retry, or read with consistency=stale",
+        }
+    }
+}
+
 /// Sends the write in `parts` + `body` to `leader` and relays its answer.
 ///
 /// # Errors
 /// `503` if the leader's client URL is unknown or it cannot be connected to (nothing was sent), `504` if
 /// the request was sent and no answer came (the write may or may not have been applied).
 pub(crate) async fn write(state: &AppState, leader: NodeId, parts: &Parts, body: Bytes) -> Result<Response, ApiError> {
+    relay(state, leader, parts, body, Forwarded::Write).await
+}
+
+/// Sends the read in `parts` to `leader` and relays its answer.
+///
+/// # Errors
+/// `503` if the leader's client URL is unknown, `502` if it cannot be connected to, `504` if no answer came:
+/// in every case nothing changed, and the read is safe to retry.
+pub(crate) async fn read(state: &AppState, leader: NodeId, parts: &Parts) -> Result<Response, ApiError> {
+    relay(state, leader, parts, Bytes::new(), Forwarded::Read).await
+}
+
+/// Sends `parts` + `body` to `leader` and relays its answer.
+async fn relay(
+    state: &AppState,
+    leader: NodeId,
+    parts: &Parts,
+    body: Bytes,
+    what: Forwarded,
+) -> Result<Response, ApiError> {
     let Some(base) = state.client_url_of(leader) else {
         let mut error = ApiError::no_leader(format!(
-            "{leader} leads but its client URL is not known here yet; nothing was written, retry (or send the write to \
-             the leader)"
+            "{leader} leads but its client URL is not known here yet; {}",
+            what.nothing_sent()
         ));
         error.leader = Some(leader);
         return Err(error);
@@ -53,16 +93,23 @@ pub(crate) async fn write(state: &AppState, leader: NodeId, parts: &Parts, body:
             let mut e = ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "forward_failed",
-                format!("cannot connect to the leader {leader} at {base} ({error}); nothing was written, retry"),
+                format!("cannot connect to the leader {leader} at {base} ({error}); {}", what.nothing_sent()),
             );
             e.leader = Some(leader);
             return Err(e);
         }
         Err(error) => {
-            let mut e = ApiError::outcome_unknown(format!(
-                "the write was forwarded to the leader {leader} but no answer came back ({error}): it may or may not \
-                 have been applied"
-            ));
+            let mut e = match what {
+                Forwarded::Write => ApiError::outcome_unknown(format!(
+                    "the write was forwarded to the leader {leader} but no answer came back ({error}): it may or may \
+                     not have been applied"
+                )),
+                Forwarded::Read => ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    format!("the read was forwarded to the leader {leader} but no answer came back ({error}); retry"),
+                ),
+            };
             e.leader = Some(leader);
             return Err(e);
         }
@@ -74,10 +121,15 @@ pub(crate) async fn write(state: &AppState, leader: NodeId, parts: &Parts, body:
             headers.push((name, value.clone()));
         }
     }
-    let bytes = answer.bytes().await.map_err(|error| {
-        ApiError::outcome_unknown(format!(
+    let bytes = answer.bytes().await.map_err(|error| match what {
+        Forwarded::Write => ApiError::outcome_unknown(format!(
             "the leader {leader}'s answer was cut off ({error}): the write may or may not have been applied"
-        ))
+        )),
+        Forwarded::Read => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("the leader {leader}'s answer to the read was cut off ({error}); retry"),
+        ),
     })?;
     let mut response = (status, bytes).into_response();
     for (name, value) in headers {

@@ -2,7 +2,10 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use std::sync::atomic::Ordering;
+
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -30,12 +33,16 @@ fn key_prefix(uri: &Uri) -> &'static str {
 }
 
 /// `GET /v1/kv/{key}` and `GET /db/{key}`.
-pub(crate) async fn get_key(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+pub(crate) async fn get_key(State(state): State<AppState>, parts: Parts) -> Response {
     let result = async {
-        let caller = authenticate(&state, &headers)?;
-        let key = key_from_path(uri.path(), key_prefix(&uri), state.limits.max_key_bytes)?;
+        let uri = &parts.uri;
+        let caller = authenticate(&state, &parts.headers)?;
+        let key = key_from_path(uri.path(), key_prefix(uri), state.limits.max_key_bytes)?;
         caller.require(Scope::Key(&key), Access::Read)?;
         let consistency = Params::parse(uri.query(), &["consistency"])?.consistency()?;
+        if let Some(response) = read_at_leader_if_full(&state, &parts, consistency).await? {
+            return Ok(response);
+        }
         let (index, output) = read(&state, KvQuery::Get(key.clone()), consistency).await?;
         match output {
             KvQueryOutput::Get(Some(versioned)) => Ok(value_response(index, versioned)),
@@ -140,10 +147,10 @@ fn text_or_base64(bytes: Vec<u8>) -> (Option<String>, Option<String>) {
 }
 
 /// `GET /v1/kv?prefix=P&limit=L&after=K&consistency=C`.
-pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+pub(crate) async fn list(State(state): State<AppState>, parts: Parts) -> Response {
     let result = async {
-        let caller = authenticate(&state, &headers)?;
-        let params = Params::parse(uri.query(), &["prefix", "limit", "after", "consistency"])?;
+        let caller = authenticate(&state, &parts.headers)?;
+        let params = Params::parse(parts.uri.query(), &["prefix", "limit", "after", "consistency"])?;
         caller.require(Scope::Prefix(params.bytes("prefix").unwrap_or_default()), Access::Read)?;
         let limit = params.u64("limit")?.unwrap_or(PAGE_LIMIT_DEFAULT);
         if limit == 0 || limit > PAGE_LIMIT_MAX {
@@ -155,7 +162,11 @@ pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap, uri:
             limit: limit as usize,
             max_bytes: PAGE_BYTES_MAX,
         };
-        let (index, output) = read(&state, query, params.consistency()?).await?;
+        let consistency = params.consistency()?;
+        if let Some(response) = read_at_leader_if_full(&state, &parts, consistency).await? {
+            return Ok(response);
+        }
+        let (index, output) = read(&state, query, consistency).await?;
         let KvQueryOutput::Scan(entries, more) = output else {
             return Err(ApiError::unavailable("internal error: a scan was answered with a get"));
         };
@@ -180,6 +191,27 @@ pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap, uri:
     }
     .await;
     state.finish(result)
+}
+
+/// Sends a linearizable read to the leader when this node's disk is full (the `no_space` alarm): a full
+/// follower drops the entries it cannot store, so it may never reach the read index the leader gives it
+/// until space returns, and the read would only time out. `None`: read here.
+///
+/// # Errors
+/// As [`forward::read`].
+async fn read_at_leader_if_full(
+    state: &AppState,
+    parts: &Parts,
+    consistency: ReadConsistency,
+) -> Result<Option<Response>, ApiError> {
+    let full = state.published.metrics.alarm_no_space.load(Ordering::Relaxed);
+    if consistency != ReadConsistency::Linearizable || !full || state.published.is_leader() {
+        return Ok(None);
+    }
+    match state.published.leader() {
+        Some(leader) if !state.is_forwarded_by_member(parts) => forward::read(state, leader, parts).await.map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// Reads through the node loop: `(applied index, answer)`.
