@@ -126,6 +126,10 @@ pub struct Node<S: StateMachine, D: Storage, T: Transport, C: Clock> {
     space: Space,
     /// This start began protocol-aware recovery and the storage has not yet been told it is over.
     recovery_unsettled: bool,
+    /// After a reload (see [`reload`]) the core hands out again committed entries the state machine already
+    /// applied, up to this index: they are skipped. `LogIndex(0)` otherwise, so any other entry handed out
+    /// twice still trips the assertion in `apply`.
+    reapplied_through: LogIndex,
 }
 
 impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
@@ -172,6 +176,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
             synced_vote,
             space,
             recovery_unsettled,
+            reapplied_through: LogIndex(0),
         };
         node.check_space()?;
         node.process_ready()?;
@@ -372,6 +377,9 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     /// Persist, send, apply, answer reads, maybe snapshot.
     fn handle_ready(&mut self, ready: Ready) -> Result<(), StorageError> {
         self.persist(&ready)?;
+        if ready.snapshot.is_some() || !ready.entries.is_empty() {
+            self.space.failed_writes = 0; // what a full disk refused before fitted now
+        }
         if self.recovery_unsettled && !self.raft.is_recovering() {
             // What recovery waited for (the floor's entries, the fenced term) is durable now: say it is over.
             self.storage.settle_recovery()?;
@@ -383,9 +391,8 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         if let Some(snapshot) = ready.snapshot.as_ref().filter(|_| ready.snapshot_replaces_log) {
             self.install_snapshot(snapshot)?;
         }
-        // After a reload the core hands out again entries the state machine applied before: skip them.
-        let applied = self.state_machine.applied_index();
-        for entry in ready.committed_entries.iter().filter(|entry| entry.index > applied) {
+        let reapplied_through = self.reapplied_through;
+        for entry in ready.committed_entries.iter().filter(|entry| entry.index > reapplied_through) {
             self.apply(entry);
         }
         for read in ready.read_states {

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tally_kv::{Command, KvStore};
 use tally_node::{
-    KvQuery, KvQueryOutput, ManualClock, Node, NodeConfig, Outbox, ReadConsistency, Reply, RequestError, StateMachine,
-    StorageAlarm, WalStorage,
+    Input, KvQuery, KvQueryOutput, ManualClock, Node, NodeConfig, Outbox, ReadConsistency, Reply, RequestError,
+    StateMachine, StorageAlarm, WalStorage,
 };
 use tally_raft::{Membership, NodeId};
 use tally_wal::testing::BudgetDisk;
@@ -306,5 +306,45 @@ fn a_snapshot_larger_than_the_free_space_leaves_the_follower_running_and_it_catc
     assert!(cluster.nodes[behind].storage_alarms().is_empty());
     cluster.put(leader, "after").expect("write after space returned");
     cluster.ticks(20);
+    cluster.assert_all_acknowledged_everywhere();
+}
+
+#[test]
+fn a_batch_larger_than_the_room_left_is_dropped_and_the_leader_goes_on_as_a_follower() {
+    // Phase: the leader's disk keeps room for its spare segment, not for a batch that needs two more.
+    let mut cluster = Cluster::new(50, 0);
+    let leader = cluster.leader();
+    cluster.put(leader, "before").expect("healthy write");
+    cluster.ticks(5);
+    cluster.disks[leader].set_limit(Some(cluster.disks[leader].used_bytes() + 1024));
+    let requests: Vec<u64> = (0..6).map(|n| cluster.next_request + n).collect();
+    cluster.next_request += 6;
+    let inputs = requests.iter().map(|&id| {
+        let key = format!("big{id}");
+        cluster.pending.insert(id, key.clone());
+        Input::Propose { id, command: Command::Put { key: key.into_bytes(), value: vec![9; 3000], cas: None }.encode() }
+    });
+    let inputs: Vec<_> = inputs.collect();
+    // Storing the batch fails: the node starts its core again from what it stored instead of stopping. The
+    // proposals were never stored nor sent, so they are dropped (certainly not applied).
+    cluster.nodes[leader].handle(inputs).expect("a full disk never stops a node");
+    cluster.collect();
+    assert!(!cluster.nodes[leader].has_failed());
+    assert!(!cluster.nodes[leader].raft().is_leader(), "the reloaded node starts as a follower");
+    for id in &requests {
+        let outcome = cluster.outcomes.remove(id).expect("completed at once");
+        assert!(matches!(outcome, Err(RequestError::Dropped)), "{outcome:?}");
+    }
+    assert_eq!(cluster.nodes[leader].storage_alarms(), vec![StorageAlarm::NoSpace]);
+    // Phase: another node leads and takes writes; the full node still serves reads.
+    cluster.ticks(100);
+    let new_leader = cluster.leader();
+    assert_ne!(new_leader, leader, "the node whose batch did not fit leads again");
+    cluster.put(new_leader, "during").expect("the others take writes");
+    assert!(cluster.stale_get(leader, "before"));
+    // Phase: space returns: it catches up, and nothing acknowledged is lost.
+    cluster.disks[leader].set_limit(None);
+    cluster.ticks(300);
+    assert!(cluster.nodes[leader].storage_alarms().is_empty());
     cluster.assert_all_acknowledged_everywhere();
 }

@@ -78,7 +78,11 @@ impl Raft {
         }
         let gone: Vec<NodeId> = self.progress.keys().copied().filter(|&id| !self.membership.contains(id)).collect();
         for id in gone {
-            self.departing.entry(id).or_insert(Departure { removal, farewell_seq: None });
+            // A departure noted for an older removal (the node was added again since) now waits for this one.
+            let departure = self.departing.entry(id).or_insert(Departure { removal, farewell_seq: None });
+            if departure.removal < removal {
+                *departure = Departure { removal, farewell_seq: None };
+            }
         }
     }
 
@@ -97,6 +101,20 @@ impl Raft {
         let Some(removal) = self.committed_removal_of(from) else { return };
         self.departing.insert(from, Departure { removal, farewell_seq: None });
         self.sync_progress();
+    }
+
+    /// Whether `message` answers this leader and comes from a node a committed change removed (a departing
+    /// node, not added again since): only such answers are dropped when their term is past the leader's.
+    pub(crate) fn is_departed_answer(&self, message: &crate::message::Message) -> bool {
+        use crate::message::MessageBody;
+        let answer = matches!(
+            message.body,
+            MessageBody::AppendResponse { .. }
+                | MessageBody::HeartbeatResponse { .. }
+                | MessageBody::SnapshotResponse { .. }
+        );
+        let from = message.from;
+        answer && self.role == Role::Leader && self.departing.contains_key(&from) && !self.membership.contains(from)
     }
 
     /// The index of the last committed entry still in the log that removed `id`, if any.

@@ -235,8 +235,23 @@ impl Raft {
         if message.to != self.config.id {
             return; // misrouted by a peer: drop it, the sender will retry towards the right node
         }
-        if matches!(message.body, MessageBody::VoteRequest { .. }) {
-            self.notice_removed_candidate(message.from);
+        if let MessageBody::VoteRequest { kind, .. } = message.body {
+            // A trial round asks in the sender's term + 1; only a sender whose own term is not past ours can
+            // be told anything (what this leader sends it in its term, a node of a later term rejects).
+            let sender_term = match kind {
+                CampaignKind::PreVote | CampaignKind::Inquiry => Term(message.term.0.saturating_sub(1)),
+                CampaignKind::Election | CampaignKind::Transfer => message.term,
+            };
+            if sender_term <= self.term {
+                self.notice_removed_candidate(message.from);
+            }
+        }
+        if message.term > self.term && self.is_departed_answer(&message) {
+            // A removed node that ran elections of its own answers in a later term: it cannot be told of its
+            // removal any more, and its term must not depose this leader (it is no member; §4.2.3).
+            self.departing.remove(&message.from);
+            self.sync_progress();
+            return;
         }
         if message.term > self.term && !self.step_higher_term(&message) {
             return;

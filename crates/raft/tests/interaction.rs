@@ -61,6 +61,8 @@ scripts!(
     pre_vote_live_leader,
     removed_voter,
     removed_voter_new_leader,
+    removed_voter_later_term,
+    removed_voter_departing_term,
 );
 
 /// A script nobody runs is a test that silently stopped existing.

@@ -40,8 +40,9 @@
 //!   the platter holds. The WAL must detect it (its checksums bind offset, segment and log), never trust it.
 //! - **Damage after acknowledgement** ([`FaultDisk::damage_last_synced_write`], opt-in): one sector's worth
 //!   of the most recent synced write of a file is zeroed or garbled: recovery cannot tell it from a torn
-//!   write of an unsynced batch, the case protocol-aware recovery exists for. Never a whole write: a
-//!   write lost entirely (a "lost write") leaves no evidence on disk that any recovery could see.
+//!   write of an unsynced batch, the case protocol-aware recovery exists for. Never a whole write, nor
+//!   zeros over whole batches of a write that holds several: a write (or batch) lost entirely (a "lost
+//!   write") leaves no evidence on disk that any recovery could see.
 //! - **Bit rot** ([`FaultDisk::flip_bit`], opt-in): a bit of written and durable data flips.
 //!
 //! Files keep an implicit zero tail: the WAL preallocates segments with zeros, and storing those zeros only
@@ -394,7 +395,8 @@ impl FaultDisk {
 
     /// Damage after acknowledgement: zeroes or garbles (from the seed) the bytes of the most recent synced
     /// non-zero write of file `name` within its last sector (where a log's last batch ends), in the page cache
-    /// and on the platter.
+    /// and on the platter. Zeros only inside the write's first record (when the write fits in one sector):
+    /// from a sector boundary, zeros could erase whole batches and leave a log that simply ends early.
     /// Returns the damaged byte range, or `None` if the file has no such write (or it was truncated away).
     ///
     /// # Panics

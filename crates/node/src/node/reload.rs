@@ -11,12 +11,13 @@
 //!   persist(ready) ── NoSpace ──▶ storage.reload(): sync what was written, open the log again
 //!                                 ├─ core: Raft::new from the stored state (as a process restart would)
 //!                                 ├─ state machine: kept (what it applied is committed and stored), and the
-//!                                 │  commit index starts from it, so nothing is applied twice
+//!                                 │  commit index starts from it, so nothing is applied twice; restored from
+//!                                 │  the stored snapshot if that got ahead of it (stored before the failure)
 //!                                 ├─ proposals past the stored log: dropped (never stored, never sent)
 //!                                 ├─ reads waiting for a ReadIndex round: refused (the new core lost the round)
-//!                                 └─ space alarm for one retry interval: entries and snapshots are dropped
-//!                                    meanwhile, so a leader resending the same snapshot cannot make the node
-//!                                    reload in a loop faster than once a second
+//!                                 └─ space alarm for a retry interval, doubled by each failure in a row (1 s,
+//!                                    2 s, ... 64 s): entries and snapshots are dropped and the node does not
+//!                                    campaign meanwhile, so a snapshot that never fits is not retried in a loop
 //! ```
 //!
 //! The node never stops for a full disk: it goes on as a follower with what it stored, and catches up once
@@ -31,6 +32,9 @@ use crate::state_machine::StateMachine;
 use crate::storage::{Storage, StorageError};
 use crate::transport::{Clock, Transport};
 
+/// The most doublings of the retry interval after writes that did not fit (64 s).
+const BACKOFF_DOUBLINGS_MAX: u32 = 6;
+
 impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     /// Rebuilds the core from what the storage holds after a write failed with `NoSpace` (`reason`).
     ///
@@ -41,17 +45,25 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     /// If the stored state is behind what the state machine applied: a node applies only what it stored.
     pub(super) fn reload_after_no_space(&mut self, reason: String) -> Result<(), StorageError> {
         let mut restored = self.storage.reload()?;
+        if restored.snapshot.meta.index > self.state_machine.applied_index() {
+            // The snapshot went in before the write that failed (it is stored by itself): take it now.
+            self.install_snapshot(&restored.snapshot)?;
+        }
         let applied = self.state_machine.applied_index();
         let stored_last = restored.entries.last().map_or(restored.snapshot.meta.index, |entry| entry.index);
-        assert!(
-            restored.snapshot.meta.index <= applied && applied <= stored_last,
-            "stored log ({}..={stored_last}) does not hold the applied index {applied}",
-            restored.snapshot.meta.index
-        );
+        assert!(applied <= stored_last, "the stored log ends at {stored_last}, before the applied index {applied}");
         // Every applied entry is committed: start from there, so the core hands out only what comes after.
         restored.hard_state.commit = restored.hard_state.commit.max(applied);
+        // Entries stored in the same batch as a hard state that did not fit may be of a newer term than the
+        // stored one: never run in a term older than the log's last entry.
+        let last_term = restored.entries.last().map_or(restored.snapshot.meta.term, |entry| entry.term);
+        if last_term > restored.hard_state.term {
+            restored.hard_state.term = last_term;
+            restored.hard_state.vote = None;
+        }
         self.synced_vote = (restored.hard_state.term, restored.hard_state.vote);
         self.recovery_unsettled = restored.tail_may_be_acknowledged;
+        self.reapplied_through = applied;
         self.raft = Raft::new(self.config.raft.clone(), restored);
         self.drop_unstored_proposals(stored_last);
         for (_, reads) in std::mem::take(&mut self.reads_awaiting_index) {
@@ -60,7 +72,9 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
                 self.completions.push(Completion { id: read.id, result: Err(error) });
             }
         }
-        let until_ms = self.clock.now_ms() + SPACE_CHECK_INTERVAL_MS;
+        let backoff_ms = SPACE_CHECK_INTERVAL_MS << self.space.failed_writes.min(BACKOFF_DOUBLINGS_MAX);
+        self.space.failed_writes = self.space.failed_writes.saturating_add(1);
+        let until_ms = self.clock.now_ms() + backoff_ms;
         self.space.failed_write = Some((format!("a write found the disk full: {reason}"), until_ms));
         self.observe_space(false);
         Ok(())

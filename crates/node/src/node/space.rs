@@ -12,8 +12,8 @@
 //!     dropped before the Raft core sees them, so        delete reaches them too
 //!     the core never asks to persist what cannot
 //!     be written; heartbeats and votes go on
-//!   - it neither campaigns nor takes a transfer
-//!     (a new leader must store a no-op at once)
+//!   - after a write that did not fit, it neither
+//!     campaigns nor takes a transfer (reload.rs)
 //!   - reads go on everywhere (the server sends a full
 //!     follower's linearizable reads to the leader)
 //! ```
@@ -72,6 +72,9 @@ pub(crate) struct Space {
     /// than the free space): why, and the clock reading until which the node acts as if the log had no
     /// room (see [`super::reload`]).
     pub(crate) failed_write: Option<(String, u64)>,
+    /// Writes refused in a row that way (reset by a stored snapshot or entries): each doubles the time the
+    /// node acts as if full, so a snapshot that never fits is not retried every second.
+    pub(crate) failed_writes: u32,
 }
 
 impl Space {
@@ -168,8 +171,10 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
             }),
         };
         let raised = !was_full && self.space.no_space.is_some();
-        // A node that cannot store entries must not win an election: a new leader appends a no-op at once.
-        self.raft.hold_back(self.space.no_space.is_some());
+        // A node whose last write did not fit must not win an election: a new leader appends a no-op at once. A
+        // node that merely lacks its spare segment may lead (the active segment still has room for a no-op) and
+        // hands leadership over as soon as it does; were every node full, it still serves reads.
+        self.raft.hold_back(self.space.failed_write.is_some());
         if (raised || due) && self.space.no_space.is_some() && self.raft.is_leader() {
             let me = self.raft.id();
             let voters = &self.raft.membership().voters;

@@ -130,10 +130,12 @@ impl Simulation {
         if !self.rng.chance(self.params.damage_synced_permille, 1_000) {
             return String::new();
         }
-        // One storage fault at a time: a node still recovering what it lost (its recovery marker is on its disk)
-        // may hold the only other copy of an entry this node acknowledged; losing both is beyond any replication.
-        let recovering = |disk: &tally_wal::FaultDisk| disk.file_names().iter().any(|name| name.ends_with(".mark"));
-        if self.disks.iter().enumerate().any(|(j, disk)| j != i && recovering(disk)) {
+        // One storage fault at a time: a node still recovering what it lost (its recovery marker is on its disk,
+        // or it is down with damage and has not written the marker yet) may hold the only other copy of an entry
+        // this node acknowledged; losing both is beyond any replication.
+        let marked = |disk: &tally_wal::FaultDisk| disk.file_names().iter().any(|name| name.ends_with(".mark"));
+        let recovering = |j: usize| self.damaged_down[j] || marked(&self.disks[j]);
+        if (0..self.disks.len()).any(|j| j != i && recovering(j)) {
             return String::new();
         }
         let disk = &self.disks[i];
@@ -141,7 +143,10 @@ impl Simulation {
             return String::new();
         };
         match disk.damage_last_synced_write(&segment) {
-            Some((lo, hi)) => format!("; last synced batch damaged ({segment} bytes {lo}..{hi})"),
+            Some((lo, hi)) => {
+                self.damaged_down[i] = true;
+                format!("; last synced batch damaged ({segment} bytes {lo}..{hi})")
+            }
             None => String::new(),
         }
     }

@@ -98,6 +98,9 @@ pub struct Simulation {
     disks: Vec<FaultDisk>,
     /// Per node: a sync failure was injected and has not happened yet.
     dying_disk: Vec<bool>,
+    /// Per node: its last synced batch was damaged at its crash and it has not restarted since (once it has,
+    /// the recovery marker on its disk says it is still recovering).
+    damaged_down: Vec<bool>,
     /// Per node: whether it was ever a member since the start (spares become members when added).
     added: Vec<bool>,
     /// Restarts per node, mixed into the core's seed so a restarted node draws new timeouts.
@@ -165,6 +168,7 @@ impl Simulation {
                 .map(|i| FaultDisk::new(params.seed ^ (i + 1).wrapping_mul(0x9E37_79B9)))
                 .collect(),
             dying_disk: vec![false; ids.len()],
+            damaged_down: vec![false; ids.len()],
             committed_membership: (
                 LogIndex(0),
                 tally_raft::Membership::with_voters(ids[..params.nodes].iter().copied()),
@@ -339,6 +343,7 @@ impl Simulation {
         self.observed[i].2 = LogIndex(0);
         self.commit_seen[i] = LogIndex(0);
         self.dying_disk[i] = false;
+        self.damaged_down[i] = false;
         Ok(())
     }
 

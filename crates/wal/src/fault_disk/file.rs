@@ -184,13 +184,18 @@ impl FileState {
         // segment in one write), which recovery rightly refuses rather than cuts.
         let at = ((end - 1) / sector) * sector;
         let (mut lo, hi) = (at.max(offset), (at + sector).min(end));
-        if lo == offset && hi == end {
+        let whole_write = lo == offset && hi == end;
+        if whole_write {
             // Never the whole write: a write lost entirely leaves no evidence at all (a "lost write"),
             // which no recovery can detect; that fault is outside the model.
             lo = (offset + 8).min(hi - 1);
         }
         let mut bytes = vec![0; (hi - lo) as usize];
-        if rng.chance(1, 2) {
+        // Zeros only inside the write's first record. A write can hold several batches (recovery rewrites
+        // the kept part of a segment in one write), and zeros from a sector boundary that is also a batch
+        // boundary would wipe out the batches after it whole: the log would simply end there, a lost
+        // write again. Such damage garbles instead.
+        if !whole_write || rng.chance(1, 2) {
             rng.fill(&mut bytes);
         }
         self.data.write(lo, &bytes);
