@@ -395,6 +395,9 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         for entry in ready.committed_entries.iter().filter(|entry| entry.index > reapplied_through) {
             self.apply(entry);
         }
+        if ready.committed_entries.last().is_some_and(|entry| entry.index > reapplied_through) {
+            self.reapplied_through = LogIndex(0); // every entry handed out again is behind: back to full strength
+        }
         for read in ready.read_states {
             if let Some(waiting) = self.reads_awaiting_index.remove(&read.context) {
                 self.reads_awaiting_apply.entry(read.index).or_default().extend(waiting);

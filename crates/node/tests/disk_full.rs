@@ -348,3 +348,37 @@ fn a_batch_larger_than_the_room_left_is_dropped_and_the_leader_goes_on_as_a_foll
     assert!(cluster.nodes[leader].storage_alarms().is_empty());
     cluster.assert_all_acknowledged_everywhere();
 }
+
+#[test]
+fn with_every_disk_full_the_leader_stays_and_serves_linearizable_reads() {
+    // Phase: all three disks fill up together (replicas hold the same data).
+    let mut cluster = Cluster::new(60, 0);
+    for i in 0..3 {
+        cluster.fill_disk(i);
+    }
+    let mut n = 0;
+    while (0..3).any(|i| cluster.nodes[i].storage_alarms().is_empty()) {
+        let leader = cluster.leader();
+        let _ = cluster.put(leader, &format!("k{n}"));
+        n += 1;
+        assert!(n < 2_000, "the disks never filled");
+        if n % 10 == 0 {
+            cluster.ticks(1);
+        }
+    }
+    // Phase: no node can take entries, so none may take leadership over: the leader stays, and linearizable
+    // reads (a heartbeat round, no entry) keep being answered.
+    cluster.ticks(300);
+    let leader = cluster.leader();
+    for m in 0..20 {
+        let id = 1_000_000 + m;
+        let query = KvQuery::Get(b"k0".to_vec());
+        cluster.nodes[leader].read(id, query, ReadConsistency::Linearizable).expect("read");
+        cluster.deliver();
+        let answered = cluster.nodes[leader].take_completions().into_iter().any(|c| c.id == id && c.result.is_ok());
+        assert!(answered, "linearizable read {m} not answered with every disk full");
+        cluster.ticks(5);
+        assert_eq!(cluster.leader(), leader, "leadership moved to a node that cannot store its no-op");
+    }
+    assert!((0..3).all(|i| !cluster.nodes[i].has_failed()));
+}

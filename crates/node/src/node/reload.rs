@@ -16,7 +16,7 @@
 //!                                 ├─ proposals past the stored log: dropped (never stored, never sent)
 //!                                 ├─ reads waiting for a ReadIndex round: refused (the new core lost the round)
 //!                                 └─ space alarm for a retry interval, doubled by each failure in a row (1 s,
-//!                                    2 s, ... 64 s): entries and snapshots are dropped and the node does not
+//!                                    2 s, 4 s, 8 s): entries and snapshots are dropped and the node does not
 //!                                    campaign meanwhile, so a snapshot that never fits is not retried in a loop
 //! ```
 //!
@@ -32,8 +32,10 @@ use crate::state_machine::StateMachine;
 use crate::storage::{Storage, StorageError};
 use crate::transport::{Clock, Transport};
 
-/// The most doublings of the retry interval after writes that did not fit (64 s).
-const BACKOFF_DOUBLINGS_MAX: u32 = 6;
+/// The most doublings of the retry interval after writes that did not fit (8 s): long enough that a snapshot
+/// that never fits is not retried in a loop, short enough that the node resumes soon after space is freed
+/// (nothing tells it sooner: the write that failed is the only test).
+const BACKOFF_DOUBLINGS_MAX: u32 = 3;
 
 impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
     /// Rebuilds the core from what the storage holds after a write failed with `NoSpace` (`reason`).

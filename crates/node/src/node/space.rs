@@ -12,8 +12,8 @@
 //!     dropped before the Raft core sees them, so        delete reaches them too
 //!     the core never asks to persist what cannot
 //!     be written; heartbeats and votes go on
-//!   - after a write that did not fit, it neither
-//!     campaigns nor takes a transfer (reload.rs)
+//!   - it neither campaigns nor takes a transfer
+//!     (a new leader must store a no-op at once)
 //!   - reads go on everywhere (the server sends a full
 //!     follower's linearizable reads to the leader)
 //! ```
@@ -171,10 +171,10 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
             }),
         };
         let raised = !was_full && self.space.no_space.is_some();
-        // A node whose last write did not fit must not win an election: a new leader appends a no-op at once. A
-        // node that merely lacks its spare segment may lead (the active segment still has room for a no-op) and
-        // hands leadership over as soon as it does; were every node full, it still serves reads.
-        self.raft.hold_back(self.space.failed_write.is_some());
+        // A node that cannot take entries must not win an election or take a transfer: a new leader appends a
+        // no-op at once, and the full followers, which drop entries, would never let it commit, so it could serve
+        // nothing. When every disk is full, the leader stays where it is and keeps serving reads.
+        self.raft.hold_back(self.space.no_space.is_some());
         if (raised || due) && self.space.no_space.is_some() && self.raft.is_leader() {
             let me = self.raft.id();
             let voters = &self.raft.membership().voters;
