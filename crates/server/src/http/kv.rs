@@ -1,9 +1,9 @@
 //! Key/value calls: get, put, delete (with cas), and prefix pages.
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
 use std::sync::atomic::Ordering;
 
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
