@@ -237,8 +237,22 @@ impl World {
         }
     }
 
-    /// Writes `key` through node `i`; the index, or why not.
+    /// Writes `key` through node `i`, retrying for up to [`SHAPE_TIMEOUT`] while the cluster cannot take it
+    /// (an election under way on a loaded machine answers 503 or 504; every write here is idempotent, so a
+    /// retry after an unknown outcome does no harm); the index, or the last reason it failed.
     async fn put(&self, i: usize, key: &str, value: &str) -> Result<u64, String> {
+        let deadline = Instant::now() + SHAPE_TIMEOUT;
+        loop {
+            match self.put_once(i, key, value).await {
+                Ok(index) => return Ok(index),
+                Err(error) if Instant::now() >= deadline => return Err(error),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// One attempt of [`World::put`].
+    async fn put_once(&self, i: usize, key: &str, value: &str) -> Result<u64, String> {
         let url = format!("http://{}/v1/kv/{key}", self.procs[i].addr);
         let answer = self.http.put(url).body(value.to_string()).send().await.map_err(|e| e.to_string())?;
         let status = answer.status();

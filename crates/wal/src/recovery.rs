@@ -76,7 +76,6 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
     // Whether the last segment holds no valid record while a segment precedes it: see `tail_may_be_acknowledged`.
     let mut rolled_into_nothing = false;
     let mut context = ScanContext::default();
-    let mut max_batch = 0;
     let mut after_damage = Vec::new();
     for (position, (seq, name)) in segment_names.iter().enumerate() {
         if *seq > segment::SEQ_MAX {
@@ -108,7 +107,6 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
         };
         rolled_into_nothing = position > 0 && scan.records.is_empty();
         replay.begin_segment(name, missing);
-        max_batch = scan.records.iter().chain(&scan.after_damage).map(|r| r.batch).fold(max_batch, u64::max);
         context = ScanContext {
             log_id: scan.log_id.or(context.log_id),
             open_batch: scan.records.last().map(ScannedRecord::open_batch_after).or(context.open_batch),
@@ -135,7 +133,11 @@ pub(crate) fn recover<D: Disk>(disk: &mut D) -> Result<Recovery, WalError> {
     let tail_hard_state = highest_hard_state(replay.pending().chain(&after_damage));
     let (next_batch, last_marker_checksum) = match replay.last_marker {
         Some((batch, checksum)) if kept > 0 => (batch + 1, checksum),
-        _ => (max_batch + 1, 0),
+        // Nothing kept: every segment is removed (durably, before the new one is created), so no record of the
+        // old log survives to be confused with the new one, whose numbering starts over. (Starting above the
+        // batch numbers found in the removed bytes could start past what recovery accepts, if those bytes are
+        // garbage: the next recovery would then cut the new log whole.)
+        _ => (1, 0),
     };
     let mut segments: Vec<Segment> = scanned[..kept]
         .iter()
