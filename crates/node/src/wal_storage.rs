@@ -45,8 +45,13 @@ impl<D: Disk> WalStorage<D> {
 
     /// The log, for a write; an error once reopening it failed.
     fn log(&mut self) -> Result<&mut Wal<D>, StorageError> {
-        self.wal.as_mut().ok_or_else(|| StorageError::Io("the log is closed: opening it again failed".to_string()))
+        self.wal.as_mut().ok_or_else(closed)
     }
+}
+
+/// The error of every call once reopening the log failed.
+fn closed() -> StorageError {
+    StorageError::Io("the log is closed: opening it again failed".to_string())
 }
 
 /// Maps a log failure to the node's storage error.
@@ -97,7 +102,7 @@ impl<D: Disk> Storage for WalStorage<D> {
     }
 
     fn reload(&mut self) -> Result<Restored, StorageError> {
-        let mut wal = self.wal.take().ok_or_else(|| StorageError::Io("the log is closed".to_string()))?;
+        let mut wal = self.wal.take().ok_or_else(closed)?;
         if wal.is_poisoned() {
             // A failed write or fsync is never retried in the same process (the fsync-gate lesson): the operator
             // restarts the node.

@@ -160,6 +160,18 @@ impl Cluster {
         self.disks[i].set_limit(Some(self.disks[i].used_bytes()));
     }
 
+    /// Gives node `i` its space back, lets `ticks` ticks pass, and checks that it cleared its alarms by itself
+    /// and that a write after that, like every acknowledged write, is on every node.
+    fn free_space_and_catch_up(&mut self, i: usize, ticks: usize) {
+        self.disks[i].set_limit(None);
+        self.ticks(ticks);
+        assert!(self.nodes[i].storage_alarms().is_empty(), "{:?}", self.nodes[i].storage_alarms());
+        let leader = self.leader();
+        self.put(leader, "after").expect("write after space returned");
+        self.ticks(20);
+        self.assert_all_acknowledged_everywhere();
+    }
+
     fn assert_all_acknowledged_everywhere(&mut self) {
         for i in 0..3 {
             for key in self.acknowledged.clone() {
@@ -212,13 +224,7 @@ fn a_leader_on_a_full_disk_refuses_writes_hands_over_leadership_and_resumes() {
     assert!(cluster.stale_get(full, "before"), "reads stop on a full disk");
     assert!(cluster.nodes[full].dropped_for_space() > 0, "the full follower took entries it cannot store");
     // Phase: space returns; within a retry interval the alarm clears and the node catches up by itself.
-    cluster.disks[full].set_limit(None);
-    cluster.ticks(150);
-    assert!(cluster.nodes[full].storage_alarms().is_empty(), "{:?}", cluster.nodes[full].storage_alarms());
-    let leader = cluster.leader();
-    cluster.put(leader, "after").expect("write after space returned");
-    cluster.ticks(20);
-    cluster.assert_all_acknowledged_everywhere();
+    cluster.free_space_and_catch_up(full, 150);
 }
 
 #[test]
@@ -243,10 +249,7 @@ fn a_follower_on_a_full_disk_keeps_its_leader_and_catches_up_when_space_returns(
     assert_eq!(cluster.nodes[leader].raft().term(), term);
     assert!(cluster.stale_get(full, "k0"), "reads stop on a full disk");
     // Phase: space returns: it catches up with no restart.
-    cluster.disks[full].set_limit(None);
-    cluster.ticks(150);
-    assert!(cluster.nodes[full].storage_alarms().is_empty());
-    cluster.assert_all_acknowledged_everywhere();
+    cluster.free_space_and_catch_up(full, 150);
 }
 
 #[test]
@@ -301,12 +304,7 @@ fn a_snapshot_larger_than_the_free_space_leaves_the_follower_running_and_it_catc
     assert!(cluster.stale_get(behind, "early"), "reads stop on a full disk");
     assert!(!cluster.stale_get(behind, "k299"), "the snapshot was stored after all: the test proves nothing");
     // Phase: space returns: the snapshot goes in with no restart, and nothing acknowledged is lost.
-    cluster.disks[behind].set_limit(None);
-    cluster.ticks(200);
-    assert!(cluster.nodes[behind].storage_alarms().is_empty());
-    cluster.put(leader, "after").expect("write after space returned");
-    cluster.ticks(20);
-    cluster.assert_all_acknowledged_everywhere();
+    cluster.free_space_and_catch_up(behind, 200);
 }
 
 #[test]
@@ -343,10 +341,7 @@ fn a_batch_larger_than_the_room_left_is_dropped_and_the_leader_goes_on_as_a_foll
     cluster.put(new_leader, "during").expect("the others take writes");
     assert!(cluster.stale_get(leader, "before"));
     // Phase: space returns: it catches up, and nothing acknowledged is lost.
-    cluster.disks[leader].set_limit(None);
-    cluster.ticks(300);
-    assert!(cluster.nodes[leader].storage_alarms().is_empty());
-    cluster.assert_all_acknowledged_everywhere();
+    cluster.free_space_and_catch_up(leader, 300);
 }
 
 #[test]

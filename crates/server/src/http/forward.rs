@@ -34,6 +34,21 @@ impl Forwarded {
             Forwarded::Read => "retry, or read with consistency=stale",
         }
     }
+
+    /// The `504 timeout` for a request that was sent but whose answer never came whole (`what_happened`): a
+    /// write may or may not have been applied, a read is safe to retry.
+    fn unanswered(self, what_happened: String) -> ApiError {
+        match self {
+            Forwarded::Write => {
+                ApiError::outcome_unknown(format!("{what_happened}: the write may or may not have been applied"))
+            }
+            Forwarded::Read => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!("{what_happened}; the read is safe to retry"),
+            ),
+        }
+    }
 }
 
 /// Sends the write in `parts` + `body` to `leader` and relays its answer.
@@ -99,17 +114,9 @@ async fn relay(
             return Err(e);
         }
         Err(error) => {
-            let mut e = match what {
-                Forwarded::Write => ApiError::outcome_unknown(format!(
-                    "the write was forwarded to the leader {leader} but no answer came back ({error}): it may or may \
-                     not have been applied"
-                )),
-                Forwarded::Read => ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "timeout",
-                    format!("the read was forwarded to the leader {leader} but no answer came back ({error}); retry"),
-                ),
-            };
+            let mut e = what.unanswered(format!(
+                "the request was forwarded to the leader {leader} but no answer came back ({error})"
+            ));
             e.leader = Some(leader);
             return Err(e);
         }
@@ -121,16 +128,10 @@ async fn relay(
             headers.push((name, value.clone()));
         }
     }
-    let bytes = answer.bytes().await.map_err(|error| match what {
-        Forwarded::Write => ApiError::outcome_unknown(format!(
-            "the leader {leader}'s answer was cut off ({error}): the write may or may not have been applied"
-        )),
-        Forwarded::Read => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!("the leader {leader}'s answer to the read was cut off ({error}); retry"),
-        ),
-    })?;
+    let bytes = answer
+        .bytes()
+        .await
+        .map_err(|error| what.unanswered(format!("the leader {leader}'s answer was cut off ({error})")))?;
     let mut response = (status, bytes).into_response();
     for (name, value) in headers {
         response.headers_mut().insert(name, value);
