@@ -376,8 +376,8 @@ fn damage_last_synced_write_hits_one_sector_of_the_newest_synced_write() {
         let bytes = disk.read_file("f").expect("file");
         assert!(bytes[..1000].iter().all(|b| *b == 1), "seed {seed}: earlier write damaged");
         assert!(bytes[lo as usize..hi as usize].iter().any(|b| *b != 2), "seed {seed}: nothing damaged");
-        let untouched = bytes[1000..lo as usize].iter().chain(&bytes[hi as usize..end as usize]);
-        assert!(untouched.into_iter().all(|b| *b == 2), "seed {seed}");
+        let mut untouched = bytes[1000..lo as usize].iter().chain(&bytes[hi as usize..end as usize]);
+        assert!(untouched.all(|b| *b == 2), "seed {seed}");
         let all_zero = bytes[lo as usize..hi as usize].iter().all(|b| *b == 0);
         if len > 512 {
             assert!(!all_zero, "seed {seed}: zeros from a sector boundary inside a multi-sector write");
