@@ -399,7 +399,11 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
 
 /// Decodes a JSON body; `expected` shows the right shape in the error.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8], expected: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|error| {
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        // serde skips unknown fields without checking their bytes: refuse what no JSON parser accepts.
+        ApiError::bad_request(format!("the body is not UTF-8 ({error}); expected {expected}"))
+    })?;
+    serde_json::from_str(text).map_err(|error| {
         let what = match error.classify() {
             serde_json::error::Category::Data => "the JSON body has the wrong shape",
             _ => "the body is not valid JSON",

@@ -13,6 +13,7 @@ mod cluster;
 mod error;
 mod forward;
 mod join;
+mod json;
 mod kv;
 mod metrics;
 pub(crate) mod params;

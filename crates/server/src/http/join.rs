@@ -30,6 +30,7 @@ use tally_net::serve::ConnectionInfo;
 use tally_node::{Reply, RequestError};
 use tally_raft::{MembershipChange, NodeId, ProposeError};
 
+use super::json::parse_body;
 use super::params::Params;
 use super::{ApiError, AppState};
 use crate::auth::{bearer_token, token_matches};
@@ -157,12 +158,11 @@ fn check_token(state: &AppState, parts: &Parts) -> Result<Option<NodeId>, ApiErr
 
 /// Decodes and checks the body.
 fn parse_request(body: &[u8]) -> Result<Joiner, ApiError> {
-    let request: JoinRequest = serde_json::from_slice(body).map_err(|error| {
-        ApiError::bad_request(format!(
-            "bad join request ({error}); expected {{\"id\": \"n4\", \"peer_url\": \"http://HOST:PORT\", \"client_url\": \
-             \"http://HOST:PORT\"}}"
-        ))
-    })?;
+    let request: JoinRequest = parse_body(
+        body,
+        "join request",
+        "{\"id\": \"n4\", \"peer_url\": \"http://HOST:PORT\", \"client_url\": \"http://HOST:PORT\"}",
+    )?;
     let id = parse_node_id(&request.id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     for (name, url) in [("peer_url", &request.peer_url), ("client_url", &request.client_url)] {
         if url.len() > METADATA_TEXT_MAX_BYTES

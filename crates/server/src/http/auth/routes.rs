@@ -23,6 +23,7 @@ use tally_kv::{
 use tally_node::{KvQuery, KvQueryOutput};
 
 use super::{Caller, authenticate, new_token};
+use crate::http::json::parse_body;
 use crate::http::kv::{Written, propose, read, read_body};
 use crate::http::params::{Params, percent_decode};
 use crate::http::{ApiError, AppState, HEADER_INDEX};
@@ -380,7 +381,7 @@ fn name_at(path: &str, position: usize) -> Result<String, ApiError> {
 /// `400` naming the expected shape.
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8], shape: &str) -> Result<T, ApiError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|error| ApiError::bad_request(format!("bad body ({error}); expected {shape}")))
+    parse_body(body, "body", shape)
 }
 
 /// The prefix of a grant or revoke body: exactly one of `prefix` and `prefix_b64`, at most `max_bytes`.
