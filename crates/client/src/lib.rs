@@ -51,6 +51,11 @@
 //! ([`ClientBuilder::token`]) goes in `Authorization: Bearer` on every call. TLS is rustls with the ring
 //! provider.
 //!
+//! # Server-Sent Events
+//!
+//! [`sse`] is a pure, incremental parser of `text/event-stream` bodies (the WHATWG rules), for the watch
+//! streams of a node: push the body's chunks as they arrive, get the events they completed.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -75,6 +80,7 @@ mod endpoints;
 mod error;
 mod registry;
 mod retry;
+pub mod sse;
 mod types;
 
 pub use auth::{Access, AuthStatus, NewToken, Permission, RoleInfo, UserInfo};

@@ -9,8 +9,11 @@
 //!     header: hyper's header_read_timeout (one deadline per request head; trickled bytes do not extend it)
 //!     body:   each request body must arrive within the body timeout, else 408 and the connection closes
 //!     idle:   no bytes either way and no request in flight for the idle timeout ──▶ closed
+//!     stall:  a request in flight and a write blocked (its client does not read) for the stall timeout (the
+//!             body timeout, or the idle timeout if longer) ──▶ closed; a handler still computing its answer, or
+//!             a streaming answer with nothing to send, blocks no write and may take as long as it likes
 //!  shutdown ──▶ stop accepting ──▶ every connection finishes its request in flight and closes (graceful)
-//!           ──▶ connections still open after the drain timeout are dropped
+//!           ──▶ connections still open after the drain timeout (a long wait, an open stream) are dropped
 //! ```
 //!
 //! hyper arms its header timer as soon as a connection waits for a request head: also right after accept and
@@ -24,6 +27,7 @@
 //! Every request carries a [`ConnectionInfo`] extension (remote address, client certificate's Common Name)
 //! and axum's `ConnectInfo<SocketAddr>`.
 
+mod activity;
 mod body;
 mod connection;
 mod metrics;
@@ -60,8 +64,11 @@ pub struct Limits {
     /// past it the request is answered `408` and the connection closed.
     pub body_timeout: Duration,
     /// How long a connection may stay silent (no bytes either way) with no request in flight (default 5 s).
-    /// With an answer in flight, a connection silent for the body timeout (or this, if longer) is closed too: its
-    /// client stopped reading.
+    ///
+    /// With a request in flight, silence alone closes nothing: a handler may wait (a blocking read) and a
+    /// streaming answer (Server-Sent Events) may be quiet between events for as long as they like. What closes
+    /// such a connection is a write blocked (its client stopped reading, the socket's send buffer is full) for
+    /// the stall timeout: the body timeout, or this, if longer.
     pub idle_timeout: Duration,
     /// The most connections open at once; `None`: [`DEFAULT_MAX_CONNECTIONS`]. Always bounded by the file
     /// descriptor limit (module doc).
@@ -70,7 +77,8 @@ pub struct Limits {
     /// loopback or behind a load balancer every client shares one address.
     pub max_connections_per_ip: Option<usize>,
     /// How long shutdown waits for open connections to finish their requests before dropping them
-    /// (default 5 s).
+    /// (default 5 s). A stream that is still open then, or a handler still waiting, is dropped with its
+    /// connection.
     pub drain_timeout: Duration,
 }
 

@@ -1,5 +1,5 @@
 //! Request and response body wrappers: the body-read deadline, and the in-flight count that keeps a
-//! connection with a request (or a streaming answer) from being closed as idle.
+//! connection with a request (or a streaming answer) from being closed as idle (see [`super::activity`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -66,7 +66,8 @@ impl Body for TimeoutBody {
 }
 
 /// Counts a request in flight on its connection from when its head arrived until its answer has been sent
-/// (or dropped): the idle timer leaves a connection alone while this is above zero.
+/// (or dropped): while this is above zero the idle timeout does not apply, only the stall timeout of a blocked
+/// write ([`super::activity`]).
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<AtomicUsize>);
 

@@ -1,24 +1,22 @@
 //! One connection: the TLS handshake, hyper's HTTP/1 state machine with the header timeout, the body
-//! deadline of each request, and the idle timer.
+//! deadline of each request, and the silence rules of [`super::activity`].
 
 use std::convert::Infallible;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context as TaskContext, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::activity::{Activity, Ending, Tracked, Watched};
 use super::body::{GuardedBody, InFlight, TimeoutBody};
 use super::{ConnectionInfo, Limits, Permit, ServeMetrics};
 
@@ -68,13 +66,14 @@ pub(crate) async fn run(
     drive(stream, info, &context, stop).await;
 }
 
-/// Runs hyper on `io` with the idle timer beside it.
+/// Runs hyper on `io`, watched for silence (see [`super::activity`]), until it ends, is silent too long, or
+/// finishes gracefully after `stop` (the accept loop drops it if that takes longer than the drain timeout).
 async fn drive<I>(io: I, info: ConnectionInfo, context: &Arc<Context>, mut stop: watch::Receiver<bool>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Tracked { inner: io, activity: Arc::clone(&activity) });
+    let io = TokioIo::new(Tracked::new(io, Arc::clone(&activity)));
     let service = {
         let (context, activity) = (Arc::clone(context), Arc::clone(&activity));
         hyper::service::service_fn(move |request| {
@@ -84,36 +83,31 @@ where
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(context.limits.header_timeout);
     let connection = builder.serve_connection(io, service);
-    let mut connection = std::pin::pin!(connection);
-    let idle_timeout = context.limits.idle_timeout;
-    // A connection with an answer in flight that moves no bytes this long has a client that stopped reading
-    // (handlers answer within the request timeout): without this limit it would hold its slot and its buffered
-    // answer for ever.
-    let stall_timeout = context.limits.body_timeout.max(idle_timeout);
-    let silence_allowed = |activity: &Activity| {
-        if activity.in_flight.load(Ordering::Relaxed) == 0 { idle_timeout } else { stall_timeout }
-    };
+    let connection = std::pin::pin!(connection);
+    let limits = &context.limits;
+    // A write blocked this long has a client that stopped reading: without this limit it would hold its slot
+    // and its buffered answer for ever. A handler that takes its time, or a stream with nothing to send, blocks
+    // no write and is left alone.
+    let stall_timeout = limits.body_timeout.max(limits.idle_timeout);
+    let mut watched = Watched::new(connection, activity, limits.idle_timeout, stall_timeout);
     let mut stopping = false;
     loop {
-        let idle_deadline = activity.last() + silence_allowed(&activity);
         tokio::select! {
-            result = connection.as_mut() => {
-                match result {
-                    Err(error) if error.is_timeout() => context.metrics.count_timeout_header(),
-                    Err(error) => tracing::debug!(%error, "connection ended with an error"),
-                    Ok(()) => {}
+            ending = &mut watched => {
+                match ending {
+                    Ending::Finished(Err(error)) if error.is_timeout() => context.metrics.count_timeout_header(),
+                    Ending::Finished(Err(error)) => tracing::debug!(%error, "connection ended with an error"),
+                    Ending::Finished(Ok(())) => {}
+                    Ending::Silent(silence) => {
+                        tracing::debug!(?silence, "connection closed after a silence");
+                        context.metrics.count_timeout_idle();
+                    }
                 }
                 return;
             }
             _ = stop.changed(), if !stopping => {
                 stopping = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            () = tokio::time::sleep_until(idle_deadline) => {
-                if activity.last() + silence_allowed(&activity) <= Instant::now() {
-                    context.metrics.count_timeout_idle();
-                    return;
-                }
+                watched.connection().graceful_shutdown();
             }
         }
     }
@@ -161,85 +155,4 @@ fn body_timeout_response(body_timeout: Duration) -> Response<axum::body::Body> {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
-}
-
-/// When a connection last moved bytes, and how many of its requests are in flight.
-struct Activity {
-    /// The connection's start, the origin of `last_ms`.
-    base: Instant,
-    /// Milliseconds from `base` to the last read or write that moved bytes.
-    last_ms: AtomicU64,
-    /// Requests whose answer has not been sent yet.
-    in_flight: Arc<AtomicUsize>,
-}
-
-impl Activity {
-    /// A connection that just started.
-    fn new() -> Activity {
-        Activity { base: Instant::now(), last_ms: AtomicU64::new(0), in_flight: Arc::new(AtomicUsize::new(0)) }
-    }
-
-    /// Records bytes moved now.
-    fn touch(&self) {
-        let elapsed = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(elapsed, Ordering::Relaxed);
-    }
-
-    /// When bytes last moved.
-    fn last(&self) -> Instant {
-        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-}
-
-/// An I/O stream that records in [`Activity`] every read or write that moved bytes.
-struct Tracked<I> {
-    /// The stream.
-    inner: I,
-    /// Where moves are recorded.
-    activity: Arc<Activity>,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-        }
-        result
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        result
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buffers: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, buffers);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

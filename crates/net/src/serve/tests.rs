@@ -1,8 +1,10 @@
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use axum::Extension;
+use axum::body::Bytes;
 use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -172,4 +174,184 @@ async fn a_client_that_never_reads_its_answer_is_cut_off() {
     }
     assert_eq!(metrics.timed_out()[3], 1, "counted as an idle timeout: {:?}", metrics.timed_out());
     drop(stream);
+}
+
+#[tokio::test]
+async fn a_tls_client_that_never_reads_its_answer_is_cut_off() {
+    // Over TLS a blocked write may show as a pending flush of the TLS layer's buffer: still a stall.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d: &Path = dir.path();
+    init(d, &InitPlan { nodes: vec!["n1".into()], ..InitPlan::default() }).expect("certs");
+    let identity = CertifiedKeyFiles { certificate: d.join("n1.pem"), key: d.join("n1-key.pem") };
+    let tls = server_config(&ServerTlsFiles { identity, client_ca: None }).expect("server");
+    let big = axum::Router::new().route("/big", get(|| async { vec![b'x'; 64 * 1024 * 1024] }));
+    let metrics = Arc::new(ServeMetrics::default());
+    let (addr, _stop) =
+        start(big, Options { tls: Some(tls), limits: short_limits(), metrics: Arc::clone(&metrics) }).await;
+
+    let files = ClientTlsFiles { ca: Some(d.join("ca.pem")), identity: None };
+    let mut stream = tls_connect(addr, &files).await.expect("handshake");
+    stream.write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("write");
+    stream.flush().await.expect("flush");
+    // Never read: the server gives up on the connection within a bounded time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while metrics.open() > 0 {
+        assert!(std::time::Instant::now() < deadline, "a stalled TLS reader still holds its connection");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metrics.timed_out()[3], 1, "counted as an idle timeout: {:?}", metrics.timed_out());
+    drop(stream);
+}
+
+/// A streaming answer's body: the chunks sent on its channel, ending when the sender is dropped.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|chunk| Ok(http_body::Frame::data(chunk))))
+    }
+}
+
+/// A route at `path` whose answer streams what `feed` sends (the body ends when `feed` returns).
+fn streaming<F, Fut>(path: &str, feed: F) -> axum::Router
+where
+    F: Fn(tokio::sync::mpsc::Sender<Bytes>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let handler = move || {
+        let feed = feed.clone();
+        async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            tokio::spawn(feed(tx));
+            axum::body::Body::new(ChannelBody(rx))
+        }
+    };
+    axum::Router::new().route(path, get(handler))
+}
+
+/// Timeouts far shorter than the waits below: before a request in flight could stay silent, each of these
+/// waits cut its connection.
+fn short_limits() -> Limits {
+    Limits { body_timeout: Duration::from_millis(300), idle_timeout: Duration::from_millis(200), ..Limits::default() }
+}
+
+/// A wait longer than [`short_limits`]' timeouts together.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// Reads from `stream` until what arrived contains `marker` (or 10 s pass); what arrived as text.
+async fn read_until(stream: &mut TcpStream, marker: &str) -> String {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&received).contains(marker) && std::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[tokio::test]
+async fn long_handler_without_response_is_not_cut() {
+    // A handler that waits (as a blocking read does) far longer than the body and idle timeouts, with no
+    // byte moving meanwhile: it is not a stalled client, and its answer arrives.
+    let slow = axum::Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(QUIET).await;
+            "done"
+        }),
+    );
+    let metrics = Arc::new(ServeMetrics::default());
+    let (addr, _stop) = start(slow, Options { tls: None, limits: short_limits(), metrics: Arc::clone(&metrics) }).await;
+    let answer = get_over(TcpStream::connect(addr).await.expect("connect"), "/slow").await;
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"), "{answer}");
+    assert_eq!(metrics.timed_out(), [0; 4], "no timeout counted");
+}
+
+#[tokio::test]
+async fn quiet_streaming_body_is_not_cut() {
+    // A stream (as a watch is) that sends a chunk, goes quiet longer than every timeout, then sends more.
+    let router = streaming("/stream", |tx| async move {
+        let _ = tx.send(Bytes::from_static(b"first\n")).await;
+        tokio::time::sleep(QUIET).await;
+        let _ = tx.send(Bytes::from_static(b"second\n")).await;
+    });
+    let metrics = Arc::new(ServeMetrics::default());
+    let options = Options { tls: None, limits: short_limits(), metrics: Arc::clone(&metrics) };
+    let (addr, _stop) = start(router, options).await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.expect("write");
+
+    // The first chunk arrives, then the quiet spell, then the rest and the end of the chunked body.
+    let head = read_until(&mut stream, "first").await;
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("first"), "{head}");
+    let rest = read_until(&mut stream, "0\r\n\r\n").await;
+    assert!(rest.contains("second\n") && rest.ends_with("0\r\n\r\n"), "the stream was cut: {rest:?}");
+    assert_eq!(metrics.timed_out(), [0; 4], "no timeout counted");
+}
+
+#[tokio::test]
+async fn a_stream_to_a_client_that_never_reads_is_cut_off() {
+    // A stream that always has more to send, to a client that reads nothing: its writes block, and the
+    // connection is closed after the stall timeout (the body timeout here).
+    let router =
+        streaming("/flood", |tx| async move { while tx.send(Bytes::from(vec![b'x'; 64 * 1024])).await.is_ok() {} });
+    let metrics = Arc::new(ServeMetrics::default());
+    let options = Options { tls: None, limits: short_limits(), metrics: Arc::clone(&metrics) };
+    let (addr, _stop) = start(router, options).await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(b"GET /flood HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("write");
+    while metrics.open() < 1 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while metrics.open() > 0 {
+        assert!(std::time::Instant::now() < deadline, "a stalled stream reader still holds its connection");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metrics.timed_out()[3], 1, "counted as an idle timeout: {:?}", metrics.timed_out());
+    drop(stream);
+}
+
+#[tokio::test]
+async fn shutdown_drops_an_open_stream_after_the_drain_timeout() {
+    // A stream that never ends on its own (it ends when its body is dropped).
+    let router = streaming("/forever", |tx| async move {
+        let _ = tx.send(Bytes::from_static(b"first\n")).await;
+        tx.closed().await;
+    });
+    let limits = Limits { drain_timeout: Duration::from_millis(300), ..short_limits() };
+    let metrics = Arc::new(ServeMetrics::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = Options { tls: None, limits, metrics: Arc::clone(&metrics) };
+    let served = tokio::spawn(serve(listener, router, options, async move {
+        let _ = stopped.await;
+    }));
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(b"GET /forever HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("write");
+    let head = read_until(&mut stream, "first").await;
+    assert!(head.contains("first"), "{head}");
+
+    // Quiet for longer than every timeout: still open.
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(metrics.open(), 1, "the quiet stream was closed: {:?}", metrics.timed_out());
+
+    // Shutdown: the stream does not finish within the drain timeout, so it is dropped and serving ends.
+    let _ = stop.send(());
+    let result = tokio::time::timeout(Duration::from_secs(10), served).await;
+    result.expect("serve returns after the drain timeout").expect("no panic").expect("serve ends cleanly");
+    let rest = read_until(&mut stream, "0\r\n\r\n").await;
+    assert!(!rest.contains("0\r\n\r\n"), "the endless stream ended normally: {rest:?}");
+    assert_eq!(metrics.open(), 0, "the stream's connection was dropped");
 }
