@@ -63,6 +63,16 @@ pub enum DecodeError {
         /// The limit.
         max: usize,
     },
+    /// A prefix delete names the empty prefix, which would delete every key: refused so that no
+    /// mistake deletes everything.
+    #[error(
+        "prefix delete at offset {offset} has an empty prefix; name the keys to delete by a non-empty \
+         prefix (deleting every key at once is not offered)"
+    )]
+    EmptyPrefix {
+        /// Where the prefix field starts.
+        offset: usize,
+    },
     /// The input does not start with the snapshot magic bytes: it is not a Tally kv snapshot.
     #[error("bad snapshot magic {found:?}")]
     BadMagic {

@@ -3,7 +3,7 @@
 //! # What this crate owns
 //!
 //! - [`Command`]: the write commands (put, delete, each with an optional compare-and-set on the
-//!   key's modify index) and their versioned binary encoding, carried as Raft log entry payloads;
+//!   key's modify index; delete of every key under a prefix) and their versioned binary encoding, carried as Raft log entry payloads;
 //!   also the cluster metadata commands that record member addresses and the cluster id
 //!   ([`ClusterInfo`], outside the key space), and the auth commands ([`AuthCommand`]) that manage users,
 //!   their token hashes and roles ([`AuthState`], also outside the key space).
@@ -33,8 +33,8 @@
 //!  committed raft entry (index, payload), in log order
 //!        │
 //!        ▼
-//!  KvStore::apply(index, payload) ──▶ Command::decode ──▶ cas check ──▶ put / delete
-//!        │                                                                 │
+//!  KvStore::apply(index, payload) ──▶ Command::decode ──▶ cas check ──▶ put / delete / delete prefix
+//!        │                                                                 │ (write_key / remove_key)
 //!        ▼                                                                 ▼
 //!  Response ──▶ the waiting client              BTreeMap<key, Versioned> + applied_index
 //!                                                                          │
