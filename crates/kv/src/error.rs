@@ -133,6 +133,21 @@ pub enum DecodeError {
         /// Which invariant is broken.
         detail: String,
     },
+    /// The snapshot's watch history breaks an invariant of [`crate::History`] (batches out of order or outside
+    /// its window, a malformed change, a `prev` that disagrees with the key's earlier change): it is not a
+    /// history that applying entries could have built.
+    #[error("snapshot history at offset {offset} is inconsistent: {detail}")]
+    BadHistory {
+        /// Where the offending part (the section, or one batch) starts.
+        offset: usize,
+        /// Which invariant is broken.
+        detail: String,
+    },
+}
+
+/// The versions `oldest..=newest` in words, for [`DecodeError::UnknownVersion`].
+fn versions_read(oldest: u8, newest: u8) -> String {
+    if oldest == newest { format!("only version {newest}") } else { format!("versions {oldest} to {newest}") }
 }
 
 /// The versions `oldest..=newest` in words, for [`DecodeError::UnknownVersion`].

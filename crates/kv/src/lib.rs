@@ -11,6 +11,8 @@
 //!   function of the replicated auth state.
 //! - [`KvStore`]: the state those commands build, a byte-ordered map from key to [`Versioned`]
 //!   value plus the `applied_index`, with point reads and prefix scans.
+//! - [`History`]: the watch history, the key changes ([`ChangeBatch`]) of recent entries in a window bounded by
+//!   [`HistoryLimits`], read a page at a time by watchers; its snapshot section is encoded here too.
 //! - Snapshots: [`KvStore::snapshot`] / [`KvStore::restore`], a checksummed encoding of the whole
 //!   state, and [`KvStore::state_checksum`], a cheap fingerprint for convergence checks.
 //!
@@ -53,6 +55,7 @@ mod cluster;
 mod codec;
 mod command;
 mod error;
+mod history;
 mod response;
 mod snapshot;
 mod store;
@@ -65,5 +68,8 @@ pub use auth::{
 pub use cluster::{ClusterInfo, METADATA_TEXT_MAX_BYTES, MemberAddress};
 pub use command::Command;
 pub use error::DecodeError;
+pub use history::{
+    CHANGE_OVERHEAD_BYTES, Change, ChangeBatch, ChangeKind, Compacted, History, HistoryLimits, HistoryPage, KeyFilter,
+};
 pub use response::Response;
 pub use store::{KvStore, Versioned};
