@@ -149,8 +149,3 @@ pub enum DecodeError {
 fn versions_read(oldest: u8, newest: u8) -> String {
     if oldest == newest { format!("only version {newest}") } else { format!("versions {oldest} to {newest}") }
 }
-
-/// The versions `oldest..=newest` in words, for [`DecodeError::UnknownVersion`].
-fn versions_read(oldest: u8, newest: u8) -> String {
-    if oldest == newest { format!("only version {newest}") } else { format!("versions {oldest} to {newest}") }
-}
