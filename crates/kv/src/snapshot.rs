@@ -19,11 +19,14 @@
 //!     member_count times, ids strictly increasing: u64 id, u32 len + peer URL, u32 len + client URL,
 //!         u64 incarnation
 //! auth state (version 3): users, roles and whether auth is on, as `auth/state_codec.rs` describes
+//! watch history (since version 4): the key changes of recent entries, as `history/codec.rs` describes
 //! u32     crc32 (IEEE) of every byte before it
 //! ```
 //!
-//! Integers are little-endian. The encoding is canonical: one state has exactly one snapshot, so
-//! two nodes in the same state produce identical bytes.
+//! Integers are little-endian. The state part (everything before the watch history) is canonical: one state
+//! has exactly one encoding, which the state checksum hashes. The watch history is derived from the entries
+//! and trimmed by each node's own limits, so two nodes in the same state may write different histories: it is
+//! outside the state checksum, and a restoring node trims it to its own window.
 //!
 //! # Older versions
 //!
@@ -33,13 +36,15 @@
 //! make an upgrade wipe the node. A v3 entry restores with `version = 1`, the one value the invariant
 //! allows whatever the key's history was; the count is only wrong for keys overwritten before the
 //! upgrade, and only until their next write. A restored v3 snapshot re-encodes as v4, so its bytes
-//! (and not its state) differ from the input. Versions older than 3 are refused.
+//! (and not its state) differ from the input. A v3 snapshot carries no watch history: the restored history
+//! starts at `applied_index + 1`. Versions older than 3 are refused.
 
 use std::collections::BTreeMap;
 
 use crate::codec::{Fnv1a, Reader, Sink};
 use std::sync::Arc;
 
+use crate::history::{History, HistoryLimits};
 use crate::{AuthState, ClusterInfo, DecodeError, KvStore, Versioned};
 
 /// Identifies a Tally kv snapshot, so a wrong file is named as such rather than as corrupt.
@@ -62,10 +67,11 @@ impl KvStore {
         out.put(&MAGIC);
         out.put_u8(FORMAT_VERSION);
         self.write_state(&mut out);
+        self.history.encode(&mut out);
         let checksum = crc32fast::hash(&out);
         out.put(&checksum.to_le_bytes());
         // Pair assertion: what was written must read back to the same state.
-        debug_assert_eq!(KvStore::restore(&out).as_ref(), Ok(self));
+        debug_assert_eq!(KvStore::restore_with_history_limits(&out, self.history.limits()).as_ref(), Ok(self));
         out
     }
 
@@ -77,6 +83,15 @@ impl KvStore {
     /// order, or an entry whose indexes or version break the store invariant. Never panics, whatever
     /// the input.
     pub fn restore(bytes: &[u8]) -> Result<KvStore, DecodeError> {
+        KvStore::restore_with_history_limits(bytes, HistoryLimits::default())
+    }
+
+    /// [`KvStore::restore`], trimming the snapshot's watch history to `limits` (this node's window).
+    ///
+    /// # Errors
+    ///
+    /// As [`KvStore::restore`].
+    pub fn restore_with_history_limits(bytes: &[u8], limits: HistoryLimits) -> Result<KvStore, DecodeError> {
         // The header is read before the checksum is checked so that a file that is not a
         // snapshot, or is a newer one, is reported as such rather than as corrupt.
         read_header(&mut Reader::new(bytes))?;
@@ -99,8 +114,13 @@ impl KvStore {
         }
         let cluster = ClusterInfo::read(&mut reader)?;
         let auth = Arc::new(AuthState::read(&mut reader)?);
+        let history = if format_version >= 4 {
+            History::decode(&mut reader, applied_index, limits)?
+        } else {
+            History::starting_at(applied_index + 1, limits)
+        };
         reader.finish()?;
-        let store = KvStore { entries, applied_index, cluster, auth };
+        let store = KvStore { entries, applied_index, cluster, auth, history, entry_changes: Vec::new() };
         store.check_invariants();
         Ok(store)
     }

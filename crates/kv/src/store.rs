@@ -5,6 +5,7 @@ use std::collections::btree_map::Entry;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use crate::history::{Change, ChangeBatch, ChangeKind, History, HistoryLimits};
 use crate::{AuthCommand, AuthState, ClusterInfo, Command, MemberAddress, Response};
 
 /// A stored value and its versions.
@@ -44,12 +45,40 @@ pub struct KvStore {
     /// write: the server publishes this `Arc` to its request handlers after each apply without copying the state,
     /// and the next auth change copies it once (`Arc::make_mut`) instead of changing what they read.
     pub(crate) auth: Arc<AuthState>,
+    /// The key changes of recent entries, for watchers: every change `write_key` and `remove_key` make is
+    /// recorded here, one [`ChangeBatch`] per entry. Derived from the entries, so it is carried in snapshots but
+    /// not in the state checksum (each node trims it to its own [`HistoryLimits`]); compared without its limits.
+    pub(crate) history: History,
+    /// The changes of the entry being applied, moved into `history` when the entry is done. Always empty
+    /// between entries.
+    pub(crate) entry_changes: Vec<Change>,
 }
 
 impl KvStore {
-    /// An empty store that has applied nothing.
+    /// An empty store that has applied nothing, keeping the default history window.
     pub fn new() -> Self {
         KvStore::default()
+    }
+
+    /// An empty store that has applied nothing, keeping a history window of `limits`.
+    ///
+    /// # Panics
+    /// If a limit is 0.
+    pub fn with_history_limits(limits: HistoryLimits) -> Self {
+        KvStore { history: History::new(limits), ..KvStore::default() }
+    }
+
+    /// The key changes of recent entries (the watch history).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Replaces this node's history window, trimming at once (a restored store keeps its node's own limits).
+    ///
+    /// # Panics
+    /// If a limit is 0.
+    pub fn set_history_limits(&mut self, limits: HistoryLimits) {
+        self.history.set_limits(limits);
     }
 
     /// Applies the encoded command in entry `index`.
@@ -77,6 +106,22 @@ impl KvStore {
     ///
     /// If `index <= applied_index()`.
     pub fn apply_command(&mut self, index: u64, command: &Command) -> Response {
+        assert!(self.entry_changes.is_empty(), "changes of an earlier entry were never recorded");
+        let response = self.apply_decoded(index, command);
+        self.record_entry_changes(index);
+        response
+    }
+
+    /// Moves the changes entry `index` made (if any) into the history as one batch.
+    fn record_entry_changes(&mut self, index: u64) {
+        if !self.entry_changes.is_empty() {
+            let changes = std::mem::take(&mut self.entry_changes);
+            self.history.append(ChangeBatch { index, changes });
+        }
+    }
+
+    /// [`KvStore::apply_command`] without recording the changes.
+    fn apply_decoded(&mut self, index: u64, command: &Command) -> Response {
         self.advance(index);
         let current_modify_index = command.key().and_then(|key| self.get(key)).map_or(0, |v| v.modify_index);
         if let Some(expected) = command.cas() {
@@ -212,6 +257,42 @@ impl KvStore {
         if let Err(broken) = self.auth.check_invariants() {
             panic!("auth state invariant broken: {broken}");
         }
+        self.check_history();
+    }
+
+    /// The history's own invariants, its window within the applied entries, and its newest change of each key
+    /// agreeing with the key's state now.
+    fn check_history(&self) {
+        self.history.check_invariants();
+        assert!(self.entry_changes.is_empty(), "{} changes between entries", self.entry_changes.len());
+        let applied = self.applied_index;
+        let covered_from = self.history.covered_from();
+        assert!(covered_from <= applied + 1, "history covers from {covered_from}, past applied index {applied}");
+        if let Some(last) = self.history.last_index() {
+            assert!(last <= applied, "history holds batch {last}, past applied index {applied}");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for batch in self.history.batches_from(0).collect::<Vec<_>>().into_iter().rev() {
+            for change in batch.changes.iter().filter(|change| seen.insert(change.key.clone())) {
+                let now = self.entries.get(&change.key);
+                match change.kind {
+                    ChangeKind::Put => assert!(
+                        now.is_some_and(|now| now.value == change.value
+                            && (now.create_index, now.modify_index, now.version)
+                                == (change.create_index, change.modify_index, change.version)),
+                        "key {:?}: its last change in the history (index {}) is not its state",
+                        change.key,
+                        batch.index
+                    ),
+                    ChangeKind::Delete => assert!(
+                        now.is_none(),
+                        "key {:?}: deleted at {} in the history but stored",
+                        change.key,
+                        batch.index
+                    ),
+                }
+            }
+        }
     }
 
     /// Moves `applied_index` to `index`, enforcing log order.
@@ -236,19 +317,21 @@ impl KvStore {
     /// If `index` is not the entry being applied (`applied_index`).
     pub(crate) fn write_key(&mut self, index: u64, key: &[u8], value: &[u8]) -> &Versioned {
         self.assert_applying(index);
-        let versioned = match self.entries.entry(key.to_vec()) {
+        let (versioned, prev) = match self.entries.entry(key.to_vec()) {
             Entry::Occupied(existing) => {
                 let existing = existing.into_mut();
-                existing.value = value.to_vec();
+                let prev = Versioned { value: std::mem::replace(&mut existing.value, value.to_vec()), ..*existing };
                 existing.modify_index = index;
                 existing.version += 1;
-                existing
+                (existing, Some(prev))
             }
             Entry::Vacant(vacant) => {
-                vacant.insert(Versioned { value: value.to_vec(), create_index: index, modify_index: index, version: 1 })
+                let created = Versioned { value: value.to_vec(), create_index: index, modify_index: index, version: 1 };
+                (vacant.insert(created), None)
             }
         };
         check_versioned(key, versioned, index);
+        self.entry_changes.push(Change::put(key, versioned, prev));
         versioned
     }
 
@@ -261,7 +344,9 @@ impl KvStore {
     /// If `index` is not the entry being applied (`applied_index`).
     pub(crate) fn remove_key(&mut self, index: u64, key: &[u8]) -> Option<Versioned> {
         self.assert_applying(index);
-        self.entries.remove(key)
+        let removed = self.entries.remove(key)?;
+        self.entry_changes.push(Change::delete(key, index, removed.clone()));
+        Some(removed)
     }
 
     /// Removes every key starting with `prefix` in entry `index`, one by one through
@@ -307,3 +392,6 @@ fn check_versioned(key: &[u8], versioned: &Versioned, applied_index: u64) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod history_tests;

@@ -106,7 +106,8 @@ impl StateMachine for KvStore {
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
-        *self = KvStore::restore(data).map_err(|e| e.to_string())?;
+        // The watch history window is this node's own setting, not the sender's: keep it.
+        *self = KvStore::restore_with_history_limits(data, self.history().limits()).map_err(|e| e.to_string())?;
         Ok(())
     }
 

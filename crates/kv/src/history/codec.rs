@@ -34,8 +34,6 @@ impl History {
     ///
     /// # Panics
     /// If a key or value is longer than `u32::MAX` bytes (the HTTP layer's limits are far lower).
-    // Called by tests only until `KvStore::snapshot` embeds the section (snapshot.rs is another work package's).
-    #[allow(dead_code)]
     pub(crate) fn encode(&self, sink: &mut impl Sink) {
         sink.put_u64(self.covered_from);
         sink.put_u64(self.batches.len() as u64);
@@ -54,8 +52,6 @@ impl History {
     /// # Errors
     /// Truncation, a bad kind or flag byte, or a history that breaks an invariant ([`DecodeError::BadHistory`]).
     /// Never panics and never allocates more than the input's size, whatever the input.
-    // Called by tests only until `KvStore::restore` reads the section (snapshot.rs is another work package's).
-    #[allow(dead_code)]
     pub(crate) fn decode(
         reader: &mut Reader<'_>,
         applied_index: u64,

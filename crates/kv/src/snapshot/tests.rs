@@ -68,9 +68,18 @@ fn state_with_auth(auth: &[u8]) -> Vec<u8> {
     state
 }
 
-/// A snapshot of the current version with a valid header and checksum around an arbitrary state encoding.
+/// A snapshot of the current version with a valid header and checksum around an arbitrary state encoding and
+/// an empty watch history.
 fn seal(state: &[u8]) -> Vec<u8> {
-    seal_version(FORMAT_VERSION, state)
+    seal_version(FORMAT_VERSION, &[state, &empty_history()].concat())
+}
+
+/// The watch history section of a history that covers from 1 and holds no batch.
+fn empty_history() -> Vec<u8> {
+    let mut out = Vec::new();
+    out.put_u64(1);
+    out.put_u64(0);
+    out
 }
 
 /// A snapshot of format `version` with a valid header and checksum around an arbitrary state encoding.
@@ -149,11 +158,36 @@ fn snapshot_bytes_are_pinned() {
     expected.push(0); // auth disabled
     expected.extend_from_slice(&0u64.to_le_bytes()); // no users
     expected.extend_from_slice(&0u64.to_le_bytes()); // no roles
+    let state_end = expected.len();
+    expected.extend_from_slice(&1u64.to_le_bytes()); // the history covers from index 1
+    expected.extend_from_slice(&2u64.to_le_bytes()); // two batches
+    expected.extend_from_slice(&2u64.to_le_bytes()); // batch 2: the create
+    expected.extend_from_slice(&1u64.to_le_bytes());
+    expected.extend_from_slice(&history_put(b"k", 2, 1));
+    expected.push(0); // no prev
+    expected.extend_from_slice(&3u64.to_le_bytes()); // batch 3: the overwrite
+    expected.extend_from_slice(&1u64.to_le_bytes());
+    expected.extend_from_slice(&history_put(b"k", 2, 2));
+    expected.push(1); // prev: "v", created and last written at 2, version 1
+    expected.put_bytes(b"v");
+    expected.extend_from_slice(&2u64.to_le_bytes());
+    expected.extend_from_slice(&2u64.to_le_bytes());
+    expected.extend_from_slice(&1u64.to_le_bytes());
     let checksum = crc32fast::hash(&expected);
     expected.extend_from_slice(&checksum.to_le_bytes());
     assert_eq!(snapshot, expected);
-    // FNV-1a 64 of the state bytes, computed independently.
-    assert_eq!(store.state_checksum(), fnv1a_reference(&expected[5..expected.len() - 4]));
+    // FNV-1a 64 of the state bytes (not the history), computed independently.
+    assert_eq!(store.state_checksum(), fnv1a_reference(&expected[5..state_end]));
+}
+
+/// A history put change of `key` to "v" (without its prev flag).
+fn history_put(key: &[u8], create_index: u64, version: u64) -> Vec<u8> {
+    let mut out = vec![1];
+    out.put_bytes(key);
+    out.put_bytes(b"v");
+    out.put_u64(create_index);
+    out.put_u64(version);
+    out
 }
 
 #[test]
@@ -239,8 +273,10 @@ fn trailing_bytes_are_detected() {
     // Even with a checksum that covers them, extra bytes are rejected by name.
     let mut state = Vec::new();
     KvStore::new().write_state(&mut state);
+    state.extend_from_slice(&empty_history());
     state.push(0);
-    assert_eq!(KvStore::restore(&seal(&state)), Err(DecodeError::TrailingBytes { offset: 47, count: 1 }));
+    let sealed = seal_version(FORMAT_VERSION, &state);
+    assert_eq!(KvStore::restore(&sealed), Err(DecodeError::TrailingBytes { offset: 63, count: 1 }));
 }
 
 #[test]
@@ -348,7 +384,8 @@ fn huge_entry_count_is_truncation() {
     let mut state = Vec::new();
     state.put_u64(5);
     state.put_u64(u64::MAX);
-    assert!(matches!(KvStore::restore(&seal(&state)), Err(DecodeError::Truncated { offset: 21, .. })));
+    let sealed = seal_version(FORMAT_VERSION, &state);
+    assert!(matches!(KvStore::restore(&sealed), Err(DecodeError::Truncated { offset: 21, .. })));
 }
 
 proptest! {

@@ -30,3 +30,18 @@ fn apply_and_query_go_to_the_store() {
     assert_eq!(response, Response::DeletePrefix { index: 2, deleted: 1 });
     assert_eq!(StateMachine::query(&store, &KvQuery::Get(b"logs/1".to_vec())), KvQueryOutput::Get(None));
 }
+
+#[test]
+fn restore_keeps_this_nodes_history_window() {
+    // The sender keeps a large window; the receiver's own, smaller one applies to what it installs.
+    let mut leader = KvStore::new();
+    for index in 1..=10 {
+        StateMachine::apply(&mut leader, LogIndex(index), &put(&format!("k{index}")));
+    }
+    let limits = tally_kv::HistoryLimits { entries_max: 4, bytes_max: usize::MAX };
+    let mut follower = KvStore::with_history_limits(limits);
+    StateMachine::restore(&mut follower, &StateMachine::snapshot(&leader)).expect("restores");
+    assert_eq!(follower.history().limits(), limits);
+    assert_eq!((follower.history().covered_from(), follower.history().len()), (7, 4));
+    assert_eq!(StateMachine::state_checksum(&follower), StateMachine::state_checksum(&leader));
+}
