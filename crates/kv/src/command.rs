@@ -5,7 +5,7 @@
 //! ```text
 //! u8  version = 1
 //! u8  kind            1 = put, 2 = delete, 3 = set member, 4 = remove member, 5 = set cluster id, 6 = auth,
-//!                     8 = delete prefix
+//!                     7 = txn, 8 = delete prefix
 //! put, delete:
 //!   u32 key_len, key bytes
 //!   u32 value_len, value bytes      (put only)
@@ -15,6 +15,8 @@
 //! remove member:        u64 node id
 //! set cluster id:       u32 len + cluster id (UTF-8)
 //! auth:                 an auth op and its fields (see [`crate::AuthCommand`] and `auth/command.rs`)
+//! txn:                  compares, success ops, failure ops (see [`crate::Txn`] and `txn/codec.rs`);
+//!                       each list at most [`crate::TXN_OPS_MAX`] long
 //! delete prefix:        u32 len + prefix bytes, never empty (an empty prefix does not decode)
 //! ```
 //!
@@ -23,10 +25,10 @@
 //! Integers are little-endian. Text fields are at most [`METADATA_TEXT_MAX_BYTES`] bytes. Nothing may follow
 //! the last field.
 
-use crate::DecodeError;
 use crate::auth::AuthCommand;
 use crate::cluster::{METADATA_TEXT_MAX_BYTES, read_text};
 use crate::codec::{Reader, Sink};
+use crate::{DecodeError, Txn};
 
 /// A write command, carried as the payload of a Raft log entry.
 ///
@@ -73,6 +75,10 @@ pub enum Command {
     },
     /// Changes who may do what (users, roles, enabling auth): outside the key space.
     Auth(AuthCommand),
+    /// Compare guards, then one of two branches of ops, atomically in one entry (see [`Txn`]). A transaction
+    /// that decodes but breaks [`Txn::validate`] is refused at apply with a deterministic
+    /// [`crate::Response::Invalid`], nothing written.
+    Txn(Txn),
     /// Removes every key starting with `prefix`, in one entry (so at one index, all or nothing).
     ///
     /// Invariant: `prefix` is not empty. Deleting every key by accident is too easy a mistake to be one
@@ -98,6 +104,8 @@ const KIND_REMOVE_MEMBER: u8 = 4;
 const KIND_SET_CLUSTER_ID: u8 = 5;
 /// Kind tag of [`Command::Auth`].
 const KIND_AUTH: u8 = 6;
+/// Kind tag of [`Command::Txn`].
+const KIND_TXN: u8 = 7;
 /// Kind tag of [`Command::DeletePrefix`].
 const KIND_DELETE_PREFIX: u8 = 8;
 /// Flag byte: no cas condition.
@@ -107,7 +115,7 @@ const CAS_SOME: u8 = 1;
 
 impl Command {
     /// The one key the command writes; `None` for cluster metadata and auth commands, and for a prefix
-    /// delete (which writes a range of keys).
+    /// delete or a transaction (which write several keys).
     pub fn key(&self) -> Option<&[u8]> {
         match self {
             Command::Put { key, .. } | Command::Delete { key, .. } => Some(key),
@@ -115,6 +123,7 @@ impl Command {
             | Command::RemoveMember { .. }
             | Command::SetClusterId { .. }
             | Command::Auth(_)
+            | Command::Txn(_)
             | Command::DeletePrefix { .. } => None,
         }
     }
@@ -127,6 +136,7 @@ impl Command {
             | Command::RemoveMember { .. }
             | Command::SetClusterId { .. }
             | Command::Auth(_)
+            | Command::Txn(_)
             | Command::DeletePrefix { .. } => None,
         }
     }
@@ -136,8 +146,8 @@ impl Command {
     /// # Panics
     ///
     /// If the key or value is longer than `u32::MAX` bytes (size limits are enforced at the
-    /// HTTP layer, far below that), a text field is longer than [`METADATA_TEXT_MAX_BYTES`], or a
-    /// prefix delete's prefix is empty.
+    /// HTTP layer, far below that), a text field is longer than [`METADATA_TEXT_MAX_BYTES`], a
+    /// prefix delete's prefix is empty, or a transaction list is longer than [`crate::TXN_OPS_MAX`].
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
         out.put_u8(FORMAT_VERSION);
@@ -167,6 +177,11 @@ impl Command {
             Command::Auth(command) => {
                 out.put_u8(KIND_AUTH);
                 command.write(&mut out);
+                return out;
+            }
+            Command::Txn(txn) => {
+                out.put_u8(KIND_TXN);
+                txn.write(&mut out);
                 return out;
             }
             Command::DeletePrefix { prefix } => {
@@ -236,6 +251,7 @@ impl Command {
             KIND_REMOVE_MEMBER => Command::RemoveMember { id: reader.u64()? },
             KIND_SET_CLUSTER_ID => Command::SetClusterId { cluster_id: read_text(&mut reader)? },
             KIND_AUTH => Command::Auth(AuthCommand::read(&mut reader)?),
+            KIND_TXN => Command::Txn(Txn::read(&mut reader)?),
             KIND_DELETE_PREFIX => Command::DeletePrefix { prefix: read_prefix(&mut reader)? },
             tag => {
                 return Err(DecodeError::BadTag { what: "command kind", tag, offset: kind_offset });
@@ -256,6 +272,7 @@ impl Command {
             Command::RemoveMember { .. } => return 2 + 8,
             Command::SetClusterId { cluster_id } => return 2 + 4 + cluster_id.len(),
             Command::Auth(command) => return 2 + command.encoded_len(),
+            Command::Txn(txn) => return 2 + txn.encoded_len(),
             Command::DeletePrefix { prefix } => return 2 + 4 + prefix.len(),
         };
         let cas = if self.cas().is_some() { 9 } else { 1 };
@@ -302,6 +319,7 @@ mod tests {
             text().prop_map(|cluster_id| Command::SetClusterId { cluster_id }),
             arb_auth().prop_map(Command::Auth),
             proptest::collection::vec(any::<u8>(), 1..24).prop_map(|prefix| Command::DeletePrefix { prefix }),
+            crate::txn::tests::arb_txn().prop_map(Command::Txn),
         ]
     }
 

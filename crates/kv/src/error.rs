@@ -63,6 +63,18 @@ pub enum DecodeError {
         /// The limit.
         max: usize,
     },
+    /// A list's count is over its hard cap, so decoding stops before reading (or allocating for) its items.
+    #[error("{what}: {count} at offset {offset}, over the limit of {max}")]
+    TooMany {
+        /// Which list, e.g. "txn success ops".
+        what: &'static str,
+        /// The count found.
+        count: u64,
+        /// The cap.
+        max: usize,
+        /// Where the count starts.
+        offset: usize,
+    },
     /// A prefix delete names the empty prefix, which would delete every key: refused so that no
     /// mistake deletes everything.
     #[error(

@@ -153,6 +153,7 @@ impl KvStore {
                 Response::Cluster { index }
             }
             Command::Auth(command) => self.apply_auth(index, command),
+            Command::Txn(txn) => self.apply_txn(index, txn),
         }
     }
 
@@ -392,6 +393,7 @@ fn check_versioned(key: &[u8], versioned: &Versioned, applied_index: u64) {
 
 #[cfg(test)]
 mod tests;
+mod txn;
 
 #[cfg(test)]
 mod history_tests;
