@@ -18,13 +18,15 @@ pub enum DecodeError {
         available: usize,
     },
     /// The leading format byte names a format this build does not know (likely a newer one).
-    #[error("unknown {what} format version {found} (this build reads version {expected})")]
+    #[error("unknown {what} format version {found} (this build reads {})", versions_read(*oldest, *expected))]
     UnknownVersion {
         /// Which encoding: "command" or "snapshot".
         what: &'static str,
         /// The version byte found.
         found: u8,
-        /// The version this build writes and reads.
+        /// The oldest version this build still reads.
+        oldest: u8,
+        /// The version this build writes, the newest it reads.
         expected: u8,
     },
     /// A tag byte (command kind, option flag) has no meaning.
@@ -61,6 +63,28 @@ pub enum DecodeError {
         /// The limit.
         max: usize,
     },
+    /// A list's count is over its hard cap, so decoding stops before reading (or allocating for) its items.
+    #[error("{what}: {count} at offset {offset}, over the limit of {max}")]
+    TooMany {
+        /// Which list, e.g. "txn success ops".
+        what: &'static str,
+        /// The count found.
+        count: u64,
+        /// The cap.
+        max: usize,
+        /// Where the count starts.
+        offset: usize,
+    },
+    /// A prefix delete names the empty prefix, which would delete every key: refused so that no
+    /// mistake deletes everything.
+    #[error(
+        "prefix delete at offset {offset} has an empty prefix; name the keys to delete by a non-empty \
+         prefix (deleting every key at once is not offered)"
+    )]
+    EmptyPrefix {
+        /// Where the prefix field starts.
+        offset: usize,
+    },
     /// The input does not start with the snapshot magic bytes: it is not a Tally kv snapshot.
     #[error("bad snapshot magic {found:?}")]
     BadMagic {
@@ -96,6 +120,22 @@ pub enum DecodeError {
         /// The snapshot's applied index.
         applied_index: u64,
     },
+    /// A snapshot entry's write count breaks `1 <= version <= modify_index - create_index + 1`: more writes than
+    /// there were entries between its creation and its last write, or none at all.
+    #[error(
+        "snapshot entry at offset {offset} has version {version}, create_index {create_index}, \
+         modify_index {modify_index}"
+    )]
+    BadVersion {
+        /// Where the offending entry starts.
+        offset: usize,
+        /// The entry's version (its write count).
+        version: u64,
+        /// The entry's create index.
+        create_index: u64,
+        /// The entry's modify index.
+        modify_index: u64,
+    },
     /// The snapshot's auth state breaks an invariant of the auth store (e.g. a user holding a role that does not
     /// exist, or auth enabled with no admin): it is not a state that applying commands could have built.
     #[error("snapshot auth state at offset {offset} is inconsistent: {detail}")]
@@ -105,4 +145,19 @@ pub enum DecodeError {
         /// Which invariant is broken.
         detail: String,
     },
+    /// The snapshot's watch history breaks an invariant of [`crate::History`] (batches out of order or outside
+    /// its window, a malformed change, a `prev` that disagrees with the key's earlier change): it is not a
+    /// history that applying entries could have built.
+    #[error("snapshot history at offset {offset} is inconsistent: {detail}")]
+    BadHistory {
+        /// Where the offending part (the section, or one batch) starts.
+        offset: usize,
+        /// Which invariant is broken.
+        detail: String,
+    },
+}
+
+/// The versions `oldest..=newest` in words, for [`DecodeError::UnknownVersion`].
+fn versions_read(oldest: u8, newest: u8) -> String {
+    if oldest == newest { format!("only version {newest}") } else { format!("versions {oldest} to {newest}") }
 }

@@ -1,14 +1,17 @@
 //! The key/value state: a byte-ordered map plus the index of the last applied log entry.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use crate::history::{Change, ChangeBatch, ChangeKind, History, HistoryLimits};
 use crate::{AuthCommand, AuthState, ClusterInfo, Command, MemberAddress, Response};
 
 /// A stored value and its versions.
 ///
-/// Invariant: `1 <= create_index <= modify_index <= applied_index` of the owning store.
+/// Invariant: `1 <= create_index <= modify_index <= applied_index` of the owning store, and
+/// `1 <= version <= modify_index - create_index + 1` (each write since creation has its own entry index).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {
     /// The value bytes, opaque to the store.
@@ -18,12 +21,17 @@ pub struct Versioned {
     pub create_index: u64,
     /// Index of the entry that last wrote the key; the value compared by cas.
     pub modify_index: u64,
+    /// How many times the key was written since it was created: 1 on create, +1 per overwrite. A delete
+    /// removes the key, so a re-created key starts at 1 again (etcd's semantics), which lets a transaction
+    /// compare on "written exactly once" or "unchanged since I read version N" without knowing indexes.
+    pub version: u64,
 }
 
 /// The deterministic key/value state machine, fed committed log entries in log order.
 ///
-/// Invariant: every stored key has `1 <= create_index <= modify_index <= applied_index`; checked
-/// per key as it changes, and for the whole store by [`KvStore::check_invariants`].
+/// Invariant: every stored key has `1 <= create_index <= modify_index <= applied_index` and
+/// `1 <= version <= modify_index - create_index + 1`; checked per key as it changes, and for the whole
+/// store by [`KvStore::check_invariants`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KvStore {
     /// All live keys. A `BTreeMap` so scans and snapshots iterate in one order on every node.
@@ -37,18 +45,47 @@ pub struct KvStore {
     /// write: the server publishes this `Arc` to its request handlers after each apply without copying the state,
     /// and the next auth change copies it once (`Arc::make_mut`) instead of changing what they read.
     pub(crate) auth: Arc<AuthState>,
+    /// The key changes of recent entries, for watchers: every change `write_key` and `remove_key` make is
+    /// recorded here, one [`ChangeBatch`] per entry. Derived from the entries, so it is carried in snapshots but
+    /// not in the state checksum (each node trims it to its own [`HistoryLimits`]); compared without its limits.
+    pub(crate) history: History,
+    /// The changes of the entry being applied, moved into `history` when the entry is done. Always empty
+    /// between entries.
+    pub(crate) entry_changes: Vec<Change>,
 }
 
 impl KvStore {
-    /// An empty store that has applied nothing.
+    /// An empty store that has applied nothing, keeping the default history window.
     pub fn new() -> Self {
         KvStore::default()
     }
 
+    /// An empty store that has applied nothing, keeping a history window of `limits`.
+    ///
+    /// # Panics
+    /// If a limit is 0.
+    pub fn with_history_limits(limits: HistoryLimits) -> Self {
+        KvStore { history: History::new(limits), ..KvStore::default() }
+    }
+
+    /// The key changes of recent entries (the watch history).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Replaces this node's history window, trimming at once (a restored store keeps its node's own limits).
+    ///
+    /// # Panics
+    /// If a limit is 0.
+    pub fn set_history_limits(&mut self, limits: HistoryLimits) {
+        self.history.set_limits(limits);
+    }
+
     /// Applies the encoded command in entry `index`.
     ///
-    /// A payload that does not decode still advances `applied_index` and yields
-    /// [`Response::Invalid`]: the outcome is deterministic, so every node agrees on it.
+    /// A payload that does not decode, or decodes to a transaction that breaks [`crate::Txn::validate`],
+    /// still advances `applied_index` and yields [`Response::Invalid`], nothing written: the outcome is
+    /// deterministic, so every node agrees on it.
     ///
     /// # Panics
     ///
@@ -70,6 +107,22 @@ impl KvStore {
     ///
     /// If `index <= applied_index()`.
     pub fn apply_command(&mut self, index: u64, command: &Command) -> Response {
+        assert!(self.entry_changes.is_empty(), "changes of an earlier entry were never recorded");
+        let response = self.apply_decoded(index, command);
+        self.record_entry_changes(index);
+        response
+    }
+
+    /// Moves the changes entry `index` made (if any) into the history as one batch.
+    fn record_entry_changes(&mut self, index: u64) {
+        if !self.entry_changes.is_empty() {
+            let changes = std::mem::take(&mut self.entry_changes);
+            self.history.append(ChangeBatch { index, changes });
+        }
+    }
+
+    /// [`KvStore::apply_command`] without recording the changes.
+    fn apply_decoded(&mut self, index: u64, command: &Command) -> Response {
         self.advance(index);
         let current_modify_index = command.key().and_then(|key| self.get(key)).map_or(0, |v| v.modify_index);
         if let Some(expected) = command.cas() {
@@ -78,9 +131,13 @@ impl KvStore {
             }
         }
         match command {
-            Command::Put { key, value, .. } => self.put(index, key, value),
-            Command::Delete { key, .. } => {
-                Response::Delete { index, deleted: self.entries.remove(key.as_slice()).is_some() }
+            Command::Put { key, value, .. } => {
+                self.write_key(index, key, value);
+                Response::Put { index }
+            }
+            Command::Delete { key, .. } => Response::Delete { index, deleted: self.remove_key(index, key).is_some() },
+            Command::DeletePrefix { prefix } => {
+                Response::DeletePrefix { index, deleted: self.remove_prefix(index, prefix) }
             }
             Command::SetMember { id, peer_url, client_url, incarnation } => {
                 let (peer_url, client_url) = (peer_url.clone(), client_url.clone());
@@ -97,6 +154,7 @@ impl KvStore {
                 Response::Cluster { index }
             }
             Command::Auth(command) => self.apply_auth(index, command),
+            Command::Txn(txn) => self.apply_txn(index, txn),
         }
     }
 
@@ -191,7 +249,8 @@ impl KvStore {
     ///
     /// # Panics
     ///
-    /// If any key breaks `1 <= create_index <= modify_index <= applied_index`, or the auth state breaks one
+    /// If any key breaks `1 <= create_index <= modify_index <= applied_index` or
+    /// `1 <= version <= modify_index - create_index + 1`, or the auth state breaks one
     /// of its invariants.
     pub fn check_invariants(&self) {
         for (key, versioned) in &self.entries {
@@ -199,6 +258,42 @@ impl KvStore {
         }
         if let Err(broken) = self.auth.check_invariants() {
             panic!("auth state invariant broken: {broken}");
+        }
+        self.check_history();
+    }
+
+    /// The history's own invariants, its window within the applied entries, and its newest change of each key
+    /// agreeing with the key's state now.
+    fn check_history(&self) {
+        self.history.check_invariants();
+        assert!(self.entry_changes.is_empty(), "{} changes between entries", self.entry_changes.len());
+        let applied = self.applied_index;
+        let covered_from = self.history.covered_from();
+        assert!(covered_from <= applied + 1, "history covers from {covered_from}, past applied index {applied}");
+        if let Some(last) = self.history.last_index() {
+            assert!(last <= applied, "history holds batch {last}, past applied index {applied}");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for batch in self.history.batches_from(0).collect::<Vec<_>>().into_iter().rev() {
+            for change in batch.changes.iter().filter(|change| seen.insert(change.key.clone())) {
+                let now = self.entries.get(&change.key);
+                match change.kind {
+                    ChangeKind::Put => assert!(
+                        now.is_some_and(|now| now.value == change.value
+                            && (now.create_index, now.modify_index, now.version)
+                                == (change.create_index, change.modify_index, change.version)),
+                        "key {:?}: its last change in the history (index {}) is not its state",
+                        change.key,
+                        batch.index
+                    ),
+                    ChangeKind::Delete => assert!(
+                        now.is_none(),
+                        "key {:?}: deleted at {} in the history but stored",
+                        change.key,
+                        batch.index
+                    ),
+                }
+            }
         }
     }
 
@@ -212,28 +307,94 @@ impl KvStore {
         self.applied_index = index;
     }
 
-    /// Creates or overwrites `key`; the cas check, if any, has already passed.
-    fn put(&mut self, index: u64, key: &[u8], value: &[u8]) -> Response {
-        if let Some(existing) = self.entries.get_mut(key) {
-            existing.value = value.to_vec();
-            existing.modify_index = index;
-            check_versioned(key, existing, index);
-        } else {
-            let created = Versioned { value: value.to_vec(), create_index: index, modify_index: index };
-            check_versioned(key, &created, index);
-            self.entries.insert(key.to_vec(), created);
+    /// Creates or overwrites `key` in entry `index` (its conditions, if any, have already passed) and
+    /// returns what is now stored.
+    ///
+    /// One of the two choke points every key mutation goes through (with [`KvStore::remove_key`]): put,
+    /// delete, prefix delete and transaction writes alike, so whatever must see every change (the watch
+    /// history) hooks in here.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not the entry being applied (`applied_index`).
+    pub(crate) fn write_key(&mut self, index: u64, key: &[u8], value: &[u8]) -> &Versioned {
+        self.assert_applying(index);
+        let (versioned, prev) = match self.entries.entry(key.to_vec()) {
+            Entry::Occupied(existing) => {
+                let existing = existing.into_mut();
+                let prev = Versioned { value: std::mem::replace(&mut existing.value, value.to_vec()), ..*existing };
+                existing.modify_index = index;
+                existing.version += 1;
+                (existing, Some(prev))
+            }
+            Entry::Vacant(vacant) => {
+                let created = Versioned { value: value.to_vec(), create_index: index, modify_index: index, version: 1 };
+                (vacant.insert(created), None)
+            }
+        };
+        check_versioned(key, versioned, index);
+        self.entry_changes.push(Change::put(key, versioned, prev));
+        versioned
+    }
+
+    /// Removes `key` in entry `index` and returns what was stored, `None` if it was absent.
+    ///
+    /// The other choke point of key mutations (see [`KvStore::write_key`]).
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not the entry being applied (`applied_index`).
+    pub(crate) fn remove_key(&mut self, index: u64, key: &[u8]) -> Option<Versioned> {
+        self.assert_applying(index);
+        let removed = self.entries.remove(key)?;
+        self.entry_changes.push(Change::delete(key, index, removed.clone()));
+        Some(removed)
+    }
+
+    /// Removes every key starting with `prefix` in entry `index`, one by one through
+    /// [`KvStore::remove_key`], and returns how many there were.
+    pub(crate) fn remove_prefix(&mut self, index: u64, prefix: &[u8]) -> u64 {
+        let matching: Vec<Vec<u8>> = self
+            .entries
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &matching {
+            let removed = self.remove_key(index, key);
+            assert!(removed.is_some(), "key {key:?} listed under prefix {prefix:?} was gone before its removal");
         }
-        Response::Put { index }
+        let (_, survivors) = self.scan(prefix, None, 0);
+        assert!(!survivors, "keys under prefix {prefix:?} survived its delete");
+        matching.len() as u64
+    }
+
+    /// Asserts that a key mutation happens in the entry being applied: changes are stamped with the
+    /// index of the entry that makes them, never an earlier or later one.
+    fn assert_applying(&self, index: u64) {
+        assert!(index == self.applied_index, "key changed at index {index} while applying {}", self.applied_index);
     }
 }
 
-/// Asserts `1 <= create_index <= modify_index <= applied_index` for one key.
+/// Asserts `1 <= create_index <= modify_index <= applied_index` and
+/// `1 <= version <= modify_index - create_index + 1` for one key.
 fn check_versioned(key: &[u8], versioned: &Versioned, applied_index: u64) {
-    let Versioned { create_index, modify_index, .. } = *versioned;
+    let Versioned { create_index, modify_index, version, .. } = *versioned;
     assert!(create_index >= 1, "key {key:?}: create_index is 0");
     assert!(create_index <= modify_index, "key {key:?}: create_index {create_index} > modify_index {modify_index}");
     assert!(modify_index <= applied_index, "key {key:?}: modify_index {modify_index} > applied_index {applied_index}");
+    assert!(version >= 1, "key {key:?}: version is 0");
+    let writes_max = modify_index - create_index + 1;
+    assert!(
+        version <= writes_max,
+        "key {key:?}: version {version} > {writes_max} writes possible between create_index {create_index} and \
+         modify_index {modify_index}"
+    );
 }
 
 #[cfg(test)]
 mod tests;
+mod txn;
+
+#[cfg(test)]
+mod history_tests;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use tally_kv::{AuthState, Command, KvStore, Response, Versioned};
 
-/// key -> (value, create_index, modify_index).
-type Model = BTreeMap<Vec<u8>, (Vec<u8>, u64, u64)>;
+/// key -> (value, create_index, modify_index, version).
+type Model = BTreeMap<Vec<u8>, (Vec<u8>, u64, u64, u64)>;
 
 /// The naive model of the cluster metadata: the first cluster id, and id -> (peer URL, client URL).
 #[derive(Debug, Default)]
@@ -44,6 +44,11 @@ enum Step {
         key: u8,
         cas: Cas,
     },
+    /// Delete every key under `k/{n}` (n < 2 matches keys), or under a single key's bytes.
+    DeletePrefix {
+        prefix: u8,
+        whole_key: bool,
+    },
     /// A no-op or membership entry.
     Skip,
     /// A payload that does not decode.
@@ -67,6 +72,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (0u8..4, any::<u8>(), arb_cas()).prop_map(|(key, value, cas)| Step::Put { key, value, cas }),
         3 => (0u8..4, arb_cas()).prop_map(|(key, cas)| Step::Delete { key, cas }),
+        1 => (0u8..4, any::<bool>()).prop_map(|(prefix, whole_key)| Step::DeletePrefix { prefix, whole_key }),
         1 => Just(Step::Skip),
         1 => proptest::collection::vec(any::<u8>(), 0..6).prop_map(Step::Garbage),
         1 => Just(Step::SnapshotRestore),
@@ -126,6 +132,15 @@ fn model_apply(model: &mut Model, meta: &mut Meta, index: u64, command: &Command
                 Err(error) => Response::AuthRefused { index, error },
             };
         }
+        Command::Txn(_) => unreachable!(
+            "transactions have a model test of their own (txn_model.rs), and garbage of \
+            at most 6 bytes never decodes as one (14 bytes at least)"
+        ),
+        Command::DeletePrefix { prefix } => {
+            let before = model.len();
+            model.retain(|key, _| !key.starts_with(prefix));
+            return Response::DeletePrefix { index, deleted: (before - model.len()) as u64 };
+        }
     };
     let current = model.get(&key).map_or(0, |entry| entry.2);
     if cas.is_some_and(|cas| cas != current) {
@@ -133,8 +148,8 @@ fn model_apply(model: &mut Model, meta: &mut Meta, index: u64, command: &Command
     }
     match command {
         Command::Put { value, .. } => {
-            let create = model.get(&key).map_or(index, |entry| entry.1);
-            model.insert(key, (value.clone(), create, index));
+            let (create, version) = model.get(&key).map_or((index, 1), |entry| (entry.1, entry.3 + 1));
+            model.insert(key, (value.clone(), create, index, version));
             Response::Put { index }
         }
         Command::Delete { .. } => Response::Delete { index, deleted: model.remove(&key).is_some() },
@@ -159,9 +174,13 @@ fn assert_same(store: &KvStore, model: &Model, meta: &Meta, applied_index: u64) 
     prop_assert!(!more);
     let expected: Vec<(Vec<u8>, Versioned)> = model
         .iter()
-        .map(|(key, (value, create_index, modify_index))| {
-            let versioned =
-                Versioned { value: value.clone(), create_index: *create_index, modify_index: *modify_index };
+        .map(|(key, (value, create_index, modify_index, version))| {
+            let versioned = Versioned {
+                value: value.clone(),
+                create_index: *create_index,
+                modify_index: *modify_index,
+                version: *version,
+            };
             (key.clone(), versioned)
         })
         .collect();
@@ -203,6 +222,13 @@ proptest! {
                     let key = key_bytes(key);
                     let cas = resolve(&cas, &model, &key);
                     let command = Command::Delete { key, cas };
+                    let expected = model_apply(&mut model, &mut meta, index, &command);
+                    let actual = if encoded { store.apply(index, &command.encode()) } else { store.apply_command(index, &command) };
+                    prop_assert_eq!(actual, expected);
+                }
+                Step::DeletePrefix { prefix, whole_key } => {
+                    let prefix = if whole_key { key_bytes(prefix) } else { format!("k/{prefix}").into_bytes() };
+                    let command = Command::DeletePrefix { prefix };
                     let expected = model_apply(&mut model, &mut meta, index, &command);
                     let actual = if encoded { store.apply(index, &command.encode()) } else { store.apply_command(index, &command) };
                     prop_assert_eq!(actual, expected);

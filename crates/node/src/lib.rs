@@ -14,6 +14,9 @@
 //!                take_completions() ──▶ the caller answers its clients
 //! ```
 //!
+//! Beside the loop, [`WatchHub`] fans the kv store's change history out to watchers, also sans-IO: the caller
+//! publishes after each batch of applies and takes each watcher's deliveries when its stream can carry them.
+//!
 //! It owns no threads and no sockets: callers (a tokio task in the server, the simulator's event loop)
 //! decide when inputs arrive.
 #![deny(missing_docs)]
@@ -26,6 +29,7 @@ mod state_machine;
 mod storage;
 mod transport;
 mod wal_storage;
+mod watch;
 
 pub use membership_policy::{MembershipPolicy, PolicyConfig};
 pub use node::{Input, Node, NodeConfig, StorageAlarm};
@@ -34,3 +38,4 @@ pub use state_machine::{KvQuery, KvQueryOutput, StateMachine};
 pub use storage::{Storage, StorageError};
 pub use transport::{Clock, ManualClock, Outbox, Transport};
 pub use wal_storage::WalStorage;
+pub use watch::{Delivery, SubscribeError, WatchConfig, WatchError, WatchFaults, WatchHub, WatchId};

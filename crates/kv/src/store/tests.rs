@@ -36,12 +36,12 @@ fn put_creates_then_overwrite_keeps_create_index() {
     // Phase 1: the first put sets both indexes to the entry index.
     let mut store = KvStore::new();
     assert_eq!(store.apply_command(3, &put("k", "a", None)), Response::Put { index: 3 });
-    let expected = Versioned { value: b"a".to_vec(), create_index: 3, modify_index: 3 };
+    let expected = Versioned { value: b"a".to_vec(), create_index: 3, modify_index: 3, version: 1 };
     assert_eq!(store.get(b"k"), Some(&expected));
 
     // Phase 2: an overwrite moves only the modify index.
     assert_eq!(store.apply_command(7, &put("k", "b", None)), Response::Put { index: 7 });
-    let expected = Versioned { value: b"b".to_vec(), create_index: 3, modify_index: 7 };
+    let expected = Versioned { value: b"b".to_vec(), create_index: 3, modify_index: 7, version: 2 };
     assert_eq!(store.get(b"k"), Some(&expected));
     assert_eq!(store.applied_index(), 7);
     assert_eq!(store.len(), 1);
@@ -59,12 +59,102 @@ fn delete_removes_and_reports_whether_present() {
 }
 
 #[test]
+fn delete_prefix_removes_only_matching_keys() {
+    // Phase 1: keys under "b/", the prefix itself as a key, and neighbours on both sides of the range.
+    let mut store = store_with(&["a", "b", "b/", "b/1", "b/2/x", "b0", "c"]);
+    let delete_prefix = |prefix: &str| Command::DeletePrefix { prefix: prefix.as_bytes().to_vec() };
+
+    // Phase 2: one entry removes exactly the keys starting with "b/", and says how many.
+    assert_eq!(store.apply_command(8, &delete_prefix("b/")), Response::DeletePrefix { index: 8, deleted: 3 });
+    let (left, _) = store.scan(b"", None, 10);
+    assert_eq!(keys(&left), [&b"a"[..], b"b", b"b0", b"c"]);
+    assert_eq!(store.applied_index(), 8);
+    store.check_invariants();
+
+    // Phase 3: nothing matching is still a success; a binary prefix matches bytes, not text.
+    assert_eq!(store.apply_command(9, &delete_prefix("zz")), Response::DeletePrefix { index: 9, deleted: 0 });
+    assert_eq!(store.apply_command(10, &delete_prefix("b")), Response::DeletePrefix { index: 10, deleted: 2 });
+    assert_eq!(keys(&store.scan(b"", None, 10).0), [&b"a"[..], b"c"]);
+
+    // Phase 4: a re-created key starts over, as after a single-key delete.
+    store.apply_command(11, &put("b/1", "again", None));
+    assert_eq!(store.get(b"b/1").map(|v| (v.create_index, v.version)), Some((11, 1)));
+}
+
+#[test]
+fn empty_delete_prefix_payload_is_invalid_and_deletes_nothing() {
+    let mut store = store_with(&["a", "b"]);
+    let before = store.entries.clone();
+    let response = store.apply(3, &[1, 8, 0, 0, 0, 0]);
+    assert!(
+        matches!(&response, Response::Invalid { index: 3, reason } if reason.contains("empty prefix")),
+        "{response:?}"
+    );
+    assert_eq!(store.entries, before);
+    assert_eq!(store.applied_index(), 3);
+}
+
+#[test]
+#[should_panic(expected = "key changed at index 4 while applying 5")]
+fn key_changes_outside_the_applied_entry_panic() {
+    let mut store = store_with(&["a"]);
+    store.skip(5);
+    store.write_key(4, b"a", b"late");
+}
+
+#[test]
 fn recreated_key_gets_new_create_index() {
     let mut store = store_with(&["k"]);
     store.apply_command(2, &delete("k", None));
     store.apply_command(5, &put("k", "again", None));
     let versioned = store.get(b"k").cloned();
     assert_eq!(versioned.map(|v| (v.create_index, v.modify_index)), Some((5, 5)));
+}
+
+#[test]
+fn put_counts_versions_and_recreate_restarts_at_one() {
+    // Phase 1: a create is version 1, each overwrite adds one, whatever the index gaps between them.
+    let mut store = KvStore::new();
+    let version = |store: &KvStore| store.get(b"k").map(|v| v.version);
+    store.apply_command(2, &put("k", "a", None));
+    assert_eq!(version(&store), Some(1));
+    store.apply_command(3, &put("k", "b", None));
+    store.apply_command(9, &put("k", "b", None));
+    assert_eq!(version(&store), Some(3));
+
+    // Phase 2: a write that does not happen (failed cas) counts nothing; neither do other keys' writes.
+    store.apply_command(10, &put("k", "c", Some(1)));
+    store.apply_command(11, &put("other", "x", None));
+    assert_eq!(version(&store), Some(3));
+    store.check_invariants();
+
+    // Phase 3: a delete forgets the count, so the re-created key starts at 1 again (etcd semantics).
+    store.apply_command(12, &delete("k", None));
+    assert_eq!(version(&store), None);
+    store.apply_command(13, &put("k", "again", None));
+    let versioned = store.get(b"k").cloned();
+    assert_eq!(versioned.map(|v| (v.create_index, v.modify_index, v.version)), Some((13, 13, 1)));
+    store.check_invariants();
+}
+
+#[test]
+#[should_panic(expected = "version 3 > 2 writes possible between create_index 1 and modify_index 2")]
+fn check_invariants_catches_more_versions_than_writes() {
+    let mut store = store_with(&["k", "k"]);
+    if let Some(versioned) = store.entries.get_mut(b"k".as_slice()) {
+        versioned.version = 3;
+    }
+    store.check_invariants();
+}
+
+#[test]
+#[should_panic(expected = "version is 0")]
+fn check_invariants_catches_version_zero() {
+    let mut store = store_with(&["k"]);
+    if let Some(versioned) = store.entries.get_mut(b"k".as_slice()) {
+        versioned.version = 0;
+    }
+    store.check_invariants();
 }
 
 #[test]
