@@ -10,8 +10,9 @@
 //!
 //! - A decoded command or payload re-encodes to exactly its input (both encodings are canonical).
 //! - Applying the bytes to a store never panics; it answers `Invalid` exactly when they do not decode or decode
-//!   to a transaction that fails [`Txn::validate`]; the store keeps its invariants, and its snapshot restores to
-//!   the same store.
+//!   to a transaction that fails [`Txn::validate`] or whose gets are over the read budget (then the query of a
+//!   read-only one is refused the same way); the store keeps its invariants, and its snapshot restores to the
+//!   same store.
 //! - A read-only transaction asked as a query of the store before it gets the answer applying it gives.
 
 use tally_kv::{Command, Compare, CompareOp, CompareTarget, KvStore, Response, Txn, TxnOp};
@@ -44,7 +45,9 @@ fn check_command(bytes: &[u8]) {
     match (&decoded, &response) {
         (Err(_), Response::Invalid { index: answered, .. }) => assert_eq!(*answered, index, "Invalid names the index"),
         (Err(error), other) => panic!("undecodable command ({error}) answered {other:?}"),
-        (Ok(Command::Txn(txn)), Response::Invalid { .. }) if txn.validate().is_err() => {
+        (Ok(Command::Txn(txn)), Response::Invalid { reason, .. })
+            if txn.validate().is_err() || reason.contains("over the limit of") =>
+        {
             assert!(store.scan(b"", None, usize::MAX) == before.scan(b"", None, usize::MAX), "an invalid txn wrote");
         }
         (Ok(command), Response::Invalid { reason, .. }) => panic!("{command:?} answered Invalid: {reason}"),

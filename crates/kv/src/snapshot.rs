@@ -114,13 +114,23 @@ impl KvStore {
         }
         let cluster = ClusterInfo::read(&mut reader)?;
         let auth = Arc::new(AuthState::read(&mut reader)?);
+        let history_offset = reader.offset();
         let history = if format_version >= 4 {
             History::decode(&mut reader, applied_index, limits)?
         } else {
-            History::starting_at(applied_index + 1, limits)
+            // A store at the last possible index has no next entry to start a history at.
+            let Some(next) = applied_index.checked_add(1) else {
+                let detail = format!("applied index {applied_index} leaves no room for another entry");
+                return Err(DecodeError::BadHistory { offset: history_offset, detail });
+            };
+            History::starting_at(next, limits)
         };
         reader.finish()?;
         let store = KvStore { entries, applied_index, cluster, auth, history, entry_changes: Vec::new() };
+        // Checked before the invariants are asserted: a history that disagrees with the keys is bad input.
+        store
+            .history_agrees_with_keys()
+            .map_err(|detail| DecodeError::BadHistory { offset: history_offset, detail })?;
         store.check_invariants();
         Ok(store)
     }

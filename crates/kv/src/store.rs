@@ -262,39 +262,64 @@ impl KvStore {
         self.check_history();
     }
 
-    /// The history's own invariants, its window within the applied entries, and its newest change of each key
-    /// agreeing with the key's state now.
+    /// The history's own invariants, and [`KvStore::history_agrees_with_keys`].
     fn check_history(&self) {
         self.history.check_invariants();
         assert!(self.entry_changes.is_empty(), "{} changes between entries", self.entry_changes.len());
+        if let Err(broken) = self.history_agrees_with_keys() {
+            panic!("watch history invariant broken: {broken}");
+        }
+    }
+
+    /// Whether the history fits the keys: its window lies within the applied entries, each key's newest change in
+    /// it is the key's state now, and each key last written inside the window has that write in it (so a watcher
+    /// starting anywhere in the window misses nothing). `restore` checks this on a snapshot's history too, so a
+    /// forged one is refused rather than trusted.
+    ///
+    /// # Errors
+    /// The first disagreement, in words.
+    pub(crate) fn history_agrees_with_keys(&self) -> Result<(), String> {
         let applied = self.applied_index;
         let covered_from = self.history.covered_from();
-        assert!(covered_from <= applied + 1, "history covers from {covered_from}, past applied index {applied}");
-        if let Some(last) = self.history.last_index() {
-            assert!(last <= applied, "history holds batch {last}, past applied index {applied}");
+        if covered_from.saturating_sub(1) > applied {
+            return Err(format!("history covers from {covered_from}, past applied index {applied}"));
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for batch in self.history.batches_from(0).collect::<Vec<_>>().into_iter().rev() {
-            for change in batch.changes.iter().filter(|change| seen.insert(change.key.clone())) {
-                let now = self.entries.get(&change.key);
-                match change.kind {
-                    ChangeKind::Put => assert!(
-                        now.is_some_and(|now| now.value == change.value
-                            && (now.create_index, now.modify_index, now.version)
-                                == (change.create_index, change.modify_index, change.version)),
-                        "key {:?}: its last change in the history (index {}) is not its state",
-                        change.key,
-                        batch.index
-                    ),
-                    ChangeKind::Delete => assert!(
-                        now.is_none(),
-                        "key {:?}: deleted at {} in the history but stored",
-                        change.key,
-                        batch.index
-                    ),
-                }
+        if let Some(last) = self.history.last_index().filter(|&last| last > applied) {
+            return Err(format!("history holds batch {last}, past applied index {applied}"));
+        }
+        let mut newest: BTreeMap<&[u8], &crate::history::Change> = BTreeMap::new();
+        for batch in self.history.batches_from(0) {
+            for change in &batch.changes {
+                newest.insert(&change.key, change);
             }
         }
+        for (key, change) in &newest {
+            let now = self.entries.get(*key);
+            let agrees = match change.kind {
+                ChangeKind::Put => now.is_some_and(|now| {
+                    now.value == change.value
+                        && (now.create_index, now.modify_index, now.version)
+                            == (change.create_index, change.modify_index, change.version)
+                }),
+                ChangeKind::Delete => now.is_none(),
+            };
+            if !agrees {
+                return Err(format!(
+                    "key {key:?}: its last change in the history (index {}) is not its state",
+                    change.modify_index
+                ));
+            }
+        }
+        for (key, versioned) in &self.entries {
+            if versioned.modify_index >= covered_from && !newest.contains_key(key.as_slice()) {
+                return Err(format!(
+                    "key {key:?} was written at {} inside the history window (from {covered_from}) but the history \
+                     has no change of it",
+                    versioned.modify_index
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Moves `applied_index` to `index`, enforcing log order.

@@ -204,9 +204,12 @@ impl Txn {
         !self.success.iter().chain(&self.failure).any(TxnOp::is_write)
     }
 
-    /// Whether some op of either branch deletes (a key or a prefix).
-    pub fn has_delete(&self) -> bool {
-        self.success.iter().chain(&self.failure).any(TxnOp::is_delete)
+    /// Whether the transaction can only shrink the state: some op of either branch deletes (a key or a prefix)
+    /// and no op of either branch puts. A node over its storage quota takes these, and only these, of all
+    /// transactions (a delete added to a transaction of puts must not smuggle the puts past the quota).
+    pub fn only_frees_space(&self) -> bool {
+        let ops = || self.success.iter().chain(&self.failure);
+        ops().any(TxnOp::is_delete) && !ops().any(|op| matches!(op, TxnOp::Put { .. }))
     }
 
     /// Checks the rules of a well-formed transaction (see [`Txn`]'s invariant). The two branches are checked

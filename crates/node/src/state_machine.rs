@@ -131,12 +131,12 @@ impl StateMachine for KvStore {
         KvStore::state_checksum(self)
     }
 
-    /// Deletes of a key or a prefix, and transactions with a delete in either branch: letting the latter
-    /// through keeps "read, then delete under a guard" usable on a full node, at the price of their puts.
+    /// Deletes of a key or a prefix, and transactions that delete and never put (so "delete under a guard" works
+    /// on a full node, while a delete added to a transaction of puts does not get the puts past the quota).
     fn frees_space(&self, command: &[u8]) -> bool {
         match Command::decode(command) {
             Ok(Command::Delete { .. } | Command::DeletePrefix { .. }) => true,
-            Ok(Command::Txn(txn)) => txn.has_delete(),
+            Ok(Command::Txn(txn)) => txn.only_frees_space(),
             _ => false,
         }
     }

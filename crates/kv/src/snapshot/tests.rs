@@ -69,15 +69,16 @@ fn state_with_auth(auth: &[u8]) -> Vec<u8> {
 }
 
 /// A snapshot of the current version with a valid header and checksum around an arbitrary state encoding and
-/// an empty watch history.
+/// an empty watch history covering from the state's next index (so it claims no change of its keys).
 fn seal(state: &[u8]) -> Vec<u8> {
-    seal_version(FORMAT_VERSION, &[state, &empty_history()].concat())
+    let applied = state.get(..8).map_or(0, |bytes| u64::from_le_bytes(bytes.try_into().expect("8 bytes")));
+    seal_version(FORMAT_VERSION, &[state, &empty_history(applied.saturating_add(1))].concat())
 }
 
-/// The watch history section of a history that covers from 1 and holds no batch.
-fn empty_history() -> Vec<u8> {
+/// The watch history section of a history that covers from `covered_from` and holds no batch.
+fn empty_history(covered_from: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    out.put_u64(1);
+    out.put_u64(covered_from);
     out.put_u64(0);
     out
 }
@@ -273,7 +274,7 @@ fn trailing_bytes_are_detected() {
     // Even with a checksum that covers them, extra bytes are rejected by name.
     let mut state = Vec::new();
     KvStore::new().write_state(&mut state);
-    state.extend_from_slice(&empty_history());
+    state.extend_from_slice(&empty_history(1));
     state.push(0);
     let sealed = seal_version(FORMAT_VERSION, &state);
     assert_eq!(KvStore::restore(&sealed), Err(DecodeError::TrailingBytes { offset: 63, count: 1 }));
@@ -410,4 +411,42 @@ proptest! {
             prop_assert_eq!(again.as_ref(), Ok(&store));
         }
     }
+}
+
+#[test]
+fn a_history_that_disagrees_with_the_keys_is_refused() {
+    // Phase 1: a history putting a key the snapshot does not hold.
+    let mut state = state_with_entries(1, &[]);
+    let mut history = Vec::new();
+    history.put_u64(1);
+    history.put_u64(1);
+    history.put_u64(1); // batch 1
+    history.put_u64(1);
+    history.extend_from_slice(&history_put(b"x", 1, 1));
+    history.push(0);
+    state.extend_from_slice(&history);
+    let refused = KvStore::restore(&seal_version(FORMAT_VERSION, &state));
+    assert!(
+        matches!(&refused, Err(DecodeError::BadHistory { detail, .. }) if detail.contains("not its state")),
+        "{refused:?}"
+    );
+
+    // Phase 2: a key written inside the window with no change of it in the history.
+    let mut state = state_with_entries(5, &[entry(b"k", 2, 4, 3)]);
+    state.extend_from_slice(&empty_history(3));
+    let refused = KvStore::restore(&seal_version(FORMAT_VERSION, &state));
+    assert!(
+        matches!(&refused, Err(DecodeError::BadHistory { detail, .. }) if detail.contains("no change")),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn the_last_possible_applied_index_is_refused_not_a_panic() {
+    let v3 = seal_version(3, &state_with_entries(u64::MAX, &[]));
+    assert!(matches!(KvStore::restore(&v3), Err(DecodeError::BadHistory { .. })));
+    let mut state = state_with_entries(u64::MAX, &[]);
+    state.extend_from_slice(&empty_history(u64::MAX));
+    let v4 = KvStore::restore(&seal_version(FORMAT_VERSION, &state));
+    assert!(v4.is_ok(), "{v4:?}");
 }

@@ -5,6 +5,8 @@
 //! the same key returns the new value, as in etcd. Writes go through the store's choke points
 //! ([`KvStore::write_key`], [`KvStore::remove_key`]), so the whole transaction changes keys at its one index.
 
+use std::collections::BTreeMap;
+
 use crate::{
     Compare, CompareTarget, KvStore, OpList, OpPosition, Response, TXN_READ_BYTES_MAX, Txn, TxnError, TxnOp,
     TxnOpResult, Versioned,
@@ -40,7 +42,10 @@ impl KvStore {
             return Response::Invalid { index, reason: format!("invalid transaction: {error}") };
         }
         let succeeded = self.compares_hold(&txn.compare);
-        let ops = if succeeded { &txn.success } else { &txn.failure };
+        let (list, ops) = if succeeded { (OpList::Success, &txn.success) } else { (OpList::Failure, &txn.failure) };
+        if let Err(error) = self.check_gets_fit(list, ops) {
+            return Response::Invalid { index, reason: format!("invalid transaction: {error}") };
+        }
         let mut budget = ReadBudget::new();
         let results: Vec<TxnOpResult> = ops.iter().map(|op| self.run_op(index, op, &mut budget)).collect();
         assert!(results.len() == ops.len(), "{} results for {} ops", results.len(), ops.len());
@@ -62,9 +67,44 @@ impl KvStore {
             }
         }
         let succeeded = self.compares_hold(&txn.compare);
-        let ops = if succeeded { &txn.success } else { &txn.failure };
+        let (list, ops) = if succeeded { (OpList::Success, &txn.success) } else { (OpList::Failure, &txn.failure) };
+        self.check_gets_fit(list, ops)?;
         let mut budget = ReadBudget::new();
         Ok((succeeded, ops.iter().map(|op| self.read_op(op, &mut budget)).collect()))
+    }
+
+    /// Refuses a branch whose gets would return more than [`TXN_READ_BYTES_MAX`] bytes: a get is answered
+    /// whole, so without this a small request of many gets of one large key would make every node copy
+    /// gigabytes. Works out what each get would see after the branch's earlier writes (each key is written at
+    /// most once per branch, by [`Txn::validate`]) without changing anything.
+    ///
+    /// # Errors
+    ///
+    /// [`TxnError::GetsOverBudget`].
+    fn check_gets_fit(&self, list: OpList, ops: &[TxnOp]) -> Result<(), TxnError> {
+        let mut written: BTreeMap<&[u8], usize> = BTreeMap::new();
+        let mut deleted_prefixes: Vec<&[u8]> = Vec::new();
+        let mut bytes = 0usize;
+        for op in ops {
+            match op {
+                TxnOp::Put { key, value } => _ = written.insert(key, value.len()),
+                TxnOp::Delete { key } => _ = written.insert(key, 0),
+                TxnOp::DeletePrefix { prefix } => deleted_prefixes.push(prefix),
+                TxnOp::Get { key } => {
+                    let value = match written.get(key.as_slice()) {
+                        Some(&value) => value,
+                        None if deleted_prefixes.iter().any(|prefix| key.starts_with(prefix)) => 0,
+                        None => self.get(key).map_or(0, |found| found.value.len()),
+                    };
+                    bytes = bytes.saturating_add(key.len()).saturating_add(value);
+                }
+                TxnOp::List { .. } => {}
+            }
+        }
+        if bytes > TXN_READ_BYTES_MAX {
+            return Err(TxnError::GetsOverBudget { list, bytes, max: TXN_READ_BYTES_MAX });
+        }
+        Ok(())
     }
 
     /// Whether every compare holds on the current state (an empty list holds).
@@ -102,7 +142,8 @@ impl KvStore {
     }
 
     /// Answers a get or list from the current state, charging what it returns to `budget`. A get is answered
-    /// whole (it cannot say `more`) and still charged; a list ends at the budget, after at least one entry,
+    /// whole (it cannot say `more`; [`KvStore::check_gets_fit`] refused the transaction if the gets alone
+    /// were over the budget) and still charged; a list ends at the budget, after at least one entry,
     /// and once the budget is spent returns no entries, only whether any key matches.
     ///
     /// # Panics

@@ -112,4 +112,18 @@ pub enum TxnError {
         /// Its name (`put`, `delete`, `delete_prefix`).
         op: &'static str,
     },
+    /// The branch that ran has gets whose keys and values add up to more than the transaction read budget: the
+    /// transaction was refused whole, nothing written (a get cannot be cut short the way a list can).
+    #[error(
+        "the gets of {list} would return {bytes} bytes of keys and values, over the limit of {max} per \
+         transaction; nothing was written: read large values with separate requests"
+    )]
+    GetsOverBudget {
+        /// The branch that ran.
+        list: OpList,
+        /// What its gets would return.
+        bytes: usize,
+        /// [`crate::TXN_READ_BYTES_MAX`].
+        max: usize,
+    },
 }

@@ -32,14 +32,18 @@ fn apply_and_query_go_to_the_store() {
 }
 
 #[test]
-fn txn_with_a_delete_frees_space() {
+fn only_a_txn_that_deletes_and_never_puts_frees_space() {
     let store = KvStore::new();
-    let txn = |success| Command::Txn(Txn { compare: Vec::new(), success, failure: Vec::new() }).encode();
+    let txn = |success, failure| Command::Txn(Txn { compare: Vec::new(), success, failure }).encode();
     let delete = TxnOp::DeletePrefix { prefix: b"old/".to_vec() };
+    let get = TxnOp::Get { key: b"k".to_vec() };
     let put = TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() };
-    assert!(StateMachine::frees_space(&store, &txn(vec![put.clone(), delete])));
-    assert!(!StateMachine::frees_space(&store, &txn(vec![put])));
-    assert!(!StateMachine::frees_space(&store, &txn(Vec::new())));
+    assert!(StateMachine::frees_space(&store, &txn(vec![get.clone(), delete.clone()], Vec::new())));
+    // A delete added to puts, in the same branch or the other, does not get the puts past the quota.
+    assert!(!StateMachine::frees_space(&store, &txn(vec![put.clone(), delete.clone()], Vec::new())));
+    assert!(!StateMachine::frees_space(&store, &txn(vec![delete], vec![put.clone()])));
+    assert!(!StateMachine::frees_space(&store, &txn(vec![put], Vec::new())));
+    assert!(!StateMachine::frees_space(&store, &txn(vec![get], Vec::new())));
 }
 
 #[test]

@@ -110,10 +110,12 @@ impl Subscription {
         self.queue.is_empty()
     }
 
-    /// Whether the queue holds more than `buffer_bytes`, counting a single delivery as never over (so a batch
-    /// larger than the buffer still gets through on its own).
+    /// Whether the queue is over `buffer_bytes`, judged without its newest delivery: a batch larger than the
+    /// buffer still gets in behind a queue within the buffer (and through on its own), and the watcher is slow
+    /// only if it has not taken what was queued before it when the next delivery comes.
     pub(super) fn is_over(&self, buffer_bytes: usize) -> bool {
-        self.queue_bytes > buffer_bytes && self.queue.len() > 1
+        let newest = self.queue.back().map_or(0, Queued::bytes);
+        self.queue.len() > 1 && self.queue_bytes - newest > buffer_bytes
     }
 
     /// Where a watcher that lost this subscription resumes: right after the last index delivered.
@@ -126,6 +128,12 @@ impl Subscription {
         assert!(bytes > 0, "batch {} queued with no matching bytes", batch.index);
         if std::mem::take(&mut self.skip_next) {
             return;
+        }
+        // A progress notice not yet taken says less than this batch will (everything up to a higher index was
+        // delivered): it is dropped rather than counted against the buffer in front of the batch.
+        if matches!(self.queue.front(), Some(Queued::Progress(_))) {
+            let dropped = self.queue.pop_front().map_or(0, |queued| queued.bytes());
+            self.queue_bytes -= dropped;
         }
         self.push(Queued::Batch(batch, bytes), now_ms);
     }

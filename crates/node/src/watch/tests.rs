@@ -152,16 +152,17 @@ fn progress_only_after_queue_drained() {
 
 #[test]
 fn slow_subscriber_gets_resume_index() {
-    // Each put of "a" with a 10-byte value counts 128 + 1 + 10 (+ 10 for prev): three overflow 400 bytes.
+    // Each put of "a" with a 10-byte value counts 128 + 1 + 10 (+ 10 for prev): three queued fill 447 bytes, over
+    // 400, so the fourth to arrive finds the watcher slow.
     let mut log = Log::new(HistoryLimits::DEFAULT);
     let mut hub = WatchHub::new(config(400), 0);
     let id = hub.subscribe(prefix("a"), false, None, 0, &log.history, 0).expect("subscribe");
 
-    // Phase 1: the watcher takes entry 1, then stops taking while 2, 3, 4 arrive: the third overflows.
+    // Phase 1: the watcher takes entry 1, then stops taking while 2, 3, 4, 5 arrive: the fourth overflows.
     log.put(&["a"], "0123456789");
     log.publish(&mut hub);
     assert_eq!(show(&hub.take(id, 1)), ["c1"]);
-    for _ in 0..3 {
+    for _ in 0..4 {
         log.put(&["a"], "0123456789");
         log.publish(&mut hub);
         hub.check_invariants();
@@ -169,12 +170,25 @@ fn slow_subscriber_gets_resume_index() {
     assert_eq!(show(&hub.take(id, usize::MAX)), ["slow2"]);
     assert_eq!((hub.len(), hub.take(id, usize::MAX)), (0, Vec::new()));
 
-    // Phase 2: resuming there gets 2, 3, 4 from the history, then the live 5, each once.
+    // Phase 2: resuming there gets 2 to 5 from the history, then the live 6, each once.
     let id = hub.subscribe(prefix("a"), false, Some(2), log.applied, &log.history, 0).expect("resume");
-    assert_eq!(drain(&mut hub, &log, id), ["c2", "c3", "c4"]);
+    assert_eq!(drain(&mut hub, &log, id), ["c2", "c3", "c4", "c5"]);
     log.put(&["a"], "0123456789");
     log.publish(&mut hub);
-    assert_eq!(drain(&mut hub, &log, id), ["c5"]);
+    assert_eq!(drain(&mut hub, &log, id), ["c6"]);
+}
+
+#[test]
+fn an_untaken_progress_notice_does_not_make_a_big_batch_slow() {
+    // A 2,000-byte batch against a 1,024-byte buffer, arriving while an idle watcher's progress notice waits.
+    let mut log = Log::new(HistoryLimits::DEFAULT);
+    let mut hub = WatchHub::new(config(1024), 0);
+    let id = hub.subscribe(prefix(""), false, None, 0, &log.history, 0).expect("subscribe");
+    hub.tick(10_000);
+    log.put(&["a"], &"x".repeat(2000));
+    log.publish(&mut hub);
+    hub.check_invariants();
+    assert_eq!(show(&hub.take(id, usize::MAX)), ["c1"]);
 }
 
 #[test]

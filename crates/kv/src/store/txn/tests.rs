@@ -206,3 +206,36 @@ fn query_txn_refuses_writes_by_name() {
         "failure[1] is a put, so the transaction writes and must go through the log, not be asked as a read"
     );
 }
+
+#[test]
+fn gets_over_the_read_budget_refuse_the_transaction_whole() {
+    // Phase 1: one 1 MiB key; three gets of it fit in the 4 MiB budget, five do not.
+    let mut store = KvStore::new();
+    let value = vec![7u8; 1 << 20];
+    store.apply_command(1, &Command::Put { key: b"big".to_vec(), value: value.clone(), cas: None });
+    let gets = |count: usize| Txn { success: vec![get("big"); count], ..Txn::default() };
+    assert!(store.query_txn(&gets(3)).is_ok());
+    let refused = store.query_txn(&gets(5)).expect_err("over the budget");
+    assert!(matches!(refused, TxnError::GetsOverBudget { list: OpList::Success, .. }), "{refused}");
+    assert!(refused.to_string().contains("nothing was written"), "{refused}");
+
+    // Phase 2: through the log it is refused the same way on every node, and its put is not applied.
+    let mut txn = gets(5);
+    txn.success.insert(0, put("other", "x"));
+    let response = store.apply_command(2, &Command::Txn(txn));
+    assert!(
+        matches!(&response, Response::Invalid { reason, .. } if reason.contains("gets of success")),
+        "{response:?}"
+    );
+    assert!(store.get(b"other").is_none());
+
+    // Phase 3: what a get sees after the branch's own writes counts: a get after a delete of the big key, or
+    // after a delete of its prefix, is small; a get after a put of a big value is big.
+    let mut after_delete = gets(5);
+    after_delete.success.insert(0, TxnOp::Delete { key: b"big".to_vec() });
+    assert!(matches!(store.apply_command(3, &Command::Txn(after_delete)), Response::Txn { succeeded: true, .. }));
+    let mut after_put = Txn { success: vec![get("new"); 5], ..Txn::default() };
+    after_put.success.insert(0, TxnOp::Put { key: b"new".to_vec(), value });
+    assert!(matches!(store.apply_command(4, &Command::Txn(after_put)), Response::Invalid { .. }));
+    store.check_invariants();
+}
