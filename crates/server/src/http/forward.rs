@@ -11,8 +11,14 @@ use tally_raft::NodeId;
 use super::{ApiError, AppState, HEADER_FORWARD_TOKEN, HEADER_FORWARDED_BY};
 
 /// Headers of the leader's answer passed on to the client.
-const RELAYED_HEADERS: [&str; 5] =
-    ["content-type", "x-tally-index", "x-tally-leader", "x-tally-create-index", "x-tally-modify-index"];
+const RELAYED_HEADERS: [&str; 6] = [
+    "content-type",
+    "x-tally-index",
+    "x-tally-leader",
+    "x-tally-create-index",
+    "x-tally-modify-index",
+    "x-tally-version",
+];
 
 /// Headers of the client's request passed on to the leader.
 const FORWARDED_HEADERS: [&str; 2] = ["content-type", "authorization"];

@@ -65,6 +65,7 @@ fn value_response(index: u64, versioned: Versioned) -> Response {
     headers.insert(HEADER_INDEX, HeaderValue::from(index));
     headers.insert("x-tally-create-index", HeaderValue::from(versioned.create_index));
     headers.insert("x-tally-modify-index", HeaderValue::from(versioned.modify_index));
+    headers.insert("x-tally-version", HeaderValue::from(versioned.version));
     response
 }
 
@@ -106,9 +107,9 @@ pub(crate) async fn delete_key(State(state): State<AppState>, request: Request) 
     state.finish(result)
 }
 
-/// One entry of a page.
+/// One entry of a page (and of a transaction's `list` result).
 #[derive(Serialize)]
-struct PageItem {
+pub(super) struct PageItem {
     /// The key, if UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
@@ -125,6 +126,25 @@ struct PageItem {
     create_index: u64,
     /// The index that last wrote it.
     modify_index: u64,
+    /// Writes since it was created (1 on creation).
+    version: u64,
+}
+
+impl PageItem {
+    /// The item of `key` and its `versioned` value: text where UTF-8, else base64.
+    pub(super) fn new(key: Vec<u8>, versioned: Versioned) -> PageItem {
+        let (key, key_b64) = text_or_base64(key);
+        let (value, value_b64) = text_or_base64(versioned.value);
+        PageItem {
+            key,
+            key_b64,
+            value,
+            value_b64,
+            create_index: versioned.create_index,
+            modify_index: versioned.modify_index,
+            version: versioned.version,
+        }
+    }
 }
 
 /// A page of keys.
@@ -139,7 +159,7 @@ struct Page {
 }
 
 /// Text if UTF-8, else base64: `(text, base64)`.
-fn text_or_base64(bytes: Vec<u8>) -> (Option<String>, Option<String>) {
+pub(super) fn text_or_base64(bytes: Vec<u8>) -> (Option<String>, Option<String>) {
     match String::from_utf8(bytes) {
         Ok(text) => (Some(text), None),
         Err(error) => (None, Some(base64::engine::general_purpose::STANDARD.encode(error.as_bytes()))),
@@ -170,21 +190,7 @@ pub(crate) async fn list(State(state): State<AppState>, parts: Parts) -> Respons
         let KvQueryOutput::Scan(entries, more) = output else {
             return Err(ApiError::unavailable("internal error: a scan was answered with a get"));
         };
-        let items = entries
-            .into_iter()
-            .map(|(key, versioned)| {
-                let (key, key_b64) = text_or_base64(key);
-                let (value, value_b64) = text_or_base64(versioned.value);
-                PageItem {
-                    key,
-                    key_b64,
-                    value,
-                    value_b64,
-                    create_index: versioned.create_index,
-                    modify_index: versioned.modify_index,
-                }
-            })
-            .collect();
+        let items = entries.into_iter().map(|(key, versioned)| PageItem::new(key, versioned)).collect();
         let mut response = axum::Json(Page { index, items, more }).into_response();
         response.headers_mut().insert(HEADER_INDEX, HeaderValue::from(index));
         Ok(response)
