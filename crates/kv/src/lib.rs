@@ -3,14 +3,16 @@
 //! # What this crate owns
 //!
 //! - [`Command`]: the write commands (put, delete, each with an optional compare-and-set on the
-//!   key's modify index) and their versioned binary encoding, carried as Raft log entry payloads;
+//!   key's modify index; delete of every key under a prefix; [`Txn`], compare guards then one of two
+//!   branches of ops, atomically) and their versioned binary encoding, carried as Raft log entry payloads;
 //!   also the cluster metadata commands that record member addresses and the cluster id
 //!   ([`ClusterInfo`], outside the key space), and the auth commands ([`AuthCommand`]) that manage users,
 //!   their token hashes and roles ([`AuthState`], also outside the key space).
 //! - [`AuthState::authorize`]: whether a user may read, write or administer a key or prefix, as a pure
 //!   function of the replicated auth state.
 //! - [`KvStore`]: the state those commands build, a byte-ordered map from key to [`Versioned`]
-//!   value plus the `applied_index`, with point reads and prefix scans.
+//!   value (with its create and modify index and its version, the write count) plus the `applied_index`, with
+//!   point reads, prefix scans and read-only transactions ([`KvStore::query_txn`]).
 //! - Snapshots: [`KvStore::snapshot`] / [`KvStore::restore`], a checksummed encoding of the whole
 //!   state, and [`KvStore::state_checksum`], a cheap fingerprint for convergence checks.
 //!
@@ -33,14 +35,15 @@
 //!  committed raft entry (index, payload), in log order
 //!        │
 //!        ▼
-//!  KvStore::apply(index, payload) ──▶ Command::decode ──▶ cas check ──▶ put / delete
-//!        │                                                                 │
-//!        ▼                                                                 ▼
-//!  Response ──▶ the waiting client              BTreeMap<key, Versioned> + applied_index
-//!                                                                          │
-//!                           get / scan ◀───────────────────────────────────┤
-//!                           snapshot() ──▶ bytes ──▶ restore() ◀───────────┤
-//!                           state_checksum() ◀─────────────────────────────┘
+//!  KvStore::apply(index, payload) ──▶ Command::decode ─┬─▶ cas check ──▶ put / delete / delete prefix ─┐
+//!        │                                             └─▶ Txn::validate ──▶ compares ──▶ branch ops ──┤
+//!        │                                                  every key change: write_key / remove_key   │
+//!        ▼                                                                                             ▼
+//!  Response ──▶ the waiting client                          BTreeMap<key, Versioned> + applied_index
+//!                                                                                                      │
+//!                           get / scan / query_txn ◀───────────────────────────────────────────────────┤
+//!                           snapshot() ──▶ bytes ──▶ restore() ◀───────────────────────────────────────┤
+//!                           state_checksum() ◀─────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! Entries that carry no key/value command (no-ops, membership changes) are recorded with
@@ -56,6 +59,7 @@ mod error;
 mod response;
 mod snapshot;
 mod store;
+mod txn;
 
 pub use auth::{
     AUTH_NAME_MAX_BYTES, AUTH_PREFIX_MAX_BYTES, Access, AuthCommand, AuthError, AuthState, Denied,
@@ -67,3 +71,7 @@ pub use command::Command;
 pub use error::DecodeError;
 pub use response::Response;
 pub use store::{KvStore, Versioned};
+pub use txn::{
+    Compare, CompareOp, CompareTarget, OpList, OpPosition, TXN_OPS_MAX, TXN_READ_BYTES_MAX, Txn, TxnError, TxnOp,
+    TxnOpResult,
+};
