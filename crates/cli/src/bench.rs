@@ -95,7 +95,8 @@ pub struct BenchArgs {
     /// Seconds run before measuring (connections open, caches warm).
     #[arg(long, default_value_t = 1, value_name = "SECS")]
     pub warmup: u64,
-    /// Consistency of the reads: linearizable or stale.
+    /// Consistency of the reads (for txn: of the read of the two accounts; the compares make a stale read safe):
+    /// linearizable or stale.
     #[arg(long, default_value_t = Consistency::Linearizable)]
     pub consistency: Consistency,
     /// TLS and credentials (https:// endpoints need --cacert).
@@ -317,7 +318,7 @@ async fn worker(shared: Arc<Shared>, task: u64) -> Histogram<u64> {
             Some(conn) => match request {
                 Request::Put => conn.put(&key(index), &shared.value).await.map(|()| Outcome::Done),
                 Request::Get => conn.get(&key(index), consistency).await.map(|()| Outcome::Done),
-                Request::Transfer(from, to) => txn::transfer(conn, from, to).await,
+                Request::Transfer(from, to) => txn::transfer(conn, from, to, consistency).await,
             },
             None => match Connection::open(&shared.target, &shared.dial).await {
                 Ok(conn) => {

@@ -1,12 +1,14 @@
 //! The `txn` workload: a transfer of 1 between two random accounts, as a client of an account store would do it.
 //!
 //! ```text
-//!  read:  POST /v1/txn {"success": [get A, get B]}             one read-only txn (ReadIndex, no log entry)
+//!  read:  POST /v1/txn {"success": [get A, get B]}             one read-only txn (no log entry; --consistency)
 //!  write: POST /v1/txn {"compare": [mod(A) == a, mod(B) == b],  one log entry; the compares fail if another
 //!                       "success": [put A = x-1, put B = y+1]}   transfer wrote A or B in between: a retry
 //! ```
 //!
-//! The accounts are `bench/acct/0..keys`, preloaded with [`OPENING_BALANCE`]. Their sum never changes.
+//! The accounts are `bench/acct/0..keys`, preloaded with [`OPENING_BALANCE`]. Their sum never changes. The read
+//! may be `stale` (`--consistency stale`: answered from the leader's state, no ReadIndex round): the compares
+//! still refuse a transfer computed from an outdated balance, which then shows as a retry.
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -34,15 +36,20 @@ struct Balance {
 }
 
 /// Moves 1 from account `from` to account `to` (two different accounts): reads both in one read-only
-/// transaction, then writes both under `modify_index ==` compares. [`Outcome::Conflict`]: a compare failed
+/// transaction at `consistency`, then writes both under `modify_index ==` compares. [`Outcome::Conflict`]: a compare failed
 /// (another transfer wrote one of the accounts after the read), nothing moved.
 ///
 /// # Errors
 /// A failed call (the read or the write), or an answer that does not parse.
-pub(super) async fn transfer(conn: &mut Connection, from: u64, to: u64) -> Result<Outcome, CallError> {
+pub(super) async fn transfer(
+    conn: &mut Connection,
+    from: u64,
+    to: u64,
+    consistency: &str,
+) -> Result<Outcome, CallError> {
     assert!(from != to, "a transfer needs two accounts, got {from} twice");
     let (from, to) = (account(from), account(to));
-    let read = conn.txn(Bytes::from(read_body(&from, &to)), "linearizable").await?;
+    let read = conn.txn(Bytes::from(read_body(&from, &to)), consistency).await?;
     let [from_balance, to_balance] = parse_read(&read).map_err(CallError::Answer)?;
     let write = write_body((&from, from_balance), (&to, to_balance));
     let answer = conn.txn(Bytes::from(write), "linearizable").await?;
