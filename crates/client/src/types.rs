@@ -62,6 +62,15 @@ pub struct DeleteResult {
     pub deleted: bool,
 }
 
+/// The outcome of an acknowledged prefix delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeletePrefixResult {
+    /// The Raft log index of the delete (one entry for every key it removed).
+    pub index: u64,
+    /// How many keys it removed (0 is still a success).
+    pub deleted: u64,
+}
+
 /// One key with its value and indexes, as read by `get` or `list`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyValue {
@@ -73,6 +82,9 @@ pub struct KeyValue {
     pub create_index: u64,
     /// The log index of the key's last write: what a cas must name to replace it.
     pub modify_index: u64,
+    /// The key's writes since it was created: 1 on creation, one more per overwrite (a delete ends its
+    /// count; a key created again starts at 1). 0 only from a server too old to report it.
+    pub version: u64,
     /// The applied index the answer reflects (`X-Tally-Index`); for a page, the page's index.
     pub index: u64,
 }
