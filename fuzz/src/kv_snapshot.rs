@@ -12,7 +12,8 @@
 //! # Oracles
 //!
 //! - A restored store re-encodes to exactly its snapshot (the encoding is canonical), keeps its invariants, and
-//!   takes the next log entry.
+//!   takes the next log entry. A snapshot of the previous format (version 3, still read) re-encodes in the current
+//!   one instead, which restores to the same store.
 //! - A decoded node envelope re-encodes to bytes that decode to the same membership and state.
 
 use std::collections::BTreeSet;
@@ -32,6 +33,12 @@ const NODE_ENVELOPE: u8 = 0x02;
 /// Bytes of the kv snapshot's trailing checksum.
 const CHECKSUM_BYTES: usize = 4;
 
+/// Bytes of the kv snapshot's magic, so also the offset of its format version byte.
+const MAGIC_BYTES: usize = 4;
+
+/// The previous kv snapshot format version, still read (version 3: entries without a version count).
+const PREVIOUS_VERSION: u8 = 3;
+
 /// Runs one input (see the module documentation); panics on a finding.
 pub fn run(data: &[u8]) {
     let Some((&flags, snapshot)) = data.split_first() else { return };
@@ -48,7 +55,12 @@ pub fn run(data: &[u8]) {
         fix_checksum(&mut state);
     }
     let Ok(mut store) = KvStore::restore(&state) else { return };
-    assert!(store.snapshot() == state, "a restored store re-encodes to another snapshot");
+    if state.get(MAGIC_BYTES) == Some(&PREVIOUS_VERSION) {
+        let again = KvStore::restore(&store.snapshot());
+        assert!(again.as_ref() == Ok(&store), "a version 3 snapshot re-encodes to another state");
+    } else {
+        assert!(store.snapshot() == state, "a restored store re-encodes to another snapshot");
+    }
     store.check_invariants();
     let checksum = store.state_checksum();
     assert_eq!(KvStore::restore(&store.snapshot()).map(|s| s.state_checksum()), Ok(checksum), "checksum changed");
@@ -79,6 +91,29 @@ fn store(commands: &[Command]) -> KvStore {
     store
 }
 
+/// A version 3 kv snapshot (the format before key versions), written by hand as no encoder makes it any more: applied
+/// index 4, key "a" created at 1 and last written at 4 (value "old"), no cluster metadata, auth off.
+fn snapshot_v3() -> Vec<u8> {
+    let mut out = b"TKVS".to_vec();
+    out.push(PREVIOUS_VERSION);
+    out.extend_from_slice(&4u64.to_le_bytes()); // applied index
+    out.extend_from_slice(&1u64.to_le_bytes()); // one entry
+    for field in [&b"a"[..], b"old"] {
+        out.extend_from_slice(&(field.len() as u32).to_le_bytes());
+        out.extend_from_slice(field);
+    }
+    out.extend_from_slice(&1u64.to_le_bytes()); // create index
+    out.extend_from_slice(&4u64.to_le_bytes()); // modify index
+    out.push(0); // no cluster id
+    out.extend_from_slice(&0u64.to_le_bytes()); // no members
+    out.push(0); // auth off
+    out.extend_from_slice(&0u64.to_le_bytes()); // no users
+    out.extend_from_slice(&0u64.to_le_bytes()); // no roles
+    let checksum = crc32fast::hash(&out);
+    out.extend_from_slice(&checksum.to_le_bytes());
+    out
+}
+
 /// A put without cas.
 fn put(key: &[u8], value: &[u8]) -> Command {
     Command::Put { key: key.to_vec(), value: value.to_vec(), cas: None }
@@ -102,6 +137,17 @@ pub fn seeds() -> Vec<Seed> {
         ("small", store(&[put(b"a", b"1"), put(b"b", b"2"), put(b"a", b"3"), put(b"c", b"")])),
         ("binary", store(&[put(&[0], &[0xff; 8]), put(&[0xff, 0], b"\xc3\x28"), put(b"", b"empty key")])),
         ("deleted", store(&[put(b"x", b"1"), put(b"y", b"2"), Command::Delete { key: b"x".to_vec(), cas: None }])),
+        (
+            "versions",
+            store(&[
+                put(b"v", b"1"),
+                put(b"v", b"2"),
+                put(b"v", b"3"),
+                put(b"w", b"1"),
+                Command::Delete { key: b"w".to_vec(), cas: None },
+                put(b"w", b"again"),
+            ]),
+        ),
         (
             "cluster",
             store(&[
@@ -133,5 +179,8 @@ pub fn seeds() -> Vec<Seed> {
     let mut unchecked = vec![0];
     unchecked.extend_from_slice(&stores[2].1.snapshot());
     seeds.push(Seed::new("small-unfixed", unchecked));
+    let mut v3 = vec![FIX_CHECKSUM];
+    v3.extend_from_slice(&snapshot_v3());
+    seeds.push(Seed::new("v3-previous-format", v3));
     seeds
 }

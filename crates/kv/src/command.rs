@@ -182,7 +182,12 @@ impl Command {
         let mut reader = Reader::new(bytes);
         let version = reader.u8()?;
         if version != FORMAT_VERSION {
-            return Err(DecodeError::UnknownVersion { what: "command", found: version, expected: FORMAT_VERSION });
+            return Err(DecodeError::UnknownVersion {
+                what: "command",
+                found: version,
+                oldest: FORMAT_VERSION,
+                expected: FORMAT_VERSION,
+            });
         }
         let kind_offset = reader.offset();
         let command = match reader.u8()? {

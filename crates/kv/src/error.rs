@@ -18,13 +18,15 @@ pub enum DecodeError {
         available: usize,
     },
     /// The leading format byte names a format this build does not know (likely a newer one).
-    #[error("unknown {what} format version {found} (this build reads version {expected})")]
+    #[error("unknown {what} format version {found} (this build reads {})", versions_read(*oldest, *expected))]
     UnknownVersion {
         /// Which encoding: "command" or "snapshot".
         what: &'static str,
         /// The version byte found.
         found: u8,
-        /// The version this build writes and reads.
+        /// The oldest version this build still reads.
+        oldest: u8,
+        /// The version this build writes, the newest it reads.
         expected: u8,
     },
     /// A tag byte (command kind, option flag) has no meaning.
@@ -96,6 +98,22 @@ pub enum DecodeError {
         /// The snapshot's applied index.
         applied_index: u64,
     },
+    /// A snapshot entry's write count breaks `1 <= version <= modify_index - create_index + 1`: more writes than
+    /// there were entries between its creation and its last write, or none at all.
+    #[error(
+        "snapshot entry at offset {offset} has version {version}, create_index {create_index}, \
+         modify_index {modify_index}"
+    )]
+    BadVersion {
+        /// Where the offending entry starts.
+        offset: usize,
+        /// The entry's version (its write count).
+        version: u64,
+        /// The entry's create index.
+        create_index: u64,
+        /// The entry's modify index.
+        modify_index: u64,
+    },
     /// The snapshot's auth state breaks an invariant of the auth store (e.g. a user holding a role that does not
     /// exist, or auth enabled with no admin): it is not a state that applying commands could have built.
     #[error("snapshot auth state at offset {offset} is inconsistent: {detail}")]
@@ -105,4 +123,9 @@ pub enum DecodeError {
         /// Which invariant is broken.
         detail: String,
     },
+}
+
+/// The versions `oldest..=newest` in words, for [`DecodeError::UnknownVersion`].
+fn versions_read(oldest: u8, newest: u8) -> String {
+    if oldest == newest { format!("only version {newest}") } else { format!("versions {oldest} to {newest}") }
 }

@@ -1,10 +1,10 @@
 //! Snapshot encoding of a whole [`KvStore`], and its logical-state checksum.
 //!
-//! # Format (version 3)
+//! # Format (version 4)
 //!
 //! ```text
 //! [u8; 4] magic = "TKVS"
-//! u8      version = 3
+//! u8      version = 4
 //! u64     applied_index
 //! u64     entry_count
 //! entry_count times, keys strictly increasing:
@@ -12,6 +12,7 @@
 //!     u32 value_len, value bytes
 //!     u64 create_index
 //!     u64 modify_index
+//!     u64 version         (since version 4; 1 <= version <= modify_index - create_index + 1)
 //! cluster metadata:
 //!     u8  has_cluster_id, then (if 1) u32 len + cluster id
 //!     u64 member_count
@@ -23,6 +24,16 @@
 //!
 //! Integers are little-endian. The encoding is canonical: one state has exactly one snapshot, so
 //! two nodes in the same state produce identical bytes.
+//!
+//! # Older versions
+//!
+//! This build writes version 4 and also reads version 3, which is version 4 without the per-key
+//! `version` field. Unlike the earlier format changes, v3 is read rather than refused because real
+//! data exists in it: the docker volumes of deployed nodes hold v3 snapshots, and refusing them would
+//! make an upgrade wipe the node. A v3 entry restores with `version = 1`, the one value the invariant
+//! allows whatever the key's history was; the count is only wrong for keys overwritten before the
+//! upgrade, and only until their next write. A restored v3 snapshot re-encodes as v4, so its bytes
+//! (and not its state) differ from the input. Versions older than 3 are refused.
 
 use std::collections::BTreeMap;
 
@@ -33,8 +44,10 @@ use crate::{AuthState, ClusterInfo, DecodeError, KvStore, Versioned};
 
 /// Identifies a Tally kv snapshot, so a wrong file is named as such rather than as corrupt.
 const MAGIC: [u8; 4] = *b"TKVS";
-/// The snapshot version this build writes and the only one it reads.
-const FORMAT_VERSION: u8 = 3;
+/// The snapshot version this build writes.
+const FORMAT_VERSION: u8 = 4;
+/// The oldest snapshot version this build reads (see "Older versions" in the module doc).
+const OLDEST_READ_VERSION: u8 = 3;
 /// Size of the trailing CRC32.
 const CHECKSUM_LEN: usize = 4;
 
@@ -61,22 +74,22 @@ impl KvStore {
     /// # Errors
     ///
     /// Wrong magic, unknown version, checksum mismatch, truncation, trailing bytes, keys out of
-    /// order, or an entry whose indexes break the store invariant. Never panics, whatever the
-    /// input.
+    /// order, or an entry whose indexes or version break the store invariant. Never panics, whatever
+    /// the input.
     pub fn restore(bytes: &[u8]) -> Result<KvStore, DecodeError> {
         // The header is read before the checksum is checked so that a file that is not a
         // snapshot, or is a newer one, is reported as such rather than as corrupt.
         read_header(&mut Reader::new(bytes))?;
         let body = verify_checksum(bytes)?;
         let mut reader = Reader::new(body);
-        read_header(&mut reader)?;
+        let format_version = read_header(&mut reader)?;
         let applied_index = reader.u64()?;
         let entry_count = reader.u64()?;
         let mut entries = BTreeMap::new();
         let mut previous_key: Option<&[u8]> = None;
         for _ in 0..entry_count {
             let offset = reader.offset();
-            let (key, versioned) = read_entry(&mut reader)?;
+            let (key, versioned) = read_entry(&mut reader, format_version)?;
             if previous_key.is_some_and(|previous| previous >= key) {
                 return Err(DecodeError::KeysOutOfOrder { offset });
             }
@@ -92,7 +105,7 @@ impl KvStore {
         Ok(store)
     }
 
-    /// A 64-bit FNV-1a hash of the logical state (applied index, every key, value and index, the
+    /// A 64-bit FNV-1a hash of the logical state (applied index, every key, value, index and version, the
     /// cluster metadata and the auth state), for convergence checks: two nodes with equal state always get equal checksums,
     /// and different states collide only by chance (about 2^-64). Streams the canonical
     /// encoding without allocating it, and is stable across Rust versions and platforms.
@@ -111,23 +124,29 @@ impl KvStore {
             sink.put_bytes(&versioned.value);
             sink.put_u64(versioned.create_index);
             sink.put_u64(versioned.modify_index);
+            sink.put_u64(versioned.version);
         }
         self.cluster.write(sink);
         self.auth.write(sink);
     }
 }
 
-/// Reads and checks the magic and version.
-fn read_header(reader: &mut Reader<'_>) -> Result<(), DecodeError> {
+/// Reads and checks the magic and version; returns the version, one this build reads.
+fn read_header(reader: &mut Reader<'_>) -> Result<u8, DecodeError> {
     let magic = reader.array::<4>()?;
     if magic != MAGIC {
         return Err(DecodeError::BadMagic { found: magic });
     }
     let version = reader.u8()?;
-    if version != FORMAT_VERSION {
-        return Err(DecodeError::UnknownVersion { what: "snapshot", found: version, expected: FORMAT_VERSION });
+    if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&version) {
+        return Err(DecodeError::UnknownVersion {
+            what: "snapshot",
+            found: version,
+            oldest: OLDEST_READ_VERSION,
+            expected: FORMAT_VERSION,
+        });
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Checks the trailing CRC32 and returns the bytes it covers.
@@ -146,25 +165,30 @@ fn verify_checksum(bytes: &[u8]) -> Result<&[u8], DecodeError> {
     Ok(body)
 }
 
-/// Reads one entry: key, value, create index, modify index.
-fn read_entry<'a>(reader: &mut Reader<'a>) -> Result<(&'a [u8], Versioned), DecodeError> {
+/// Reads one entry: key, value, create index, modify index and (from format version 4) version.
+/// A version 3 entry has no version field and gets 1 (see "Older versions" in the module doc).
+fn read_entry<'a>(reader: &mut Reader<'a>, format_version: u8) -> Result<(&'a [u8], Versioned), DecodeError> {
     let key = reader.bytes()?;
     let value = reader.bytes()?.to_vec();
     let create_index = reader.u64()?;
     let modify_index = reader.u64()?;
-    let versioned = Versioned { value, create_index, modify_index };
+    let version = if format_version >= 4 { reader.u64()? } else { 1 };
+    let versioned = Versioned { value, create_index, modify_index, version };
     Ok((key, versioned))
 }
 
-/// Rejects an entry that breaks `1 <= create_index <= modify_index <= applied_index`, so a
-/// restored store always satisfies the store invariant.
+/// Rejects an entry that breaks `1 <= create_index <= modify_index <= applied_index` or
+/// `1 <= version <= modify_index - create_index + 1`, so a restored store always satisfies the store
+/// invariant.
 fn check_indexes(versioned: &Versioned, applied_index: u64, offset: usize) -> Result<(), DecodeError> {
-    let Versioned { create_index, modify_index, .. } = *versioned;
-    if 1 <= create_index && create_index <= modify_index && modify_index <= applied_index {
-        Ok(())
-    } else {
-        Err(DecodeError::BadIndexes { offset, create_index, modify_index, applied_index })
+    let Versioned { create_index, modify_index, version, .. } = *versioned;
+    if !(1 <= create_index && create_index <= modify_index && modify_index <= applied_index) {
+        return Err(DecodeError::BadIndexes { offset, create_index, modify_index, applied_index });
     }
+    if !(1 <= version && version <= modify_index - create_index + 1) {
+        return Err(DecodeError::BadVersion { offset, version, create_index, modify_index });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use crate::{AuthCommand, AuthState, ClusterInfo, Command, MemberAddress, Respons
 
 /// A stored value and its versions.
 ///
-/// Invariant: `1 <= create_index <= modify_index <= applied_index` of the owning store.
+/// Invariant: `1 <= create_index <= modify_index <= applied_index` of the owning store, and
+/// `1 <= version <= modify_index - create_index + 1` (each write since creation has its own entry index).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {
     /// The value bytes, opaque to the store.
@@ -18,12 +19,17 @@ pub struct Versioned {
     pub create_index: u64,
     /// Index of the entry that last wrote the key; the value compared by cas.
     pub modify_index: u64,
+    /// How many times the key was written since it was created: 1 on create, +1 per overwrite. A delete
+    /// removes the key, so a re-created key starts at 1 again (etcd's semantics), which lets a transaction
+    /// compare on "written exactly once" or "unchanged since I read version N" without knowing indexes.
+    pub version: u64,
 }
 
 /// The deterministic key/value state machine, fed committed log entries in log order.
 ///
-/// Invariant: every stored key has `1 <= create_index <= modify_index <= applied_index`; checked
-/// per key as it changes, and for the whole store by [`KvStore::check_invariants`].
+/// Invariant: every stored key has `1 <= create_index <= modify_index <= applied_index` and
+/// `1 <= version <= modify_index - create_index + 1`; checked per key as it changes, and for the whole
+/// store by [`KvStore::check_invariants`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KvStore {
     /// All live keys. A `BTreeMap` so scans and snapshots iterate in one order on every node.
@@ -191,7 +197,8 @@ impl KvStore {
     ///
     /// # Panics
     ///
-    /// If any key breaks `1 <= create_index <= modify_index <= applied_index`, or the auth state breaks one
+    /// If any key breaks `1 <= create_index <= modify_index <= applied_index` or
+    /// `1 <= version <= modify_index - create_index + 1`, or the auth state breaks one
     /// of its invariants.
     pub fn check_invariants(&self) {
         for (key, versioned) in &self.entries {
@@ -217,9 +224,10 @@ impl KvStore {
         if let Some(existing) = self.entries.get_mut(key) {
             existing.value = value.to_vec();
             existing.modify_index = index;
+            existing.version += 1;
             check_versioned(key, existing, index);
         } else {
-            let created = Versioned { value: value.to_vec(), create_index: index, modify_index: index };
+            let created = Versioned { value: value.to_vec(), create_index: index, modify_index: index, version: 1 };
             check_versioned(key, &created, index);
             self.entries.insert(key.to_vec(), created);
         }
@@ -227,12 +235,20 @@ impl KvStore {
     }
 }
 
-/// Asserts `1 <= create_index <= modify_index <= applied_index` for one key.
+/// Asserts `1 <= create_index <= modify_index <= applied_index` and
+/// `1 <= version <= modify_index - create_index + 1` for one key.
 fn check_versioned(key: &[u8], versioned: &Versioned, applied_index: u64) {
-    let Versioned { create_index, modify_index, .. } = *versioned;
+    let Versioned { create_index, modify_index, version, .. } = *versioned;
     assert!(create_index >= 1, "key {key:?}: create_index is 0");
     assert!(create_index <= modify_index, "key {key:?}: create_index {create_index} > modify_index {modify_index}");
     assert!(modify_index <= applied_index, "key {key:?}: modify_index {modify_index} > applied_index {applied_index}");
+    assert!(version >= 1, "key {key:?}: version is 0");
+    let writes_max = modify_index - create_index + 1;
+    assert!(
+        version <= writes_max,
+        "key {key:?}: version {version} > {writes_max} writes possible between create_index {create_index} and \
+         modify_index {modify_index}"
+    );
 }
 
 #[cfg(test)]

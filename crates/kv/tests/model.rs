@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use tally_kv::{AuthState, Command, KvStore, Response, Versioned};
 
-/// key -> (value, create_index, modify_index).
-type Model = BTreeMap<Vec<u8>, (Vec<u8>, u64, u64)>;
+/// key -> (value, create_index, modify_index, version).
+type Model = BTreeMap<Vec<u8>, (Vec<u8>, u64, u64, u64)>;
 
 /// The naive model of the cluster metadata: the first cluster id, and id -> (peer URL, client URL).
 #[derive(Debug, Default)]
@@ -133,8 +133,8 @@ fn model_apply(model: &mut Model, meta: &mut Meta, index: u64, command: &Command
     }
     match command {
         Command::Put { value, .. } => {
-            let create = model.get(&key).map_or(index, |entry| entry.1);
-            model.insert(key, (value.clone(), create, index));
+            let (create, version) = model.get(&key).map_or((index, 1), |entry| (entry.1, entry.3 + 1));
+            model.insert(key, (value.clone(), create, index, version));
             Response::Put { index }
         }
         Command::Delete { .. } => Response::Delete { index, deleted: model.remove(&key).is_some() },
@@ -159,9 +159,13 @@ fn assert_same(store: &KvStore, model: &Model, meta: &Meta, applied_index: u64) 
     prop_assert!(!more);
     let expected: Vec<(Vec<u8>, Versioned)> = model
         .iter()
-        .map(|(key, (value, create_index, modify_index))| {
-            let versioned =
-                Versioned { value: value.clone(), create_index: *create_index, modify_index: *modify_index };
+        .map(|(key, (value, create_index, modify_index, version))| {
+            let versioned = Versioned {
+                value: value.clone(),
+                create_index: *create_index,
+                modify_index: *modify_index,
+                version: *version,
+            };
             (key.clone(), versioned)
         })
         .collect();

@@ -36,12 +36,12 @@ fn put_creates_then_overwrite_keeps_create_index() {
     // Phase 1: the first put sets both indexes to the entry index.
     let mut store = KvStore::new();
     assert_eq!(store.apply_command(3, &put("k", "a", None)), Response::Put { index: 3 });
-    let expected = Versioned { value: b"a".to_vec(), create_index: 3, modify_index: 3 };
+    let expected = Versioned { value: b"a".to_vec(), create_index: 3, modify_index: 3, version: 1 };
     assert_eq!(store.get(b"k"), Some(&expected));
 
     // Phase 2: an overwrite moves only the modify index.
     assert_eq!(store.apply_command(7, &put("k", "b", None)), Response::Put { index: 7 });
-    let expected = Versioned { value: b"b".to_vec(), create_index: 3, modify_index: 7 };
+    let expected = Versioned { value: b"b".to_vec(), create_index: 3, modify_index: 7, version: 2 };
     assert_eq!(store.get(b"k"), Some(&expected));
     assert_eq!(store.applied_index(), 7);
     assert_eq!(store.len(), 1);
@@ -65,6 +65,52 @@ fn recreated_key_gets_new_create_index() {
     store.apply_command(5, &put("k", "again", None));
     let versioned = store.get(b"k").cloned();
     assert_eq!(versioned.map(|v| (v.create_index, v.modify_index)), Some((5, 5)));
+}
+
+#[test]
+fn put_counts_versions_and_recreate_restarts_at_one() {
+    // Phase 1: a create is version 1, each overwrite adds one, whatever the index gaps between them.
+    let mut store = KvStore::new();
+    let version = |store: &KvStore| store.get(b"k").map(|v| v.version);
+    store.apply_command(2, &put("k", "a", None));
+    assert_eq!(version(&store), Some(1));
+    store.apply_command(3, &put("k", "b", None));
+    store.apply_command(9, &put("k", "b", None));
+    assert_eq!(version(&store), Some(3));
+
+    // Phase 2: a write that does not happen (failed cas) counts nothing; neither do other keys' writes.
+    store.apply_command(10, &put("k", "c", Some(1)));
+    store.apply_command(11, &put("other", "x", None));
+    assert_eq!(version(&store), Some(3));
+    store.check_invariants();
+
+    // Phase 3: a delete forgets the count, so the re-created key starts at 1 again (etcd semantics).
+    store.apply_command(12, &delete("k", None));
+    assert_eq!(version(&store), None);
+    store.apply_command(13, &put("k", "again", None));
+    let versioned = store.get(b"k").cloned();
+    assert_eq!(versioned.map(|v| (v.create_index, v.modify_index, v.version)), Some((13, 13, 1)));
+    store.check_invariants();
+}
+
+#[test]
+#[should_panic(expected = "version 3 > 2 writes possible between create_index 1 and modify_index 2")]
+fn check_invariants_catches_more_versions_than_writes() {
+    let mut store = store_with(&["k", "k"]);
+    if let Some(versioned) = store.entries.get_mut(b"k".as_slice()) {
+        versioned.version = 3;
+    }
+    store.check_invariants();
+}
+
+#[test]
+#[should_panic(expected = "version is 0")]
+fn check_invariants_catches_version_zero() {
+    let mut store = store_with(&["k"]);
+    if let Some(versioned) = store.entries.get_mut(b"k".as_slice()) {
+        versioned.version = 0;
+    }
+    store.check_invariants();
 }
 
 #[test]
