@@ -1,8 +1,8 @@
 //! The kv state machine wrapped so the simulator sees every entry each node applies.
 
-use std::cell::RefCell;
-
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use tally_kv::{Access, AuthCommand, Command, KvStore, Response};
 use tally_node::{KvQuery, KvQueryOutput, StateMachine};
@@ -10,15 +10,26 @@ use tally_raft::LogIndex;
 
 use crate::hash::fnv1a;
 
-/// A [`KvStore`] that also records `(index, fingerprint)` of every entry it applies, for the
-/// state machine safety checker. A skipped entry (no-op or membership) has fingerprint 0.
+/// One entry a node applied, as the checkers see it.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    /// The entry's index.
+    pub index: LogIndex,
+    /// The fingerprint of its command as committed; 0 for an entry without one (no-op or membership).
+    pub fingerprint: u64,
+    /// The command as committed (before any fault switch rewrote it), for the reference execution of the log.
+    pub command: Option<Arc<[u8]>>,
+}
+
+/// A [`KvStore`] that also records every entry it applies ([`Applied`]), for the state machine safety and
+/// transaction serializability checkers.
 #[derive(Default, Debug)]
 pub struct RecordingKv {
     /// The real state machine.
     pub kv: KvStore,
     /// Entries applied since the simulator last drained the record (a `RefCell` because the node only
     /// lends its state machine out read-only).
-    applied: RefCell<Vec<(LogIndex, u64)>>,
+    applied: RefCell<Vec<Applied>>,
     /// Fault switch (tests only): apply every auth grant of read or write as a grant of admin.
     misapply_auth: bool,
 }
@@ -29,8 +40,8 @@ impl RecordingKv {
         RecordingKv { misapply_auth, ..RecordingKv::default() }
     }
 
-    /// Takes the `(index, fingerprint)` of the entries applied since the last call.
-    pub fn take_applied(&self) -> Vec<(LogIndex, u64)> {
+    /// Takes the entries applied since the last call.
+    pub fn take_applied(&self) -> Vec<Applied> {
         self.applied.take()
     }
 }
@@ -41,13 +52,14 @@ impl StateMachine for RecordingKv {
     type QueryOutput = KvQueryOutput;
 
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> Response {
-        self.applied.get_mut().push((index, fnv1a(command)));
+        let applied = Applied { index, fingerprint: fnv1a(command), command: Some(command.into()) };
+        self.applied.get_mut().push(applied);
         let command = if self.misapply_auth { escalated(command) } else { Cow::Borrowed(command) };
         StateMachine::apply(&mut self.kv, index, &command)
     }
 
     fn skip(&mut self, index: LogIndex) {
-        self.applied.get_mut().push((index, 0));
+        self.applied.get_mut().push(Applied { index, fingerprint: 0, command: None });
         StateMachine::skip(&mut self.kv, index);
     }
 

@@ -180,11 +180,15 @@ impl Simulation {
             Ok(Reply::Written { index, output }) => {
                 let fingerprint = pending.fingerprint.expect("a write has a fingerprint");
                 self.durability.acknowledge(index, fingerprint, &self.state_machine_safety)?;
+                self.check_write(pending, index, &output)?;
                 let output = write_output(&self.history[op].input, &output)?;
                 self.finish(c, op, output);
                 self.writes_acked += 1;
             }
-            Ok(Reply::Read { output: KvQueryOutput::Get(value), .. }) => {
+            Ok(Reply::Read { index, output: output @ KvQueryOutput::Get(_) }) => {
+                let query = KvQuery::Get(self.history[op].key.clone());
+                self.check_read(pending, index, query, &output, ReadConsistency::Linearizable)?;
+                let KvQueryOutput::Get(value) = output else { unreachable!("matched a get above") };
                 let output = KvOutput::Get(value.map(|v| (v.value, v.modify_index)));
                 self.finish(c, op, output);
             }
@@ -214,6 +218,7 @@ impl Simulation {
             Ok(Reply::Written { index, output: output @ (Response::Auth { .. } | Response::AuthRefused { .. }) }) => {
                 let fingerprint = pending.fingerprint.expect("a write has a fingerprint");
                 self.durability.acknowledge(index, fingerprint, &self.state_machine_safety)?;
+                self.check_write(pending, index, &output)?;
                 self.writes_acked += 1;
                 self.trace_event(|| format!("client {c}: auth -> {output:?}"));
             }

@@ -5,6 +5,8 @@
 //!  seed ──▶ SimParams ──▶ safety phase (faults on) ──▶ liveness phase (healed) ──▶ linearizability check
 //!                              each millisecond: faults → deliver messages → tick clocks → clients
 //!                                                → send outputs → record applies → completions → checkers
+//!                                                  (the reference execution of the log advances after the
+//!                                                   completions, so it never passes an answer of this step)
 //! ```
 
 mod checks;
@@ -20,13 +22,14 @@ use tally_raft::{LogIndex, NodeId, Role, SplitMix64, Term};
 use tally_wal::{FaultDisk, WalOptions};
 
 use crate::checkers::{
-    AuthAgreement, Durability, ElectionSafety, LeaderCompleteness, LogMatching, StateMachineSafety, Violation,
+    AuthAgreement, Durability, ElectionSafety, LeaderCompleteness, LogMatching, RealTimeOrder, StateMachineSafety,
+    TxnSerializability, Violation,
 };
 use crate::client::Client;
 use crate::linearizability::KvOp;
 use crate::network::Network;
 pub use crate::params::SimParams;
-use crate::state_machine::RecordingKv;
+use crate::state_machine::{Applied, RecordingKv};
 pub use failover::FailoverSample;
 
 /// The lines of a run's trace, shared between the run and its caller (so a panicking run still leaves its
@@ -132,6 +135,14 @@ pub struct Simulation {
     pub(crate) state_machine_safety: StateMachineSafety,
     pub(crate) durability: Durability,
     pub(crate) auth_agreement: AuthAgreement,
+    pub(crate) txn_serializability: TxnSerializability,
+    pub(crate) real_time_order: RealTimeOrder,
+    /// Entries that nodes applied and the checkers have not seen, taken from nodes as they crashed (with the
+    /// node's id and term): every committed index must reach the reference execution of the log.
+    unrecorded: Vec<(NodeId, Term, Vec<Applied>)>,
+    /// Per node: the index of the oldest state it could answer from again (its snapshot, where a restart
+    /// resumes), once it has applied anything; kept while it is down.
+    restart_floor: Vec<Option<u64>>,
     /// Per node: the last (role, term) traced, and the last applied index checked.
     observed: Vec<(Role, Term, LogIndex)>,
     /// Keys the linearizability checker could not decide within its budget.
@@ -189,6 +200,10 @@ impl Simulation {
             state_machine_safety: StateMachineSafety::default(),
             durability: Durability::default(),
             auth_agreement: AuthAgreement::default(),
+            txn_serializability: TxnSerializability::new(None),
+            real_time_order: RealTimeOrder::default(),
+            unrecorded: Vec::new(),
+            restart_floor: vec![None; ids.len()],
             observed: vec![(Role::Follower, Term(0), LogIndex(0)); ids.len()],
             commit_seen: vec![LogIndex(0); ids.len()],
             unchecked_keys: 0,
@@ -259,6 +274,7 @@ impl Simulation {
         self.flush_outboxes();
         self.record_applies()?;
         self.collect_completions()?;
+        self.check_answers()?;
         self.check_step()
     }
 
