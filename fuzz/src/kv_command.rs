@@ -80,6 +80,8 @@ pub fn seeds() -> Vec<Seed> {
         ("put-empty-key", Command::Put { key: Vec::new(), value: b"x".to_vec(), cas: None }),
         ("delete", Command::Delete { key: b"k".to_vec(), cas: None }),
         ("delete-cas", Command::Delete { key: b"key".to_vec(), cas: Some(2) }),
+        ("delete-prefix", Command::DeletePrefix { prefix: b"k".to_vec() }),
+        ("delete-prefix-binary", Command::DeletePrefix { prefix: vec![0xff, 0] }),
         (
             "set-member",
             Command::SetMember {

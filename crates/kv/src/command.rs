@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! u8  version = 1
-//! u8  kind            1 = put, 2 = delete, 3 = set member, 4 = remove member, 5 = set cluster id, 6 = auth
+//! u8  kind            1 = put, 2 = delete, 3 = set member, 4 = remove member, 5 = set cluster id, 6 = auth,
+//!                     7 = txn, 8 = delete prefix
 //! put, delete:
 //!   u32 key_len, key bytes
 //!   u32 value_len, value bytes      (put only)
@@ -14,6 +15,9 @@
 //! remove member:        u64 node id
 //! set cluster id:       u32 len + cluster id (UTF-8)
 //! auth:                 an auth op and its fields (see [`crate::AuthCommand`] and `auth/command.rs`)
+//! txn:                  compares, success ops, failure ops (see [`crate::Txn`] and `txn/codec.rs`);
+//!                       each list at most [`crate::TXN_OPS_MAX`] long
+//! delete prefix:        u32 len + prefix bytes, never empty (an empty prefix does not decode)
 //! ```
 //!
 //! New kinds extend version 1: every version-1 command in an existing log decodes as before.
@@ -21,10 +25,10 @@
 //! Integers are little-endian. Text fields are at most [`METADATA_TEXT_MAX_BYTES`] bytes. Nothing may follow
 //! the last field.
 
-use crate::DecodeError;
 use crate::auth::AuthCommand;
 use crate::cluster::{METADATA_TEXT_MAX_BYTES, read_text};
 use crate::codec::{Reader, Sink};
+use crate::{DecodeError, Txn};
 
 /// A write command, carried as the payload of a Raft log entry.
 ///
@@ -71,6 +75,19 @@ pub enum Command {
     },
     /// Changes who may do what (users, roles, enabling auth): outside the key space.
     Auth(AuthCommand),
+    /// Compare guards, then one of two branches of ops, atomically in one entry (see [`Txn`]). A transaction
+    /// that decodes but breaks [`Txn::validate`] is refused at apply with a deterministic
+    /// [`crate::Response::Invalid`], nothing written.
+    Txn(Txn),
+    /// Removes every key starting with `prefix`, in one entry (so at one index, all or nothing).
+    ///
+    /// Invariant: `prefix` is not empty. Deleting every key by accident is too easy a mistake to be one
+    /// encoding away, so an empty prefix neither encodes (a panic) nor decodes (a [`DecodeError`], so a
+    /// deterministic [`crate::Response::Invalid`] at apply).
+    DeletePrefix {
+        /// The prefix of the keys to remove; not empty.
+        prefix: Vec<u8>,
+    },
 }
 
 /// The encoding version this build writes and the only one it reads.
@@ -87,20 +104,27 @@ const KIND_REMOVE_MEMBER: u8 = 4;
 const KIND_SET_CLUSTER_ID: u8 = 5;
 /// Kind tag of [`Command::Auth`].
 const KIND_AUTH: u8 = 6;
+/// Kind tag of [`Command::Txn`].
+const KIND_TXN: u8 = 7;
+/// Kind tag of [`Command::DeletePrefix`].
+const KIND_DELETE_PREFIX: u8 = 8;
 /// Flag byte: no cas condition.
 const CAS_NONE: u8 = 0;
 /// Flag byte: a `u64` cas condition follows.
 const CAS_SOME: u8 = 1;
 
 impl Command {
-    /// The key the command writes; `None` for cluster metadata and auth commands.
+    /// The one key the command writes; `None` for cluster metadata and auth commands, and for a prefix
+    /// delete or a transaction (which write several keys).
     pub fn key(&self) -> Option<&[u8]> {
         match self {
             Command::Put { key, .. } | Command::Delete { key, .. } => Some(key),
             Command::SetMember { .. }
             | Command::RemoveMember { .. }
             | Command::SetClusterId { .. }
-            | Command::Auth(_) => None,
+            | Command::Auth(_)
+            | Command::Txn(_)
+            | Command::DeletePrefix { .. } => None,
         }
     }
 
@@ -111,7 +135,9 @@ impl Command {
             Command::SetMember { .. }
             | Command::RemoveMember { .. }
             | Command::SetClusterId { .. }
-            | Command::Auth(_) => None,
+            | Command::Auth(_)
+            | Command::Txn(_)
+            | Command::DeletePrefix { .. } => None,
         }
     }
 
@@ -120,7 +146,8 @@ impl Command {
     /// # Panics
     ///
     /// If the key or value is longer than `u32::MAX` bytes (size limits are enforced at the
-    /// HTTP layer, far below that), or a text field is longer than [`METADATA_TEXT_MAX_BYTES`].
+    /// HTTP layer, far below that), a text field is longer than [`METADATA_TEXT_MAX_BYTES`], a
+    /// prefix delete's prefix is empty, or a transaction list is longer than [`crate::TXN_OPS_MAX`].
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
         out.put_u8(FORMAT_VERSION);
@@ -152,6 +179,17 @@ impl Command {
                 command.write(&mut out);
                 return out;
             }
+            Command::Txn(txn) => {
+                out.put_u8(KIND_TXN);
+                txn.write(&mut out);
+                return out;
+            }
+            Command::DeletePrefix { prefix } => {
+                assert!(!prefix.is_empty(), "a prefix delete with an empty prefix would delete every key");
+                out.put_u8(KIND_DELETE_PREFIX);
+                out.put_bytes(prefix);
+                return out;
+            }
             Command::Put { key, value, .. } => {
                 out.put_u8(KIND_PUT);
                 out.put_bytes(key);
@@ -177,7 +215,8 @@ impl Command {
     /// # Errors
     ///
     /// Any input that is not exactly one well-formed command: an unknown version, a bad kind or
-    /// cas tag, a truncated field, or trailing bytes. Never panics, whatever the input.
+    /// cas tag, a truncated field, trailing bytes, or a prefix delete with an empty prefix. Never
+    /// panics, whatever the input.
     pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
         let mut reader = Reader::new(bytes);
         let version = reader.u8()?;
@@ -212,6 +251,8 @@ impl Command {
             KIND_REMOVE_MEMBER => Command::RemoveMember { id: reader.u64()? },
             KIND_SET_CLUSTER_ID => Command::SetClusterId { cluster_id: read_text(&mut reader)? },
             KIND_AUTH => Command::Auth(AuthCommand::read(&mut reader)?),
+            KIND_TXN => Command::Txn(Txn::read(&mut reader)?),
+            KIND_DELETE_PREFIX => Command::DeletePrefix { prefix: read_prefix(&mut reader)? },
             tag => {
                 return Err(DecodeError::BadTag { what: "command kind", tag, offset: kind_offset });
             }
@@ -231,10 +272,22 @@ impl Command {
             Command::RemoveMember { .. } => return 2 + 8,
             Command::SetClusterId { cluster_id } => return 2 + 4 + cluster_id.len(),
             Command::Auth(command) => return 2 + command.encoded_len(),
+            Command::Txn(txn) => return 2 + txn.encoded_len(),
+            Command::DeletePrefix { prefix } => return 2 + 4 + prefix.len(),
         };
         let cas = if self.cas().is_some() { 9 } else { 1 };
         2 + fields + cas
     }
+}
+
+/// Reads a prefix delete's prefix, refusing an empty one (see [`Command::DeletePrefix`]).
+pub(crate) fn read_prefix(reader: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
+    let offset = reader.offset();
+    let prefix = reader.bytes()?;
+    if prefix.is_empty() {
+        return Err(DecodeError::EmptyPrefix { offset });
+    }
+    Ok(prefix.to_vec())
 }
 
 /// Reads the optional cas condition: a flag byte, then the `u64` if the flag says so.
@@ -265,6 +318,8 @@ mod tests {
             any::<u64>().prop_map(|id| Command::RemoveMember { id }),
             text().prop_map(|cluster_id| Command::SetClusterId { cluster_id }),
             arb_auth().prop_map(Command::Auth),
+            proptest::collection::vec(any::<u8>(), 1..24).prop_map(|prefix| Command::DeletePrefix { prefix }),
+            crate::txn::tests::arb_txn().prop_map(Command::Txn),
         ]
     }
 
@@ -308,6 +363,22 @@ mod tests {
         });
         assert_eq!(grant.encode(), [1, 6, 8, 1, 0, 0, 0, b'r', 2, 0, 0, 0, b'p', b'/', 2]);
         assert_eq!(Command::Auth(AuthCommand::Enable).encode(), [1, 6, 1]);
+        let delete_prefix = Command::DeletePrefix { prefix: b"p/".to_vec() };
+        assert_eq!(delete_prefix.encode(), [1, 8, 2, 0, 0, 0, b'p', b'/']);
+    }
+
+    #[test]
+    fn empty_delete_prefix_does_not_decode() {
+        let error = Command::decode(&[1, 8, 0, 0, 0, 0]);
+        assert_eq!(error, Err(DecodeError::EmptyPrefix { offset: 2 }));
+        let message = error.map(|_| ()).expect_err("empty prefix").to_string();
+        assert!(message.contains("name the keys to delete"), "{message}");
+    }
+
+    #[test]
+    #[should_panic(expected = "would delete every key")]
+    fn empty_delete_prefix_does_not_encode() {
+        Command::DeletePrefix { prefix: Vec::new() }.encode();
     }
 
     #[test]
@@ -380,7 +451,7 @@ mod tests {
         }
 
         #[test]
-        fn random_bytes_after_a_valid_header_never_panic(kind in 0u8..8, tail in proptest::collection::vec(any::<u8>(), 0..32)) {
+        fn random_bytes_after_a_valid_header_never_panic(kind in 0u8..10, tail in proptest::collection::vec(any::<u8>(), 0..32)) {
             let mut bytes = vec![FORMAT_VERSION, kind];
             bytes.extend_from_slice(&tail);
             if let Ok(command) = Command::decode(&bytes) {

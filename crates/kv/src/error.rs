@@ -63,6 +63,28 @@ pub enum DecodeError {
         /// The limit.
         max: usize,
     },
+    /// A list's count is over its hard cap, so decoding stops before reading (or allocating for) its items.
+    #[error("{what}: {count} at offset {offset}, over the limit of {max}")]
+    TooMany {
+        /// Which list, e.g. "txn success ops".
+        what: &'static str,
+        /// The count found.
+        count: u64,
+        /// The cap.
+        max: usize,
+        /// Where the count starts.
+        offset: usize,
+    },
+    /// A prefix delete names the empty prefix, which would delete every key: refused so that no
+    /// mistake deletes everything.
+    #[error(
+        "prefix delete at offset {offset} has an empty prefix; name the keys to delete by a non-empty \
+         prefix (deleting every key at once is not offered)"
+    )]
+    EmptyPrefix {
+        /// Where the prefix field starts.
+        offset: usize,
+    },
     /// The input does not start with the snapshot magic bytes: it is not a Tally kv snapshot.
     #[error("bad snapshot magic {found:?}")]
     BadMagic {

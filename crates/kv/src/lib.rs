@@ -3,7 +3,8 @@
 //! # What this crate owns
 //!
 //! - [`Command`]: the write commands (put, delete, each with an optional compare-and-set on the
-//!   key's modify index) and their versioned binary encoding, carried as Raft log entry payloads;
+//!   key's modify index; delete of every key under a prefix; [`Txn`], compare guards then one of two
+//!   branches of ops, atomically) and their versioned binary encoding, carried as Raft log entry payloads;
 //!   also the cluster metadata commands that record member addresses and the cluster id
 //!   ([`ClusterInfo`], outside the key space), and the auth commands ([`AuthCommand`]) that manage users,
 //!   their token hashes and roles ([`AuthState`], also outside the key space).
@@ -33,8 +34,8 @@
 //!  committed raft entry (index, payload), in log order
 //!        │
 //!        ▼
-//!  KvStore::apply(index, payload) ──▶ Command::decode ──▶ cas check ──▶ put / delete
-//!        │                                                                 │
+//!  KvStore::apply(index, payload) ──▶ Command::decode ──▶ cas check ──▶ put / delete / delete prefix
+//!        │                                                                 │ (write_key / remove_key)
 //!        ▼                                                                 ▼
 //!  Response ──▶ the waiting client              BTreeMap<key, Versioned> + applied_index
 //!                                                                          │
@@ -56,6 +57,7 @@ mod error;
 mod response;
 mod snapshot;
 mod store;
+mod txn;
 
 pub use auth::{
     AUTH_NAME_MAX_BYTES, AUTH_PREFIX_MAX_BYTES, Access, AuthCommand, AuthError, AuthState, Denied,
@@ -67,3 +69,7 @@ pub use command::Command;
 pub use error::DecodeError;
 pub use response::Response;
 pub use store::{KvStore, Versioned};
+pub use txn::{
+    Compare, CompareOp, CompareTarget, OpList, OpPosition, TXN_OPS_MAX, TXN_READ_BYTES_MAX, Txn, TxnError, TxnOp,
+    TxnOpResult,
+};

@@ -20,6 +20,13 @@ pub enum Response {
         /// Whether the key existed; `false` is still a success (deletes are idempotent).
         deleted: bool,
     },
+    /// The prefix delete was applied.
+    DeletePrefix {
+        /// The entry's index.
+        index: u64,
+        /// How many keys it removed; 0 is still a success.
+        deleted: u64,
+    },
     /// The cas condition did not hold; nothing changed.
     CasFailed {
         /// The entry's index.
@@ -61,6 +68,7 @@ impl Response {
         match self {
             Response::Put { index }
             | Response::Delete { index, .. }
+            | Response::DeletePrefix { index, .. }
             | Response::CasFailed { index, .. }
             | Response::Cluster { index }
             | Response::Auth { index }

@@ -1,6 +1,7 @@
 //! The key/value state: a byte-ordered map plus the index of the last applied log entry.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -84,9 +85,13 @@ impl KvStore {
             }
         }
         match command {
-            Command::Put { key, value, .. } => self.put(index, key, value),
-            Command::Delete { key, .. } => {
-                Response::Delete { index, deleted: self.entries.remove(key.as_slice()).is_some() }
+            Command::Put { key, value, .. } => {
+                self.write_key(index, key, value);
+                Response::Put { index }
+            }
+            Command::Delete { key, .. } => Response::Delete { index, deleted: self.remove_key(index, key).is_some() },
+            Command::DeletePrefix { prefix } => {
+                Response::DeletePrefix { index, deleted: self.remove_prefix(index, prefix) }
             }
             Command::SetMember { id, peer_url, client_url, incarnation } => {
                 let (peer_url, client_url) = (peer_url.clone(), client_url.clone());
@@ -103,6 +108,8 @@ impl KvStore {
                 Response::Cluster { index }
             }
             Command::Auth(command) => self.apply_auth(index, command),
+            // Decoded, but applied only from the next commit of this series: refused the same way on every node.
+            Command::Txn(_) => Response::Invalid { index, reason: "this build does not apply transactions".to_owned() },
         }
     }
 
@@ -219,19 +226,68 @@ impl KvStore {
         self.applied_index = index;
     }
 
-    /// Creates or overwrites `key`; the cas check, if any, has already passed.
-    fn put(&mut self, index: u64, key: &[u8], value: &[u8]) -> Response {
-        if let Some(existing) = self.entries.get_mut(key) {
-            existing.value = value.to_vec();
-            existing.modify_index = index;
-            existing.version += 1;
-            check_versioned(key, existing, index);
-        } else {
-            let created = Versioned { value: value.to_vec(), create_index: index, modify_index: index, version: 1 };
-            check_versioned(key, &created, index);
-            self.entries.insert(key.to_vec(), created);
+    /// Creates or overwrites `key` in entry `index` (its conditions, if any, have already passed) and
+    /// returns what is now stored.
+    ///
+    /// One of the two choke points every key mutation goes through (with [`KvStore::remove_key`]): put,
+    /// delete, prefix delete and transaction writes alike, so whatever must see every change (the watch
+    /// history) hooks in here.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not the entry being applied (`applied_index`).
+    pub(crate) fn write_key(&mut self, index: u64, key: &[u8], value: &[u8]) -> &Versioned {
+        self.assert_applying(index);
+        let versioned = match self.entries.entry(key.to_vec()) {
+            Entry::Occupied(existing) => {
+                let existing = existing.into_mut();
+                existing.value = value.to_vec();
+                existing.modify_index = index;
+                existing.version += 1;
+                existing
+            }
+            Entry::Vacant(vacant) => {
+                vacant.insert(Versioned { value: value.to_vec(), create_index: index, modify_index: index, version: 1 })
+            }
+        };
+        check_versioned(key, versioned, index);
+        versioned
+    }
+
+    /// Removes `key` in entry `index` and returns what was stored, `None` if it was absent.
+    ///
+    /// The other choke point of key mutations (see [`KvStore::write_key`]).
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not the entry being applied (`applied_index`).
+    pub(crate) fn remove_key(&mut self, index: u64, key: &[u8]) -> Option<Versioned> {
+        self.assert_applying(index);
+        self.entries.remove(key)
+    }
+
+    /// Removes every key starting with `prefix` in entry `index`, one by one through
+    /// [`KvStore::remove_key`], and returns how many there were.
+    pub(crate) fn remove_prefix(&mut self, index: u64, prefix: &[u8]) -> u64 {
+        let matching: Vec<Vec<u8>> = self
+            .entries
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &matching {
+            let removed = self.remove_key(index, key);
+            assert!(removed.is_some(), "key {key:?} listed under prefix {prefix:?} was gone before its removal");
         }
-        Response::Put { index }
+        let (_, survivors) = self.scan(prefix, None, 0);
+        assert!(!survivors, "keys under prefix {prefix:?} survived its delete");
+        matching.len() as u64
+    }
+
+    /// Asserts that a key mutation happens in the entry being applied: changes are stamped with the
+    /// index of the entry that makes them, never an earlier or later one.
+    fn assert_applying(&self, index: u64) {
+        assert!(index == self.applied_index, "key changed at index {index} while applying {}", self.applied_index);
     }
 }
 

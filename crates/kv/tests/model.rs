@@ -44,6 +44,11 @@ enum Step {
         key: u8,
         cas: Cas,
     },
+    /// Delete every key under `k/{n}` (n < 2 matches keys), or under a single key's bytes.
+    DeletePrefix {
+        prefix: u8,
+        whole_key: bool,
+    },
     /// A no-op or membership entry.
     Skip,
     /// A payload that does not decode.
@@ -67,6 +72,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (0u8..4, any::<u8>(), arb_cas()).prop_map(|(key, value, cas)| Step::Put { key, value, cas }),
         3 => (0u8..4, arb_cas()).prop_map(|(key, cas)| Step::Delete { key, cas }),
+        1 => (0u8..4, any::<bool>()).prop_map(|(prefix, whole_key)| Step::DeletePrefix { prefix, whole_key }),
         1 => Just(Step::Skip),
         1 => proptest::collection::vec(any::<u8>(), 0..6).prop_map(Step::Garbage),
         1 => Just(Step::SnapshotRestore),
@@ -125,6 +131,15 @@ fn model_apply(model: &mut Model, meta: &mut Meta, index: u64, command: &Command
                 Ok(()) => Response::Auth { index },
                 Err(error) => Response::AuthRefused { index, error },
             };
+        }
+        Command::Txn(_) => unreachable!(
+            "transactions have a model test of their own (txn_model.rs), and garbage of \
+            at most 6 bytes never decodes as one (14 bytes at least)"
+        ),
+        Command::DeletePrefix { prefix } => {
+            let before = model.len();
+            model.retain(|key, _| !key.starts_with(prefix));
+            return Response::DeletePrefix { index, deleted: (before - model.len()) as u64 };
         }
     };
     let current = model.get(&key).map_or(0, |entry| entry.2);
@@ -207,6 +222,13 @@ proptest! {
                     let key = key_bytes(key);
                     let cas = resolve(&cas, &model, &key);
                     let command = Command::Delete { key, cas };
+                    let expected = model_apply(&mut model, &mut meta, index, &command);
+                    let actual = if encoded { store.apply(index, &command.encode()) } else { store.apply_command(index, &command) };
+                    prop_assert_eq!(actual, expected);
+                }
+                Step::DeletePrefix { prefix, whole_key } => {
+                    let prefix = if whole_key { key_bytes(prefix) } else { format!("k/{prefix}").into_bytes() };
+                    let command = Command::DeletePrefix { prefix };
                     let expected = model_apply(&mut model, &mut meta, index, &command);
                     let actual = if encoded { store.apply(index, &command.encode()) } else { store.apply_command(index, &command) };
                     prop_assert_eq!(actual, expected);

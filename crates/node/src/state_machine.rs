@@ -115,6 +115,12 @@ impl StateMachine for KvStore {
     }
 
     fn frees_space(&self, command: &[u8]) -> bool {
-        matches!(tally_kv::Command::decode(command), Ok(tally_kv::Command::Delete { .. }))
+        matches!(
+            tally_kv::Command::decode(command),
+            Ok(tally_kv::Command::Delete { .. } | tally_kv::Command::DeletePrefix { .. })
+        )
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -59,6 +59,50 @@ fn delete_removes_and_reports_whether_present() {
 }
 
 #[test]
+fn delete_prefix_removes_only_matching_keys() {
+    // Phase 1: keys under "b/", the prefix itself as a key, and neighbours on both sides of the range.
+    let mut store = store_with(&["a", "b", "b/", "b/1", "b/2/x", "b0", "c"]);
+    let delete_prefix = |prefix: &str| Command::DeletePrefix { prefix: prefix.as_bytes().to_vec() };
+
+    // Phase 2: one entry removes exactly the keys starting with "b/", and says how many.
+    assert_eq!(store.apply_command(8, &delete_prefix("b/")), Response::DeletePrefix { index: 8, deleted: 3 });
+    let (left, _) = store.scan(b"", None, 10);
+    assert_eq!(keys(&left), [&b"a"[..], b"b", b"b0", b"c"]);
+    assert_eq!(store.applied_index(), 8);
+    store.check_invariants();
+
+    // Phase 3: nothing matching is still a success; a binary prefix matches bytes, not text.
+    assert_eq!(store.apply_command(9, &delete_prefix("zz")), Response::DeletePrefix { index: 9, deleted: 0 });
+    assert_eq!(store.apply_command(10, &delete_prefix("b")), Response::DeletePrefix { index: 10, deleted: 2 });
+    assert_eq!(keys(&store.scan(b"", None, 10).0), [&b"a"[..], b"c"]);
+
+    // Phase 4: a re-created key starts over, as after a single-key delete.
+    store.apply_command(11, &put("b/1", "again", None));
+    assert_eq!(store.get(b"b/1").map(|v| (v.create_index, v.version)), Some((11, 1)));
+}
+
+#[test]
+fn empty_delete_prefix_payload_is_invalid_and_deletes_nothing() {
+    let mut store = store_with(&["a", "b"]);
+    let before = store.entries.clone();
+    let response = store.apply(3, &[1, 8, 0, 0, 0, 0]);
+    assert!(
+        matches!(&response, Response::Invalid { index: 3, reason } if reason.contains("empty prefix")),
+        "{response:?}"
+    );
+    assert_eq!(store.entries, before);
+    assert_eq!(store.applied_index(), 3);
+}
+
+#[test]
+#[should_panic(expected = "key changed at index 4 while applying 5")]
+fn key_changes_outside_the_applied_entry_panic() {
+    let mut store = store_with(&["a"]);
+    store.skip(5);
+    store.write_key(4, b"a", b"late");
+}
+
+#[test]
 fn recreated_key_gets_new_create_index() {
     let mut store = store_with(&["k"]);
     store.apply_command(2, &delete("k", None));

@@ -294,6 +294,9 @@ pub(super) fn write_response(output: KvResponse, cas: Option<u64>) -> Result<Res
     let (index, body) = match output {
         KvResponse::Put { index } => (index, serde_json::json!({ "index": index })),
         KvResponse::Delete { index, deleted } => (index, serde_json::json!({ "index": index, "deleted": deleted })),
+        KvResponse::DeletePrefix { index, deleted } => {
+            (index, serde_json::json!({ "index": index, "deleted": deleted }))
+        }
         KvResponse::Cluster { index } | KvResponse::Auth { index } => (index, serde_json::json!({ "index": index })),
         KvResponse::AuthRefused { error, .. } => return Err(ApiError::from_auth(&error)),
         KvResponse::CasFailed { current_modify_index, .. } => {
