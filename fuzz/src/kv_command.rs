@@ -9,10 +9,12 @@
 //! # Oracles
 //!
 //! - A decoded command or payload re-encodes to exactly its input (both encodings are canonical).
-//! - Applying the bytes to a store never panics; it answers `Invalid` exactly when they do not decode; the
-//!   store keeps its invariants, and its snapshot restores to the same store.
+//! - Applying the bytes to a store never panics; it answers `Invalid` exactly when they do not decode or decode
+//!   to a transaction that fails [`Txn::validate`]; the store keeps its invariants, and its snapshot restores to
+//!   the same store.
+//! - A read-only transaction asked as a query of the store before it gets the answer applying it gives.
 
-use tally_kv::{Command, KvStore, Response};
+use tally_kv::{Command, Compare, CompareOp, CompareTarget, KvStore, Response, Txn, TxnOp};
 use tally_node::codec::{decode_payload, encode_payload};
 use tally_raft::{EntryPayload, MembershipChange, NodeId};
 
@@ -36,12 +38,20 @@ fn check_command(bytes: &[u8]) {
         assert!(command.encode() == bytes, "{command:?} re-encodes to other bytes");
     }
     let mut store = populated_store();
+    let before = store.clone();
     let index = store.applied_index() + 1;
     let response = store.apply(index, bytes);
     match (&decoded, &response) {
         (Err(_), Response::Invalid { index: answered, .. }) => assert_eq!(*answered, index, "Invalid names the index"),
         (Err(error), other) => panic!("undecodable command ({error}) answered {other:?}"),
+        (Ok(Command::Txn(txn)), Response::Invalid { .. }) if txn.validate().is_err() => {
+            assert!(store.scan(b"", None, usize::MAX) == before.scan(b"", None, usize::MAX), "an invalid txn wrote");
+        }
         (Ok(command), Response::Invalid { reason, .. }) => panic!("{command:?} answered Invalid: {reason}"),
+        (Ok(Command::Txn(txn)), Response::Txn { succeeded, results, .. }) if txn.is_read_only() => {
+            let answer = before.query_txn(txn);
+            assert!(answer == Ok((*succeeded, results.clone())), "query {answer:?} differs from apply");
+        }
         (Ok(_), _) => {}
     }
     assert_eq!(store.applied_index(), index, "applying did not advance the applied index");
@@ -70,6 +80,39 @@ fn populated_store() -> KvStore {
     store
 }
 
+/// Transactions: every compare target and op, every op kind, read-only, and one that fails validation.
+fn txns() -> [(&'static str, Txn); 3] {
+    let compare = |key: &[u8], target, op| Compare { key: key.to_vec(), target, op };
+    let full = Txn {
+        compare: vec![
+            compare(b"k", CompareTarget::Value(b"v".to_vec()), CompareOp::Eq),
+            compare(b"key", CompareTarget::Version(1), CompareOp::Ne),
+            compare(b"k", CompareTarget::CreateIndex(2), CompareOp::Lt),
+            compare(b"key", CompareTarget::ModifyIndex(1), CompareOp::Gt),
+            compare(b"absent", CompareTarget::Exists(false), CompareOp::Eq),
+        ],
+        success: vec![
+            TxnOp::Put { key: b"new".to_vec(), value: b"n".to_vec() },
+            TxnOp::Delete { key: b"k".to_vec() },
+            TxnOp::DeletePrefix { prefix: b"ke".to_vec() },
+            TxnOp::Get { key: b"new".to_vec() },
+            TxnOp::List { prefix: Vec::new(), limit: 10 },
+        ],
+        failure: vec![TxnOp::Put { key: b"k".to_vec(), value: b"failed".to_vec() }],
+    };
+    let read_only = Txn {
+        compare: vec![compare(b"k", CompareTarget::Exists(true), CompareOp::Eq)],
+        success: vec![TxnOp::Get { key: b"k".to_vec() }, TxnOp::List { prefix: b"k".to_vec(), limit: 1 }],
+        failure: vec![TxnOp::Get { key: b"absent".to_vec() }],
+    };
+    let invalid = Txn {
+        compare: Vec::new(),
+        success: vec![TxnOp::Put { key: b"a".to_vec(), value: Vec::new() }, TxnOp::Delete { key: b"a".to_vec() }],
+        failure: Vec::new(),
+    };
+    [("txn", full), ("txn-read-only", read_only), ("txn-invalid", invalid)]
+}
+
 /// Every command kind, with and without cas, in text and binary; and the node's payload kinds around them.
 pub fn seeds() -> Vec<Seed> {
     let commands = [
@@ -96,6 +139,9 @@ pub fn seeds() -> Vec<Seed> {
         ("set-cluster-id-unicode", Command::SetClusterId { cluster_id: "nœud ☃".to_owned() }),
     ];
     let mut seeds = Vec::new();
+    for (name, txn) in txns() {
+        seeds.push(Seed::new(name, Command::Txn(txn).encode()));
+    }
     for (name, command) in &commands {
         seeds.push(Seed::new(name, command.encode()));
     }

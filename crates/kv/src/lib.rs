@@ -11,7 +11,8 @@
 //! - [`AuthState::authorize`]: whether a user may read, write or administer a key or prefix, as a pure
 //!   function of the replicated auth state.
 //! - [`KvStore`]: the state those commands build, a byte-ordered map from key to [`Versioned`]
-//!   value plus the `applied_index`, with point reads and prefix scans.
+//!   value (with its create and modify index and its version, the write count) plus the `applied_index`, with
+//!   point reads, prefix scans and read-only transactions ([`KvStore::query_txn`]).
 //! - Snapshots: [`KvStore::snapshot`] / [`KvStore::restore`], a checksummed encoding of the whole
 //!   state, and [`KvStore::state_checksum`], a cheap fingerprint for convergence checks.
 //!
@@ -34,14 +35,15 @@
 //!  committed raft entry (index, payload), in log order
 //!        │
 //!        ▼
-//!  KvStore::apply(index, payload) ──▶ Command::decode ──▶ cas check ──▶ put / delete / delete prefix
-//!        │                                                                 │ (write_key / remove_key)
-//!        ▼                                                                 ▼
-//!  Response ──▶ the waiting client              BTreeMap<key, Versioned> + applied_index
-//!                                                                          │
-//!                           get / scan ◀───────────────────────────────────┤
-//!                           snapshot() ──▶ bytes ──▶ restore() ◀───────────┤
-//!                           state_checksum() ◀─────────────────────────────┘
+//!  KvStore::apply(index, payload) ──▶ Command::decode ─┬─▶ cas check ──▶ put / delete / delete prefix ─┐
+//!        │                                             └─▶ Txn::validate ──▶ compares ──▶ branch ops ──┤
+//!        │                                                  every key change: write_key / remove_key   │
+//!        ▼                                                                                             ▼
+//!  Response ──▶ the waiting client                          BTreeMap<key, Versioned> + applied_index
+//!                                                                                                      │
+//!                           get / scan / query_txn ◀───────────────────────────────────────────────────┤
+//!                           snapshot() ──▶ bytes ──▶ restore() ◀───────────────────────────────────────┤
+//!                           state_checksum() ◀─────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! Entries that carry no key/value command (no-ops, membership changes) are recorded with

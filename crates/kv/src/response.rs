@@ -1,6 +1,6 @@
 //! What applying one log entry produced, returned to the client waiting on that entry.
 
-use crate::AuthError;
+use crate::{AuthError, TxnOpResult};
 
 /// What applying one command produced.
 ///
@@ -27,6 +27,15 @@ pub enum Response {
         /// How many keys it removed; 0 is still a success.
         deleted: u64,
     },
+    /// The transaction was applied: its compares were evaluated and one branch ran.
+    Txn {
+        /// The entry's index, the modify index of every key the branch wrote.
+        index: u64,
+        /// Whether every compare held, so the `success` branch ran (else `failure`).
+        succeeded: bool,
+        /// One result per op of the branch that ran, in op order.
+        results: Vec<TxnOpResult>,
+    },
     /// The cas condition did not hold; nothing changed.
     CasFailed {
         /// The entry's index.
@@ -52,12 +61,13 @@ pub enum Response {
         /// Why.
         error: AuthError,
     },
-    /// The payload did not decode. This is deterministic (every node gets the same answer), so it
-    /// is returned to the client rather than treated as a local failure.
+    /// The payload did not decode, or decoded to a transaction that breaks [`crate::Txn::validate`]; nothing
+    /// changed. This is deterministic (every node gets the same answer), so it is returned to the client rather
+    /// than treated as a local failure.
     Invalid {
         /// The entry's index.
         index: u64,
-        /// The decode error, rendered for the client.
+        /// The decode or validation error, rendered for the client.
         reason: String,
     },
 }
@@ -69,6 +79,7 @@ impl Response {
             Response::Put { index }
             | Response::Delete { index, .. }
             | Response::DeletePrefix { index, .. }
+            | Response::Txn { index, .. }
             | Response::CasFailed { index, .. }
             | Response::Cluster { index }
             | Response::Auth { index }

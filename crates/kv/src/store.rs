@@ -108,8 +108,7 @@ impl KvStore {
                 Response::Cluster { index }
             }
             Command::Auth(command) => self.apply_auth(index, command),
-            // Decoded, but applied only from the next commit of this series: refused the same way on every node.
-            Command::Txn(_) => Response::Invalid { index, reason: "this build does not apply transactions".to_owned() },
+            Command::Txn(txn) => self.apply_txn(index, txn),
         }
     }
 
@@ -309,3 +308,4 @@ fn check_versioned(key: &[u8], versioned: &Versioned, applied_index: u64) {
 
 #[cfg(test)]
 mod tests;
+mod txn;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tally_kv::{AuthState, KvStore, Response, Versioned};
+use tally_kv::{AuthState, Command, KvStore, Response, Txn, TxnError, TxnOpResult, Versioned};
 use tally_raft::LogIndex;
 
 /// A deterministic state machine fed with committed log entries. Every node applies the same entries in
@@ -60,6 +60,8 @@ pub enum KvQuery {
     },
     /// The users, roles and whether auth is on.
     Auth,
+    /// A read-only transaction, answered from the state exactly as applying it would be, without a log entry.
+    Txn(Txn),
 }
 
 /// The answer to a [`KvQuery`].
@@ -71,6 +73,16 @@ pub enum KvQueryOutput {
     Scan(Vec<(Vec<u8>, Versioned)>, bool),
     /// The auth state (shared, not copied).
     Auth(Arc<AuthState>),
+    /// A read-only transaction's answer.
+    Txn {
+        /// Whether every compare held, so the `success` branch ran (else `failure`).
+        succeeded: bool,
+        /// One result per op of the branch that ran.
+        results: Vec<TxnOpResult>,
+    },
+    /// The transaction was not answered: it breaks [`Txn::validate`], or it writes and must be proposed
+    /// through the log instead. Deterministic, so any node refuses it the same way.
+    TxnRefused(TxnError),
 }
 
 impl StateMachine for KvStore {
@@ -94,6 +106,10 @@ impl StateMachine for KvStore {
                 KvQueryOutput::Scan(page, more)
             }
             KvQuery::Auth => KvQueryOutput::Auth(Arc::clone(self.auth())),
+            KvQuery::Txn(txn) => match self.query_txn(txn) {
+                Ok((succeeded, results)) => KvQueryOutput::Txn { succeeded, results },
+                Err(error) => KvQueryOutput::TxnRefused(error),
+            },
         }
     }
 
@@ -114,11 +130,14 @@ impl StateMachine for KvStore {
         KvStore::state_checksum(self)
     }
 
+    /// Deletes of a key or a prefix, and transactions with a delete in either branch: letting the latter
+    /// through keeps "read, then delete under a guard" usable on a full node, at the price of their puts.
     fn frees_space(&self, command: &[u8]) -> bool {
-        matches!(
-            tally_kv::Command::decode(command),
-            Ok(tally_kv::Command::Delete { .. } | tally_kv::Command::DeletePrefix { .. })
-        )
+        match Command::decode(command) {
+            Ok(Command::Delete { .. } | Command::DeletePrefix { .. }) => true,
+            Ok(Command::Txn(txn)) => txn.has_delete(),
+            _ => false,
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-use tally_kv::Command;
+use tally_kv::{Command, TxnOp};
 
 use super::*;
 
@@ -29,4 +29,36 @@ fn apply_and_query_go_to_the_store() {
     let response = StateMachine::apply(&mut store, LogIndex(2), &delete_prefix);
     assert_eq!(response, Response::DeletePrefix { index: 2, deleted: 1 });
     assert_eq!(StateMachine::query(&store, &KvQuery::Get(b"logs/1".to_vec())), KvQueryOutput::Get(None));
+}
+
+#[test]
+fn txn_with_a_delete_frees_space() {
+    let store = KvStore::new();
+    let txn = |success| Command::Txn(Txn { compare: Vec::new(), success, failure: Vec::new() }).encode();
+    let delete = TxnOp::DeletePrefix { prefix: b"old/".to_vec() };
+    let put = TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() };
+    assert!(StateMachine::frees_space(&store, &txn(vec![put.clone(), delete])));
+    assert!(!StateMachine::frees_space(&store, &txn(vec![put])));
+    assert!(!StateMachine::frees_space(&store, &txn(Vec::new())));
+}
+
+#[test]
+fn read_only_txn_is_a_query_and_a_writing_one_is_refused() {
+    // Phase 1: a read-only transaction is answered from the state.
+    let mut store = KvStore::new();
+    StateMachine::apply(&mut store, LogIndex(1), &put("k"));
+    let get = TxnOp::Get { key: b"k".to_vec() };
+    let txn = Txn { compare: Vec::new(), success: vec![get], failure: Vec::new() };
+    let KvQueryOutput::Txn { succeeded, results } = StateMachine::query(&store, &KvQuery::Txn(txn)) else {
+        panic!("a read-only transaction is answered");
+    };
+    assert!(succeeded);
+    assert!(matches!(&results[..], [TxnOpResult::Get(Some(found))] if found.value == b"v"));
+
+    // Phase 2: one that writes is refused, naming the write, and changes nothing.
+    let put = TxnOp::Put { key: b"k".to_vec(), value: b"w".to_vec() };
+    let txn = Txn { compare: Vec::new(), success: Vec::new(), failure: vec![put] };
+    let output = StateMachine::query(&store, &KvQuery::Txn(txn));
+    assert!(matches!(&output, KvQueryOutput::TxnRefused(TxnError::NotReadOnly { op: "put", .. })), "{output:?}");
+    assert_eq!(store.get(b"k").map(|v| v.value.clone()), Some(b"v".to_vec()));
 }

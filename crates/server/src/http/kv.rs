@@ -297,6 +297,10 @@ pub(super) fn write_response(output: KvResponse, cas: Option<u64>) -> Result<Res
         KvResponse::DeletePrefix { index, deleted } => {
             (index, serde_json::json!({ "index": index, "deleted": deleted }))
         }
+        // No route proposes a transaction yet; its endpoint will answer the results too.
+        KvResponse::Txn { index, succeeded, .. } => {
+            (index, serde_json::json!({ "index": index, "succeeded": succeeded }))
+        }
         KvResponse::Cluster { index } | KvResponse::Auth { index } => (index, serde_json::json!({ "index": index })),
         KvResponse::AuthRefused { error, .. } => return Err(ApiError::from_auth(&error)),
         KvResponse::CasFailed { current_modify_index, .. } => {
