@@ -16,6 +16,7 @@ pub mod network;
 pub mod params;
 pub mod state_machine;
 pub mod sweep;
+pub mod txn_client;
 pub mod world;
 
 pub use failover::{FailoverReport, failover_sweep};

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use tally_kv::{Access, AuthCommand, Command, KvStore, Response};
+use tally_kv::{Access, AuthCommand, Command, Compare, CompareOp, CompareTarget, KvStore, Response, Txn};
 use tally_node::{KvQuery, KvQueryOutput, StateMachine};
 use tally_raft::LogIndex;
 
@@ -32,12 +32,23 @@ pub struct RecordingKv {
     applied: RefCell<Vec<Applied>>,
     /// Fault switch (tests only): apply every auth grant of read or write as a grant of admin.
     misapply_auth: bool,
+    /// Fault switch (tests only): when set, the state one entry back (before the last entry applied), on which
+    /// every transaction's compares are evaluated; the transaction is rewritten to take the branch they pick.
+    /// Every node does the same, so the replicas agree with each other but not with the log.
+    before_last: Option<Box<KvStore>>,
 }
 
 impl RecordingKv {
     /// An empty state machine; with `misapply_auth`, one that applies auth grants wrongly (a fault switch).
     pub fn with_misapplied_auth(misapply_auth: bool) -> RecordingKv {
         RecordingKv { misapply_auth, ..RecordingKv::default() }
+    }
+
+    /// The same state machine evaluating every transaction's compares on the state one entry back, a stale
+    /// read of the guards (a fault switch, see [`RecordingKv::before_last`]).
+    pub fn with_stale_txn_compare(mut self, stale_txn_compare: bool) -> RecordingKv {
+        self.before_last = stale_txn_compare.then(|| Box::new(self.kv.clone()));
+        self
     }
 
     /// Takes the entries applied since the last call.
@@ -54,12 +65,22 @@ impl StateMachine for RecordingKv {
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> Response {
         let applied = Applied { index, fingerprint: fnv1a(command), command: Some(command.into()) };
         self.applied.get_mut().push(applied);
-        let command = if self.misapply_auth { escalated(command) } else { Cow::Borrowed(command) };
+        let command = match &self.before_last {
+            _ if self.misapply_auth => escalated(command),
+            Some(before_last) => stale_compared(command, before_last),
+            None => Cow::Borrowed(command),
+        };
+        if let Some(before_last) = &mut self.before_last {
+            before_last.as_mut().clone_from(&self.kv);
+        }
         StateMachine::apply(&mut self.kv, index, &command)
     }
 
     fn skip(&mut self, index: LogIndex) {
         self.applied.get_mut().push(Applied { index, fingerprint: 0, command: None });
+        if let Some(before_last) = &mut self.before_last {
+            before_last.as_mut().clone_from(&self.kv);
+        }
         StateMachine::skip(&mut self.kv, index);
     }
 
@@ -76,7 +97,11 @@ impl StateMachine for RecordingKv {
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
-        StateMachine::restore(&mut self.kv, data)
+        StateMachine::restore(&mut self.kv, data)?;
+        if let Some(before_last) = &mut self.before_last {
+            before_last.as_mut().clone_from(&self.kv); // the state before the snapshot's last entry is not known
+        }
+        Ok(())
     }
 
     fn state_checksum(&self) -> u64 {
@@ -94,4 +119,20 @@ fn escalated(command: &[u8]) -> Cow<'_, [u8]> {
         }
         _ => Cow::Borrowed(command),
     }
+}
+
+/// The form of `command` that the stale-compare fault applies (see [`RecordingKv::before_last`]): a transaction
+/// whose compares, evaluated on `before_last`, pick a branch, rewritten to take that branch whatever the
+/// current state (no compares: success; a compare that never holds, `version < 0`: failure). Anything else, and
+/// a transaction without compares or one that does not validate, is unchanged.
+fn stale_compared<'a>(command: &'a [u8], before_last: &KvStore) -> Cow<'a, [u8]> {
+    let Ok(Command::Txn(txn)) = Command::decode(command) else { return Cow::Borrowed(command) };
+    let Some(first) = txn.compare.first() else { return Cow::Borrowed(command) };
+    let guards = Txn { compare: txn.compare.clone(), success: Vec::new(), failure: Vec::new() };
+    let KvQueryOutput::Txn { succeeded, .. } = before_last.query(&KvQuery::Txn(guards)) else {
+        return Cow::Borrowed(command);
+    };
+    let never = Compare { key: first.key.clone(), target: CompareTarget::Version(0), op: CompareOp::Lt };
+    let compare = if succeeded { Vec::new() } else { vec![never] };
+    Cow::Owned(Command::Txn(Txn { compare, ..txn }).encode())
 }

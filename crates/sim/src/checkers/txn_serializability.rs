@@ -172,8 +172,16 @@ impl TxnSerializability {
     pub fn retain_from(&mut self, floor: u64) {
         let floor = floor.min(self.reference.applied_index());
         let Some(&keep) = self.checkpoints.range(..=floor).next_back().map(|(index, _)| index) else { return };
-        self.checkpoints = self.checkpoints.split_off(&keep);
-        self.commands = self.commands.split_off(&(keep + 1));
+        while let Some(oldest) = self.checkpoints.first_entry()
+            && *oldest.key() < keep
+        {
+            oldest.remove();
+        }
+        while let Some(oldest) = self.commands.first_entry()
+            && *oldest.key() <= keep
+        {
+            oldest.remove();
+        }
     }
 
     /// At the end of the run: applies everything reported, then every answer must have been checked.

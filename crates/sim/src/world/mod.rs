@@ -14,6 +14,7 @@ mod clients;
 mod failover;
 mod faults;
 mod membership;
+mod txns;
 
 use std::collections::BTreeMap;
 
@@ -200,7 +201,7 @@ impl Simulation {
             state_machine_safety: StateMachineSafety::default(),
             durability: Durability::default(),
             auth_agreement: AuthAgreement::default(),
-            txn_serializability: TxnSerializability::new(None),
+            txn_serializability: TxnSerializability::new((params.txn_permille > 0).then(crate::txn_client::accounts)),
             real_time_order: RealTimeOrder::default(),
             unrecorded: Vec::new(),
             restart_floor: vec![None; ids.len()],
@@ -349,8 +350,10 @@ impl Simulation {
             |error| Violation { checker: "recovery", detail: format!("{} failed to restart: {error}", self.ids[i]) };
         let storage = WalStorage::open(self.disks[i].clone(), options, bootstrap).map_err(recovery)?;
         let clock = ManualClock { now_ms: self.local_time(i) };
-        // The fault switch breaks n1's state machine only: the other replicas show what applying is meant to do.
-        let state_machine = RecordingKv::with_misapplied_auth(self.params.misapply_auth && i == 0);
+        // The auth fault breaks n1's state machine only: the other replicas show what applying is meant to do. The
+        // stale compare fault breaks every node alike: only the reference execution of the log shows it.
+        let state_machine = RecordingKv::with_misapplied_auth(self.params.misapply_auth && i == 0)
+            .with_stale_txn_compare(self.params.stale_txn_compare);
         let node =
             Node::start(self.node_config(i), storage, Outbox::default(), clock, state_machine).map_err(|error| {
                 Violation { checker: "recovery", detail: format!("{} failed to restart: {error}", self.ids[i]) }
