@@ -14,6 +14,7 @@ pub mod hash;
 pub mod linearizability;
 pub mod network;
 pub mod params;
+pub mod show;
 pub mod state_machine;
 pub mod sweep;
 pub mod txn_client;

@@ -284,3 +284,56 @@ fn read_ops(rng: &mut SplitMix64, keys: usize) -> Vec<TxnOp> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use tally_kv::{Command, KvStore, Response};
+    use tally_node::{KvQueryOutput, StateMachine};
+    use tally_raft::SplitMix64;
+
+    use super::{ACCOUNTS, INITIAL_BALANCE, TxnRequest, TxnView, accounts};
+    use crate::checkers::Accounts;
+
+    #[test]
+    fn a_lone_client_sends_valid_requests_and_its_transfers_keep_the_total() {
+        // Why: the workload means to exercise transactions, not their refusal: every transaction it writes must
+        // validate and every read must be read-only; and a client alone sees the current state, so its
+        // transfers all succeed and move balances while the total stays the same.
+        let seed = 7;
+        let mut rng = SplitMix64::new(seed);
+        let (mut view, mut store) = (TxnView::default(), KvStore::new());
+        let mut transfers = 0;
+        for index in 1..=2_000 {
+            let (kind, request) = view.next_intent(&mut rng, 12, &format!("c0-{index}"));
+            match request {
+                TxnRequest::Write(command) => {
+                    if let Command::Txn(txn) = &command {
+                        assert_eq!(txn.validate(), Ok(()), "seed {seed}: {kind} {txn:?}");
+                    }
+                    let response = store.apply(index, &command.encode());
+                    assert!(!matches!(response, Response::Invalid { .. }), "seed {seed}: {kind}: {response:?}");
+                    if kind == "transfer" && matches!(response, Response::Txn { succeeded: true, .. }) {
+                        transfers += 1;
+                    }
+                    view.learn_write(&command, &response);
+                }
+                TxnRequest::Read { query, .. } => {
+                    let output = StateMachine::query(&store, &query);
+                    assert!(!matches!(output, KvQueryOutput::TxnRefused(_)), "seed {seed}: {kind}: {output:?}");
+                    view.learn_read(&query, &output);
+                    store.skip(index);
+                }
+            }
+        }
+        let balances: Vec<i64> = accounts()
+            .keys
+            .iter()
+            .map(|key| {
+                Accounts::balance(&store.get(key).expect("created by the first transfer").value).expect("a balance")
+            })
+            .collect();
+        assert_eq!(balances.iter().sum::<i64>(), ACCOUNTS as i64 * INITIAL_BALANCE, "seed {seed}");
+        assert!(transfers > 400, "seed {seed}: only {transfers} transfers succeeded");
+        assert!(balances.iter().any(|&balance| balance != INITIAL_BALANCE), "seed {seed}: {balances:?}");
+    }
+}

@@ -39,6 +39,7 @@ use tally_kv::{KvStore, Response};
 use tally_node::{KvQuery, KvQueryOutput, StateMachine};
 
 use super::{Check, violation};
+use crate::show::readable;
 
 /// The reference keeps a copy of itself every this many applied entries (the starting points of replays).
 const CHECKPOINT_INTERVAL: u64 = 64;
@@ -299,10 +300,10 @@ fn compare(index: u64, observation: &Observation, response: Option<&Response>, s
             Some(expected) if expected == answered => Ok(()),
             Some(expected) => violation(
                 "txn_serializability",
-                format!(
+                readable(&format!(
                     "write acknowledged at index {index} answered {answered:?}, but executing the committed log in \
                      index order answers {expected:?}"
-                ),
+                )),
             ),
             None => violation(
                 "txn_serializability",
@@ -316,10 +317,10 @@ fn compare(index: u64, observation: &Observation, response: Option<&Response>, s
             }
             violation(
                 "txn_serializability",
-                format!(
+                readable(&format!(
                     "read {query:?} answered at index {index} returned {output:?}, but the committed log up to \
                      {index} gives {expected:?}"
-                ),
+                )),
             )
         }
     }

@@ -9,6 +9,7 @@ use super::Simulation;
 use crate::checkers::Violation;
 use crate::client::{Pending, Purpose};
 use crate::hash::fnv1a;
+use crate::show::readable;
 use crate::state_machine::RecordingKv;
 use crate::txn_client::TxnRequest;
 
@@ -32,7 +33,7 @@ impl Simulation {
                 (Input::Read { id, query: query.clone(), consistency: *consistency }, None)
             }
         };
-        self.trace_event(|| format!("client {c}: {kind} {request:?} -> {target}"));
+        self.trace_event(|| readable(&format!("client {c}: {kind} {request:?} -> {target}")));
         let purpose = Purpose::Txn(request);
         self.clients[c].pending = Some(Pending { request: id, node: target, purpose, sent_at: self.now, fingerprint });
         input
@@ -56,13 +57,13 @@ impl Simulation {
                 self.clients[c].txn_view.learn_write(command, &output);
                 self.writes_acked += 1;
                 self.ops += 1;
-                self.trace_event(|| format!("client {c}: txn request at {index} -> {output:?}"));
+                self.trace_event(|| readable(&format!("client {c}: txn request at {index} -> {output:?}")));
             }
             (TxnRequest::Read { query, consistency }, Ok(Reply::Read { index, output })) => {
                 self.check_read(pending, index, query.clone(), &output, *consistency)?;
                 self.clients[c].txn_view.learn_read(query, &output);
                 self.ops += 1;
-                self.trace_event(|| format!("client {c}: txn read at {index} -> {output:?}"));
+                self.trace_event(|| readable(&format!("client {c}: txn read at {index} -> {output:?}")));
             }
             (_, Ok(other)) => {
                 let detail = format!("{request:?} answered with {other:?}");
