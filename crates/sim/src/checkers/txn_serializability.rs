@@ -98,6 +98,8 @@ pub struct TxnSerializability {
     accounts: Option<Accounts>,
     /// Answers checked.
     checked: u64,
+    /// Of the answers checked, those checked on a replayed copy (the reference had passed their index).
+    replayed: u64,
     /// Answers at an index older than every checkpoint kept (not checked).
     unchecked: u64,
 }
@@ -112,6 +114,7 @@ impl TxnSerializability {
             pending: BTreeMap::new(),
             accounts,
             checked: 0,
+            replayed: 0,
             unchecked: 0,
         }
     }
@@ -121,9 +124,10 @@ impl TxnSerializability {
         self.reference.applied_index()
     }
 
-    /// Answers checked so far, and answers too old to check (older than every checkpoint kept).
-    pub fn counts(&self) -> (u64, u64) {
-        (self.checked, self.unchecked)
+    /// Answers checked so far, how many of them on a replayed copy, and answers too old to check (older than
+    /// every checkpoint kept).
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (self.checked, self.replayed, self.unchecked)
     }
 
     /// Records the committed command some node applied at `index` (`None` for an entry without one). The first
@@ -244,6 +248,7 @@ impl TxnSerializability {
             Observation::Read { .. } => None,
         };
         self.checked += 1;
+        self.replayed += 1;
         compare(index, observation, response.as_ref(), &state)
     }
 

@@ -223,10 +223,10 @@ impl Simulation {
             .collect();
         self.durability.check_final(&applied)?;
         self.txn_serializability.finish()?;
-        let (checked, unchecked) = self.txn_serializability.counts();
+        let (checked, replayed, unchecked) = self.txn_serializability.counts();
         let ordered = self.real_time_order.checked();
         self.trace_event(|| {
-            format!("answers: {checked} equal the log's at their index ({unchecked} too old to check), {ordered} in real-time order")
+            format!("answers: {checked} equal the log's at their index ({replayed} on a replay, {unchecked} too old to check), {ordered} in real-time order")
         });
         let ops: Vec<_> = self
             .history
