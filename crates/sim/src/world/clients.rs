@@ -193,10 +193,10 @@ impl Simulation {
                 self.finish(c, op, output);
                 self.writes_acked += 1;
             }
-            Ok(Reply::Read { index, output: output @ KvQueryOutput::Get(_) }) => {
+            Ok(Reply::Read { index, output }) => {
                 let query = KvQuery::Get(self.history[op].key.clone());
                 self.check_read(pending, index, query, &output, ReadConsistency::Linearizable)?;
-                let KvQueryOutput::Get(value) = output else { unreachable!("matched a get above") };
+                let KvQueryOutput::Get(value) = output else { unreachable!("a get answered with {output:?}") };
                 let output = KvOutput::Get(value.map(|v| (v.value, v.modify_index)));
                 self.finish(c, op, output);
             }

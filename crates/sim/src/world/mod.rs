@@ -378,10 +378,14 @@ impl Simulation {
             if let Some(policy) = self.policies.get_mut(i) {
                 policy.heard_from(message.from, local_now);
             }
+            let tracing = self.trace.is_some();
             let Some(node) = self.node_mut(i) else { continue };
-            let line = format!("deliver {message}");
+            // Formatted only when tracing: rendering every message (entries and all) is costly.
+            let line = tracing.then(|| format!("deliver {message}"));
             let result = node.receive(message);
-            self.trace_event(|| line);
+            if let Some(line) = line {
+                self.trace_event(|| line);
+            }
             if result.is_err() {
                 self.crash(i, "sync failed while handling a message");
             }
@@ -423,8 +427,10 @@ impl Simulation {
                 continue;
             }
             for message in messages {
-                let fate = self.network.send(self.now, message.clone(), &mut self.rng);
-                if let crate::network::Fate::Lost = fate {
+                // Copied for the trace only when tracing: the network takes the message.
+                let traced = self.trace.is_some().then(|| message.clone());
+                let fate = self.network.send(self.now, message, &mut self.rng);
+                if let (crate::network::Fate::Lost, Some(message)) = (fate, traced) {
                     self.trace_event(|| format!("lose {message}"));
                 }
             }
