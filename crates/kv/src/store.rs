@@ -54,8 +54,9 @@ impl KvStore {
 
     /// Applies the encoded command in entry `index`.
     ///
-    /// A payload that does not decode still advances `applied_index` and yields
-    /// [`Response::Invalid`]: the outcome is deterministic, so every node agrees on it.
+    /// A payload that does not decode, or decodes to a transaction that breaks [`crate::Txn::validate`],
+    /// still advances `applied_index` and yields [`Response::Invalid`], nothing written: the outcome is
+    /// deterministic, so every node agrees on it.
     ///
     /// # Panics
     ///

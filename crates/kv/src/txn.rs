@@ -227,8 +227,8 @@ impl Txn {
             }
         }
         for (index, compare) in self.compare.iter().enumerate() {
-            if matches!(compare.target, CompareTarget::Exists(_)) && matches!(compare.op, CompareOp::Lt | CompareOp::Gt)
-            {
+            let ordered = matches!(compare.op, CompareOp::Lt | CompareOp::Gt);
+            if ordered && matches!(compare.target, CompareTarget::Exists(_)) {
                 let at = OpPosition { list: OpList::Compare, index };
                 return Err(TxnError::OrderedExists { at, op: compare.op });
             }
@@ -265,12 +265,11 @@ fn validate_branch(list: OpList, ops: &[TxnOp]) -> Result<(), TxnError> {
             .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix));
         if let Some((key, &index)) = inside.min_by_key(|(_, index)| **index) {
-            let (at_key, at_prefix) = (at(index), at(prefix_index));
             return Err(TxnError::WriteInDeletedPrefix {
-                at: at_key,
+                at: at(index),
                 key: key.to_vec(),
                 prefix: prefix.to_vec(),
-                prefix_at: at_prefix,
+                prefix_at: at(prefix_index),
             });
         }
     }
