@@ -136,3 +136,44 @@ fn stale_compared<'a>(command: &'a [u8], before_last: &KvStore) -> Cow<'a, [u8]>
     let compare = if succeeded { Vec::new() } else { vec![never] };
     Cow::Owned(Command::Txn(Txn { compare, ..txn }).encode())
 }
+
+#[cfg(test)]
+mod tests {
+    use tally_kv::{Command, Compare, CompareOp, CompareTarget, Response, Txn, TxnOp};
+    use tally_node::StateMachine;
+    use tally_raft::LogIndex;
+
+    use super::RecordingKv;
+
+    /// A put of `value` at key `t`.
+    fn put(value: &[u8]) -> Vec<u8> {
+        Command::Put { key: b"t".to_vec(), value: value.to_vec(), cas: None }.encode()
+    }
+
+    #[test]
+    fn stale_compare_fault_takes_the_branch_of_the_state_one_entry_back() {
+        // Why: the fault must break exactly one thing, the compares' view of the state, and record the command as
+        // committed so the reference execution sees the difference.
+        let guarded = Txn {
+            compare: vec![Compare {
+                key: b"t".to_vec(),
+                target: CompareTarget::Value(b"2".to_vec()),
+                op: CompareOp::Eq,
+            }],
+            success: vec![TxnOp::Get { key: b"t".to_vec() }],
+            failure: Vec::new(),
+        };
+        let txn = Command::Txn(guarded).encode();
+        let mut answers = Vec::new();
+        for stale in [false, true] {
+            let mut kv = RecordingKv::default().with_stale_txn_compare(stale);
+            kv.apply(LogIndex(1), &put(b"1"));
+            kv.apply(LogIndex(2), &put(b"2"));
+            answers.push(kv.apply(LogIndex(3), &txn));
+            let recorded = kv.take_applied().pop().expect("three entries applied");
+            assert_eq!(recorded.command.as_deref(), Some(&txn[..]), "the original command is recorded");
+        }
+        assert!(matches!(answers[0], Response::Txn { succeeded: true, .. }), "{:?}", answers[0]);
+        assert!(matches!(answers[1], Response::Txn { succeeded: false, .. }), "{:?}", answers[1]);
+    }
+}
