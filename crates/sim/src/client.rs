@@ -1,6 +1,6 @@
 //! Simulated clients: each issues one request at a time (get, put, delete, cas on a few hot keys, and in some
-//! runs auth commands on a few users and roles) to the node it believes leads, follows leader hints, and
-//! records every key operation for the linearizability check.
+//! runs auth commands on a few users and roles, and the transaction workload of [`crate::txn_client`]) to the
+//! node it believes leads, follows leader hints, and records every key operation for the linearizability check.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +9,7 @@ use tally_node::RequestId;
 use tally_raft::{NodeId, SplitMix64};
 
 use crate::linearizability::KvInput;
+use crate::txn_client::{TxnRequest, TxnView};
 
 /// A request a client is waiting on.
 #[derive(Clone, Debug)]
@@ -17,13 +18,24 @@ pub struct Pending {
     pub request: RequestId,
     /// The node it was sent to.
     pub node: NodeId,
-    /// Its position in the history; `None` for an auth command (not a key operation: the linearizability
-    /// check does not see it, the durability and auth agreement checkers do).
-    pub op: Option<usize>,
+    /// What it is for, which decides how its answer is checked and recorded.
+    pub purpose: Purpose,
     /// When it was sent.
     pub sent_at: u64,
     /// For writes: the fingerprint of the encoded command (to match the applied entry).
     pub fingerprint: Option<u64>,
+}
+
+/// What a request is for.
+#[derive(Clone, Debug)]
+pub enum Purpose {
+    /// A key operation, at this position in the linearizability history.
+    Kv(usize),
+    /// An auth command: not a key operation, so the linearizability check does not see it (the durability,
+    /// auth agreement and answer checkers do).
+    Auth,
+    /// A request of the transaction workload: outside the linearizability history (the answer checkers see it).
+    Txn(TxnRequest),
 }
 
 /// One simulated client.
@@ -40,6 +52,8 @@ pub struct Client {
     pub seq: u64,
     /// The modify index this client last saw for each key: what it uses as a cas expectation.
     pub seen_index: BTreeMap<Vec<u8>, u64>,
+    /// What it last saw of the transaction keys and accounts.
+    pub txn_view: TxnView,
 }
 
 /// What a client decided to do next.
@@ -62,7 +76,15 @@ const AUTH_PREFIXES: [&[u8]; 4] = [b"", b"k", b"k0", b"k1"];
 impl Client {
     /// A client that starts by talking to `target`.
     pub fn new(id: u64, target: NodeId) -> Client {
-        Client { id, target, pending: None, next_at: 0, seq: 0, seen_index: BTreeMap::new() }
+        Client {
+            id,
+            target,
+            pending: None,
+            next_at: 0,
+            seq: 0,
+            seen_index: BTreeMap::new(),
+            txn_view: TxnView::default(),
+        }
     }
 
     /// Picks an auth command: mostly roles, grants and users (so some user often holds admin on everything and

@@ -14,8 +14,10 @@ pub mod hash;
 pub mod linearizability;
 pub mod network;
 pub mod params;
+pub mod show;
 pub mod state_machine;
 pub mod sweep;
+pub mod txn_client;
 pub mod world;
 
 pub use failover::{FailoverReport, failover_sweep};

@@ -28,7 +28,8 @@ struct Args {
     trace: bool,
     /// Break the core on purpose (to show the checkers catch it): commit-previous-term, skip-vote-log-check,
     /// read-without-quorum, forget-vote, skip-recovery (ignore a WAL tail that may have been acknowledged); or
-    /// misapply-auth (n1 applies auth grants as admin grants).
+    /// misapply-auth (n1 applies auth grants as admin grants), stale-txn-compare (every node evaluates a
+    /// transaction's compares on the state one entry back; only runs with transactions can show it).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(FAULTS))]
     fault: Option<String>,
     /// Which mix of runs: `mixed` (calm, harsh and chaotic) or `chaos` (every run chaotic).
@@ -51,13 +52,14 @@ struct Args {
 }
 
 /// Names of the fault switches.
-const FAULTS: [&str; 6] = [
+const FAULTS: [&str; 7] = [
     "commit-previous-term",
     "skip-vote-log-check",
     "read-without-quorum",
     "forget-vote",
     "skip-recovery",
     "misapply-auth",
+    "stale-txn-compare",
 ];
 
 /// The fault switches for a `--fault` name.
@@ -70,7 +72,8 @@ fn faults(name: Option<&str>) -> Faults {
         Some("read-without-quorum") => faults.read_without_quorum_check = true,
         Some("forget-vote") => faults.forget_to_persist_vote = true,
         Some("skip-recovery") => faults.skip_protocol_aware_recovery = true,
-        Some("misapply-auth") => {} // a state machine fault, not a core one: see `RunOptions::misapply_auth`
+        // State machine faults, not core ones: see `RunOptions::misapply_auth` and `stale_txn_compare`.
+        Some("misapply-auth" | "stale-txn-compare") => {}
         Some(other) => unreachable!("clap admitted unknown fault {other}"),
     }
     faults
@@ -91,6 +94,9 @@ fn replay_flags(args: &Args) -> String {
     if args.election != "raft" {
         flags += &format!(" --election {}", args.election);
     }
+    if args.no_damage_synced {
+        flags += " --no-damage-synced";
+    }
     flags
 }
 
@@ -100,12 +106,14 @@ fn main() -> ExitCode {
     let nodes = args.nodes.as_deref().map(|n| n.parse::<usize>().expect("validated by clap"));
     let election = if args.election == "bully" { ElectionMode::Bully } else { ElectionMode::Raft };
     let misapply_auth = args.fault.as_deref() == Some("misapply-auth");
+    let stale_txn_compare = args.fault.as_deref() == Some("stale-txn-compare");
     let options = RunOptions {
         nodes,
         profile,
         faults: faults(args.fault.as_deref()),
         election,
         misapply_auth,
+        stale_txn_compare,
         damage_synced: !args.no_damage_synced,
     };
     if args.failover {

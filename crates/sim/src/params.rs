@@ -102,6 +102,9 @@ pub struct SimParams {
     /// Fault switch (tests only): node n1 applies every auth grant of read or write as a grant of admin, a
     /// privilege escalation on one replica that the auth agreement checker must catch.
     pub misapply_auth: bool,
+    /// Fault switch (tests only): every node evaluates a transaction's compares on the state one entry back and
+    /// applies the branch they pick, a stale read of the guards that the serializability checker must catch.
+    pub stale_txn_compare: bool,
     /// Of crashes, the share (per mille) that kill only the process: the page cache survives, and the node
     /// restarts reading writes that were never made durable.
     pub process_crash_permille: u64,
@@ -111,6 +114,12 @@ pub struct SimParams {
     /// it zeroed or garbled): recovery cuts it as a torn tail although it was acknowledged, the case
     /// protocol-aware recovery exists for. Chaos runs draw the highest rates.
     pub damage_synced_permille: u64,
+    /// Per mille of client requests that belong to the transaction workload (transfers between accounts,
+    /// transactions with compares, read-only transactions, lists and prefix deletes on keys of their own: see
+    /// [`crate::txn_client`]); 0 in half the runs, so those replay exactly as before transactions existed.
+    pub txn_permille: u64,
+    /// How many transaction keys (`t0 ..`) the transaction workload uses.
+    pub txn_keys: usize,
 }
 
 impl SimParams {
@@ -129,7 +138,7 @@ impl SimParams {
         let mood = Mood { chaos, harsh };
         let membership = rng.chance(1, 2) && profile == Profile::Mixed;
         let spares = if membership { rng.range(1, 3) as usize } else { 0 };
-        SimParams {
+        let mut params = SimParams {
             seed,
             nodes,
             spares,
@@ -173,13 +182,21 @@ impl SimParams {
             // Drawn after everything else, so that adding it left every other field of every seed as it was.
             inquiry_timeout_ticks: rng.range(1, 5) as u32,
             misapply_auth: false,
+            stale_txn_compare: false,
             // Drawn last, for the same reason.
             auth_permille: if rng.chance(1, 2) { rng.range(20, 200) } else { 0 },
             // Disk faults: drawn after everything else, for the same reason.
             process_crash_permille: rng.range(0, 600),
             power_loss_after_process_crash_permille: rng.range(0, 1_000),
             damage_synced_permille: mood.pick(&mut rng, (10, 80), (0, 20), (0, 5)),
+            // Drawn last, for the same reason (and only the chance in runs without transactions).
+            txn_permille: if rng.chance(1, 2) { rng.range(100, 500) } else { 0 },
+            txn_keys: 0,
+        };
+        if params.txn_permille > 0 {
+            params.txn_keys = rng.range(2, 14) as usize;
         }
+        params
     }
 
     /// A calm run for measuring failovers, as production runs: no faults at all (the measurement crashes the

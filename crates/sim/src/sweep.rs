@@ -101,6 +101,9 @@ pub struct RunOptions {
     /// Fault switch (tests and `--fault misapply-auth` only): n1 applies auth grants wrongly (see
     /// [`SimParams::misapply_auth`]).
     pub misapply_auth: bool,
+    /// Fault switch (tests and `--fault stale-txn-compare` only): every node evaluates transaction compares one
+    /// entry late (see [`SimParams::stale_txn_compare`]).
+    pub stale_txn_compare: bool,
     /// Damage a crashing node's last synced batch at the run's drawn rate (on by default; `--no-damage-synced`
     /// turns it off, to tell its violations from others).
     pub damage_synced: bool,
@@ -114,6 +117,7 @@ impl Default for RunOptions {
             faults: Faults::default(),
             election: ElectionMode::Raft,
             misapply_auth: false,
+            stale_txn_compare: false,
             damage_synced: true,
         }
     }
@@ -133,6 +137,7 @@ pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
     let mut params = SimParams::from_seed(seed, options.nodes, options.profile, options.election);
     params.faults = options.faults;
     params.misapply_auth = options.misapply_auth;
+    params.stale_txn_compare = options.stale_txn_compare;
     if !options.damage_synced {
         params.damage_synced_permille = 0;
     }

@@ -1,5 +1,6 @@
 //! The safety properties of Raft (paper Figure 3), checked after every simulated millisecond, one file per
-//! property, plus the client-visible ones (acknowledged writes survive, linearizability) and agreement on the
+//! property, plus the client-visible ones (acknowledged writes survive, linearizability, every answer equals a
+//! sequential execution of the committed log, index order agrees with real time) and agreement on the
 //! replicated auth state.
 
 mod auth_agreement;
@@ -7,14 +8,18 @@ mod durability;
 mod election_safety;
 mod leader_completeness;
 mod log_matching;
+mod real_time_order;
 mod state_machine_safety;
+mod txn_serializability;
 
 pub use auth_agreement::AuthAgreement;
 pub use durability::Durability;
 pub use election_safety::ElectionSafety;
 pub use leader_completeness::LeaderCompleteness;
 pub use log_matching::LogMatching;
+pub use real_time_order::{OrderKind, RealTimeOrder, TimedOp};
 pub use state_machine_safety::StateMachineSafety;
+pub use txn_serializability::{Accounts, Observation, TxnSerializability};
 
 use std::fmt;
 

@@ -3,8 +3,12 @@
 use tally_node::StateMachine;
 use tally_raft::{LogIndex, NodeId};
 
+use tally_kv::Response;
+use tally_node::{KvQuery, KvQueryOutput, ReadConsistency};
+
 use super::{Simulation, Slot};
-use crate::checkers::Violation;
+use crate::checkers::{Observation, OrderKind, TimedOp, Violation};
+use crate::client::Pending;
 use crate::linearizability::check_kv_history;
 
 /// Search budget of the linearizability checker, per key.
@@ -14,8 +18,15 @@ const LINEARIZABILITY_BUDGET_PER_KEY: u64 = 2_000_000;
 const DEEP_CHECK_INTERVAL_MS: u64 = 50;
 
 impl Simulation {
-    /// Feeds the entries each node applied this step to the state machine safety checker.
+    /// Feeds the entries each node applied this step (and those of nodes that crashed since the last step) to
+    /// the state machine safety checker and the reference execution of the log.
     pub(super) fn record_applies(&mut self) -> Result<(), Violation> {
+        for (id, term, applied) in std::mem::take(&mut self.unrecorded) {
+            for entry in applied {
+                self.state_machine_safety.record_apply(id, term, entry.index, entry.fingerprint)?;
+                self.txn_serializability.record_apply(entry.index.0, entry.command);
+            }
+        }
         for (i, slot) in self.slots.iter().enumerate() {
             let Slot::Up(node) = slot else { continue };
             let (id, term) = (node.raft().id(), node.raft().term());
@@ -29,8 +40,9 @@ impl Simulation {
                 index = index.next();
             }
             self.commit_seen[i] = raft.commit_index();
-            for (index, fingerprint) in applied {
-                self.state_machine_safety.record_apply(id, term, index, fingerprint)?;
+            for entry in applied {
+                self.state_machine_safety.record_apply(id, term, entry.index, entry.fingerprint)?;
+                self.txn_serializability.record_apply(entry.index.0, entry.command);
             }
             let applied_index = node.state_machine().applied_index();
             if applied_index != self.observed[i].2 {
@@ -43,6 +55,80 @@ impl Simulation {
             }
         }
         Ok(())
+    }
+
+    /// Moves the reference execution of the log forward and lets both answer checkers forget what no later
+    /// answer needs. The reference stops at the slowest running node that has caught up with it, so the answers
+    /// of every such node arrive ahead of it (a node that restarted behind it is checked on a replay); it keeps
+    /// its past back to the oldest snapshot a node could restart from.
+    pub(super) fn check_answers(&mut self) -> Result<(), Violation> {
+        let reference = self.txn_serializability.applied_index();
+        let mut target = u64::MAX;
+        for i in 0..self.slots.len() {
+            match &self.slots[i] {
+                Slot::Up(node) => {
+                    let applied = node.state_machine().applied_index().0;
+                    if applied >= reference {
+                        target = target.min(applied);
+                    }
+                    if applied > 0 {
+                        self.restart_floor[i] = Some(node.raft().snapshot().meta.index.0);
+                    }
+                }
+                Slot::Removed => self.restart_floor[i] = None,
+                Slot::Down { .. } | Slot::Empty => {}
+            }
+        }
+        self.txn_serializability.advance(target)?;
+        let floor = self.restart_floor.iter().flatten().min().copied().unwrap_or(u64::MAX);
+        self.txn_serializability.retain_from(floor);
+        let oldest_call = self.clients.iter().filter_map(|c| c.pending.as_ref()).map(|p| p.sent_at).min();
+        self.real_time_order.forget_before(oldest_call.unwrap_or(self.now));
+        Ok(())
+    }
+
+    /// Hands an acknowledged write to the answer checkers: its response must be the log's at `index`, and
+    /// `index` must follow every index returned before it was called.
+    pub(super) fn check_write(
+        &mut self,
+        pending: &Pending,
+        index: LogIndex,
+        response: &Response,
+    ) -> Result<(), Violation> {
+        self.txn_serializability.observe(index.0, Observation::Write(response.clone()))?;
+        let op = TimedOp {
+            request: pending.request,
+            call: pending.sent_at,
+            ret: self.now,
+            index: index.0,
+            kind: OrderKind::Write,
+        };
+        self.real_time_order.record(op)
+    }
+
+    /// Hands an answered read to the answer checkers: its answer must be the state at `index`, and a
+    /// linearizable one must not be older than anything returned before it was called (a stale read promises
+    /// no recency).
+    pub(super) fn check_read(
+        &mut self,
+        pending: &Pending,
+        index: LogIndex,
+        query: KvQuery,
+        output: &KvQueryOutput,
+        consistency: ReadConsistency,
+    ) -> Result<(), Violation> {
+        self.txn_serializability.observe(index.0, Observation::Read { query, output: output.clone() })?;
+        if consistency == ReadConsistency::Stale {
+            return Ok(());
+        }
+        let op = TimedOp {
+            request: pending.request,
+            call: pending.sent_at,
+            ret: self.now,
+            index: index.0,
+            kind: OrderKind::Read,
+        };
+        self.real_time_order.record(op)
     }
 
     /// The per-step checks: election safety, log matching, leader completeness, core invariants.
@@ -136,6 +222,12 @@ impl Simulation {
             .map(|n| (n.raft().id(), n.state_machine().applied_index()))
             .collect();
         self.durability.check_final(&applied)?;
+        self.txn_serializability.finish()?;
+        let (checked, replayed, unchecked) = self.txn_serializability.counts();
+        let ordered = self.real_time_order.checked();
+        self.trace_event(|| {
+            format!("answers: {checked} equal the log's at their index ({replayed} on a replay, {unchecked} too old to check), {ordered} in real-time order")
+        });
         let ops: Vec<_> = self
             .history
             .iter()

@@ -8,7 +8,7 @@ use tally_raft::NodeId;
 
 use super::Simulation;
 use crate::checkers::Violation;
-use crate::client::{Client, Pending};
+use crate::client::{Client, Pending, Purpose};
 use crate::hash::fnv1a;
 use crate::linearizability::{KvInput, KvOp, KvOutput};
 
@@ -19,9 +19,10 @@ impl Simulation {
     pub(super) fn drive_clients(&mut self) {
         let mut batches: BTreeMap<usize, Vec<Input<KvQuery>>> = BTreeMap::new();
         for c in 0..self.clients.len() {
-            if let Some(pending) = self.clients[c].pending.clone()
+            if let Some(pending) = &self.clients[c].pending
                 && self.now - pending.sent_at > self.params.request_timeout_ms
             {
+                let pending = pending.clone();
                 self.give_up(c, &pending);
             }
             let client = &self.clients[c];
@@ -46,21 +47,22 @@ impl Simulation {
             node.abandon(pending.request);
         }
         self.owners.remove(&pending.request);
-        self.end_unknown(pending.op);
+        self.end_unknown(&pending.purpose);
         let client = &mut self.clients[c];
         client.pending = None;
         client.target = self.ids[self.rng.range(0, self.ids.len() as u64) as usize];
         client.next_at = self.now + 1;
-        self.trace_event(|| match pending.op {
-            Some(op) => format!("client {c}: op {op} timed out"),
-            None => format!("client {c}: auth command timed out"),
+        self.trace_event(|| match pending.purpose {
+            Purpose::Kv(op) => format!("client {c}: op {op} timed out"),
+            Purpose::Auth => format!("client {c}: auth command timed out"),
+            Purpose::Txn(_) => format!("client {c}: txn request timed out"),
         });
     }
 
     /// Marks an operation whose outcome the client will never learn: reads had no effect, writes may have.
-    /// Auth commands (`None`) are not in the history: nothing to mark.
-    fn end_unknown(&mut self, op: Option<usize>) {
-        let Some(op) = op else { return };
+    /// Auth commands and the transaction workload are not in the history: nothing to mark.
+    fn end_unknown(&mut self, purpose: &Purpose) {
+        let &Purpose::Kv(op) = purpose else { return };
         if self.history[op].output.is_none() && matches!(self.history[op].input, KvInput::Get) {
             self.discarded[op] = true;
         }
@@ -77,6 +79,10 @@ impl Simulation {
         // Drawn only in runs with auth commands, so the other runs replay as before auth existed.
         if self.params.auth_permille > 0 && self.rng.chance(self.params.auth_permille, 1_000) {
             return Some((i, self.issue_auth(c, target)));
+        }
+        // The same for the transaction workload.
+        if self.params.txn_permille > 0 && self.rng.chance(self.params.txn_permille, 1_000) {
+            return Some((i, self.issue_txn(c, target)));
         }
         let intent = self.clients[c].next_intent(&mut self.rng, self.params.keys);
         let op = self.history.len();
@@ -95,7 +101,8 @@ impl Simulation {
         self.owners.insert(request, c);
         let command = intent.command.map(|command| command.encode());
         let fingerprint = command.as_deref().map(fnv1a);
-        self.clients[c].pending = Some(Pending { request, node: target, op: Some(op), sent_at: self.now, fingerprint });
+        let purpose = Purpose::Kv(op);
+        self.clients[c].pending = Some(Pending { request, node: target, purpose, sent_at: self.now, fingerprint });
         self.trace_event(|| format!("client {c}: op {op} {:?} {} -> {target}", intent.input, show(&intent.key)));
         let input = match command {
             Some(command) => Input::Propose { id: request, command },
@@ -115,13 +122,14 @@ impl Simulation {
         self.next_request += 1;
         self.owners.insert(request, c);
         let fingerprint = Some(fnv1a(&encoded));
-        self.clients[c].pending = Some(Pending { request, node: target, op: None, sent_at: self.now, fingerprint });
+        let purpose = Purpose::Auth;
+        self.clients[c].pending = Some(Pending { request, node: target, purpose, sent_at: self.now, fingerprint });
         self.trace_event(|| format!("client {c}: auth {command:?} -> {target}"));
         Input::Propose { id: request, command: encoded }
     }
 
     /// Points client `c` at the hinted leader, or a random node, and makes it wait a little.
-    fn retarget(&mut self, c: usize, hint: Option<NodeId>) {
+    pub(super) fn retarget(&mut self, c: usize, hint: Option<NodeId>) {
         let random = self.ids[self.rng.range(0, self.ids.len() as u64) as usize];
         let delay = self.rng.range(1, 10);
         let client: &mut Client = &mut self.clients[c];
@@ -132,13 +140,9 @@ impl Simulation {
     /// Ends the requests of clients waiting on a node that crashed.
     pub(crate) fn fail_requests_at(&mut self, node: NodeId) {
         for c in 0..self.clients.len() {
-            let Some(pending) = self.clients[c].pending.clone() else { continue };
-            if pending.node != node {
-                continue;
-            }
+            let Some(pending) = self.clients[c].pending.take_if(|p| p.node == node) else { continue };
             self.owners.remove(&pending.request);
-            self.end_unknown(pending.op);
-            self.clients[c].pending = None;
+            self.end_unknown(&pending.purpose);
             self.retarget(c, None);
         }
     }
@@ -174,22 +178,30 @@ impl Simulation {
         pending: &Pending,
         result: Result<Reply<crate::state_machine::RecordingKv>, RequestError>,
     ) -> Result<(), Violation> {
-        let Some(op) = pending.op else { return self.complete_auth(c, pending, result) };
+        let op = match pending.purpose {
+            Purpose::Kv(op) => op,
+            Purpose::Auth => return self.complete_auth(c, pending, result),
+            Purpose::Txn(ref request) => return self.complete_txn(c, pending, request, result),
+        };
         self.clients[c].next_at = self.now + self.rng.range(0, 5);
         match result {
             Ok(Reply::Written { index, output }) => {
                 let fingerprint = pending.fingerprint.expect("a write has a fingerprint");
                 self.durability.acknowledge(index, fingerprint, &self.state_machine_safety)?;
+                self.check_write(pending, index, &output)?;
                 let output = write_output(&self.history[op].input, &output)?;
                 self.finish(c, op, output);
                 self.writes_acked += 1;
             }
-            Ok(Reply::Read { output: KvQueryOutput::Get(value), .. }) => {
+            Ok(Reply::Read { index, output }) => {
+                let query = KvQuery::Get(self.history[op].key.clone());
+                self.check_read(pending, index, query, &output, ReadConsistency::Linearizable)?;
+                let KvQueryOutput::Get(value) = output else { unreachable!("a get answered with {output:?}") };
                 let output = KvOutput::Get(value.map(|v| (v.value, v.modify_index)));
                 self.finish(c, op, output);
             }
             Ok(other) => unreachable!("unexpected reply {other:?}"),
-            Err(RequestError::Indeterminate(_) | RequestError::Stopped(_)) => self.end_unknown(Some(op)),
+            Err(RequestError::Indeterminate(_) | RequestError::Stopped(_)) => self.end_unknown(&Purpose::Kv(op)),
             Err(error) => {
                 // Refused or overwritten: certainly no effect.
                 self.discarded[op] = true;
@@ -214,6 +226,7 @@ impl Simulation {
             Ok(Reply::Written { index, output: output @ (Response::Auth { .. } | Response::AuthRefused { .. }) }) => {
                 let fingerprint = pending.fingerprint.expect("a write has a fingerprint");
                 self.durability.acknowledge(index, fingerprint, &self.state_machine_safety)?;
+                self.check_write(pending, index, &output)?;
                 self.writes_acked += 1;
                 self.trace_event(|| format!("client {c}: auth -> {output:?}"));
             }

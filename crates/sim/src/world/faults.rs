@@ -90,6 +90,11 @@ impl Simulation {
         let Slot::Up(node) = std::mem::replace(&mut self.slots[i], Slot::Empty) else {
             unreachable!("crashing a node that is not up");
         };
+        // What it applied since the last step still counts: the entries were committed.
+        let applied = node.state_machine().take_applied();
+        if !applied.is_empty() {
+            self.unrecorded.push((node.raft().id(), node.raft().term(), applied));
+        }
         drop(node);
         let mut how = self.maybe_damage_last_synced_batch(i);
         if !how.is_empty() {

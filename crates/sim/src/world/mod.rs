@@ -5,6 +5,8 @@
 //!  seed ──▶ SimParams ──▶ safety phase (faults on) ──▶ liveness phase (healed) ──▶ linearizability check
 //!                              each millisecond: faults → deliver messages → tick clocks → clients
 //!                                                → send outputs → record applies → completions → checkers
+//!                                                  (the reference execution of the log advances after the
+//!                                                   completions, so it never passes an answer of this step)
 //! ```
 
 mod checks;
@@ -12,6 +14,7 @@ mod clients;
 mod failover;
 mod faults;
 mod membership;
+mod txns;
 
 use std::collections::BTreeMap;
 
@@ -20,13 +23,14 @@ use tally_raft::{LogIndex, NodeId, Role, SplitMix64, Term};
 use tally_wal::{FaultDisk, WalOptions};
 
 use crate::checkers::{
-    AuthAgreement, Durability, ElectionSafety, LeaderCompleteness, LogMatching, StateMachineSafety, Violation,
+    AuthAgreement, Durability, ElectionSafety, LeaderCompleteness, LogMatching, RealTimeOrder, StateMachineSafety,
+    TxnSerializability, Violation,
 };
 use crate::client::Client;
 use crate::linearizability::KvOp;
 use crate::network::Network;
 pub use crate::params::SimParams;
-use crate::state_machine::RecordingKv;
+use crate::state_machine::{Applied, RecordingKv};
 pub use failover::FailoverSample;
 
 /// The lines of a run's trace, shared between the run and its caller (so a panicking run still leaves its
@@ -132,6 +136,14 @@ pub struct Simulation {
     pub(crate) state_machine_safety: StateMachineSafety,
     pub(crate) durability: Durability,
     pub(crate) auth_agreement: AuthAgreement,
+    pub(crate) txn_serializability: TxnSerializability,
+    pub(crate) real_time_order: RealTimeOrder,
+    /// Entries that nodes applied and the checkers have not seen, taken from nodes as they crashed (with the
+    /// node's id and term): every committed index must reach the reference execution of the log.
+    unrecorded: Vec<(NodeId, Term, Vec<Applied>)>,
+    /// Per node: the index of the oldest state it could answer from again (its snapshot, where a restart
+    /// resumes), once it has applied anything; kept while it is down.
+    restart_floor: Vec<Option<u64>>,
     /// Per node: the last (role, term) traced, and the last applied index checked.
     observed: Vec<(Role, Term, LogIndex)>,
     /// Keys the linearizability checker could not decide within its budget.
@@ -189,6 +201,10 @@ impl Simulation {
             state_machine_safety: StateMachineSafety::default(),
             durability: Durability::default(),
             auth_agreement: AuthAgreement::default(),
+            txn_serializability: TxnSerializability::new((params.txn_permille > 0).then(crate::txn_client::accounts)),
+            real_time_order: RealTimeOrder::default(),
+            unrecorded: Vec::new(),
+            restart_floor: vec![None; ids.len()],
             observed: vec![(Role::Follower, Term(0), LogIndex(0)); ids.len()],
             commit_seen: vec![LogIndex(0); ids.len()],
             unchecked_keys: 0,
@@ -259,6 +275,7 @@ impl Simulation {
         self.flush_outboxes();
         self.record_applies()?;
         self.collect_completions()?;
+        self.check_answers()?;
         self.check_step()
     }
 
@@ -333,8 +350,10 @@ impl Simulation {
             |error| Violation { checker: "recovery", detail: format!("{} failed to restart: {error}", self.ids[i]) };
         let storage = WalStorage::open(self.disks[i].clone(), options, bootstrap).map_err(recovery)?;
         let clock = ManualClock { now_ms: self.local_time(i) };
-        // The fault switch breaks n1's state machine only: the other replicas show what applying is meant to do.
-        let state_machine = RecordingKv::with_misapplied_auth(self.params.misapply_auth && i == 0);
+        // The auth fault breaks n1's state machine only: the other replicas show what applying is meant to do. The
+        // stale compare fault breaks every node alike: only the reference execution of the log shows it.
+        let state_machine = RecordingKv::with_misapplied_auth(self.params.misapply_auth && i == 0)
+            .with_stale_txn_compare(self.params.stale_txn_compare);
         let node =
             Node::start(self.node_config(i), storage, Outbox::default(), clock, state_machine).map_err(|error| {
                 Violation { checker: "recovery", detail: format!("{} failed to restart: {error}", self.ids[i]) }
@@ -359,10 +378,14 @@ impl Simulation {
             if let Some(policy) = self.policies.get_mut(i) {
                 policy.heard_from(message.from, local_now);
             }
+            let tracing = self.trace.is_some();
             let Some(node) = self.node_mut(i) else { continue };
-            let line = format!("deliver {message}");
+            // Formatted only when tracing: rendering every message (entries and all) is costly.
+            let line = tracing.then(|| format!("deliver {message}"));
             let result = node.receive(message);
-            self.trace_event(|| line);
+            if let Some(line) = line {
+                self.trace_event(|| line);
+            }
             if result.is_err() {
                 self.crash(i, "sync failed while handling a message");
             }
@@ -404,8 +427,10 @@ impl Simulation {
                 continue;
             }
             for message in messages {
-                let fate = self.network.send(self.now, message.clone(), &mut self.rng);
-                if let crate::network::Fate::Lost = fate {
+                // Copied for the trace only when tracing: the network takes the message.
+                let traced = self.trace.is_some().then(|| message.clone());
+                let fate = self.network.send(self.now, message, &mut self.rng);
+                if let (crate::network::Fate::Lost, Some(message)) = (fate, traced) {
                     self.trace_event(|| format!("lose {message}"));
                 }
             }
