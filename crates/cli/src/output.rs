@@ -25,7 +25,7 @@ pub fn insert_bytes(object: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
     };
 }
 
-/// A key and its value as JSON: `{key | key_b64, value | value_b64, create_index, modify_index}`, plus
+/// A key and its value as JSON: `{key | key_b64, value | value_b64, create_index, modify_index, version}`, plus
 /// `index` when `with_index`.
 pub fn key_value_json(entry: &KeyValue, with_index: bool) -> Value {
     let mut object = Map::new();
@@ -33,6 +33,7 @@ pub fn key_value_json(entry: &KeyValue, with_index: bool) -> Value {
     insert_bytes(&mut object, "value", &entry.value);
     object.insert("create_index".into(), Value::from(entry.create_index));
     object.insert("modify_index".into(), Value::from(entry.modify_index));
+    object.insert("version".into(), Value::from(entry.version));
     if with_index {
         object.insert("index".into(), Value::from(entry.index));
     }
@@ -95,7 +96,7 @@ mod tests {
     use super::*;
 
     fn entry(key: &[u8], value: &[u8]) -> KeyValue {
-        KeyValue { key: key.to_vec(), value: value.to_vec(), create_index: 3, modify_index: 5, index: 9 }
+        KeyValue { key: key.to_vec(), value: value.to_vec(), create_index: 3, modify_index: 5, version: 2, index: 9 }
     }
 
     #[test]
@@ -109,11 +110,11 @@ mod tests {
     fn json_uses_base64_fields_for_binary() {
         assert_eq!(
             key_value_json(&entry(b"user/1", b"alice"), true),
-            json!({"key": "user/1", "value": "alice", "create_index": 3, "modify_index": 5, "index": 9})
+            json!({"key": "user/1", "value": "alice", "create_index": 3, "modify_index": 5, "version": 2, "index": 9})
         );
         assert_eq!(
             key_value_json(&entry(&[0xff], &[0, 0xff]), false),
-            json!({"key_b64": "/w==", "value_b64": "AP8=", "create_index": 3, "modify_index": 5})
+            json!({"key_b64": "/w==", "value_b64": "AP8=", "create_index": 3, "modify_index": 5, "version": 2})
         );
     }
 

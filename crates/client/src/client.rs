@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::builder::ClientBuilder;
-use crate::codec::{self, HEADER_CREATE_INDEX, HEADER_INDEX, HEADER_LEADER, HEADER_MODIFY_INDEX};
+use crate::codec::{self, HEADER_CREATE_INDEX, HEADER_INDEX, HEADER_LEADER, HEADER_MODIFY_INDEX, HEADER_VERSION};
 use crate::endpoints::{Endpoints, Route};
 use crate::error::{ApiError, ClientError, code};
 use crate::retry::{Backoff, Failure, Kind, Retry, decide};
@@ -228,6 +228,10 @@ impl Client {
             value: answer.body.to_vec(),
             create_index: required(HEADER_CREATE_INDEX)?,
             modify_index: required(HEADER_MODIFY_INDEX)?,
+            // Optional: a server older than key versions does not send it.
+            version: codec::header_u64(&answer.headers, HEADER_VERSION)
+                .map_err(|detail| answer.decode_error(detail))?
+                .unwrap_or(0),
             index: required(HEADER_INDEX)?,
         }))
     }

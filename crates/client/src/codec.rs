@@ -19,6 +19,8 @@ pub(crate) const HEADER_LEADER: &str = "x-tally-leader";
 pub(crate) const HEADER_CREATE_INDEX: &str = "x-tally-create-index";
 /// `X-Tally-Modify-Index` of a `GET /v1/kv/{key}`.
 pub(crate) const HEADER_MODIFY_INDEX: &str = "x-tally-modify-index";
+/// `X-Tally-Version` of a `GET /v1/kv/{key}`.
+pub(crate) const HEADER_VERSION: &str = "x-tally-version";
 
 /// Every byte but the unreserved ones of RFC 3986 (`A-Z a-z 0-9 - . _ ~`) is percent-encoded, so a key
 /// survives any path or query position byte for byte (`/` becomes `%2F`, `+` becomes `%2B`).
@@ -131,6 +133,9 @@ struct WireItem {
     create_index: u64,
     /// See [`KeyValue::modify_index`].
     modify_index: u64,
+    /// See [`KeyValue::version`] (absent from an older server's pages).
+    #[serde(default)]
+    version: u64,
 }
 
 /// Decodes a page of keys; its index is the body's `index`, else `X-Tally-Index`, else 0.
@@ -149,7 +154,14 @@ fn decode_item(item: WireItem, index: u64) -> Result<KeyValue, String> {
     let key = text_or_base64("key", item.key, item.key_b64)?;
     let value = text_or_base64("value", item.value, item.value_b64)
         .map_err(|e| format!("{e} (key {:?})", String::from_utf8_lossy(&key)))?;
-    Ok(KeyValue { key, value, create_index: item.create_index, modify_index: item.modify_index, index })
+    Ok(KeyValue {
+        key,
+        value,
+        create_index: item.create_index,
+        modify_index: item.modify_index,
+        version: item.version,
+        index,
+    })
 }
 
 /// The bytes of a `field` / `field_b64` pair: the text if present, else the decoded base64.
@@ -194,8 +206,8 @@ mod tests {
     #[test]
     fn pages_decode_text_and_base64() {
         let body = br#"{"index": 42, "items": [
-            {"key": "user/1", "value": "alice", "create_index": 7, "modify_index": 9},
-            {"key": "user/2", "value_b64": "AP8=", "create_index": 8, "modify_index": 8},
+            {"key": "user/1", "value": "alice", "create_index": 7, "modify_index": 9, "version": 2},
+            {"key": "user/2", "value_b64": "AP8=", "create_index": 8, "modify_index": 8, "version": 1},
             {"key_b64": "/w==", "value": "", "create_index": 10, "modify_index": 11}
         ], "more": true}"#;
         let page = decode_page(body, Some(99)).expect("valid page");
@@ -203,6 +215,7 @@ mod tests {
         assert_eq!(page.items[0].key, b"user/1");
         assert_eq!(page.items[0].value, b"alice");
         assert_eq!((page.items[0].create_index, page.items[0].modify_index, page.items[0].index), (7, 9, 42));
+        assert_eq!((page.items[0].version, page.items[1].version, page.items[2].version), (2, 1, 0));
         assert_eq!(page.items[1].value, vec![0x00, 0xff]);
         assert_eq!(page.items[2].key, vec![0xff]);
         assert_eq!(page.items[2].value, b"");

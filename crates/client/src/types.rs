@@ -73,6 +73,9 @@ pub struct KeyValue {
     pub create_index: u64,
     /// The log index of the key's last write: what a cas must name to replace it.
     pub modify_index: u64,
+    /// The key's writes since it was created: 1 on creation, one more per overwrite (a delete ends its
+    /// count; a key created again starts at 1). 0 only from a server too old to report it.
+    pub version: u64,
     /// The applied index the answer reflects (`X-Tally-Index`); for a page, the page's index.
     pub index: u64,
 }

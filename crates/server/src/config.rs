@@ -11,21 +11,29 @@ use tally_raft::{ElectionMode, NodeId};
 
 pub use tally_net::serve::Limits as ConnectionLimits;
 
-/// Request size limits of the client API; anything over answers `413` with a message naming the limit.
+/// Request size limits of the client API; a key, value or body over its limit answers `413` with a message
+/// naming the limit, a transaction with too many compares or ops `400`.
+///
+/// Invariant (checked at start): `0 < max_key_bytes`, `max_value_bytes <= max_body_bytes`, a key and a value
+/// fit one log entry, and so does a whole body (a transaction's encoding is never longer than its JSON, plus a
+/// few bytes), and `1 <= max_txn_ops <= tally_kv::TXN_OPS_MAX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// The longest key, in bytes.
+    /// The longest key (and prefix), in bytes.
     pub max_key_bytes: usize,
     /// The longest value, in bytes.
     pub max_value_bytes: usize,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// The most compares, and the most ops per branch, in one transaction (`--max-txn-ops`): each op is work
+    /// done at one index on every node, while the node loop waits.
+    pub max_txn_ops: usize,
 }
 
 impl Default for Limits {
-    /// Key 4 KiB, value 1 MiB, body 1.5 MiB.
+    /// Key 4 KiB, value 1 MiB, body 1.5 MiB, 128 compares and 128 ops per branch.
     fn default() -> Limits {
-        Limits { max_key_bytes: 4 * 1024, max_value_bytes: 1024 * 1024, max_body_bytes: 1536 * 1024 }
+        Limits { max_key_bytes: 4 * 1024, max_value_bytes: 1024 * 1024, max_body_bytes: 1536 * 1024, max_txn_ops: 128 }
     }
 }
 

@@ -17,6 +17,7 @@ mod json;
 mod kv;
 mod metrics;
 pub(crate) mod params;
+mod txn;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -174,10 +175,11 @@ impl Shared {
 /// The router of the client API.
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/kv", get(kv::list))
+        .route("/v1/kv", get(kv::list).delete(kv::delete_prefix))
         .route("/v1/kv/", get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
         .route("/v1/kv/{*key}", get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
         .route("/db/{*key}", get(kv::get_key).post(kv::put_key))
+        .route("/v1/txn", post(txn::post_txn))
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/transfer-leader", post(cluster::transfer_leader))
         .route("/v1/cluster/join", post(join::join))
@@ -193,7 +195,7 @@ pub(crate) fn router(state: AppState) -> Router {
 /// `404` for an unknown route.
 async fn not_found(State(state): State<AppState>, request: Request) -> Response {
     let message = format!(
-        "no such route: {} {}; the API is under /v1/kv, /v1/cluster, /v1/auth, /livez, /readyz (see docs/http-api.md)",
+        "no such route: {} {}; the API is under /v1/kv, /v1/txn, /v1/cluster, /v1/auth, /livez, /readyz (see docs/http-api.md)",
         request.method(),
         request.uri().path()
     );

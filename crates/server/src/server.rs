@@ -462,6 +462,8 @@ fn check_peer_authentication(config: &ServerConfig, peer_addr: SocketAddr) -> Re
 fn check_limits(config: &ServerConfig, peer: &PeerConfig) -> Result<(), ServerError> {
     /// Room for the command's encoding and the entry header around key and value.
     const COMMAND_OVERHEAD: usize = 64;
+    /// Room for one transaction op's encoding beyond its JSON.
+    const TXN_OP_OVERHEAD: usize = 16;
     let limits = config.limits;
     let entry = limits.max_key_bytes + limits.max_value_bytes + COMMAND_OVERHEAD;
     let ceiling = tally_wal::ENTRY_DATA_MAX.min(peer.max_frame_bytes / 2);
@@ -477,6 +479,25 @@ fn check_limits(config: &ServerConfig, peer: &PeerConfig) -> Result<(), ServerEr
         return Err(ServerError::Config(format!(
             "limits must have --max-key-bytes > 0 and --max-value-bytes ({}) <= --max-body-bytes ({})",
             limits.max_value_bytes, limits.max_body_bytes
+        )));
+    }
+    if limits.max_txn_ops == 0 || limits.max_txn_ops > tally_kv::TXN_OPS_MAX {
+        return Err(ServerError::Config(format!(
+            "--max-txn-ops must be between 1 and {}, got {}",
+            tally_kv::TXN_OPS_MAX,
+            limits.max_txn_ops
+        )));
+    }
+    // A transaction's body becomes one entry. Its encoding is shorter than its JSON but for a few bytes per
+    // op at most (an 11-byte `{"list":{}}` encodes in 13), in three lists of at most `max_txn_ops`.
+    let txn_entry = limits.max_body_bytes + COMMAND_OVERHEAD + TXN_OP_OVERHEAD * 3 * limits.max_txn_ops;
+    if txn_entry > ceiling {
+        return Err(ServerError::Config(format!(
+            "--max-body-bytes ({}) is too large: a transaction's body becomes one log entry, which must stay under \
+             {} bytes (with --max-txn-ops {})",
+            limits.max_body_bytes,
+            ceiling.saturating_sub(txn_entry - limits.max_body_bytes),
+            limits.max_txn_ops
         )));
     }
     Ok(())
@@ -548,5 +569,13 @@ mod tests {
         assert!(error.to_string().contains("--max-value-bytes"), "{error}");
         config.limits = crate::Limits { max_key_bytes: 0, ..crate::Limits::default() };
         assert!(check_limits(&config, &peer).is_err(), "a zero key limit");
+        config.limits = crate::Limits { max_body_bytes: 40_000_000, ..crate::Limits::default() };
+        let error = check_limits(&config, &peer).expect_err("a 40 MB transaction cannot be one entry");
+        assert!(error.to_string().contains("--max-body-bytes"), "{error}");
+        for max_txn_ops in [0, tally_kv::TXN_OPS_MAX + 1] {
+            config.limits = crate::Limits { max_txn_ops, ..crate::Limits::default() };
+            let error = check_limits(&config, &peer).expect_err("out of range");
+            assert!(error.to_string().contains("--max-txn-ops"), "{error}");
+        }
     }
 }

@@ -1,60 +1,13 @@
 //! A three-node cluster in one process on loopback (port 0): the HTTP API end to end, without the CLI.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{cluster, start_cluster, wait_for_leader};
 use tally_raft::NodeId;
 use tally_server::{InitialMember, Server, ServerConfig};
 use tokio::net::TcpListener;
-
-/// Starts `n` servers forming one cluster, each with its own data dir under `dir`.
-async fn start_cluster(dir: &std::path::Path, n: u64) -> Vec<Server> {
-    let mut listeners = Vec::new();
-    for _ in 0..n {
-        let client = TcpListener::bind("127.0.0.1:0").await.expect("bind client");
-        let peer = TcpListener::bind("127.0.0.1:0").await.expect("bind peer");
-        listeners.push((client, peer));
-    }
-    let members: Vec<InitialMember> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| InitialMember {
-            id: NodeId(i as u64 + 1),
-            peer_url: format!("http://{}", peer.local_addr().expect("addr")),
-        })
-        .collect();
-    let mut servers = Vec::new();
-    for (i, (client, peer)) in listeners.into_iter().enumerate() {
-        let id = NodeId(i as u64 + 1);
-        let mut config = ServerConfig::new(id, dir.join(id.to_string()));
-        config.initial_cluster = members.clone();
-        config.tick_interval = Duration::from_millis(20);
-        config.seed = Some(i as u64 + 7);
-        // Every peer connection must then open with the token: the cluster works only if each node sends it.
-        config.cluster_token = Some("cluster test token".to_owned());
-        servers.push(Server::start_on(config, client, peer).await.expect("server starts"));
-    }
-    servers
-}
-
-/// The cluster view of one node.
-async fn cluster(http: &reqwest::Client, server: &Server) -> serde_json::Value {
-    let url = format!("http://{}/v1/cluster", server.client_addr());
-    http.get(url).send().await.expect("cluster answers").json().await.expect("json")
-}
-
-/// Waits (bounded) until some node reports itself leader; returns its position.
-async fn wait_for_leader(http: &reqwest::Client, servers: &[Server]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        for (i, server) in servers.iter().enumerate() {
-            if cluster(http, server).await["role"] == "leader" {
-                return i;
-            }
-        }
-        assert!(Instant::now() < deadline, "no leader within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_a_follower_are_forwarded_and_reads_follow_the_documented_levels() {

@@ -11,8 +11,14 @@ use tally_raft::NodeId;
 use super::{ApiError, AppState, HEADER_FORWARD_TOKEN, HEADER_FORWARDED_BY};
 
 /// Headers of the leader's answer passed on to the client.
-const RELAYED_HEADERS: [&str; 5] =
-    ["content-type", "x-tally-index", "x-tally-leader", "x-tally-create-index", "x-tally-modify-index"];
+const RELAYED_HEADERS: [&str; 6] = [
+    "content-type",
+    "x-tally-index",
+    "x-tally-leader",
+    "x-tally-create-index",
+    "x-tally-modify-index",
+    "x-tally-version",
+];
 
 /// Headers of the client's request passed on to the leader.
 const FORWARDED_HEADERS: [&str; 2] = ["content-type", "authorization"];
@@ -60,13 +66,14 @@ pub(crate) async fn write(state: &AppState, leader: NodeId, parts: &Parts, body:
     relay(state, leader, parts, body, Forwarded::Write).await
 }
 
-/// Sends the read in `parts` to `leader` and relays its answer.
+/// Sends the read in `parts` + `body` (empty but for a read-only transaction) to `leader` and relays its
+/// answer.
 ///
 /// # Errors
 /// `503` if the leader's client URL is unknown, `502` if it cannot be connected to, `504` if no answer came:
 /// in every case nothing changed, and the read is safe to retry.
-pub(crate) async fn read(state: &AppState, leader: NodeId, parts: &Parts) -> Result<Response, ApiError> {
-    relay(state, leader, parts, Bytes::new(), Forwarded::Read).await
+pub(crate) async fn read(state: &AppState, leader: NodeId, parts: &Parts, body: Bytes) -> Result<Response, ApiError> {
+    relay(state, leader, parts, body, Forwarded::Read).await
 }
 
 /// Sends `parts` + `body` to `leader` and relays its answer.

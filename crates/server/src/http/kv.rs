@@ -1,4 +1,4 @@
-//! Key/value calls: get, put, delete (with cas), and prefix pages.
+//! Key/value calls: get, put, delete (with cas), prefix pages and prefix deletes.
 
 use std::sync::atomic::Ordering;
 
@@ -40,7 +40,7 @@ pub(crate) async fn get_key(State(state): State<AppState>, parts: Parts) -> Resp
         let key = key_from_path(uri.path(), key_prefix(uri), state.limits.max_key_bytes)?;
         caller.require(Scope::Key(&key), Access::Read)?;
         let consistency = Params::parse(uri.query(), &["consistency"])?.consistency()?;
-        if let Some(response) = read_at_leader_if_full(&state, &parts, consistency).await? {
+        if let Some(response) = read_at_leader_if_full(&state, &parts, Bytes::new(), consistency).await? {
             return Ok(response);
         }
         let (index, output) = read(&state, KvQuery::Get(key.clone()), consistency).await?;
@@ -65,6 +65,7 @@ fn value_response(index: u64, versioned: Versioned) -> Response {
     headers.insert(HEADER_INDEX, HeaderValue::from(index));
     headers.insert("x-tally-create-index", HeaderValue::from(versioned.create_index));
     headers.insert("x-tally-modify-index", HeaderValue::from(versioned.modify_index));
+    headers.insert("x-tally-version", HeaderValue::from(versioned.version));
     response
 }
 
@@ -85,7 +86,7 @@ pub(crate) async fn put_key(State(state): State<AppState>, request: Request) -> 
             )));
         }
         let command = Command::Put { key, value: value.to_vec(), cas };
-        write(&state, &parts, value, command).await
+        write(&state, &parts, value, &command).await
     }
     .await;
     state.finish(result)
@@ -100,15 +101,43 @@ pub(crate) async fn delete_key(State(state): State<AppState>, request: Request) 
         caller.require(Scope::Key(&key), Access::Write)?;
         let cas = Params::parse(parts.uri.query(), &["cas"])?.u64("cas")?;
         let body = read_body(body, state.limits.max_body_bytes).await?;
-        write(&state, &parts, body, Command::Delete { key, cas }).await
+        write(&state, &parts, body, &Command::Delete { key, cas }).await
     }
     .await;
     state.finish(result)
 }
 
-/// One entry of a page.
+/// `DELETE /v1/kv?prefix=P`: every key starting with `P` (not empty), in one entry.
+pub(crate) async fn delete_prefix(State(state): State<AppState>, request: Request) -> Response {
+    let result = async {
+        let (parts, body) = request.into_parts();
+        let caller = authenticate(&state, &parts.headers)?;
+        let params = Params::parse(parts.uri.query(), &["prefix"])?;
+        let prefix = params.bytes("prefix").unwrap_or_default().to_vec();
+        if prefix.is_empty() {
+            return Err(ApiError::bad_request(
+                "DELETE /v1/kv needs a non-empty ?prefix=P (it deletes every key starting with P; deleting every \
+                 key at once is not offered); to delete one key use DELETE /v1/kv/KEY",
+            ));
+        }
+        if prefix.len() > state.limits.max_key_bytes {
+            return Err(ApiError::too_large(format!(
+                "the prefix is {} bytes; the limit is {} (--max-key-bytes)",
+                prefix.len(),
+                state.limits.max_key_bytes
+            )));
+        }
+        caller.require(Scope::Prefix(&prefix), Access::Write)?;
+        let body = read_body(body, state.limits.max_body_bytes).await?;
+        write(&state, &parts, body, &Command::DeletePrefix { prefix }).await
+    }
+    .await;
+    state.finish(result)
+}
+
+/// One entry of a page (and of a transaction's `list` result).
 #[derive(Serialize)]
-struct PageItem {
+pub(super) struct PageItem {
     /// The key, if UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
@@ -125,6 +154,25 @@ struct PageItem {
     create_index: u64,
     /// The index that last wrote it.
     modify_index: u64,
+    /// Writes since it was created (1 on creation).
+    version: u64,
+}
+
+impl PageItem {
+    /// The item of `key` and its `versioned` value: text where UTF-8, else base64.
+    pub(super) fn new(key: Vec<u8>, versioned: Versioned) -> PageItem {
+        let (key, key_b64) = text_or_base64(key);
+        let (value, value_b64) = text_or_base64(versioned.value);
+        PageItem {
+            key,
+            key_b64,
+            value,
+            value_b64,
+            create_index: versioned.create_index,
+            modify_index: versioned.modify_index,
+            version: versioned.version,
+        }
+    }
 }
 
 /// A page of keys.
@@ -139,7 +187,7 @@ struct Page {
 }
 
 /// Text if UTF-8, else base64: `(text, base64)`.
-fn text_or_base64(bytes: Vec<u8>) -> (Option<String>, Option<String>) {
+pub(super) fn text_or_base64(bytes: Vec<u8>) -> (Option<String>, Option<String>) {
     match String::from_utf8(bytes) {
         Ok(text) => (Some(text), None),
         Err(error) => (None, Some(base64::engine::general_purpose::STANDARD.encode(error.as_bytes()))),
@@ -163,28 +211,14 @@ pub(crate) async fn list(State(state): State<AppState>, parts: Parts) -> Respons
             max_bytes: PAGE_BYTES_MAX,
         };
         let consistency = params.consistency()?;
-        if let Some(response) = read_at_leader_if_full(&state, &parts, consistency).await? {
+        if let Some(response) = read_at_leader_if_full(&state, &parts, Bytes::new(), consistency).await? {
             return Ok(response);
         }
         let (index, output) = read(&state, query, consistency).await?;
         let KvQueryOutput::Scan(entries, more) = output else {
             return Err(ApiError::unavailable("internal error: a scan was answered with a get"));
         };
-        let items = entries
-            .into_iter()
-            .map(|(key, versioned)| {
-                let (key, key_b64) = text_or_base64(key);
-                let (value, value_b64) = text_or_base64(versioned.value);
-                PageItem {
-                    key,
-                    key_b64,
-                    value,
-                    value_b64,
-                    create_index: versioned.create_index,
-                    modify_index: versioned.modify_index,
-                }
-            })
-            .collect();
+        let items = entries.into_iter().map(|(key, versioned)| PageItem::new(key, versioned)).collect();
         let mut response = axum::Json(Page { index, items, more }).into_response();
         response.headers_mut().insert(HEADER_INDEX, HeaderValue::from(index));
         Ok(response)
@@ -193,15 +227,17 @@ pub(crate) async fn list(State(state): State<AppState>, parts: Parts) -> Respons
     state.finish(result)
 }
 
-/// Sends a linearizable read to the leader when this node's disk is full (the `no_space` alarm): a full
-/// follower drops the entries it cannot store, so it may never reach the read index the leader gives it
-/// until space returns, and the read would only time out. `None`: read here.
+/// Sends a linearizable read (`parts`, and `body` for a read that has one: a read-only transaction) to the
+/// leader when this node's disk is full (the `no_space` alarm): a full follower drops the entries it cannot
+/// store, so it may never reach the read index the leader gives it until space returns, and the read would
+/// only time out. `None`: read here.
 ///
 /// # Errors
 /// As [`forward::read`].
-async fn read_at_leader_if_full(
+pub(super) async fn read_at_leader_if_full(
     state: &AppState,
     parts: &Parts,
+    body: Bytes,
     consistency: ReadConsistency,
 ) -> Result<Option<Response>, ApiError> {
     let full = state.published.metrics.alarm_no_space.load(Ordering::Relaxed);
@@ -209,7 +245,9 @@ async fn read_at_leader_if_full(
         return Ok(None);
     }
     match state.published.leader() {
-        Some(leader) if !state.is_forwarded_by_member(parts) => forward::read(state, leader, parts).await.map(Some),
+        Some(leader) if !state.is_forwarded_by_member(parts) => {
+            forward::read(state, leader, parts, body).await.map(Some)
+        }
         _ => Ok(None),
     }
 }
@@ -255,7 +293,7 @@ pub(super) async fn propose(
     state: &AppState,
     parts: &axum::http::request::Parts,
     body: Bytes,
-    command: Command,
+    command: &Command,
 ) -> Result<Written, ApiError> {
     let forwarded = state.is_forwarded_by_member(parts);
     if !state.published.is_leader() && !forwarded {
@@ -280,7 +318,7 @@ async fn write(
     state: &AppState,
     parts: &axum::http::request::Parts,
     body: Bytes,
-    command: Command,
+    command: &Command,
 ) -> Result<Response, ApiError> {
     let cas = command.cas();
     match propose(state, parts, body, command).await? {
@@ -297,9 +335,8 @@ pub(super) fn write_response(output: KvResponse, cas: Option<u64>) -> Result<Res
         KvResponse::DeletePrefix { index, deleted } => {
             (index, serde_json::json!({ "index": index, "deleted": deleted }))
         }
-        // No route proposes a transaction yet; its endpoint will answer the results too.
-        KvResponse::Txn { index, succeeded, .. } => {
-            (index, serde_json::json!({ "index": index, "succeeded": succeeded }))
+        KvResponse::Txn { .. } => {
+            return Err(ApiError::unavailable("internal error: a key write was answered as a transaction"));
         }
         KvResponse::Cluster { index } | KvResponse::Auth { index } => (index, serde_json::json!({ "index": index })),
         KvResponse::AuthRefused { error, .. } => return Err(ApiError::from_auth(&error)),

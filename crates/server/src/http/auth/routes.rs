@@ -337,7 +337,7 @@ impl Changed {
 /// # Errors
 /// As for a key write; a refused command gives the status its [`tally_kv::AuthError`] maps to.
 async fn change(state: &AppState, parts: &Parts, body: Bytes, command: AuthCommand) -> Result<Changed, ApiError> {
-    match propose(state, parts, body, Command::Auth(command)).await? {
+    match propose(state, parts, body, &Command::Auth(command)).await? {
         Written::Forwarded(response) => Ok(Changed::Forwarded(response)),
         Written::Applied(KvResponse::Auth { index }) => Ok(Changed::Applied(index)),
         Written::Applied(KvResponse::AuthRefused { error, .. }) => Err(ApiError::from_auth(&error)),

@@ -1,0 +1,510 @@
+//! The JSON of `POST /v1/txn` (docs/http-api.md, "Transactions"): the request's shape and its translation into
+//! a [`Txn`], checking every limit with an error that names the compare or op by its JSON path (`success[2]`),
+//! and the answer's shape, built from the results of the branch that ran.
+//!
+//! The three lists are parsed in two steps, first as lists of any JSON, then element by element, so that a
+//! malformed element is reported with its position rather than a line and column.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tally_kv::{Compare, CompareOp, CompareTarget, OpList, OpPosition, Txn, TxnOp, TxnOpResult};
+
+use super::super::error::ApiError;
+use super::super::json::parse_body;
+use super::super::kv::{PageItem, text_or_base64};
+use crate::config::Limits;
+
+/// The expected body, shown in the message of a body that does not parse.
+const SHAPE: &str = r#"{"compare": [{"key": "k", "target": "value|version|create_index|modify_index|exists", "op": "==|!=|<|>", "value": ...}], "success": [{"put": {"key", "value"}} | {"delete": {"key"}} | {"delete_prefix": {"prefix"}} | {"get": {"key"}} | {"list": {"prefix", "limit"}}, ...], "failure": [...]}"#;
+
+/// The ops a branch may hold, for messages.
+const OP_SHAPE: &str = r#"{"put": {"key", "value"}}, {"delete": {"key"}}, {"delete_prefix": {"prefix"}}, {"get": {"key"}} or {"list": {"prefix", "limit"}}"#;
+
+/// Default number of keys a `list` op returns.
+const LIST_LIMIT_DEFAULT: u64 = 100;
+/// The most keys a `list` op may ask for, as for a page of keys.
+const LIST_LIMIT_MAX: u64 = 10_000;
+
+/// The body: three lists (each may be left out: empty), their elements parsed one by one afterwards.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireTxn {
+    /// The guards.
+    #[serde(default)]
+    compare: Vec<Value>,
+    /// The ops when every guard holds.
+    #[serde(default)]
+    success: Vec<Value>,
+    /// The ops when one does not.
+    #[serde(default)]
+    failure: Vec<Value>,
+}
+
+/// One guard as it travels: the operand's JSON type depends on the target.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireCompare {
+    /// The key, if UTF-8.
+    key: Option<String>,
+    /// The key in base64.
+    key_b64: Option<String>,
+    /// `value`, `version`, `create_index`, `modify_index` or `exists`.
+    target: String,
+    /// `==`, `!=`, `<` or `>`.
+    op: String,
+    /// The operand: a string, a number or a boolean, by target.
+    value: Option<Value>,
+    /// A value operand in base64.
+    value_b64: Option<String>,
+}
+
+/// One op as it travels: `{"put": {...}}` and so on.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WireOp {
+    /// Write a key.
+    Put(WirePut),
+    /// Remove a key.
+    Delete(WireKey),
+    /// Remove the keys under a prefix.
+    DeletePrefix(WirePrefix),
+    /// Read a key.
+    Get(WireKey),
+    /// Read the keys under a prefix.
+    List(WireList),
+}
+
+/// The fields of a `put`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WirePut {
+    /// The key, if UTF-8.
+    key: Option<String>,
+    /// The key in base64.
+    key_b64: Option<String>,
+    /// The value, if UTF-8.
+    value: Option<String>,
+    /// The value in base64.
+    value_b64: Option<String>,
+}
+
+/// The fields of a `delete` or `get`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireKey {
+    /// The key, if UTF-8.
+    key: Option<String>,
+    /// The key in base64.
+    key_b64: Option<String>,
+}
+
+/// The fields of a `delete_prefix`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WirePrefix {
+    /// The prefix, if UTF-8.
+    prefix: Option<String>,
+    /// The prefix in base64.
+    prefix_b64: Option<String>,
+}
+
+/// The fields of a `list`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireList {
+    /// The prefix, if UTF-8 (default: empty, every key).
+    prefix: Option<String>,
+    /// The prefix in base64.
+    prefix_b64: Option<String>,
+    /// At most this many keys (default 100).
+    limit: Option<u64>,
+}
+
+/// Parses a transaction body and checks it against `limits` and [`Txn::validate`].
+///
+/// # Errors
+/// `400 bad_request` for a malformed body, an unknown target, op or field, too many compares or ops, or a
+/// transaction [`Txn::validate`] refuses; `413 too_large` for a key or value over its limit. Every error about
+/// one compare or op starts with its position (`compare[1]: ...`).
+pub(crate) fn parse_txn(body: &[u8], limits: &Limits) -> Result<Txn, ApiError> {
+    // serde would also take a struct from an array (`[[], [], []]`, even `[]`): only an object is a transaction.
+    if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(format!("bad transaction: the body is not a JSON object; expected {SHAPE}")));
+    }
+    let wire: WireTxn = parse_body(body, "transaction", SHAPE)?;
+    for (list, count) in [
+        (OpList::Compare, wire.compare.len()),
+        (OpList::Success, wire.success.len()),
+        (OpList::Failure, wire.failure.len()),
+    ] {
+        if count > limits.max_txn_ops {
+            let at = OpPosition { list, index: limits.max_txn_ops };
+            return Err(ApiError::bad_request(format!(
+                "{at}: {list} has {count} entries, over the limit of {} (--max-txn-ops); split the transaction",
+                limits.max_txn_ops
+            )));
+        }
+    }
+    let position = |list, index| OpPosition { list, index };
+    let compare = wire
+        .compare
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| parse_compare(position(OpList::Compare, index), value, limits))
+        .collect::<Result<_, _>>()?;
+    let success = wire
+        .success
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| parse_op(position(OpList::Success, index), value, limits))
+        .collect::<Result<_, _>>()?;
+    let failure = wire
+        .failure
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| parse_op(position(OpList::Failure, index), value, limits))
+        .collect::<Result<_, _>>()?;
+    let txn = Txn { compare, success, failure };
+    txn.validate().map_err(|error| ApiError::bad_request(error.to_string()))?;
+    Ok(txn)
+}
+
+/// `400` about the compare or op at `at`.
+fn bad(at: OpPosition, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("{at}: {message}"))
+}
+
+/// One guard.
+fn parse_compare(at: OpPosition, value: Value, limits: &Limits) -> Result<Compare, ApiError> {
+    let wire: WireCompare = serde_json::from_value(value)
+        .map_err(|error| bad(at, format!("{error}; a compare is {{\"key\", \"target\", \"op\", \"value\"}}")))?;
+    let key = key(at, "key", wire.key, wire.key_b64, limits)?;
+    let op = match wire.op.as_str() {
+        "==" => CompareOp::Eq,
+        "!=" => CompareOp::Ne,
+        "<" => CompareOp::Lt,
+        ">" => CompareOp::Gt,
+        other => return Err(bad(at, format!("unknown op {other:?}; expected \"==\", \"!=\", \"<\" or \">\""))),
+    };
+    let target = match wire.target.as_str() {
+        "value" => CompareTarget::Value(value_operand(at, wire.value, wire.value_b64, limits)?),
+        "version" => CompareTarget::Version(number_operand(at, "version", wire.value, wire.value_b64)?),
+        "create_index" => CompareTarget::CreateIndex(number_operand(at, "create_index", wire.value, wire.value_b64)?),
+        "modify_index" => CompareTarget::ModifyIndex(number_operand(at, "modify_index", wire.value, wire.value_b64)?),
+        "exists" => match (wire.value, wire.value_b64) {
+            (Some(Value::Bool(exists)), None) => CompareTarget::Exists(exists),
+            (value, _) => {
+                return Err(bad(at, format!("an exists compare takes true or false as value, got {}", shown(&value))));
+            }
+        },
+        other => {
+            return Err(bad(
+                at,
+                format!(
+                    "unknown target {other:?}; expected \"value\", \"version\", \"create_index\", \"modify_index\" or \
+                     \"exists\""
+                ),
+            ));
+        }
+    };
+    Ok(Compare { key, target, op })
+}
+
+/// The operand of a value compare: a string as `value`, or base64 as `value_b64`.
+fn value_operand(
+    at: OpPosition,
+    value: Option<Value>,
+    value_b64: Option<String>,
+    limits: &Limits,
+) -> Result<Vec<u8>, ApiError> {
+    let text = match value {
+        None => None,
+        Some(Value::String(text)) => Some(text),
+        Some(other) => {
+            return Err(bad(
+                at,
+                format!("a value compare takes a string as value (or base64 as value_b64), got {other}"),
+            ));
+        }
+    };
+    match bytes(at, "value", text, value_b64)? {
+        Some(operand) => check_value(at, operand, limits),
+        None => Err(bad(at, "a value compare needs value (a string) or value_b64")),
+    }
+}
+
+/// The operand of a `target` compare on a number: a non-negative integer as `value`.
+fn number_operand(
+    at: OpPosition,
+    target: &str,
+    value: Option<Value>,
+    value_b64: Option<String>,
+) -> Result<u64, ApiError> {
+    let number = match (&value, value_b64) {
+        (Some(Value::Number(number)), None) => number.as_u64(),
+        _ => None,
+    };
+    number.ok_or_else(|| {
+        bad(at, format!("a {target} compare takes a non-negative integer as value, got {}", shown(&value)))
+    })
+}
+
+/// A JSON operand for a message.
+fn shown(value: &Option<Value>) -> String {
+    value.as_ref().map_or_else(|| "nothing (or value_b64)".to_string(), Value::to_string)
+}
+
+/// One op of a branch.
+fn parse_op(at: OpPosition, value: Value, limits: &Limits) -> Result<TxnOp, ApiError> {
+    let wire: WireOp =
+        serde_json::from_value(value).map_err(|error| bad(at, format!("{error}; an op is one of {OP_SHAPE}")))?;
+    Ok(match wire {
+        WireOp::Put(put) => {
+            let key = key(at, "key", put.key, put.key_b64, limits)?;
+            let Some(value) = bytes(at, "value", put.value, put.value_b64)? else {
+                return Err(bad(at, "a put needs value (a string) or value_b64"));
+            };
+            TxnOp::Put { key, value: check_value(at, value, limits)? }
+        }
+        WireOp::Delete(delete) => TxnOp::Delete { key: key(at, "key", delete.key, delete.key_b64, limits)? },
+        WireOp::DeletePrefix(delete) => {
+            let prefix = prefix(at, delete.prefix, delete.prefix_b64, limits)?;
+            if prefix.is_empty() {
+                return Err(bad(at, "delete_prefix needs a non-empty prefix (or prefix_b64)"));
+            }
+            TxnOp::DeletePrefix { prefix }
+        }
+        WireOp::Get(get) => TxnOp::Get { key: key(at, "key", get.key, get.key_b64, limits)? },
+        WireOp::List(list) => {
+            let limit = list.limit.unwrap_or(LIST_LIMIT_DEFAULT);
+            if limit > LIST_LIMIT_MAX {
+                return Err(bad(at, format!("limit must be at most {LIST_LIMIT_MAX}, got {limit}")));
+            }
+            TxnOp::List { prefix: prefix(at, list.prefix, list.prefix_b64, limits)?, limit }
+        }
+    })
+}
+
+/// The bytes of a `name` / `name_b64` pair, `None` if neither is given.
+///
+/// # Errors
+/// `400` if both are given or the base64 is bad.
+fn bytes(at: OpPosition, name: &str, text: Option<String>, b64: Option<String>) -> Result<Option<Vec<u8>>, ApiError> {
+    match (text, b64) {
+        (Some(_), Some(_)) => Err(bad(at, format!("give {name} or {name}_b64, not both"))),
+        (Some(text), None) => Ok(Some(text.into_bytes())),
+        (None, Some(b64)) => {
+            BASE64.decode(b64).map(Some).map_err(|error| bad(at, format!("{name}_b64 is not valid base64: {error}")))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A key: given, not empty, within the key limit.
+fn key(
+    at: OpPosition,
+    name: &str,
+    text: Option<String>,
+    b64: Option<String>,
+    limits: &Limits,
+) -> Result<Vec<u8>, ApiError> {
+    let Some(key) = bytes(at, name, text, b64)? else {
+        return Err(bad(at, format!("{name} (or {name}_b64) is missing")));
+    };
+    if key.is_empty() {
+        return Err(bad(at, format!("the {name} is empty")));
+    }
+    check_key_length(at, "key", key, limits)
+}
+
+/// A prefix (empty if not given), within the key limit.
+fn prefix(at: OpPosition, text: Option<String>, b64: Option<String>, limits: &Limits) -> Result<Vec<u8>, ApiError> {
+    let prefix = bytes(at, "prefix", text, b64)?.unwrap_or_default();
+    check_key_length(at, "prefix", prefix, limits)
+}
+
+/// `413` for a key or prefix over `--max-key-bytes`.
+fn check_key_length(at: OpPosition, what: &str, key: Vec<u8>, limits: &Limits) -> Result<Vec<u8>, ApiError> {
+    if key.len() > limits.max_key_bytes {
+        return Err(ApiError::too_large(format!(
+            "{at}: the {what} is {} bytes; the limit is {} (--max-key-bytes)",
+            key.len(),
+            limits.max_key_bytes
+        )));
+    }
+    Ok(key)
+}
+
+/// `413` for a value over `--max-value-bytes`.
+fn check_value(at: OpPosition, value: Vec<u8>, limits: &Limits) -> Result<Vec<u8>, ApiError> {
+    if value.len() > limits.max_value_bytes {
+        return Err(ApiError::too_large(format!(
+            "{at}: the value is {} bytes; the limit is {} (--max-value-bytes)",
+            value.len(),
+            limits.max_value_bytes
+        )));
+    }
+    Ok(value)
+}
+
+/// The answer to a transaction: `{"succeeded", "index", "results"}`.
+#[derive(Serialize)]
+pub(crate) struct TxnAnswer {
+    /// Whether every compare held (the `success` ops ran).
+    succeeded: bool,
+    /// The transaction's index (for a read: the applied index it reflects).
+    index: u64,
+    /// One per op of the branch that ran.
+    results: Vec<OpAnswer>,
+}
+
+/// What one op produced: `{"put": {...}}` and so on.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum OpAnswer {
+    /// The key after the write.
+    Put {
+        /// The key.
+        #[serde(flatten)]
+        key: KeyField,
+        /// Its version now.
+        version: u64,
+        /// Its create index.
+        create_index: u64,
+        /// Its modify index: the transaction's index.
+        modify_index: u64,
+    },
+    /// Whether the key was there.
+    Delete {
+        /// The key.
+        #[serde(flatten)]
+        key: KeyField,
+        /// Whether it existed.
+        deleted: bool,
+    },
+    /// How many keys went.
+    DeletePrefix {
+        /// The prefix.
+        #[serde(flatten)]
+        prefix: PrefixField,
+        /// How many keys it removed.
+        deleted: u64,
+    },
+    /// The key's value and indexes, if present.
+    Get(GetAnswer),
+    /// The keys under a prefix, as in a page.
+    List {
+        /// The prefix.
+        #[serde(flatten)]
+        prefix: PrefixField,
+        /// The keys, in byte order.
+        items: Vec<PageItem>,
+        /// Whether more keys match.
+        more: bool,
+    },
+}
+
+/// A `get` result: `{"found": true, key, value, indexes}` or `{key, "found": false}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum GetAnswer {
+    /// The key is present.
+    Found {
+        /// Always `true`.
+        found: bool,
+        /// The key and its value, as in a page.
+        #[serde(flatten)]
+        item: PageItem,
+    },
+    /// The key is absent.
+    Absent {
+        /// The key.
+        #[serde(flatten)]
+        key: KeyField,
+        /// Always `false`.
+        found: bool,
+    },
+}
+
+/// A key as `key` (UTF-8) or `key_b64`.
+#[derive(Serialize)]
+struct KeyField {
+    /// The key, if UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    /// The key in base64, if not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_b64: Option<String>,
+}
+
+impl KeyField {
+    /// The field of `key`.
+    fn new(key: &[u8]) -> KeyField {
+        let (key, key_b64) = text_or_base64(key.to_vec());
+        KeyField { key, key_b64 }
+    }
+}
+
+/// A prefix as `prefix` (UTF-8) or `prefix_b64`.
+#[derive(Serialize)]
+struct PrefixField {
+    /// The prefix, if UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
+    /// The prefix in base64, if not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix_b64: Option<String>,
+}
+
+impl PrefixField {
+    /// The field of `prefix`.
+    fn new(prefix: &[u8]) -> PrefixField {
+        let (prefix, prefix_b64) = text_or_base64(prefix.to_vec());
+        PrefixField { prefix, prefix_b64 }
+    }
+}
+
+/// The answer of `txn` at `index`: `results` are those of the branch `succeeded` picks, one per op, in order.
+///
+/// # Errors
+/// A message if the results do not match the branch's ops (a bug of the state machine, never expected).
+pub(crate) fn answer(txn: &Txn, index: u64, succeeded: bool, results: Vec<TxnOpResult>) -> Result<TxnAnswer, String> {
+    let ops = if succeeded { &txn.success } else { &txn.failure };
+    if ops.len() != results.len() {
+        return Err(format!("{} results for {} ops", results.len(), ops.len()));
+    }
+    let results = ops.iter().zip(results).map(|(op, result)| op_answer(op, result, index)).collect::<Result<_, _>>()?;
+    Ok(TxnAnswer { succeeded, index, results })
+}
+
+/// What `op` produced, as `result` says, in a transaction at `index`.
+fn op_answer(op: &TxnOp, result: TxnOpResult, index: u64) -> Result<OpAnswer, String> {
+    Ok(match (op, result) {
+        (TxnOp::Put { key, .. }, TxnOpResult::Put { version, create_index }) => {
+            OpAnswer::Put { key: KeyField::new(key), version, create_index, modify_index: index }
+        }
+        (TxnOp::Delete { key }, TxnOpResult::Delete { deleted }) => {
+            OpAnswer::Delete { key: KeyField::new(key), deleted }
+        }
+        (TxnOp::DeletePrefix { prefix }, TxnOpResult::DeletePrefix { deleted }) => {
+            OpAnswer::DeletePrefix { prefix: PrefixField::new(prefix), deleted }
+        }
+        (TxnOp::Get { key }, TxnOpResult::Get(Some(versioned))) => {
+            OpAnswer::Get(GetAnswer::Found { found: true, item: PageItem::new(key.clone(), versioned) })
+        }
+        (TxnOp::Get { key }, TxnOpResult::Get(None)) => {
+            OpAnswer::Get(GetAnswer::Absent { key: KeyField::new(key), found: false })
+        }
+        (TxnOp::List { prefix, .. }, TxnOpResult::List { entries, more }) => OpAnswer::List {
+            prefix: PrefixField::new(prefix),
+            items: entries.into_iter().map(|(key, versioned)| PageItem::new(key, versioned)).collect(),
+            more,
+        },
+        (op, result) => return Err(format!("a {} was answered with {result:?}", op.name())),
+    })
+}
+
+#[cfg(test)]
+mod tests;
