@@ -9,6 +9,7 @@
 //! ```
 
 mod auth;
+mod blocking;
 mod cluster;
 mod error;
 mod forward;

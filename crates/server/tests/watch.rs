@@ -329,3 +329,81 @@ async fn bad_watch_requests_are_400() {
     assert_eq!(data(&watch.next_change().await)["key"], "anything");
     shutdown(servers).await;
 }
+
+/// `GET {url}`: the status, the `X-Tally-Index` and the body, and how long the call took.
+async fn timed_get(http: &reqwest::Client, url: &str) -> (u16, u64, String, Duration) {
+    let started = Instant::now();
+    let answer = http.get(url).send().await.expect("answers");
+    let status = answer.status().as_u16();
+    let index = answer.headers()["x-tally-index"].to_str().expect("ascii").parse().expect("a number");
+    (status, index, answer.text().await.expect("body"), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_index_returns_on_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let servers = start_cluster(dir.path(), 1).await;
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &servers).await;
+    let base = base(&servers, 0);
+    let first = put(&http, &base, "b/k", "one").await;
+
+    // Phase: a blocking get at the current index waits; a write to another key does not wake it, a write to
+    // the key does, and the answer is the new value at its index.
+    let url = format!("{base}/v1/kv/b/k?wait_index={first}&wait=30s");
+    let waiting = tokio::spawn({
+        let http = http.clone();
+        async move { timed_get(&http, &url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    put(&http, &base, "b/other", "x").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a change to another key must not answer the blocking get");
+    let second = put(&http, &base, "b/k", "two").await;
+    let (status, index, body, took) = waiting.await.expect("joins");
+    assert_eq!((status, body.as_str()), (200, "two"));
+    assert!(index >= second, "the answer reflects the change: {index} < {second}");
+    assert!(took < Duration::from_secs(10), "answered on the change, not at the deadline: {took:?}");
+
+    // Phase: a wait_index below the change answers at once, on a key and on a prefix list.
+    let (status, _, body, took) = timed_get(&http, &format!("{base}/v1/kv/b/k?wait_index={first}&wait=30s")).await;
+    assert_eq!((status, body.as_str()), (200, "two"));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let (status, _, body, took) =
+        timed_get(&http, &format!("{base}/v1/kv?prefix=b/&wait_index={first}&wait=30s")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"two\""), "{body}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    shutdown(servers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_times_out_with_current_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let servers = start_cluster_with(dir.path(), 1, |config| config.watch.history_entries_max = 2).await;
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &servers).await;
+    let base = base(&servers, 0);
+    let index = put(&http, &base, "t/k", "now").await;
+
+    // Phase: nothing changes: the answer is the current value, after the wait (and at most 1/16 more).
+    let (status, _, body, took) = timed_get(&http, &format!("{base}/v1/kv/t/k?wait_index={index}&wait=800ms")).await;
+    assert_eq!((status, body.as_str()), (200, "now"));
+    assert!(took >= Duration::from_millis(800), "answered before the wait ran out: {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    // Phase: a wait_index older than the history window answers at once.
+    for i in 0..4 {
+        put(&http, &base, &format!("t/{i}"), "v").await;
+    }
+    let (status, _, body, took) = timed_get(&http, &format!("{base}/v1/kv/t/k?wait_index=1&wait=30s")).await;
+    assert_eq!((status, body.as_str()), (200, "now"));
+    assert!(took < Duration::from_secs(5), "below the window must answer at once: {took:?}");
+
+    // Phase: bad parameters are 400.
+    for query in ["wait=1s", "wait_index=1&wait=11m", "wait_index=x"] {
+        let (status, _, _, _) = timed_get(&http, &format!("{base}/v1/kv/t/k?{query}")).await;
+        assert_eq!(status, 400, "{query}");
+    }
+    shutdown(servers).await;
+}
