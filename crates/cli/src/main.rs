@@ -15,6 +15,7 @@ mod output;
 mod registry;
 mod signal;
 mod status;
+mod watch;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -54,6 +55,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Hand leadership to another voter.
     TransferLeader(kv::TransferLeaderArgs),
+    /// Print changes to a prefix (or a key) as they happen, until interrupted.
+    Watch(watch::WatchArgs),
     /// Drive the running cluster with concurrent requests and report throughput and latency.
     Bench(bench::BenchArgs),
     /// Make TLS certificates: a CA and one certificate per node and per user.
@@ -116,6 +119,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Cas(args) => kv::cas(args).await,
         Command::Status(args) => status::run(args).await,
         Command::TransferLeader(args) => kv::transfer_leader(args).await,
+        Command::Watch(args) => watch::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Certs(args) => certs::run(args),
         Command::Auth(args) => auth::auth(args).await,

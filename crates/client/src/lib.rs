@@ -82,6 +82,7 @@ mod registry;
 mod retry;
 pub mod sse;
 mod types;
+mod watch;
 
 pub use auth::{Access, AuthStatus, NewToken, Permission, RoleInfo, UserInfo};
 pub use builder::ClientBuilder;
@@ -91,3 +92,4 @@ pub use endpoints::normalize_endpoint;
 pub use error::{ApiError, ClientError, code};
 pub use registry::{ClaimAnswer, ClusterClaim, RegisteredNode, Registration, RegistryClient, RegistryError};
 pub use types::{ClusterStatus, Consistency, DeleteResult, KeyValue, Member, MemberRole, NodeRole, Page, WriteResult};
+pub use watch::{ChangeKind, PrevValue, WatchChange, WatchError, WatchEvent, WatchOptions, WatchStream};
