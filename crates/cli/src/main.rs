@@ -16,6 +16,7 @@ mod registry;
 mod signal;
 mod status;
 mod txn;
+mod watch;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -59,6 +60,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Hand leadership to another voter.
     TransferLeader(kv::TransferLeaderArgs),
+    /// Print changes to a prefix (or a key) as they happen, until interrupted.
+    Watch(watch::WatchArgs),
     /// Drive the running cluster with concurrent requests and report throughput and latency.
     Bench(bench::BenchArgs),
     /// Make TLS certificates: a CA and one certificate per node and per user.
@@ -122,6 +125,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Txn(args) => txn::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::TransferLeader(args) => kv::transfer_leader(args).await,
+        Command::Watch(args) => watch::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Certs(args) => certs::run(args),
         Command::Auth(args) => auth::auth(args).await,

@@ -13,6 +13,10 @@ use tally_server::{
 
 use crate::signal::shutdown_signal;
 
+mod watch_flags;
+
+pub use watch_flags::WatchFlags;
+
 /// `tally node --registry-address URL` (or `--join URL`, or a static `--initial-cluster`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct NodeArgs {
@@ -114,6 +118,9 @@ pub struct NodeArgs {
     /// Timeouts and connection caps of the client port.
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    /// The watch history and watcher limits.
+    #[command(flatten)]
+    pub watch: WatchFlags,
 }
 
 /// `tally node`'s TLS flags. Each `--peer-tls-*` defaults to its `--tls-*`, so one set serves both ports.
@@ -228,6 +235,7 @@ impl NodeArgs {
         config.tls = tls;
         config.peer_tls = peer_tls;
         config.connection_limits = self.connections.limits();
+        config.watch = self.watch.settings()?;
         config.connection_limits.validate().map_err(anyhow::Error::msg)?;
         config.listen_client = self.listen_client;
         config.listen_peer = self.listen_peer;
@@ -371,6 +379,18 @@ mod tests {
         ];
         argv.extend_from_slice(extra);
         (Wrapper::try_parse_from(argv).expect("valid arguments").node, dir)
+    }
+
+    #[test]
+    fn watch_flags_reach_the_server_configuration() {
+        let (args, _dir) = parse(&["--watch-history-entries", "20", "--watch-progress-interval", "250ms"]);
+        let config = args.to_config().expect("valid");
+        assert_eq!(config.watch.history_entries_max, 20);
+        assert_eq!(config.watch.progress_interval, Duration::from_millis(250));
+        assert_eq!(config.watch.max_watchers, tally_server::WatchSettings::default().max_watchers);
+        let (args, _dir) = parse(&["--max-watchers", "0"]);
+        let error = args.to_config().expect_err("0 watchers is refused").to_string();
+        assert!(error.contains("--max-watchers"), "{error}");
     }
 
     #[test]

@@ -148,6 +148,11 @@ impl Client {
         Ok(Client { inner: Arc::new(Inner { http, config, endpoints: Mutex::new(endpoints) }) })
     }
 
+    /// The pooled HTTP client, for calls that stream (watches).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
@@ -399,7 +404,7 @@ impl Client {
 
     /// The endpoint state, even if a panicking thread poisoned the lock (its updates are single field
     /// writes, always consistent).
-    fn state(&self) -> MutexGuard<'_, Endpoints> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, Endpoints> {
         self.inner.endpoints.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -85,6 +85,7 @@ mod retry;
 pub mod sse;
 mod txn;
 mod types;
+mod watch;
 
 pub use auth::{Access, AuthStatus, NewToken, Permission, RoleInfo, UserInfo};
 pub use builder::ClientBuilder;
@@ -98,3 +99,4 @@ pub use types::{
     ClusterStatus, Consistency, DeletePrefixResult, DeleteResult, KeyValue, Member, MemberRole, NodeRole, Page,
     WriteResult,
 };
+pub use watch::{ChangeKind, PrevValue, WatchChange, WatchError, WatchEvent, WatchOptions, WatchStream};

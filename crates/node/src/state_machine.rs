@@ -62,6 +62,10 @@ pub enum KvQuery {
     Auth,
     /// A read-only transaction, answered from the state exactly as applying it would be, without a log entry.
     Txn(Txn),
+    /// Nothing: answered with [`KvQueryOutput::Applied`]. Its `Reply::Read { index }` is what the caller wants,
+    /// the read index: a linearizable read of it names an index no older than any write acknowledged before the
+    /// read began (where a watch starts, so that it never starts in the past).
+    Applied,
 }
 
 /// The answer to a [`KvQuery`].
@@ -83,6 +87,8 @@ pub enum KvQueryOutput {
     /// The transaction was not answered: it breaks [`Txn::validate`], or it writes and must be proposed
     /// through the log instead. Deterministic, so any node refuses it the same way.
     TxnRefused(TxnError),
+    /// The answer to [`KvQuery::Applied`]: nothing but the read's index.
+    Applied,
 }
 
 impl StateMachine for KvStore {
@@ -106,6 +112,7 @@ impl StateMachine for KvStore {
                 KvQueryOutput::Scan(page, more)
             }
             KvQuery::Auth => KvQueryOutput::Auth(Arc::clone(self.auth())),
+            KvQuery::Applied => KvQueryOutput::Applied,
             KvQuery::Txn(txn) => match self.query_txn(txn) {
                 Ok((succeeded, results)) => KvQueryOutput::Txn { succeeded, results },
                 Err(error) => KvQueryOutput::TxnRefused(error),

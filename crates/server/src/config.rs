@@ -10,6 +10,9 @@ use tally_net::tls::{CertifiedKeyFiles, ClientTlsFiles, ServerTlsFiles, TlsPair}
 use tally_raft::{ElectionMode, NodeId};
 
 pub use tally_net::serve::Limits as ConnectionLimits;
+pub use watch::WatchSettings;
+
+mod watch;
 
 /// Request size limits of the client API; a key, value or body over its limit answers `413` with a message
 /// naming the limit, a transaction with too many compares or ops `400`.
@@ -120,6 +123,8 @@ pub struct ServerConfig {
     pub peer_tls: TlsPaths,
     /// Timeouts and connection caps of the client port.
     pub connection_limits: ConnectionLimits,
+    /// The watch history window and the limits of watchers.
+    pub watch: WatchSettings,
 }
 
 /// The default storage quota: 8 GiB (`--quota-bytes`).
@@ -154,6 +159,7 @@ impl ServerConfig {
             tls: TlsPaths::default(),
             peer_tls: TlsPaths::default(),
             connection_limits: ConnectionLimits::default(),
+            watch: WatchSettings::default(),
         }
     }
 
@@ -302,6 +308,7 @@ impl std::fmt::Debug for ServerConfig {
             tls,
             peer_tls,
             connection_limits,
+            watch,
         } = self;
         f.debug_struct("ServerConfig")
             .field("id", id)
@@ -326,6 +333,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("tls", tls)
             .field("peer_tls", peer_tls)
             .field("connection_limits", connection_limits)
+            .field("watch", watch)
             .finish()
     }
 }

@@ -36,6 +36,10 @@ use tokio::sync::oneshot;
 
 use crate::peer::PeerTransport;
 
+pub(crate) mod watch;
+
+use watch::{WatchMessage, WatchMetrics, WatchRequest, Watchers};
+
 /// Most events taken into one batch (one fsync), so one batch cannot delay ticks for long.
 const MAX_BATCH: usize = 4096;
 
@@ -92,6 +96,13 @@ pub(crate) enum Event {
         to: NodeId,
         /// Accepted (the transfer started) or refused.
         reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    /// Start a watch (or a blocking read's one-shot watch); answered at once.
+    Watch {
+        /// What to watch from where.
+        request: WatchRequest,
+        /// The channel the deliveries come through, or why the watch was refused.
+        reply: oneshot::Sender<Result<tokio::sync::mpsc::Receiver<WatchMessage>, tally_node::SubscribeError>>,
     },
     /// A snapshot of the node's state for `/v1/cluster`.
     Status {
@@ -191,6 +202,8 @@ pub(crate) struct LoopMetrics {
     pub(crate) storage_bytes: AtomicU64,
     /// The storage quota in bytes (0: none).
     pub(crate) storage_quota_bytes: AtomicU64,
+    /// Watchers and the history window.
+    pub(crate) watch: WatchMetrics,
 }
 
 impl Published {
@@ -317,6 +330,8 @@ pub(crate) struct Driver {
     hello_generation_synced: u64,
     /// The peer URL each peer's hello announced, as of the last sync of hello addresses.
     hello_urls_seen: BTreeMap<NodeId, String>,
+    /// The watches served from this node's history.
+    watchers: Watchers,
 }
 
 impl Driver {
@@ -343,17 +358,28 @@ impl Driver {
             addresses_synced: None,
             hello_generation_synced: 0,
             hello_urls_seen: BTreeMap::new(),
+            watchers: Watchers::new(tally_node::WatchConfig::default(), 0),
         };
+        driver.watchers = Watchers::new(tally_node::WatchConfig::default(), driver.node.raft().applied_index().0);
         driver.sync_peer_addresses();
         driver.publish();
         driver
+    }
+
+    /// The same loop, serving watches with `config` instead of the defaults.
+    pub(crate) fn with_watches(mut self, config: tally_node::WatchConfig) -> Driver {
+        self.watchers = Watchers::new(config, self.node.raft().applied_index().0);
+        self
     }
 
     /// Runs the loop on the calling thread until shutdown.
     pub(crate) fn run(mut self) {
         let mut batch = Vec::new();
         loop {
-            let wait = Duration::from_millis(self.node.until_next_tick_ms().max(1));
+            let mut wait = Duration::from_millis(self.node.until_next_tick_ms().max(1));
+            if self.watchers.is_busy() {
+                wait = wait.min(Duration::from_millis(2));
+            }
             match self.events.recv_timeout(wait) {
                 Ok(event) => batch.push(event),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -410,6 +436,10 @@ impl Driver {
                     self.handle(std::mem::take(&mut inputs));
                     let _ = reply.send(self.node.transfer_leader(to));
                 }
+                Event::Watch { request, reply } => {
+                    let history = self.node.state_machine().history();
+                    let _ = reply.send(self.watchers.subscribe(request, history, now_ms));
+                }
                 Event::Status { reply } => statuses.push(reply),
                 Event::Shutdown => keep_running = false,
             }
@@ -428,6 +458,8 @@ impl Driver {
         if self.last_sweep.elapsed() >= ABANDON_SWEEP_INTERVAL {
             self.sweep_abandoned();
         }
+        let now_ms = self.node.clock_mut().now_ms();
+        self.watchers.after_step(self.node.state_machine().history(), now_ms, &self.published.metrics.watch);
         self.publish();
         keep_running
     }
@@ -443,7 +475,9 @@ impl Driver {
             self.fail_all(RequestError::Stopped(self.failure_text()));
             return;
         }
-        if let Err(error) = self.node.handle(inputs) {
+        let result = self.node.handle(inputs);
+        self.watchers.publish(self.node.state_machine().history(), self.node.raft().applied_index().0);
+        if let Err(error) = result {
             tracing::error!(%error, "storage failed: the node stops serving; restart it to recover from its log");
             self.answer_completions();
             self.fail_all(RequestError::Stopped(error.to_string()));

@@ -9,6 +9,7 @@
 //! ```
 
 mod auth;
+mod blocking;
 mod cluster;
 mod error;
 mod forward;
@@ -17,7 +18,9 @@ mod json;
 mod kv;
 mod metrics;
 pub(crate) mod params;
+mod sse;
 mod txn;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -180,6 +183,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/kv/{*key}", get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
         .route("/db/{*key}", get(kv::get_key).post(kv::put_key))
         .route("/v1/txn", post(txn::post_txn))
+        .route("/v1/watch", get(watch::watch))
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/transfer-leader", post(cluster::transfer_leader))
         .route("/v1/cluster/join", post(join::join))

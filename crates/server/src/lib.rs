@@ -39,8 +39,8 @@ pub mod wire;
 pub use http::params::fuzzing as http_params_fuzzing;
 
 pub use config::{
-    ConnectionLimits, InitialMember, Limits, ServerConfig, TlsPaths, parse_initial_cluster, parse_node_id,
-    reconcile_node_id,
+    ConnectionLimits, InitialMember, Limits, ServerConfig, TlsPaths, WatchSettings, parse_initial_cluster,
+    parse_node_id, reconcile_node_id,
 };
 pub use discovery::{DiscoveryConfig, node_id};
 pub use server::{Server, ServerError, run};

@@ -206,14 +206,16 @@ impl Server {
         node_config.snapshot_interval_entries = config.snapshot_interval_entries.max(1);
         node_config.snapshot_keep_entries = config.snapshot_keep_entries;
         node_config.quota_bytes = config.quota_bytes;
-        let node = Node::start(node_config, storage, PeerSender(Arc::clone(&peers)), WallClock::new(), KvStore::new())
+        let store = KvStore::with_history_limits(config.watch.history_limits());
+        let node = Node::start(node_config, storage, PeerSender(Arc::clone(&peers)), WallClock::new(), store)
             .map_err(|e| ServerError::Storage(format!("{}: {e}", config.data_dir.display())))?;
         tracing::info!(id = %config.id, %client_addr, %peer_addr, data_dir = %config.data_dir.display(), "node started");
 
         let (events, receiver) = std::sync::mpsc::sync_channel(EVENT_QUEUE_MAX);
         let published = Arc::new(Published::default());
         let policy = discovery.as_ref().map(|d| MembershipPolicy::new(d.policy));
-        let driver = Driver::new(node, receiver, Arc::clone(&published), static_peers, policy);
+        let driver = Driver::new(node, receiver, Arc::clone(&published), static_peers, policy)
+            .with_watches(config.watch.hub_config());
         let driver_published = Arc::clone(&published);
         let runtime = tokio::runtime::Handle::current();
         let driver_thread = std::thread::Builder::new()
@@ -427,6 +429,7 @@ fn check_config(config: &ServerConfig, peer: &PeerConfig) -> Result<(), ServerEr
         }
     }
     config.connection_limits.validate().map_err(ServerError::Config)?;
+    config.watch.validate().map_err(ServerError::Config)?;
     check_limits(config, peer)
 }
 

@@ -81,3 +81,11 @@ fn restore_keeps_this_nodes_history_window() {
     assert_eq!((follower.history().covered_from(), follower.history().len()), (7, 4));
     assert_eq!(StateMachine::state_checksum(&follower), StateMachine::state_checksum(&leader));
 }
+
+#[test]
+fn applied_query_answers_nothing_but_the_index() {
+    // The watch's read index comes from the read's `Reply::Read { index }`: the query itself reads no state.
+    let mut store = KvStore::new();
+    StateMachine::apply(&mut store, LogIndex(1), &put("a"));
+    assert_eq!(StateMachine::query(&store, &KvQuery::Applied), KvQueryOutput::Applied);
+}

@@ -79,7 +79,7 @@ pub(crate) fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Caller
 }
 
 /// [`authenticate`] against a given auth state.
-fn authenticate_with(auth: Arc<AuthState>, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub(crate) fn authenticate_with(auth: Arc<AuthState>, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let presented = headers.get(header::AUTHORIZATION).map(|value| value.to_str().ok().and_then(bearer_token));
     let user = match presented {
         Some(Some(token)) => user_with_token(&auth, &hash_token(token)).map(str::to_string),

@@ -52,6 +52,9 @@ struct ClusterView {
     last_index: u64,
     /// Latest snapshot's index.
     snapshot_index: u64,
+    /// The oldest index the watch history covers: a watch or blocking read from an older one answers
+    /// `410 compacted`.
+    oldest_index: u64,
     /// Fingerprint of the applied state, hex.
     state_checksum: String,
     /// The storage failure that stopped this node, if any.
@@ -108,6 +111,7 @@ pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap, ur
             applied_index: status.applied_index.0,
             last_index: status.last_index.0,
             snapshot_index: status.snapshot_index.0,
+            oldest_index: state.published.metrics.watch.history_oldest_index.load(std::sync::atomic::Ordering::Relaxed),
             state_checksum: format!("{:016x}", status.state_checksum),
             failure: status.failure,
             alarms: status.alarms.iter().map(|alarm| alarm.as_str()).collect(),

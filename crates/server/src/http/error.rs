@@ -20,12 +20,14 @@ pub(crate) struct ApiError {
     pub(crate) leader: Option<NodeId>,
     /// For `cas_failed`: the key's modify index now (0: absent).
     pub(crate) current_modify_index: Option<u64>,
+    /// For `compacted`: the oldest index the history still covers.
+    pub(crate) oldest_index: Option<u64>,
 }
 
 impl ApiError {
     /// An error with no leader hint.
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), leader: None, current_modify_index: None }
+        ApiError { status, code, message: message.into(), leader: None, current_modify_index: None, oldest_index: None }
     }
 
     /// `400 bad_request`.
@@ -127,6 +129,14 @@ impl ApiError {
         error
     }
 
+    /// `410 compacted`: a watch or blocking read asked for changes older than the history keeps; the client
+    /// re-reads the current state and watches on from its index + 1 (or from `oldest_index`).
+    pub(crate) fn compacted(message: impl Into<String>, oldest_index: u64) -> ApiError {
+        let mut error = ApiError::new(StatusCode::GONE, "compacted", message);
+        error.oldest_index = Some(oldest_index);
+        error
+    }
+
     /// The error for a request the node could not complete.
     pub(crate) fn from_request(error: &RequestError, is_write: bool) -> ApiError {
         match error {
@@ -183,6 +193,9 @@ struct ErrorFields<'a> {
     /// For `cas_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     current_modify_index: Option<u64>,
+    /// For `compacted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oldest_index: Option<u64>,
 }
 
 impl IntoResponse for ApiError {
@@ -193,6 +206,7 @@ impl IntoResponse for ApiError {
                 message: &self.message,
                 leader: self.leader.map(|l| l.to_string()),
                 current_modify_index: self.current_modify_index,
+                oldest_index: self.oldest_index,
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();

@@ -10,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
-use tally_kv::{Access, Command, Response as KvResponse, Scope, Versioned};
+use tally_kv::{Access, Command, KeyFilter, Response as KvResponse, Scope, Versioned};
 use tally_node::{KvQuery, KvQueryOutput, ReadConsistency, Reply, RequestError};
 use tally_raft::ProposeError;
 
 use super::auth::authenticate;
 use super::params::{Params, key_from_path};
-use super::{ApiError, AppState, HEADER_INDEX, forward};
+use super::{ApiError, AppState, HEADER_INDEX, blocking, forward};
 use crate::driver::Event;
 
 /// Default number of keys in a page.
@@ -39,7 +39,11 @@ pub(crate) async fn get_key(State(state): State<AppState>, parts: Parts) -> Resp
         let caller = authenticate(&state, &parts.headers)?;
         let key = key_from_path(uri.path(), key_prefix(uri), state.limits.max_key_bytes)?;
         caller.require(Scope::Key(&key), Access::Read)?;
-        let consistency = Params::parse(uri.query(), &["consistency"])?.consistency()?;
+        let params = Params::parse(uri.query(), &["consistency", blocking::WAIT_PARAMS[0], blocking::WAIT_PARAMS[1]])?;
+        let consistency = params.consistency()?;
+        if let Some(wait) = blocking::parse(&params)? {
+            blocking::wait_for_change(&state, KeyFilter::Key(key.clone()), wait).await?;
+        }
         if let Some(response) = read_at_leader_if_full(&state, &parts, Bytes::new(), consistency).await? {
             return Ok(response);
         }
@@ -198,7 +202,8 @@ pub(super) fn text_or_base64(bytes: Vec<u8>) -> (Option<String>, Option<String>)
 pub(crate) async fn list(State(state): State<AppState>, parts: Parts) -> Response {
     let result = async {
         let caller = authenticate(&state, &parts.headers)?;
-        let params = Params::parse(parts.uri.query(), &["prefix", "limit", "after", "consistency"])?;
+        let allowed = ["prefix", "limit", "after", "consistency", blocking::WAIT_PARAMS[0], blocking::WAIT_PARAMS[1]];
+        let params = Params::parse(parts.uri.query(), &allowed)?;
         caller.require(Scope::Prefix(params.bytes("prefix").unwrap_or_default()), Access::Read)?;
         let limit = params.u64("limit")?.unwrap_or(PAGE_LIMIT_DEFAULT);
         if limit == 0 || limit > PAGE_LIMIT_MAX {
@@ -211,6 +216,10 @@ pub(crate) async fn list(State(state): State<AppState>, parts: Parts) -> Respons
             max_bytes: PAGE_BYTES_MAX,
         };
         let consistency = params.consistency()?;
+        if let Some(wait) = blocking::parse(&params)? {
+            let prefix = params.bytes("prefix").unwrap_or_default().to_vec();
+            blocking::wait_for_change(&state, KeyFilter::Prefix(prefix), wait).await?;
+        }
         if let Some(response) = read_at_leader_if_full(&state, &parts, Bytes::new(), consistency).await? {
             return Ok(response);
         }

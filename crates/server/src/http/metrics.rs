@@ -45,6 +45,29 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
     }
 }
 
+/// The watch gauges and counters, and the process's resident memory (what a watcher costs).
+fn watch_metrics(out: &mut String, watch: &crate::driver::watch::WatchMetrics) {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let help = "Watches and blocking reads open on this node.";
+    metric(out, "tally_watchers", "gauge", help, &[("", load(&watch.watchers))]);
+    let help = "Watchers cut off with slow_watcher because they fell behind by more than their buffer.";
+    metric(out, "tally_watch_slow_total", "counter", help, &[("", load(&watch.slow_total))]);
+    let help = "The oldest index the watch history covers (older starts answer 410 compacted).";
+    metric(out, "tally_watch_history_oldest_index", "gauge", help, &[("", load(&watch.history_oldest_index))]);
+    if let Some(bytes) = resident_bytes() {
+        let help = "Resident memory of the process, in bytes.";
+        metric(out, "process_resident_memory_bytes", "gauge", help, &[("", bytes)]);
+    }
+}
+
+/// The process's resident set size, from `/proc/self/status` (`VmRSS`, in kB); `None` where there is none.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kilobytes: u64 = line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kilobytes * 1024)
+}
+
 /// `GET /metrics`.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let published = &state.published;
@@ -112,6 +135,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     ];
     metric(&mut out, "tally_http_responses_total", "counter", "Client API answers by status class.", &answers);
     out.push_str(&http.connections.render_prometheus("tally_http"));
+    watch_metrics(&mut out, &m.watch);
     let mut response = (StatusCode::OK, out).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     response
