@@ -23,6 +23,10 @@ use crate::error::ApiError;
 use crate::sse::{SseEvent, SseParser};
 use crate::{Client, ClientError};
 
+/// The whole-request timeout of a watch stream (reqwest counts the body in it): far longer than any stream, so
+/// only the idle timer ends a healthy one.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// What to watch and from where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchOptions {
@@ -292,10 +296,19 @@ impl WatchStream {
             url.push_str("&prev=true");
         }
         let connect_timeout = self.client.config().request_timeout;
-        let answer = tokio::time::timeout(connect_timeout, self.client.http().get(&url).send()).await;
+        // The client's request timeout would also cut the body, and a watch's body lasts for ever: this request
+        // gets a long one of its own, and a dead stream is noticed by the idle timer in `step`.
+        let request = self.client.http().get(&url).timeout(STREAM_TIMEOUT);
+        let answer = tokio::time::timeout(connect_timeout, request.send()).await;
         let Ok(Ok(response)) = answer else { return Err(self.broken(&endpoint)) };
         let status = response.status().as_u16();
         if status == 200 {
+            // A fresh watch starts right after the node's read index: should this connection break before its
+            // first complete group, the next one resumes there rather than at a later node's "now".
+            if self.resume_from.is_none() {
+                let read_index = response.headers().get("x-tally-index").and_then(|v| v.to_str().ok());
+                self.resume_from = read_index.and_then(|v| v.parse::<u64>().ok()).map(|index| index + 1);
+            }
             self.parser = SseParser::new();
             self.group.clear();
             self.connection = Some((endpoint, response));

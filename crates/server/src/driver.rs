@@ -458,9 +458,11 @@ impl Driver {
         if self.last_sweep.elapsed() >= ABANDON_SWEEP_INTERVAL {
             self.sweep_abandoned();
         }
+        // Publish first: a watch stream re-checks its caller's permission against the published auth state when a
+        // delivery arrives, so that state must already include every auth change applied with the deliveries.
+        self.publish();
         let now_ms = self.node.clock_mut().now_ms();
         self.watchers.after_step(self.node.state_machine().history(), now_ms, &self.published.metrics.watch);
-        self.publish();
         keep_running
     }
 

@@ -107,3 +107,51 @@ async fn slow_watcher_resumes_where_the_node_says() {
     assert!(matches!(watch.next().await, Ok(WatchEvent::Changes { index: 4, .. })));
     assert!(requests.lock().expect("lock")[1].contains("from_index=4"), "{requests:?}");
 }
+
+#[tokio::test]
+async fn a_fresh_watch_cut_before_its_first_group_resumes_after_the_read_index() {
+    // Node A answers a fresh watch with its read index 41 and drops the connection before any event; node B
+    // then serves the change at 42. The second connection must ask from 42, not start at B's own "now".
+    let cut = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-tally-index: 41\r\nconnection: close\r\n\r\n";
+    let (a, _) = fake_node(vec![cut.to_string(), "HTTP/1.1 503 Service Unavailable\r\n\r\n".into()]).await;
+    let (b, b_requests) = fake_node(vec![stream(&put(42, "k", true))]).await;
+    let mut watch = client(vec![a, b]).watch(WatchOptions::prefix(b""));
+    assert!(matches!(watch.next().await, Ok(WatchEvent::Changes { index: 42, .. })));
+    let b_first = b_requests.lock().expect("lock")[0].clone();
+    assert!(b_first.contains("from_index=42"), "B is asked from after A's read index: {b_first}");
+}
+
+#[tokio::test]
+async fn a_stream_outlives_the_clients_request_timeout() {
+    // One group, then silence (with progress events) for longer than the 3 s request timeout, then another group:
+    // both arrive over the one connection.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let connections = Arc::new(Mutex::new(0u32));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            *counted.lock().expect("lock") += 1;
+            let mut head = vec![0u8; 4096];
+            let _ = socket.read(&mut head).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-tally-index: 0\r\n\r\n";
+            let _ = socket.write_all(format!("{head}{}", put(1, "a", true)).as_bytes()).await;
+            for index in 1..=4u64 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let progress = format!("event: progress\ndata: {{\"index\":{index}}}\nid: {index}\n\n");
+                let _ = socket.write_all(progress.as_bytes()).await;
+            }
+            let _ = socket.write_all(put(5, "b", true).as_bytes()).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    });
+    let mut watch = client(vec![url]).watch(WatchOptions::prefix(b""));
+    let mut changes = Vec::new();
+    while changes.len() < 2 {
+        if let WatchEvent::Changes { index, .. } = watch.next().await.expect("an event") {
+            changes.push(index);
+        }
+    }
+    assert_eq!(changes, [1, 5]);
+    assert_eq!(*connections.lock().expect("lock"), 1, "the stream was cut and reopened");
+}

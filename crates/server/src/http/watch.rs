@@ -36,6 +36,9 @@ const LAST_EVENT_ID: &str = "last-event-id";
 /// `GET /v1/watch?prefix=P|key=K&from_index=N&prev=true`.
 pub(crate) async fn watch(State(state): State<AppState>, parts: Parts) -> Response {
     let result = async {
+        // Taken before the permission check, so a revoke applied at any point after it (during the read or the
+        // subscribe, say) differs from `seen` and is checked again at the first delivery.
+        let seen = state.published.auth();
         let caller = authenticate(&state, &parts.headers)?;
         let params = Params::parse(parts.uri.query(), &["prefix", "key", "from_index", "prev"])?;
         let filter = filter_of(&params, state.limits.max_key_bytes)?;
@@ -45,8 +48,7 @@ pub(crate) async fn watch(State(state): State<AppState>, parts: Parts) -> Respon
         let (read_index, _) = super::kv::read(&state, KvQuery::Applied, ReadConsistency::Linearizable).await?;
         let request = WatchRequest { filter: filter.clone(), prev, from, read_index: Some(read_index) };
         let messages = subscribe(&state, request).await?;
-        let check =
-            AuthCheck { published: Arc::clone(&state.published), seen: state.published.auth(), headers: parts.headers };
+        let check = AuthCheck { published: Arc::clone(&state.published), seen, headers: parts.headers };
         Ok(stream_response(read_index, WatchStream { messages, filter, prev, check, done: false }))
     }
     .await;
