@@ -259,7 +259,7 @@ fn role_json(role: &tally_client::RoleInfo) -> serde_json::Value {
         .iter()
         .map(|permission| {
             let mut object = serde_json::Map::new();
-            output::insert_bytes(&mut object, "prefix", &permission.prefix);
+            tally_client::insert_bytes(&mut object, "prefix", &permission.prefix);
             object.insert("access".into(), json!(permission.access.name()));
             serde_json::Value::Object(object)
         })

@@ -4,17 +4,21 @@
 //! ```text
 //!  cluster() ──▶ leader known (writes and linearizable reads go straight to it)
 //!  preload (get, mixed): list bench/ ──▶ put the missing keys, `concurrency` at a time
+//!  preload (txn): the same for the accounts bench/acct/0..keys, 1000 each
 //!  N worker tasks, each with its own keep-alive connection to the leader (conn.rs, lean on purpose: the bench
 //!  shares the CPU with the cluster) ──▶ loop { key bench/{uniform i}; put | get; record µs } ──▶ histograms
+//!                                       (txn: two accounts; read both, transfer 1 under compares: txn.rs)
 //!  progress task ──▶ stderr once a second: ops/s, errors
 //!  merge histograms ──▶ Summary ──▶ stdout: human lines, then one JSON line (the last line)
 //! ```
 //!
 //! Only requests that start after the warmup are measured. Failed requests are counted, not fatal, and
-//! their latency is not recorded; the first few messages are shown.
+//! their latency is not recorded; the first few messages are shown. A transfer whose compares failed (another
+//! transfer wrote one of its accounts in between) is a retry: counted apart, not measured.
 
 mod conn;
 mod report;
+mod txn;
 
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -50,6 +54,9 @@ pub enum Workload {
     Get,
     /// Half reads, half writes, at random.
     Mixed,
+    /// Each request moves 1 between two random accounts (preloaded): a read-only transaction reads both, then
+    /// a transaction writes both under `modify_index ==` compares.
+    Txn,
 }
 
 impl Workload {
@@ -59,6 +66,7 @@ impl Workload {
             Workload::Put => "put",
             Workload::Get => "get",
             Workload::Mixed => "mixed",
+            Workload::Txn => "txn",
         }
     }
 }
@@ -75,7 +83,7 @@ pub struct BenchArgs {
     /// Requests in flight at once (one task each).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub concurrency: u16,
-    /// Distinct keys, bench/0 .. bench/{N-1}, chosen uniformly.
+    /// Distinct keys, bench/0 .. bench/{N-1}, chosen uniformly (txn: accounts bench/acct/0 .. {N-1}, at least 2).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub keys: u64,
     /// Bytes per value written.
@@ -87,7 +95,8 @@ pub struct BenchArgs {
     /// Seconds run before measuring (connections open, caches warm).
     #[arg(long, default_value_t = 1, value_name = "SECS")]
     pub warmup: u64,
-    /// Consistency of the reads: linearizable or stale.
+    /// Consistency of the reads (for txn: of the read of the two accounts; the compares make a stale read safe):
+    /// linearizable or stale.
     #[arg(long, default_value_t = Consistency::Linearizable)]
     pub consistency: Consistency,
     /// TLS and credentials (https:// endpoints need --cacert).
@@ -117,6 +126,8 @@ struct Shared {
     done: AtomicU64,
     /// Requests failed in the measured time.
     errors: AtomicU64,
+    /// Transfers whose compares failed in the measured time (txn only).
+    retries: AtomicU64,
     /// The first error messages.
     first_errors: Mutex<Vec<String>>,
 }
@@ -126,13 +137,21 @@ struct Shared {
 /// # Errors
 /// Bad endpoints, or a preload that fails; failures during the run are counted instead.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.workload != Workload::Txn || args.keys >= 2, "--workload txn needs --keys 2 or more");
     let client = args.credentials.builder(args.endpoints.clone()).build()?;
     let dial = conn::Dial::new(args.credentials.tls_config()?, args.credentials.token.as_deref())?;
     let leader = find_leader(&client).await;
     let target = client.leader_url().or_else(|| client.endpoints().first().cloned()).unwrap_or_default();
     let value = make_value(args.value_size);
-    if args.workload != Workload::Put {
-        preload(&client, args.keys, &value, usize::from(args.concurrency)).await?;
+    match args.workload {
+        Workload::Put => {}
+        Workload::Get | Workload::Mixed => {
+            preload(&client, KEY_PREFIX, args.keys, &value, usize::from(args.concurrency)).await?;
+        }
+        Workload::Txn => {
+            let opening = txn::OPENING_BALANCE.as_bytes();
+            preload(&client, txn::ACCOUNT_PREFIX, args.keys, opening, usize::from(args.concurrency)).await?;
+        }
     }
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(args.warmup);
@@ -147,6 +166,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         end: measure_from + Duration::from_secs(args.duration),
         done: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        retries: AtomicU64::new(0),
         first_errors: Mutex::new(Vec::new()),
     });
     eprintln!(
@@ -173,7 +193,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let cpu = CpuTime::now()?.since(cpu_before);
     progress.abort();
 
-    let measured = Measured { latencies, errors: shared.errors.load(Ordering::Relaxed), elapsed, cpu };
+    let errors = shared.errors.load(Ordering::Relaxed);
+    let measured = Measured { latencies, errors, retries: shared.retries.load(Ordering::Relaxed), elapsed, cpu };
     let summary = parameters(&args, leader).with(&measured);
     show_errors(&shared, summary.errors);
     println!("{}", summary.human());
@@ -223,24 +244,25 @@ fn key(index: u64) -> String {
     format!("{KEY_PREFIX}{index}")
 }
 
-/// Writes the keys `bench/0..keys` that do not exist yet, `concurrency` at a time.
-async fn preload(client: &Client, keys: u64, value: &[u8], concurrency: usize) -> anyhow::Result<()> {
-    let existing = existing_keys(client, keys).await?;
+/// Writes the keys `{prefix}0..keys` that do not exist yet, `concurrency` at a time.
+async fn preload(client: &Client, prefix: &str, keys: u64, value: &[u8], concurrency: usize) -> anyhow::Result<()> {
+    let existing = existing_keys(client, prefix, keys).await?;
     let missing: Vec<u64> = (0..keys).filter(|i| !existing.contains(i)).collect();
     if missing.is_empty() {
         eprintln!("bench: all {keys} keys exist already");
         return Ok(());
     }
-    eprintln!("bench: preloading {} of {keys} keys", missing.len());
+    eprintln!("bench: preloading {} of {keys} keys under {prefix}", missing.len());
     let started = Instant::now();
     let missing = Arc::new(missing);
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     for _ in 0..concurrency {
         let (client, missing, next, value) = (client.clone(), Arc::clone(&missing), Arc::clone(&next), value.to_vec());
+        let prefix = prefix.to_string();
         tasks.spawn(async move {
             while let Some(&index) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
-                client.put(key(index).as_bytes(), &value).await?;
+                client.put(format!("{prefix}{index}").as_bytes(), &value).await?;
             }
             Ok::<(), ClientError>(())
         });
@@ -252,14 +274,14 @@ async fn preload(client: &Client, keys: u64, value: &[u8], concurrency: usize) -
     Ok(())
 }
 
-/// The indexes below `keys` of the `bench/` keys that exist.
-async fn existing_keys(client: &Client, keys: u64) -> anyhow::Result<HashSet<u64>> {
+/// The indexes below `keys` of the `{prefix}N` keys that exist.
+async fn existing_keys(client: &Client, prefix: &str, keys: u64) -> anyhow::Result<HashSet<u64>> {
     let mut existing = HashSet::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = client.list(KEY_PREFIX.as_bytes(), after.as_deref(), LIST_PAGE, Consistency::Linearizable).await?;
+        let page = client.list(prefix.as_bytes(), after.as_deref(), LIST_PAGE, Consistency::Linearizable).await?;
         for item in &page.items {
-            let index = item.key.strip_prefix(KEY_PREFIX.as_bytes()).and_then(|i| std::str::from_utf8(i).ok());
+            let index = item.key.strip_prefix(prefix.as_bytes()).and_then(|i| std::str::from_utf8(i).ok());
             if let Some(index) = index.and_then(|i| i.parse::<u64>().ok()).filter(|&i| i < keys) {
                 existing.insert(index);
             }
@@ -283,15 +305,21 @@ async fn worker(shared: Arc<Shared>, task: u64) -> Histogram<u64> {
         if started >= shared.end {
             return histogram;
         }
-        let key = key(rng.next_u64() % shared.keys);
-        let write = match shared.workload {
-            Workload::Put => true,
-            Workload::Get => false,
-            Workload::Mixed => rng.next_u64() & 1 == 0,
+        let index = rng.next_u64() % shared.keys;
+        let request = match shared.workload {
+            Workload::Put => Request::Put,
+            Workload::Get => Request::Get,
+            Workload::Mixed if rng.next_u64() & 1 == 0 => Request::Put,
+            Workload::Mixed => Request::Get,
+            // A second account, different from the first: one of the other keys - 1, uniformly.
+            Workload::Txn => Request::Transfer(index, (index + 1 + rng.next_u64() % (shared.keys - 1)) % shared.keys),
         };
         let result = match connection.as_mut() {
-            Some(conn) if write => conn.put(&key, &shared.value).await,
-            Some(conn) => conn.get(&key, consistency).await,
+            Some(conn) => match request {
+                Request::Put => conn.put(&key(index), &shared.value).await.map(|()| Outcome::Done),
+                Request::Get => conn.get(&key(index), consistency).await.map(|()| Outcome::Done),
+                Request::Transfer(from, to) => txn::transfer(conn, from, to, consistency).await,
+            },
             None => match Connection::open(&shared.target, &shared.dial).await {
                 Ok(conn) => {
                     connection = Some(conn);
@@ -312,10 +340,33 @@ async fn worker(shared: Arc<Shared>, task: u64) -> Histogram<u64> {
             continue;
         }
         match result {
-            Ok(()) => histogram.saturating_record(latency_us.max(1)),
+            Ok(Outcome::Done) => histogram.saturating_record(latency_us.max(1)),
+            Ok(Outcome::Conflict) => {
+                shared.retries.fetch_add(1, Ordering::Relaxed);
+            }
             Err(error) => record_error(&shared, &error.to_string()),
         }
     }
+}
+
+/// What a request that got its answer came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// It did what it was sent for: measured.
+    Done,
+    /// A transfer's compares failed, nothing changed: counted as a retry, not measured.
+    Conflict,
+}
+
+/// What one worker request does.
+#[derive(Clone, Copy, Debug)]
+enum Request {
+    /// Write the key.
+    Put,
+    /// Read the key.
+    Get,
+    /// Move 1 from the first account to the second (different) one.
+    Transfer(u64, u64),
 }
 
 /// Counts a failed request and keeps its message if it is among the first.
@@ -392,6 +443,8 @@ mod tests {
         .bench;
         assert_eq!((args.workload, args.concurrency, args.keys, args.value_size), (Workload::Mixed, 32, 500, 1024));
         assert_eq!((args.duration, args.warmup, args.consistency), (5, 0, Consistency::Stale));
+        let txn = Wrapper::try_parse_from(["bench", "--workload", "txn"]).expect("valid").bench;
+        assert_eq!(txn.workload, Workload::Txn);
         for bad in [&["bench", "--concurrency", "0"][..], &["bench", "--keys", "0"], &["bench", "--workload", "scan"]] {
             assert!(Wrapper::try_parse_from(bad).is_err(), "{bad:?} was accepted");
         }

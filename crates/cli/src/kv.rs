@@ -1,4 +1,4 @@
-//! The key/value commands (`put`, `get`, `del`, `list`, `cas`) and `transfer-leader`: one client call each,
+//! The key/value commands (`put`, `get`, `del` (of a key or a prefix), `list`, `cas`) and `transfer-leader`: one client call each,
 //! its answer printed for a person, or as one JSON object with `--json`.
 
 use std::io::{IsTerminal, Read, Write};
@@ -119,11 +119,14 @@ pub struct GetArgs {
     pub client: ClientArgs,
 }
 
-/// `tally del KEY`.
+/// `tally del KEY` and `tally del --prefix PREFIX`.
 #[derive(clap::Args, Debug)]
 pub struct DelArgs {
-    /// The key.
+    /// The key (with --prefix: the prefix).
     pub key: String,
+    /// Delete every key starting with KEY (not empty), in one log entry; prints the index and the count.
+    #[arg(long)]
+    pub prefix: bool,
     /// Cluster and output.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -229,9 +232,20 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `tally del`: prints the delete's index, and says so on stderr if the key did not exist.
+/// `tally del`: prints the delete's index, and says so on stderr if the key did not exist; with `--prefix`,
+/// prints the index and says on stderr how many keys went.
 pub async fn del(args: DelArgs) -> anyhow::Result<ExitCode> {
     let client = args.client.client()?;
+    if args.prefix {
+        let deleted = client.delete_prefix(args.key.as_bytes()).await?;
+        if args.client.json {
+            println!("{}", json!({ "index": deleted.index, "deleted": deleted.deleted }));
+        } else {
+            println!("{}", deleted.index);
+            eprintln!("{} keys deleted under {:?}", deleted.deleted, args.key);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let deleted = client.delete(args.key.as_bytes()).await?;
     if args.client.json {
         println!("{}", json!({ "index": deleted.index, "deleted": deleted.deleted }));

@@ -1,5 +1,5 @@
 //! The `tally` command: runs a node (`node`), a local three-node cluster (`dev`), a load generator
-//! (`bench`), the client commands (`put`, `get`, `del`, `list`, `cas`, `status`, `transfer-leader`), and makes
+//! (`bench`), the client commands (`put`, `get`, `del`, `list`, `cas`, `txn`, `status`, `transfer-leader`), and makes
 //! certificates (`certs init`).
 //!
 //! It has no logic of its own: `node` builds a `tally_server::ServerConfig` and calls `tally_server::run`;
@@ -15,6 +15,7 @@ mod output;
 mod registry;
 mod signal;
 mod status;
+mod txn;
 mod watch;
 
 use std::io::IsTerminal;
@@ -45,12 +46,16 @@ enum Command {
     Put(kv::PutArgs),
     /// Read a value: printed raw to stdout; exit code 1 if the key does not exist.
     Get(kv::GetArgs),
-    /// Delete a key.
+    /// Delete a key, or with --prefix every key starting with it.
     Del(kv::DelArgs),
     /// List keys by prefix, in byte order.
     List(kv::ListArgs),
     /// Write a value only if the key's modify index is EXPECTED_INDEX (0: only if absent).
     Cas(kv::CasArgs),
+    /// Run a transaction: compares, then the success or the failure ops, atomically; exit 1 if the compares
+    /// failed. Reads JSON or etcdctl-like lines from FILE or stdin (see --help).
+    #[command(after_long_help = txn::FORMAT_HELP)]
+    Txn(txn::TxnArgs),
     /// Show every node's Raft state: role, term, commit and applied index, replication lag.
     Status(status::StatusArgs),
     /// Hand leadership to another voter.
@@ -117,6 +122,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Del(args) => kv::del(args).await,
         Command::List(args) => kv::list(args).await,
         Command::Cas(args) => kv::cas(args).await,
+        Command::Txn(args) => txn::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::TransferLeader(args) => kv::transfer_leader(args).await,
         Command::Watch(args) => watch::run(args).await,

@@ -80,6 +80,9 @@ pub struct NodeArgs {
     /// The largest request body, in bytes (default 1.5 MiB).
     #[arg(long, value_name = "N")]
     pub max_body_bytes: Option<usize>,
+    /// The most compares, and the most ops per branch, in one transaction (default 128, at most 1024).
+    #[arg(long, value_name = "N")]
+    pub max_txn_ops: Option<usize>,
     /// How long a client request may wait for its answer before 504, in milliseconds (default 5000).
     #[arg(long, value_name = "N")]
     pub request_timeout_ms: Option<u64>,
@@ -266,6 +269,7 @@ impl NodeArgs {
         limits.max_key_bytes = self.max_key_bytes.unwrap_or(limits.max_key_bytes);
         limits.max_value_bytes = self.max_value_bytes.unwrap_or(limits.max_value_bytes);
         limits.max_body_bytes = self.max_body_bytes.unwrap_or(limits.max_body_bytes);
+        limits.max_txn_ops = self.max_txn_ops.unwrap_or(limits.max_txn_ops);
         if let Some(ms) = self.request_timeout_ms {
             config.request_timeout = positive_millis("--request-timeout-ms", ms)?;
         }
@@ -394,6 +398,8 @@ mod tests {
         let (args, _dir) = parse(&[
             "--max-key-bytes",
             "100",
+            "--max-txn-ops",
+            "16",
             "--request-timeout-ms",
             "250",
             "--tick-ms",
@@ -411,6 +417,7 @@ mod tests {
         assert_eq!(config.initial_cluster.len(), 2);
         assert_eq!(config.limits.max_key_bytes, 100);
         assert_eq!(config.limits.max_value_bytes, tally_server::Limits::default().max_value_bytes);
+        assert_eq!(config.limits.max_txn_ops, 16);
         assert_eq!(config.request_timeout, Duration::from_millis(250));
         assert_eq!(config.tick_interval, Duration::from_millis(20));
         assert_eq!((config.snapshot_interval_entries, config.snapshot_keep_entries), (50, 7));

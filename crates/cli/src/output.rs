@@ -3,10 +3,8 @@
 
 use std::borrow::Cow;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
-use tally_client::{ClientError, KeyValue, Page};
+use tally_client::{ClientError, KeyValue, Page, insert_bytes};
 
 /// Bytes for a person: the text if UTF-8 without control characters, else escaped (`\xff`, `\n`).
 pub fn display_bytes(bytes: &[u8]) -> Cow<'_, str> {
@@ -15,14 +13,6 @@ pub fn display_bytes(bytes: &[u8]) -> Cow<'_, str> {
         Ok(text) => Cow::Owned(text.escape_debug().to_string()),
         Err(_) => Cow::Owned(bytes.escape_ascii().to_string()),
     }
-}
-
-/// Adds `name: text` to `object` if `bytes` is UTF-8, else `{name}_b64: base64`.
-pub fn insert_bytes(object: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => object.insert(name.to_string(), Value::from(text)),
-        Err(_) => object.insert(format!("{name}_b64"), Value::from(BASE64.encode(bytes))),
-    };
 }
 
 /// A key and its value as JSON: `{key | key_b64, value | value_b64, create_index, modify_index, version}`, plus

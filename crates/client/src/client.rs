@@ -14,7 +14,8 @@ use crate::codec::{self, HEADER_CREATE_INDEX, HEADER_INDEX, HEADER_LEADER, HEADE
 use crate::endpoints::{Endpoints, Route};
 use crate::error::{ApiError, ClientError, code};
 use crate::retry::{Backoff, Failure, Kind, Retry, decide};
-use crate::types::{ClusterStatus, Consistency, DeleteResult, KeyValue, Page, WriteResult};
+use crate::txn::{Txn, TxnResult, decode_txn_result};
+use crate::types::{ClusterStatus, Consistency, DeletePrefixResult, DeleteResult, KeyValue, Page, WriteResult};
 
 /// Attempts per call at most, whatever the deadline: a bound on a loop of instant failures.
 const ATTEMPTS_MAX: usize = 64;
@@ -262,6 +263,71 @@ impl Client {
         let request = Request { method: Method::DELETE, path, body: None, kind: Kind::Write, route: Route::Leader };
         let answer = self.execute(&request).await?;
         codec::decode_delete(&answer.body, answer.index()?).map_err(|detail| answer.decode_error(detail))
+    }
+
+    /// Deletes every key starting with `prefix` (not empty), in one log entry.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidKey`] for an empty prefix; otherwise as [`Client::put`].
+    pub async fn delete_prefix(&self, prefix: &[u8]) -> Result<DeletePrefixResult, ClientError> {
+        if prefix.is_empty() {
+            return Err(ClientError::InvalidKey {
+                reason: "a prefix delete needs a non-empty prefix (deleting every key at once is not offered)".into(),
+            });
+        }
+        let path = format!("/v1/kv?prefix={}", codec::percent_encode(prefix));
+        let request = Request { method: Method::DELETE, path, body: None, kind: Kind::Write, route: Route::Leader };
+        let answer = self.execute(&request).await?;
+        codec::decode_delete_prefix(&answer.body, answer.index()?).map_err(|detail| answer.decode_error(detail))
+    }
+
+    /// Runs `txn` (linearizable): its compares, then its `success` or `failure` ops, atomically at one index. A
+    /// failed compare is not an error: [`TxnResult::succeeded`] is `false`.
+    ///
+    /// A transaction with a write is retried as a put is: only when it certainly was not applied. Its compares
+    /// would often make a blind retry harmless, but only the caller knows that: after a
+    /// [`ClientError::outcome_unknown`], read again and decide. A read-only one is retried as a read.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a malformed transaction is a `bad_request` [`ClientError::Api`] naming the compare or
+    /// op.
+    pub async fn txn(&self, txn: &Txn) -> Result<TxnResult, ClientError> {
+        self.txn_with(txn, Consistency::Linearizable).await
+    }
+
+    /// Runs `txn` at `consistency`: `Stale` answers a read-only transaction from the answering node's state
+    /// (the server refuses it for a transaction with a write).
+    ///
+    /// # Errors
+    /// As [`Client::txn`].
+    pub async fn txn_with(&self, txn: &Txn, consistency: Consistency) -> Result<TxnResult, ClientError> {
+        self.send_txn(txn.to_json().to_string(), txn.is_read_only(), consistency).await
+    }
+
+    /// Runs a transaction given as the JSON of docs/http-api.md (what [`Txn::to_json`] writes), as it is: the
+    /// server checks it. It is retried as a read only if every op of both branches is a `get` or a `list`.
+    ///
+    /// # Errors
+    /// As [`Client::txn`].
+    pub async fn txn_json(&self, txn: &serde_json::Value, consistency: Consistency) -> Result<TxnResult, ClientError> {
+        self.send_txn(txn.to_string(), crate::txn::json_is_read_only(txn), consistency).await
+    }
+
+    /// `POST /v1/txn` with `body`: a read (retried as one) if `read_only`.
+    async fn send_txn(
+        &self,
+        body: String,
+        read_only: bool,
+        consistency: Consistency,
+    ) -> Result<TxnResult, ClientError> {
+        let mut path = "/v1/txn".to_string();
+        if consistency == Consistency::Stale {
+            path.push_str("?consistency=stale");
+        }
+        let (kind, route) = if read_only { (Kind::Read, route_of(consistency)) } else { (Kind::Write, Route::Leader) };
+        let request = Request { method: Method::POST, path, body: Some(Bytes::from(body)), kind, route };
+        let answer = self.execute(&request).await?;
+        decode_txn_result(&answer.body).map_err(|detail| answer.decode_error(detail))
     }
 
     /// One page of at most `limit` keys starting with `prefix`, after the key `after` (exclusive), in byte

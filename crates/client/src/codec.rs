@@ -9,7 +9,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
 use crate::error::ClientError;
-use crate::types::{DeleteResult, KeyValue, Page, WriteResult};
+use crate::types::{DeletePrefixResult, DeleteResult, KeyValue, Page, WriteResult};
 
 /// `X-Tally-Index`: the applied index an answer reflects (for a write: the entry's index).
 pub(crate) const HEADER_INDEX: &str = "x-tally-index";
@@ -53,6 +53,15 @@ pub fn key_path(key: &[u8]) -> Result<String, ClientError> {
         }),
         _ => Ok(format!("/v1/kv/{}", percent_encode(key))),
     }
+}
+
+/// Adds `name: text` to `object` if `bytes` is UTF-8, else `{name}_b64: base64`: how the API's JSON carries
+/// keys, prefixes and values.
+pub fn insert_bytes(object: &mut serde_json::Map<String, serde_json::Value>, name: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => object.insert(name.to_string(), serde_json::Value::from(text)),
+        Err(_) => object.insert(format!("{name}_b64"), serde_json::Value::from(BASE64.encode(bytes))),
+    };
 }
 
 /// Decodes a base64 field (`key_b64`, `value_b64`), naming the field on failure.
@@ -106,6 +115,22 @@ pub(crate) fn decode_delete(body: &[u8], header_index: Option<u64>) -> Result<De
     Ok(DeleteResult { index, deleted: wire.deleted })
 }
 
+/// The body of an acknowledged prefix delete: `{"index": N, "deleted": COUNT}`.
+#[derive(Deserialize)]
+struct WireDeletePrefix {
+    /// The entry's index.
+    index: Option<u64>,
+    /// How many keys went.
+    deleted: u64,
+}
+
+/// Decodes the body of an acknowledged prefix delete; the index falls back to `X-Tally-Index`.
+pub(crate) fn decode_delete_prefix(body: &[u8], header_index: Option<u64>) -> Result<DeletePrefixResult, String> {
+    let wire: WireDeletePrefix = serde_json::from_slice(body).map_err(|e| format!("bad prefix delete answer: {e}"))?;
+    let index = wire.index.or(header_index).ok_or("the prefix delete answer has no index")?;
+    Ok(DeletePrefixResult { index, deleted: wire.deleted })
+}
+
 /// A page of keys as it travels.
 #[derive(Deserialize)]
 struct WirePage {
@@ -118,9 +143,10 @@ struct WirePage {
     more: bool,
 }
 
-/// One entry of a page: exactly one of `key`/`key_b64` and one of `value`/`value_b64`.
+/// One entry of a page (and of a transaction's `get` and `list` results): exactly one of `key`/`key_b64` and
+/// one of `value`/`value_b64`.
 #[derive(Deserialize)]
-struct WireItem {
+pub(crate) struct WireItem {
     /// The key, when it is UTF-8.
     key: Option<String>,
     /// The key in standard base64, when it is not UTF-8.
@@ -149,8 +175,8 @@ pub fn decode_page(body: &[u8], header_index: Option<u64>) -> Result<Page, Strin
     Ok(Page { items, more: wire.more, index })
 }
 
-/// Decodes one entry of a page.
-fn decode_item(item: WireItem, index: u64) -> Result<KeyValue, String> {
+/// Decodes one entry of a page, read at `index`.
+pub(crate) fn decode_item(item: WireItem, index: u64) -> Result<KeyValue, String> {
     let key = text_or_base64("key", item.key, item.key_b64)?;
     let value = text_or_base64("value", item.value, item.value_b64)
         .map_err(|e| format!("{e} (key {:?})", String::from_utf8_lossy(&key)))?;
@@ -165,11 +191,11 @@ fn decode_item(item: WireItem, index: u64) -> Result<KeyValue, String> {
 }
 
 /// The bytes of a `field` / `field_b64` pair: the text if present, else the decoded base64.
-fn text_or_base64(field: &str, text: Option<String>, b64: Option<String>) -> Result<Vec<u8>, String> {
+pub(crate) fn text_or_base64(field: &str, text: Option<String>, b64: Option<String>) -> Result<Vec<u8>, String> {
     match (text, b64) {
         (Some(text), _) => Ok(text.into_bytes()),
         (None, Some(b64)) => decode_base64(&format!("{field}_b64"), &b64),
-        (None, None) => Err(format!("a page entry has neither {field} nor {field}_b64")),
+        (None, None) => Err(format!("an entry has neither {field} nor {field}_b64")),
     }
 }
 

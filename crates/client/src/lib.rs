@@ -2,14 +2,15 @@
 //! [`RegistryClient`], the client of the registry service through which nodes find their cluster.
 //!
 //! ```text
-//!  Client::put/get/delete/list/cluster/transfer_leader
+//!  Client::put/get/delete/delete_prefix/list/txn/cluster/transfer_leader
 //!    ──codec: percent-encoded key path, query──▶ execute (retry loop, see below)
 //!        ──Endpoints::pick(route)──▶ leader URL | preferred endpoint ──reqwest (pooled, keep-alive)──▶ node
 //!    ◀──codec: JSON body, X-Tally-* headers── answer ── X-Tally-Leader / error `leader` ──▶ Endpoints
 //! ```
 //!
 //! It owns the wire format of the client API (keys percent-encoded in paths: every byte that is not
-//! unreserved; values as raw bodies; pages with `key_b64`/`value_b64` for bytes that are not UTF-8), typed
+//! unreserved; values as raw bodies; pages with `key_b64`/`value_b64` for bytes that are not UTF-8;
+//! transactions built with [`Txn`] and answered as [`TxnResult`]), typed
 //! errors ([`ClientError`]), and the choice of endpoint and retries. It does not own any cluster state:
 //! everything it knows about the leader is a hint.
 //!
@@ -35,9 +36,10 @@
 //!   short exponential backoff (50 ms doubling to 1 s), on the leader if known, else on the next endpoint;
 //! - reads are also retried, on the next endpoint, after a timeout (the client's, or a `504`) or a
 //!   connection that broke after sending;
-//! - writes (put, delete, cas, leader transfer) that timed out or whose connection broke after sending are
-//!   **not** retried: the error says that the write may or may not have been applied
-//!   ([`ClientError::outcome_unknown`]);
+//! - writes (put, delete, cas, prefix delete, a transaction with a write, leader transfer) that timed out or
+//!   whose connection broke after sending are **not** retried: the error says that the write may or may not
+//!   have been applied ([`ClientError::outcome_unknown`]). A transaction's compares often make a retry safe,
+//!   but only the caller knows: read again, then decide. A read-only transaction is a read;
 //! - 4xx answers are never retried.
 //!
 //! Each attempt has its own timeout ([`ClientConfig::request_timeout`], default 10 s); connections are
@@ -81,15 +83,20 @@ mod error;
 mod registry;
 mod retry;
 pub mod sse;
+mod txn;
 mod types;
 mod watch;
 
 pub use auth::{Access, AuthStatus, NewToken, Permission, RoleInfo, UserInfo};
 pub use builder::ClientBuilder;
 pub use client::{Client, ClientConfig};
-pub use codec::{decode_page, key_path, percent_encode};
+pub use codec::{decode_page, insert_bytes, key_path, percent_encode};
 pub use endpoints::normalize_endpoint;
 pub use error::{ApiError, ClientError, code};
 pub use registry::{ClaimAnswer, ClusterClaim, RegisteredNode, Registration, RegistryClient, RegistryError};
-pub use types::{ClusterStatus, Consistency, DeleteResult, KeyValue, Member, MemberRole, NodeRole, Page, WriteResult};
+pub use txn::{Compare, CompareOp, Op, OpResult, Target, Txn, TxnResult};
+pub use types::{
+    ClusterStatus, Consistency, DeletePrefixResult, DeleteResult, KeyValue, Member, MemberRole, NodeRole, Page,
+    WriteResult,
+};
 pub use watch::{ChangeKind, PrevValue, WatchChange, WatchError, WatchEvent, WatchOptions, WatchStream};

@@ -10,7 +10,8 @@ use crate::error::{ApiError, code};
 pub(crate) enum Kind {
     /// A read: retrying it can do no harm.
     Read,
-    /// A write (put, delete, cas, leader transfer): retried only when it certainly was not applied.
+    /// A write (put, delete, cas, prefix delete, a transaction with a write, leader transfer): retried only when
+    /// it certainly was not applied.
     Write,
 }
 

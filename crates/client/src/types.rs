@@ -62,6 +62,15 @@ pub struct DeleteResult {
     pub deleted: bool,
 }
 
+/// The outcome of an acknowledged prefix delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeletePrefixResult {
+    /// The Raft log index of the delete (one entry for every key it removed).
+    pub index: u64,
+    /// How many keys it removed (0 is still a success).
+    pub deleted: u64,
+}
+
 /// One key with its value and indexes, as read by `get` or `list`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyValue {

@@ -103,7 +103,7 @@ impl Connection {
     /// # Errors
     /// The status and body of any other answer, or the I/O error.
     pub(super) async fn put(&mut self, key: &str, value: &Bytes) -> Result<(), CallError> {
-        self.call(Method::PUT, &format!("/v1/kv/{key}"), value.clone()).await
+        self.call(Method::PUT, &format!("/v1/kv/{key}"), value.clone()).await.map(drop)
     }
 
     /// `GET /v1/kv/{key}?consistency=...`; `Ok` on `200`.
@@ -111,11 +111,19 @@ impl Connection {
     /// # Errors
     /// The status and body of any other answer (a missing key included), or the I/O error.
     pub(super) async fn get(&mut self, key: &str, consistency: &str) -> Result<(), CallError> {
-        self.call(Method::GET, &format!("/v1/kv/{key}?consistency={consistency}"), Bytes::new()).await
+        self.call(Method::GET, &format!("/v1/kv/{key}?consistency={consistency}"), Bytes::new()).await.map(drop)
     }
 
-    /// Sends one request and reads the whole answer.
-    async fn call(&mut self, method: Method, path: &str, body: Bytes) -> Result<(), CallError> {
+    /// `POST /v1/txn?consistency=...` with the transaction `body`; its answer's body on `200`.
+    ///
+    /// # Errors
+    /// The status and body of any other answer, or the I/O error.
+    pub(super) async fn txn(&mut self, body: Bytes, consistency: &str) -> Result<Bytes, CallError> {
+        self.call(Method::POST, &format!("/v1/txn?consistency={consistency}"), body).await
+    }
+
+    /// Sends one request and reads the whole answer: its body on `200`.
+    async fn call(&mut self, method: Method, path: &str, body: Bytes) -> Result<Bytes, CallError> {
         let mut request = Request::builder().method(method).uri(path).header(hyper::header::HOST, &self.authority);
         if let Some(authorization) = &self.authorization {
             request = request.header(hyper::header::AUTHORIZATION, authorization.clone());
@@ -133,7 +141,7 @@ impl Connection {
             .await
             .map_err(|_| CallError::Connection(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())))??;
         if status == StatusCode::OK {
-            Ok(())
+            Ok(body)
         } else {
             Err(CallError::Answer(format!("{status}: {}", String::from_utf8_lossy(&body).trim())))
         }

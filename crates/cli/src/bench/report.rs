@@ -82,7 +82,7 @@ impl Percentiles {
 /// The result of a bench run; serialized as the last line of its output.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Summary {
-    /// `put`, `get` or `mixed`.
+    /// `put`, `get`, `mixed` or `txn`.
     pub workload: String,
     /// Requests in flight at once.
     pub concurrency: usize,
@@ -100,6 +100,8 @@ pub struct Summary {
     pub ops: u64,
     /// Requests that failed in the measured time.
     pub errors: u64,
+    /// Transfers whose compares failed in the measured time (`txn` only): each was read and tried again.
+    pub retries: u64,
     /// Successful requests per second.
     pub ops_per_s: f64,
     /// Median latency of successful requests.
@@ -127,6 +129,8 @@ pub struct Measured {
     pub latencies: Histogram<u64>,
     /// Failed requests.
     pub errors: u64,
+    /// Transfers whose compares failed (`txn`).
+    pub retries: u64,
     /// The measured wall time.
     pub elapsed: Duration,
     /// The bench process's CPU time over it.
@@ -147,6 +151,7 @@ impl Summary {
         self.duration_s = (seconds * 1000.0).round() / 1000.0;
         self.ops = measured.latencies.len();
         self.errors = measured.errors;
+        self.retries = measured.retries;
         self.ops_per_s = one_decimal(self.ops as f64 / seconds);
         self.p50_us = percentiles.p50_us;
         self.p90_us = percentiles.p90_us;
@@ -161,8 +166,13 @@ impl Summary {
 
     /// The summary for a person, several lines.
     pub fn human(&self) -> String {
+        let retries = if self.workload == "txn" {
+            format!(", {} retries (failed compares)", self.retries)
+        } else {
+            String::new()
+        };
         format!(
-            "{} (concurrency {}, {} keys, {}-byte values, {} reads): {} ops in {:.1} s = {:.1} ops/s, {} errors\n\
+            "{} (concurrency {}, {} keys, {}-byte values, {} reads): {} ops in {:.1} s = {:.1} ops/s, {} errors{retries}\n\
              latency (µs): p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n\
              bench CPU: user {:.2} s + sys {:.2} s = {:.1}% of one core",
             self.workload,
@@ -239,7 +249,7 @@ mod tests {
             latencies.record(250).expect("in bounds");
         }
         let cpu = CpuTime { user: Duration::from_millis(1500), system: Duration::from_millis(500) };
-        let measured = Measured { latencies, errors: 3, elapsed: Duration::from_secs(4), cpu };
+        let measured = Measured { latencies, errors: 3, retries: 0, elapsed: Duration::from_secs(4), cpu };
         let summary = parameters().with(&measured);
         let line = summary.json_line().expect("serializes");
         assert!(!line.contains('\n'));

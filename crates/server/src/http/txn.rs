@@ -6,12 +6,13 @@
 //!       ──authorize every compare and op of both branches (403 naming the op)
 //!       ──▶ writes:     propose (here if leading, else forwarded to the leader, as a key write) ──▶ Response::Txn
 //!       ──▶ read-only:  read (ReadIndex, or consistency=stale) ──▶ KvQueryOutput::Txn
-//!  ──json::answer──▶ 200 {"succeeded", "index", "results"} with X-Tally-Index
+//!  ──answer::answer──▶ 200 {"succeeded", "index", "results"} with X-Tally-Index
 //! ```
 //!
 //! A transaction with writes is a write in every way that matters to a client: forwarded like a put, never
 //! retried by the forwarder, and a `504` leaves it unknown whether it applied. A read-only one is a read.
 
+mod answer;
 mod json;
 
 use axum::body::Bytes;
@@ -108,7 +109,7 @@ async fn read_txn(
         return Ok(response);
     }
     match read(state, KvQuery::Txn(txn.clone()), consistency).await? {
-        (index, KvQueryOutput::Txn { succeeded, results }) => answer(&txn, index, succeeded, results),
+        (index, KvQueryOutput::Txn { succeeded, results }) => respond(&txn, index, succeeded, results),
         (_, KvQueryOutput::TxnRefused(error)) => Err(ApiError::bad_request(error.to_string())),
         (_, other) => Err(ApiError::unavailable(format!("internal error: a transaction was answered with {other:?}"))),
     }
@@ -121,14 +122,14 @@ async fn write_txn(state: &AppState, parts: &Parts, body: Bytes, txn: Txn) -> Re
     let Command::Txn(txn) = command else { unreachable!("the command was built as a transaction above") };
     match written {
         Written::Forwarded(response) => Ok(response),
-        Written::Applied(KvResponse::Txn { index, succeeded, results }) => answer(&txn, index, succeeded, results),
+        Written::Applied(KvResponse::Txn { index, succeeded, results }) => respond(&txn, index, succeeded, results),
         Written::Applied(other) => write_response(other, None),
     }
 }
 
 /// `200` with the answer's JSON and `X-Tally-Index: index`.
-fn answer(txn: &Txn, index: u64, succeeded: bool, results: Vec<tally_kv::TxnOpResult>) -> Result<Response, ApiError> {
-    let answer = json::answer(txn, index, succeeded, results)
+fn respond(txn: &Txn, index: u64, succeeded: bool, results: Vec<tally_kv::TxnOpResult>) -> Result<Response, ApiError> {
+    let answer = answer::answer(txn, index, succeeded, results)
         .map_err(|problem| ApiError::unavailable(format!("internal error: a transaction's results: {problem}")))?;
     let mut response = axum::Json(answer).into_response();
     response.headers_mut().insert(HEADER_INDEX, HeaderValue::from(index));

@@ -1,19 +1,17 @@
-//! The JSON of `POST /v1/txn` (docs/http-api.md, "Transactions"): the request's shape and its translation into
-//! a [`Txn`], checking every limit with an error that names the compare or op by its JSON path (`success[2]`),
-//! and the answer's shape, built from the results of the branch that ran.
+//! The JSON body of `POST /v1/txn` (docs/http-api.md, "Transactions"): its shape and its translation into a
+//! [`Txn`], checking every limit with an error that names the compare or op by its JSON path (`success[2]`).
 //!
 //! The three lists are parsed in two steps, first as lists of any JSON, then element by element, so that a
 //! malformed element is reported with its position rather than a line and column.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
-use tally_kv::{Compare, CompareOp, CompareTarget, OpList, OpPosition, Txn, TxnOp, TxnOpResult};
+use tally_kv::{Compare, CompareOp, CompareTarget, OpList, OpPosition, Txn, TxnOp};
 
 use super::super::error::ApiError;
 use super::super::json::parse_body;
-use super::super::kv::{PageItem, text_or_base64};
 use crate::config::Limits;
 
 /// The expected body, shown in the message of a body that does not parse.
@@ -347,163 +345,6 @@ fn check_value(at: OpPosition, value: Vec<u8>, limits: &Limits) -> Result<Vec<u8
         )));
     }
     Ok(value)
-}
-
-/// The answer to a transaction: `{"succeeded", "index", "results"}`.
-#[derive(Serialize)]
-pub(crate) struct TxnAnswer {
-    /// Whether every compare held (the `success` ops ran).
-    succeeded: bool,
-    /// The transaction's index (for a read: the applied index it reflects).
-    index: u64,
-    /// One per op of the branch that ran.
-    results: Vec<OpAnswer>,
-}
-
-/// What one op produced: `{"put": {...}}` and so on.
-#[derive(Serialize)]
-#[serde(rename_all = "snake_case")]
-enum OpAnswer {
-    /// The key after the write.
-    Put {
-        /// The key.
-        #[serde(flatten)]
-        key: KeyField,
-        /// Its version now.
-        version: u64,
-        /// Its create index.
-        create_index: u64,
-        /// Its modify index: the transaction's index.
-        modify_index: u64,
-    },
-    /// Whether the key was there.
-    Delete {
-        /// The key.
-        #[serde(flatten)]
-        key: KeyField,
-        /// Whether it existed.
-        deleted: bool,
-    },
-    /// How many keys went.
-    DeletePrefix {
-        /// The prefix.
-        #[serde(flatten)]
-        prefix: PrefixField,
-        /// How many keys it removed.
-        deleted: u64,
-    },
-    /// The key's value and indexes, if present.
-    Get(GetAnswer),
-    /// The keys under a prefix, as in a page.
-    List {
-        /// The prefix.
-        #[serde(flatten)]
-        prefix: PrefixField,
-        /// The keys, in byte order.
-        items: Vec<PageItem>,
-        /// Whether more keys match.
-        more: bool,
-    },
-}
-
-/// A `get` result: `{"found": true, key, value, indexes}` or `{key, "found": false}`.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum GetAnswer {
-    /// The key is present.
-    Found {
-        /// Always `true`.
-        found: bool,
-        /// The key and its value, as in a page.
-        #[serde(flatten)]
-        item: PageItem,
-    },
-    /// The key is absent.
-    Absent {
-        /// The key.
-        #[serde(flatten)]
-        key: KeyField,
-        /// Always `false`.
-        found: bool,
-    },
-}
-
-/// A key as `key` (UTF-8) or `key_b64`.
-#[derive(Serialize)]
-struct KeyField {
-    /// The key, if UTF-8.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
-    /// The key in base64, if not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key_b64: Option<String>,
-}
-
-impl KeyField {
-    /// The field of `key`.
-    fn new(key: &[u8]) -> KeyField {
-        let (key, key_b64) = text_or_base64(key.to_vec());
-        KeyField { key, key_b64 }
-    }
-}
-
-/// A prefix as `prefix` (UTF-8) or `prefix_b64`.
-#[derive(Serialize)]
-struct PrefixField {
-    /// The prefix, if UTF-8.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prefix: Option<String>,
-    /// The prefix in base64, if not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prefix_b64: Option<String>,
-}
-
-impl PrefixField {
-    /// The field of `prefix`.
-    fn new(prefix: &[u8]) -> PrefixField {
-        let (prefix, prefix_b64) = text_or_base64(prefix.to_vec());
-        PrefixField { prefix, prefix_b64 }
-    }
-}
-
-/// The answer of `txn` at `index`: `results` are those of the branch `succeeded` picks, one per op, in order.
-///
-/// # Errors
-/// A message if the results do not match the branch's ops (a bug of the state machine, never expected).
-pub(crate) fn answer(txn: &Txn, index: u64, succeeded: bool, results: Vec<TxnOpResult>) -> Result<TxnAnswer, String> {
-    let ops = if succeeded { &txn.success } else { &txn.failure };
-    if ops.len() != results.len() {
-        return Err(format!("{} results for {} ops", results.len(), ops.len()));
-    }
-    let results = ops.iter().zip(results).map(|(op, result)| op_answer(op, result, index)).collect::<Result<_, _>>()?;
-    Ok(TxnAnswer { succeeded, index, results })
-}
-
-/// What `op` produced, as `result` says, in a transaction at `index`.
-fn op_answer(op: &TxnOp, result: TxnOpResult, index: u64) -> Result<OpAnswer, String> {
-    Ok(match (op, result) {
-        (TxnOp::Put { key, .. }, TxnOpResult::Put { version, create_index }) => {
-            OpAnswer::Put { key: KeyField::new(key), version, create_index, modify_index: index }
-        }
-        (TxnOp::Delete { key }, TxnOpResult::Delete { deleted }) => {
-            OpAnswer::Delete { key: KeyField::new(key), deleted }
-        }
-        (TxnOp::DeletePrefix { prefix }, TxnOpResult::DeletePrefix { deleted }) => {
-            OpAnswer::DeletePrefix { prefix: PrefixField::new(prefix), deleted }
-        }
-        (TxnOp::Get { key }, TxnOpResult::Get(Some(versioned))) => {
-            OpAnswer::Get(GetAnswer::Found { found: true, item: PageItem::new(key.clone(), versioned) })
-        }
-        (TxnOp::Get { key }, TxnOpResult::Get(None)) => {
-            OpAnswer::Get(GetAnswer::Absent { key: KeyField::new(key), found: false })
-        }
-        (TxnOp::List { prefix, .. }, TxnOpResult::List { entries, more }) => OpAnswer::List {
-            prefix: PrefixField::new(prefix),
-            items: entries.into_iter().map(|(key, versioned)| PageItem::new(key, versioned)).collect(),
-            more,
-        },
-        (op, result) => return Err(format!("a {} was answered with {result:?}", op.name())),
-    })
 }
 
 #[cfg(test)]

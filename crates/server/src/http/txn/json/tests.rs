@@ -1,5 +1,4 @@
 use serde_json::json;
-use tally_kv::Versioned;
 
 use super::*;
 
@@ -181,44 +180,4 @@ fn bodies_that_are_not_json_or_not_utf8_are_refused() {
         assert_eq!(error.code, "bad_request", "{}", error.message);
         assert!(error.message.starts_with("bad transaction"), "{}", error.message);
     }
-}
-
-#[test]
-fn answers_have_the_documented_shape() {
-    let txn = Txn {
-        compare: vec![],
-        success: vec![
-            TxnOp::Put { key: b"a".to_vec(), value: b"1".to_vec() },
-            TxnOp::Delete { key: vec![0xff] },
-            TxnOp::DeletePrefix { prefix: b"tmp/".to_vec() },
-            TxnOp::Get { key: b"a".to_vec() },
-            TxnOp::Get { key: b"gone".to_vec() },
-            TxnOp::List { prefix: b"a".to_vec(), limit: 10 },
-        ],
-        failure: vec![],
-    };
-    let versioned = Versioned { value: b"1".to_vec(), create_index: 3, modify_index: 9, version: 2 };
-    let results = vec![
-        TxnOpResult::Put { version: 2, create_index: 3 },
-        TxnOpResult::Delete { deleted: true },
-        TxnOpResult::DeletePrefix { deleted: 4 },
-        TxnOpResult::Get(Some(versioned.clone())),
-        TxnOpResult::Get(None),
-        TxnOpResult::List { entries: vec![(b"a".to_vec(), versioned)], more: false },
-    ];
-    let answer = answer(&txn, 9, true, results).expect("results match the ops");
-    let item = json!({"key": "a", "value": "1", "create_index": 3, "modify_index": 9, "version": 2});
-    assert_eq!(
-        serde_json::to_value(&answer).expect("serializes"),
-        json!({"succeeded": true, "index": 9, "results": [
-            {"put": {"key": "a", "version": 2, "create_index": 3, "modify_index": 9}},
-            {"delete": {"key_b64": "/w==", "deleted": true}},
-            {"delete_prefix": {"prefix": "tmp/", "deleted": 4}},
-            {"get": {"found": true, "key": "a", "value": "1", "create_index": 3, "modify_index": 9, "version": 2}},
-            {"get": {"key": "gone", "found": false}},
-            {"list": {"prefix": "a", "items": [item], "more": false}},
-        ]})
-    );
-    // The failure branch's ops are the ones paired with the results.
-    assert!(super::answer(&txn, 9, false, vec![TxnOpResult::Get(None)]).is_err(), "1 result for 0 ops");
 }
