@@ -1,4 +1,4 @@
-//! `tally watch PREFIX [--key] [--from N] [--json] [--prev]`: prints changes as they happen, resuming on
+//! `tally watch PREFIX [--exact] [--from N] [--json] [--prev]`: prints changes as they happen, resuming on
 //! another node when a connection breaks, until interrupted (docs/http-api.md, "Watches").
 
 use std::process::ExitCode;
@@ -11,12 +11,12 @@ use crate::output::display_bytes;
 /// `tally watch`.
 #[derive(clap::Args, Debug)]
 pub struct WatchArgs {
-    /// The prefix to watch (empty: every key), or the key with --key.
+    /// The prefix to watch (empty: every key), or the key with --exact.
     #[arg(default_value = "")]
     pub prefix: String,
-    /// Watch exactly the key PREFIX, not every key starting with it.
+    /// Watch exactly the key PREFIX, not every key starting with it (`--key` is the TLS client key).
     #[arg(long)]
-    pub key: bool,
+    pub exact: bool,
     /// Start at this log index (inclusive) instead of now: replays the kept history from there.
     #[arg(long, value_name = "N")]
     pub from: Option<u64>,
@@ -32,7 +32,7 @@ pub struct WatchArgs {
 pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let client = args.client.client()?;
     let options =
-        WatchOptions { is_key: args.key, target: args.prefix.into_bytes(), from_index: args.from, prev: args.prev };
+        WatchOptions { is_key: args.exact, target: args.prefix.into_bytes(), from_index: args.from, prev: args.prev };
     let mut watch = client.watch(options);
     loop {
         match watch.next().await {

@@ -193,16 +193,20 @@ pub struct WatchStream {
     client: Client,
     /// What is watched.
     options: WatchOptions,
-    /// Where a new connection starts: right after the last complete group or progress; `None` before any.
-    resume_from: Option<u64>,
+    /// Where a new connection starts: right after the last complete group or progress received (maybe not
+    /// reported yet); `None` before any.
+    received_from: Option<u64>,
+    /// Right after the last event reported by [`WatchStream::next`]: where a new watch must start to go on
+    /// exactly where the caller is.
+    reported_from: Option<u64>,
     /// The open stream and its endpoint.
     connection: Option<(String, reqwest::Response)>,
     /// The parser of the open stream.
     parser: SseParser,
     /// The events of the group under way, not reported yet.
     group: Vec<(u64, WatchChange)>,
-    /// Events ready to report.
-    ready: VecDeque<WatchEvent>,
+    /// Events ready to report, each with the resume point right after it.
+    ready: VecDeque<(WatchEvent, u64)>,
     /// Since when no connection worked (for the retry deadline).
     failing_since: Option<Instant>,
     /// Set once the watch ended with an error.
@@ -218,7 +222,8 @@ impl Client {
         WatchStream {
             client: self.clone(),
             options,
-            resume_from,
+            received_from: resume_from,
+            reported_from: resume_from,
             connection: None,
             parser: SseParser::new(),
             group: Vec::new(),
@@ -237,7 +242,8 @@ impl WatchStream {
     /// [`WatchError`]; after one, the stream is over and every call returns [`WatchError::Protocol`].
     pub async fn next(&mut self) -> Result<WatchEvent, WatchError> {
         loop {
-            if let Some(event) = self.ready.pop_front() {
+            if let Some((event, resume_from)) = self.ready.pop_front() {
+                self.reported_from = Some(resume_from);
                 return Ok(event);
             }
             if let Some(error) = self.final_error.take() {
@@ -259,9 +265,10 @@ impl WatchStream {
         }
     }
 
-    /// The index a new connection would start at, if known.
+    /// The index right after the last event [`WatchStream::next`] returned (or the start, before any): a new
+    /// watch from there goes on exactly where this one is, with nothing repeated or lost.
     pub fn resume_from(&self) -> Option<u64> {
-        self.resume_from
+        self.reported_from
     }
 
     /// Connects if needed, then reads one chunk and handles its events.
@@ -289,7 +296,7 @@ impl WatchStream {
         let endpoint = self.client.state().pick(Route::Any);
         let name = if self.options.is_key { "key" } else { "prefix" };
         let mut url = format!("{endpoint}/v1/watch?{name}={}", percent_encode(&self.options.target));
-        if let Some(from) = self.resume_from {
+        if let Some(from) = self.received_from {
             url.push_str(&format!("&from_index={from}"));
         }
         if self.options.prev {
@@ -343,8 +350,8 @@ impl WatchStream {
                 self.group.push((index, change));
                 if event.id.as_deref() == Some(index.to_string().as_str()) {
                     let changes = self.group.drain(..).map(|(_, change)| change).collect();
-                    self.ready.push_back(WatchEvent::Changes { index, changes });
-                    self.resume_from = Some(index + 1);
+                    self.received_from = Some(index + 1);
+                    self.ready.push_back((WatchEvent::Changes { index, changes }, index + 1));
                 }
             }
             "progress" => {
@@ -353,8 +360,9 @@ impl WatchStream {
                 let Some(index) = data["index"].as_u64() else {
                     return Err(self.protocol(endpoint, "a progress event without an index".into()));
                 };
-                self.ready.push_back(WatchEvent::Progress { index });
-                self.resume_from = Some(self.resume_from.unwrap_or(0).max(index + 1));
+                let resume_from = self.received_from.unwrap_or(0).max(index + 1);
+                self.received_from = Some(resume_from);
+                self.ready.push_back((WatchEvent::Progress { index }, resume_from));
             }
             "error" => {
                 let data: ErrorData =
@@ -362,7 +370,7 @@ impl WatchStream {
                 self.connection = None;
                 match (data.code.as_str(), data.resume_from, data.oldest_index) {
                     ("slow_watcher", Some(resume_from), _) => {
-                        self.resume_from = Some(resume_from);
+                        self.received_from = Some(resume_from);
                         return Ok(());
                     }
                     ("compacted", _, Some(oldest_index)) => {

@@ -71,6 +71,7 @@ async fn resumes_on_other_endpoint_from_last_complete_group() {
         other => panic!("a progress event {other:?}"),
     };
     assert_eq!(keys(watch.next().await.expect("group 5")), (5, vec![b"a".to_vec()]));
+    assert_eq!(watch.resume_from(), Some(6), "the resume point follows what was reported, not what was read");
     assert_eq!(keys(watch.next().await.expect("group 6")), (6, vec![b"b".to_vec(), b"c".to_vec()]));
     assert_eq!(keys(watch.next().await.expect("group 7")), (7, vec![b"d".to_vec()]));
     assert_eq!(watch.resume_from(), Some(8));
