@@ -312,9 +312,10 @@ impl WatchStream {
         if status == 200 {
             // A fresh watch starts right after the node's read index: should this connection break before its
             // first complete group, the next one resumes there rather than at a later node's "now".
-            if self.resume_from.is_none() {
+            if self.received_from.is_none() {
                 let read_index = response.headers().get("x-tally-index").and_then(|v| v.to_str().ok());
-                self.resume_from = read_index.and_then(|v| v.parse::<u64>().ok()).map(|index| index + 1);
+                self.received_from = read_index.and_then(|v| v.parse::<u64>().ok()).map(|index| index + 1);
+                self.reported_from = self.reported_from.or(self.received_from);
             }
             self.parser = SseParser::new();
             self.group.clear();
