@@ -4,7 +4,9 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use tally_kv::{Access, AuthCommand, Command, Compare, CompareOp, CompareTarget, KvStore, Response, Txn};
+use tally_kv::{
+    Access, AuthCommand, Command, Compare, CompareOp, CompareTarget, HistoryLimits, KvStore, Response, Txn,
+};
 use tally_node::{KvQuery, KvQueryOutput, StateMachine};
 use tally_raft::LogIndex;
 
@@ -20,6 +22,11 @@ pub struct Applied {
     /// The command as committed (before any fault switch rewrote it), for the reference execution of the log.
     pub command: Option<Arc<[u8]>>,
 }
+
+/// The watch history window of a simulated node: small, because the history travels in every snapshot and the
+/// simulator sends snapshots in tiny chunks (a production-sized window made snapshots so large that catch-up
+/// missed the liveness bound).
+const SIM_HISTORY_LIMITS: HistoryLimits = HistoryLimits { entries_max: 4, bytes_max: 1024 };
 
 /// A [`KvStore`] that also records every entry it applies ([`Applied`]), for the state machine safety and
 /// transaction serializability checkers.
@@ -41,7 +48,7 @@ pub struct RecordingKv {
 impl RecordingKv {
     /// An empty state machine; with `misapply_auth`, one that applies auth grants wrongly (a fault switch).
     pub fn with_misapplied_auth(misapply_auth: bool) -> RecordingKv {
-        RecordingKv { misapply_auth, ..RecordingKv::default() }
+        RecordingKv { misapply_auth, kv: KvStore::with_history_limits(SIM_HISTORY_LIMITS), ..RecordingKv::default() }
     }
 
     /// The same state machine evaluating every transaction's compares on the state one entry back, a stale
