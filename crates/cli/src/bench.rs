@@ -7,7 +7,7 @@
 //!  preload (txn): the same for the accounts bench/acct/0..keys, 1000 each
 //!  N worker tasks, each with its own keep-alive connection to the leader (conn.rs, lean on purpose: the bench
 //!  shares the CPU with the cluster) ──▶ loop { key bench/{uniform i}; put | get; record µs } ──▶ histograms
-//!                                       (txn: two accounts; read both, transfer 1 under compares: txn.rs)
+//!                                       (txn: two accounts; transfer 1 under compares from cached balances: txn.rs)
 //!  progress task ──▶ stderr once a second: ops/s, errors
 //!  merge histograms ──▶ Summary ──▶ stdout: human lines, then one JSON line (the last line)
 //! ```
@@ -54,8 +54,8 @@ pub enum Workload {
     Get,
     /// Half reads, half writes, at random.
     Mixed,
-    /// Each request moves 1 between two random accounts (preloaded): a read-only transaction reads both, then
-    /// a transaction writes both under `modify_index ==` compares.
+    /// Each request moves 1 between two random accounts (preloaded): one transaction writes both under
+    /// `modify_index ==` compares on the balances last seen (a read-only transaction reads them the first time).
     Txn,
 }
 
@@ -95,8 +95,8 @@ pub struct BenchArgs {
     /// Seconds run before measuring (connections open, caches warm).
     #[arg(long, default_value_t = 1, value_name = "SECS")]
     pub warmup: u64,
-    /// Consistency of the reads (for txn: of the read of the two accounts; the compares make a stale read safe):
-    /// linearizable or stale.
+    /// Consistency of the reads, linearizable or stale (for txn: of the read of accounts not seen yet; the
+    /// compares make a stale read safe).
     #[arg(long, default_value_t = Consistency::Linearizable)]
     pub consistency: Consistency,
     /// TLS and credentials (https:// endpoints need --cacert).
@@ -130,6 +130,8 @@ struct Shared {
     retries: AtomicU64,
     /// The first error messages.
     first_errors: Mutex<Vec<String>>,
+    /// The account balances the workers last saw (txn only).
+    balances: txn::BalanceCache,
 }
 
 /// `tally bench`: preloads if needed, runs the workload, prints the report (JSON last).
@@ -168,6 +170,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         errors: AtomicU64::new(0),
         retries: AtomicU64::new(0),
         first_errors: Mutex::new(Vec::new()),
+        balances: txn::BalanceCache::default(),
     });
     eprintln!(
         "bench: {} for {} s (warmup {} s), {} in flight, {} keys, {}-byte values",
@@ -318,7 +321,7 @@ async fn worker(shared: Arc<Shared>, task: u64) -> Histogram<u64> {
             Some(conn) => match request {
                 Request::Put => conn.put(&key(index), &shared.value).await.map(|()| Outcome::Done),
                 Request::Get => conn.get(&key(index), consistency).await.map(|()| Outcome::Done),
-                Request::Transfer(from, to) => txn::transfer(conn, from, to, consistency).await,
+                Request::Transfer(from, to) => txn::transfer(conn, &shared.balances, (from, to), consistency).await,
             },
             None => match Connection::open(&shared.target, &shared.dial).await {
                 Ok(conn) => {
