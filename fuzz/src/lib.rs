@@ -19,6 +19,7 @@ pub mod kv_command;
 pub mod kv_snapshot;
 pub mod peer_frame;
 pub mod registry_request;
+pub mod txn_request;
 pub mod wal_record;
 
 /// One seed input of a target's corpus.
@@ -49,13 +50,14 @@ pub struct Target {
 }
 
 /// Every target.
-pub const TARGETS: [Target; 6] = [
+pub const TARGETS: [Target; 7] = [
     Target { name: "peer_frame", run: peer_frame::run, seeds: peer_frame::seeds },
     Target { name: "wal_record", run: wal_record::run, seeds: wal_record::seeds },
     Target { name: "kv_command", run: kv_command::run, seeds: kv_command::seeds },
     Target { name: "kv_snapshot", run: kv_snapshot::run, seeds: kv_snapshot::seeds },
     Target { name: "http_params", run: http_params::run, seeds: http_params::seeds },
     Target { name: "registry_request", run: registry_request::run, seeds: registry_request::seeds },
+    Target { name: "txn_request", run: txn_request::run, seeds: txn_request::seeds },
 ];
 
 #[cfg(test)]

@@ -206,7 +206,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
                 Input::Propose { id, command } => proposals.push((id, command)),
                 // A membership entry needs log space too; under the quota alone it goes ahead.
                 Input::ProposeMembership { id, .. } if self.raft.is_leader() && self.space.no_space.is_some() => {
-                    let reason = self.space.refusal(true).unwrap_or_default();
+                    let reason = self.space.refusal(|| true).unwrap_or_default();
                     self.completions.push(Completion { id, result: Err(RequestError::NoSpace(reason)) });
                 }
                 Input::ProposeMembership { id, change } => {

@@ -403,6 +403,10 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8], expected: &str) -> Result<T, Ap
         // serde skips unknown fields without checking their bytes: refuse what no JSON parser accepts.
         ApiError::bad_request(format!("the body is not UTF-8 ({error}); expected {expected}"))
     })?;
+    // serde also fills a struct from an array of its fields: only an object is a body (JSON whitespace first).
+    if text.trim_start_matches([' ', '\t', '\n', '\r']).as_bytes().first() != Some(&b'{') {
+        return Err(ApiError::bad_request(format!("the body is not a JSON object; expected {expected}")));
+    }
     serde_json::from_str(text).map_err(|error| {
         let what = match error.classify() {
             serde_json::error::Category::Data => "the JSON body has the wrong shape",

@@ -299,7 +299,9 @@ async fn malformed_input_is_refused_and_the_registry_stays_healthy() {
         let put = |body: &str| registry.call(Method::PUT, "/v1/nodes/n1", Some(body.as_bytes().to_vec()));
 
         assert_error(&put("{not json").await, StatusCode::BAD_REQUEST, "bad_request", "not valid JSON");
-        assert_error(&put("").await, StatusCode::BAD_REQUEST, "bad_request", "not valid JSON");
+        assert_error(&put("").await, StatusCode::BAD_REQUEST, "bad_request", "not a JSON object");
+        let array = put(r#"["http://h:1","http://h:2"]"#).await;
+        assert_error(&array, StatusCode::BAD_REQUEST, "bad_request", "not a JSON object");
         let missing = put(r#"{"client_url":"http://h:1"}"#).await;
         assert_error(&missing, StatusCode::BAD_REQUEST, "bad_request", "missing field `peer_url`");
         let wrong_type = put(r#"{"client_url":1,"peer_url":"http://h:2"}"#).await;

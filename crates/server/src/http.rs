@@ -19,7 +19,7 @@ mod kv;
 mod metrics;
 pub(crate) mod params;
 mod sse;
-mod txn;
+pub(crate) mod txn;
 mod watch;
 
 use std::collections::BTreeMap;

@@ -37,6 +37,9 @@ pub mod wire;
 /// The HTTP key and query parsers, for the fuzz targets in `fuzz/`; not an API.
 #[doc(hidden)]
 pub use http::params::fuzzing as http_params_fuzzing;
+/// The transaction body parser, for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub use http::txn::json::fuzzing as txn_json_fuzzing;
 
 pub use config::{
     ConnectionLimits, InitialMember, Limits, ServerConfig, TlsPaths, WatchSettings, parse_initial_cluster,

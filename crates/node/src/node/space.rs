@@ -100,13 +100,14 @@ impl Space {
         alarms
     }
 
-    /// Why a client write is refused now, or `None` if it may go ahead. `frees_space`: the command
-    /// only shrinks the state (allowed under the quota, not on a full disk: it still needs log space).
-    pub(crate) fn refusal(&self, frees_space: bool) -> Option<String> {
+    /// Why a client write is refused now, or `None` if it may go ahead. `frees_space`: whether the command
+    /// only shrinks the state (allowed under the quota, not on a full disk: it still needs log space), asked only
+    /// when over the quota, because it decodes the command.
+    pub(crate) fn refusal(&self, frees_space: impl FnOnce() -> bool) -> Option<String> {
         if let Some(reason) = &self.no_space {
             return Some(format!("this node's disk is full ({reason}); the write was refused"));
         }
-        if self.over_quota() && !frees_space {
+        if self.over_quota() && !frees_space() {
             let bytes = self.disk_bytes.unwrap_or_default();
             return Some(format!(
                 "this node's data ({bytes} bytes) is over its quota of {} bytes; only deletes are accepted until \
@@ -198,7 +199,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         }
         let mut admitted = Vec::with_capacity(proposals.len());
         for (id, command) in proposals {
-            match self.space.refusal(self.state_machine.frees_space(&command)) {
+            match self.space.refusal(|| self.state_machine.frees_space(&command)) {
                 None => admitted.push((id, command)),
                 Some(reason) => self.completions.push(Completion { id, result: Err(RequestError::NoSpace(reason)) }),
             }

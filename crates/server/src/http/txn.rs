@@ -13,7 +13,7 @@
 //! retried by the forwarder, and a `504` leaves it unknown whether it applied. A read-only one is a read.
 
 mod answer;
-mod json;
+pub(crate) mod json;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};

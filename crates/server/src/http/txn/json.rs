@@ -23,7 +23,7 @@ const OP_SHAPE: &str = r#"{"put": {"key", "value"}}, {"delete": {"key"}}, {"dele
 /// Default number of keys a `list` op returns.
 const LIST_LIMIT_DEFAULT: u64 = 100;
 /// The most keys a `list` op may ask for, as for a page of keys.
-const LIST_LIMIT_MAX: u64 = 10_000;
+pub const LIST_LIMIT_MAX: u64 = 10_000;
 
 /// The body: three lists (each may be left out: empty), their elements parsed one by one afterwards.
 #[derive(Deserialize)]
@@ -127,10 +127,6 @@ struct WireList {
 /// transaction [`Txn::validate`] refuses; `413 too_large` for a key or value over its limit. Every error about
 /// one compare or op starts with its position (`compare[1]: ...`).
 pub(crate) fn parse_txn(body: &[u8], limits: &Limits) -> Result<Txn, ApiError> {
-    // serde would also take a struct from an array (`[[], [], []]`, even `[]`): only an object is a transaction.
-    if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::bad_request(format!("bad transaction: the body is not a JSON object; expected {SHAPE}")));
-    }
     let wire: WireTxn = parse_body(body, "transaction", SHAPE)?;
     for (list, count) in [
         (OpList::Compare, wire.compare.len()),
@@ -345,6 +341,25 @@ fn check_value(at: OpPosition, value: Vec<u8>, limits: &Limits) -> Result<Vec<u8
         )));
     }
     Ok(value)
+}
+
+/// [`parse_txn`] for the `txn_request` fuzz target (`fuzz/` at the repository root), with the plain public error
+/// type of the parameter parsers' wrappers. Not an API: re-exported hidden, for the fuzzer only.
+#[doc(hidden)]
+pub mod fuzzing {
+    use tally_kv::Txn;
+
+    pub use super::LIST_LIMIT_MAX;
+    use crate::config::Limits;
+    use crate::http::params::fuzzing::Refusal;
+
+    /// See `parse_txn`.
+    ///
+    /// # Errors
+    /// As `parse_txn`.
+    pub fn parse_txn(body: &[u8], limits: &Limits) -> Result<Txn, Refusal> {
+        super::parse_txn(body, limits).map_err(Refusal::from)
+    }
 }
 
 #[cfg(test)]
