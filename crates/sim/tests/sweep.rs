@@ -91,6 +91,7 @@ fn assert_caught_with(options: RunOptions, max_seeds: u64, expected: &[&str]) {
     let faults = match options {
         RunOptions { misapply_auth: true, .. } => "misapply_auth".to_string(),
         RunOptions { stale_txn_compare: true, .. } => "stale_txn_compare".to_string(),
+        RunOptions { watch_skip_after_resume: true, .. } => "watch_skip_after_resume".to_string(),
         _ => format!("{:?}", options.faults),
     };
     for election in [ElectionMode::Raft, ElectionMode::Bully] {
@@ -145,6 +146,16 @@ fn fault_stale_txn_compare_is_caught() {
     // of them) can show it.
     let options = RunOptions { stale_txn_compare: true, ..RunOptions::default() };
     assert_caught_with(options, 200, &["txn_serializability", "state_machine_safety"]);
+}
+
+#[test]
+fn fault_watch_skip_after_resume_is_caught() {
+    // The watch contract: a resumed watch delivers every matching change from its resume point on. A hub that
+    // drops the first one (a watch resuming one change too late) leaves a gap the watch checker sees at the next
+    // delivery, at a progress notice that promises the dropped change, or at the end (the watcher never caught
+    // up). Only runs with watchers (half of them) can show it.
+    let options = RunOptions { watch_skip_after_resume: true, ..RunOptions::default() };
+    assert_caught_with(options, 50, &["watch_exactly_once"]);
 }
 
 #[test]
