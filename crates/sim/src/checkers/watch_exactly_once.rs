@@ -242,12 +242,12 @@ impl WatchExactlyOnce {
         self.first_undelivered(watcher, applied)
     }
 
-    /// End of run, once the reference applied every committed entry: every watcher in `connected` (watcher
-    /// numbers) has all its events verified and every matching change up to `applied` (the final applied index)
-    /// delivered.
+    /// End of run, once the reference applied every committed entry: every watcher is connected (`connected[w]`
+    /// for watcher `w`), has all its events verified, and was handed every matching change up to `applied` (the
+    /// final applied index).
     ///
     /// # Errors
-    /// A watcher has not caught up.
+    /// A watcher is not connected or has not caught up.
     pub fn finish(&self, connected: &[bool], applied: u64) -> Check {
         for (watcher, log) in self.watchers.iter().enumerate() {
             if !connected[watcher] {
@@ -270,7 +270,8 @@ impl WatchExactlyOnce {
     fn first_undelivered(&self, watcher: usize, applied: u64) -> Option<String> {
         let log = &self.watchers[watcher];
         if let Some((event, _)) = log.unverified.front() {
-            return Some(format!("{event:?} is not verified (the reference is at {})", self.reference_applied));
+            let event = readable(&format!("{event:?}"));
+            return Some(format!("{event} is not verified (the reference is at {})", self.reference_applied));
         }
         if self.reference_applied < applied {
             return Some(format!("the reference is at {}", self.reference_applied));
