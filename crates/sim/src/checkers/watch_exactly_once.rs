@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use tally_kv::{Change, ChangeBatch, KeyFilter};
 
-use super::{Check, Violation, violation};
+use super::{Check, Violation};
 use crate::show::readable;
 
 /// The checker's name in violations.
@@ -249,18 +249,15 @@ impl WatchExactlyOnce {
     /// # Errors
     /// A watcher is not connected or has not caught up.
     pub fn finish(&self, connected: &[bool], applied: u64) -> Check {
-        for (watcher, log) in self.watchers.iter().enumerate() {
-            if !connected[watcher] {
-                return violation(NAME, format!("watcher {watcher} is not connected at the end of the run"));
+        assert_eq!(connected.len(), self.watchers.len(), "one connection state per watcher");
+        for (watcher, &is_connected) in connected.iter().enumerate() {
+            if !is_connected {
+                let what = "it is not connected at the end of the run".to_string();
+                return Err(self.broken(watcher, NAME, what));
             }
             if let Some(missing) = self.first_undelivered(watcher, applied) {
-                let filter = readable(&format!("{:?}", log.filter));
-                return violation(
-                    NAME,
-                    format!(
-                        "watcher {watcher} ({filter}) has not caught up with the final applied index {applied}: {missing}"
-                    ),
-                );
+                let what = format!("it has not caught up with the final applied index {applied}: {missing}");
+                return Err(self.broken(watcher, NAME, what));
             }
         }
         Ok(())
@@ -298,76 +295,96 @@ impl WatchExactlyOnce {
 
     /// Verifies one event of `watcher` against its position (the reference has reached the event's index);
     /// returns the position after it and what to count. `reference_next` is the reference's next index when the
-    /// event was recorded.
+    /// event was recorded: a read issued after it returns at least `reference_next - 1`.
     fn step(&self, watcher: usize, event: &WatchEvent, reference_next: u64) -> Result<(Position, Counted), Violation> {
-        let log = &self.watchers[watcher];
-        let broken = |checker: &'static str, what: String| {
-            let detail = format!("watcher {watcher} ({}): {what}", readable(&format!("{:?}", log.filter)));
-            Err(Violation { checker, detail })
-        };
-        let position = log.position;
-        let resumed_elsewhere = |from: u64, fresh: bool| !fresh && position != Position::At { next: from };
+        let position = self.watchers[watcher].position;
         match (event, position) {
-            (&WatchEvent::Subscribed { from, fresh } | &WatchEvent::Refused { from, fresh, .. }, _)
-                if resumed_elsewhere(from, fresh) =>
-            {
-                unreachable!(
-                    "watcher {watcher} resumed at {from} from {position:?}: the simulator resumes at the position"
-                )
-            }
-            (&WatchEvent::Subscribed { from, fresh: true } | &WatchEvent::Refused { from, fresh: true, .. }, _)
-                if from < position.floor() =>
-            {
-                let (read, floor) = (from - 1, position.floor());
-                let what = format!(
-                    "a new watch after a linearizable read at {read} starts in the past: index {} was committed (and \
-                     seen) before the read began",
-                    floor - 1
-                );
-                broken("real_time_order", what)
-            }
-            (&WatchEvent::Subscribed { from, fresh }, _) => {
-                let counted: Counted = if fresh { |c| c.fresh += 1 } else { |c| c.resumes += 1 };
-                Ok((Position::At { next: from }, counted))
-            }
-            (&WatchEvent::Refused { from, oldest, .. }, _) if from >= oldest => broken(
-                NAME,
-                format!("subscribing at {from} was refused as compacted, but the history starts at {oldest}"),
-            ),
-            (&WatchEvent::Refused { from, .. }, _) => {
+            (&WatchEvent::Subscribed { from, fresh }, _) => self.check_start(watcher, from, fresh, None),
+            (&WatchEvent::Refused { from, fresh, oldest }, _) => {
+                self.check_start(watcher, from, fresh, Some(oldest))?;
                 Ok((Position::Fresh { floor: from.max(reference_next) }, |c| c.compacted += 1))
             }
-            (WatchEvent::Changes(batch), Position::At { next }) => match self.check_batch(&log.filter, batch, next) {
-                Ok(()) => Ok((Position::At { next: batch.index + 1 }, |c| c.batches += 1)),
-                Err(what) => broken(NAME, what),
-            },
-            (&WatchEvent::Progress(index), Position::At { next }) => {
-                match self.first_matching(&log.filter, next, index) {
-                    None => Ok((Position::At { next: next.max(index + 1) }, |c| c.progress += 1)),
-                    Some(missing) => broken(
-                        NAME,
-                        format!(
-                            "progress {index} promises every change up to it, but the change at {missing} was never delivered (position {next})"
-                        ),
-                    ),
-                }
-            }
-            (&WatchEvent::Slow { resume_from }, Position::At { next }) if resume_from != next => broken(
-                NAME,
-                format!(
-                    "cut off as slow with resume_from {resume_from}, but everything before {next} (and nothing after) was delivered"
-                ),
-            ),
-            (WatchEvent::Slow { .. }, Position::At { .. }) => Ok((position, |c| c.slow += 1)),
-            (&WatchEvent::Compacted { oldest }, Position::At { next }) if next >= oldest => broken(
-                NAME,
-                format!("cut off as compacted (history from {oldest}), but its next index {next} is still covered"),
-            ),
-            (WatchEvent::Compacted { .. }, Position::At { next }) => {
-                Ok((Position::Fresh { floor: next.max(reference_next) }, |c| c.compacted += 1))
-            }
+            (event, Position::At { next }) => self.check_delivery(watcher, event, next, reference_next),
             (event, Position::Fresh { .. }) => unreachable!("watcher {watcher}: {event:?} outside a subscription"),
         }
+    }
+
+    /// Checks a subscription of `watcher` starting at `from` (a resume, or `fresh` after a read at `from - 1`),
+    /// refused as compacted below `refused_below` if that is set; returns the position once started.
+    fn check_start(
+        &self,
+        watcher: usize,
+        from: u64,
+        fresh: bool,
+        refused_below: Option<u64>,
+    ) -> Result<(Position, Counted), Violation> {
+        let position = self.watchers[watcher].position;
+        assert!(
+            fresh || position == Position::At { next: from },
+            "watcher {watcher} resumed at {from} from {position:?}: the simulator resumes at the position"
+        );
+        let floor = position.floor();
+        if fresh && from < floor {
+            let what = format!(
+                "a new watch after a linearizable read at {} starts in the past: index {} was committed (and seen) \
+                 before the read began",
+                from - 1,
+                floor - 1
+            );
+            return Err(self.broken(watcher, "real_time_order", what));
+        }
+        if let Some(oldest) = refused_below.filter(|&oldest| from >= oldest) {
+            let what = format!("subscribing at {from} was refused as compacted, but the history starts at {oldest}");
+            return Err(self.broken(watcher, NAME, what));
+        }
+        let counted: Counted = if fresh { |c| c.fresh += 1 } else { |c| c.resumes += 1 };
+        Ok((Position::At { next: from }, counted))
+    }
+
+    /// Checks what a subscription of `watcher` at position `next` handed out: an entry, a progress notice, or the
+    /// error that ended it; returns the position after it.
+    fn check_delivery(
+        &self,
+        watcher: usize,
+        event: &WatchEvent,
+        next: u64,
+        reference_next: u64,
+    ) -> Result<(Position, Counted), Violation> {
+        let filter = &self.watchers[watcher].filter;
+        let what = match *event {
+            WatchEvent::Changes(ref batch) => match self.check_batch(filter, batch, next) {
+                Ok(()) => return Ok((Position::At { next: batch.index + 1 }, |c| c.batches += 1)),
+                Err(what) => what,
+            },
+            WatchEvent::Progress(index) => match self.first_matching(filter, next, index) {
+                None => return Ok((Position::At { next: next.max(index + 1) }, |c| c.progress += 1)),
+                Some(missing) => format!(
+                    "progress {index} promises every change up to it, but the change at {missing} was never \
+                     delivered (position {next})"
+                ),
+            },
+            WatchEvent::Slow { resume_from } if resume_from == next => {
+                return Ok((Position::At { next }, |c| c.slow += 1));
+            }
+            WatchEvent::Slow { resume_from } => format!(
+                "cut off as slow with resume_from {resume_from}, but everything before {next} (and nothing after) \
+                 was delivered"
+            ),
+            WatchEvent::Compacted { oldest } if next < oldest => {
+                return Ok((Position::Fresh { floor: next.max(reference_next) }, |c| c.compacted += 1));
+            }
+            WatchEvent::Compacted { oldest } => {
+                format!("cut off as compacted (history from {oldest}), but its next index {next} is still covered")
+            }
+            WatchEvent::Subscribed { .. } | WatchEvent::Refused { .. } => unreachable!("a start is not a delivery"),
+        };
+        Err(self.broken(watcher, NAME, what))
+    }
+
+    /// The violation of `checker` by `watcher`, described by `what`.
+    fn broken(&self, watcher: usize, checker: &'static str, what: String) -> Violation {
+        let filter = readable(&format!("{:?}", self.watchers[watcher].filter));
+        Violation { checker, detail: format!("watcher {watcher} ({filter}): {what}") }
     }
 
     /// Checks an entry delivered to a watcher of `filter` at position `next` against the reference; `Err`

@@ -58,9 +58,9 @@ impl Simulation {
     }
 
     /// Moves the reference execution of the log forward (handing its changes to the watch checker) and lets the
-    /// answer checkers forget what no later answer needs. The reference stops at the slowest running node that has caught up with it, so the answers
-    /// of every such node arrive ahead of it (a node that restarted behind it is checked on a replay); it keeps
-    /// its past back to the oldest snapshot a node could restart from.
+    /// answer checkers forget what no later answer needs. The reference stops at the slowest running node that
+    /// has caught up with it, so the answers of every such node arrive ahead of it (a node that restarted behind
+    /// it is checked on a replay); it keeps its past back to the oldest snapshot a node could restart from.
     pub(super) fn check_answers(&mut self) -> Result<(), Violation> {
         let reference = self.txn_serializability.applied_index();
         let mut target = u64::MAX;
