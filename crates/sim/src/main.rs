@@ -48,6 +48,9 @@ struct Args {
     /// case protocol-aware recovery exists for).
     #[arg(long)]
     no_damage_synced: bool,
+    /// Run no watchers, whatever the seed draws (so a seed found before watchers existed replays as it did then).
+    #[arg(long)]
+    no_watchers: bool,
     /// Worker threads for a sweep.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     threads: usize,
@@ -101,6 +104,9 @@ fn replay_flags(args: &Args) -> String {
     if args.no_damage_synced {
         flags += " --no-damage-synced";
     }
+    if args.no_watchers {
+        flags += " --no-watchers";
+    }
     flags
 }
 
@@ -121,6 +127,7 @@ fn main() -> ExitCode {
         stale_txn_compare,
         watch_skip_after_resume,
         damage_synced: !args.no_damage_synced,
+        watchers: !args.no_watchers,
     };
     if args.failover {
         let report = failover_sweep(args.start_seed, args.seeds, nodes, election, args.threads);

@@ -111,6 +111,9 @@ pub struct RunOptions {
     /// Fault switch (tests and `--fault watch-skip-after-resume` only): every node's watch hub drops the first
     /// matching batch of a resumed subscription (see [`SimParams::watch_skip_after_resume`]).
     pub watch_skip_after_resume: bool,
+    /// Run the watchers the seed draws (on by default; `--no-watchers` turns them off, so a seed found before
+    /// watchers existed replays exactly as it did then).
+    pub watchers: bool,
     /// Damage a crashing node's last synced batch at the run's drawn rate (on by default; `--no-damage-synced`
     /// turns it off, to tell its violations from others).
     pub damage_synced: bool,
@@ -126,6 +129,7 @@ impl Default for RunOptions {
             misapply_auth: false,
             stale_txn_compare: false,
             watch_skip_after_resume: false,
+            watchers: true,
             damage_synced: true,
         }
     }
@@ -149,6 +153,9 @@ pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
     params.watch_skip_after_resume = options.watch_skip_after_resume;
     if !options.damage_synced {
         params.damage_synced_permille = 0;
+    }
+    if !options.watchers {
+        params.watch = None;
     }
     let nodes = params.nodes;
     let shared = trace.then(Trace::default);
