@@ -4,7 +4,8 @@
 //! disk and clock. Everything random (delays, loss, duplication, partitions, crashes, clock skew, client
 //! behaviour) comes from one `u64` seed, so `tally-sim --seed S --trace` replays a run exactly. After every
 //! simulated millisecond the checkers of [`checkers`] run; at the end the client history is checked for
-//! linearizability. See [`world`] for the shape of a run and [`sweep`] for running many seeds.
+//! linearizability. In half the runs, [`watcher`]s follow key prefixes through the nodes' watch hubs. See
+//! [`world`] for the shape of a run and [`sweep`] for running many seeds.
 #![deny(missing_docs)]
 
 pub mod checkers;
@@ -18,6 +19,7 @@ pub mod show;
 pub mod state_machine;
 pub mod sweep;
 pub mod txn_client;
+pub mod watcher;
 pub mod world;
 
 pub use failover::{FailoverReport, failover_sweep};

@@ -29,7 +29,9 @@ struct Args {
     /// Break the core on purpose (to show the checkers catch it): commit-previous-term, skip-vote-log-check,
     /// read-without-quorum, forget-vote, skip-recovery (ignore a WAL tail that may have been acknowledged); or
     /// misapply-auth (n1 applies auth grants as admin grants), stale-txn-compare (every node evaluates a
-    /// transaction's compares on the state one entry back; only runs with transactions can show it).
+    /// transaction's compares on the state one entry back; only runs with transactions can show it),
+    /// watch-skip-after-resume (every node's watch hub drops the first matching change of a resumed watch; only
+    /// runs with watchers can show it).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(FAULTS))]
     fault: Option<String>,
     /// Which mix of runs: `mixed` (calm, harsh and chaotic) or `chaos` (every run chaotic).
@@ -46,13 +48,16 @@ struct Args {
     /// case protocol-aware recovery exists for).
     #[arg(long)]
     no_damage_synced: bool,
+    /// Run no watchers, whatever the seed draws (so a seed found before watchers existed replays as it did then).
+    #[arg(long)]
+    no_watchers: bool,
     /// Worker threads for a sweep.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     threads: usize,
 }
 
 /// Names of the fault switches.
-const FAULTS: [&str; 7] = [
+const FAULTS: [&str; 8] = [
     "commit-previous-term",
     "skip-vote-log-check",
     "read-without-quorum",
@@ -60,6 +65,7 @@ const FAULTS: [&str; 7] = [
     "skip-recovery",
     "misapply-auth",
     "stale-txn-compare",
+    "watch-skip-after-resume",
 ];
 
 /// The fault switches for a `--fault` name.
@@ -72,8 +78,9 @@ fn faults(name: Option<&str>) -> Faults {
         Some("read-without-quorum") => faults.read_without_quorum_check = true,
         Some("forget-vote") => faults.forget_to_persist_vote = true,
         Some("skip-recovery") => faults.skip_protocol_aware_recovery = true,
-        // State machine faults, not core ones: see `RunOptions::misapply_auth` and `stale_txn_compare`.
-        Some("misapply-auth" | "stale-txn-compare") => {}
+        // State machine and watch hub faults, not core ones: see `RunOptions::misapply_auth`, `stale_txn_compare`
+        // and `watch_skip_after_resume`.
+        Some("misapply-auth" | "stale-txn-compare" | "watch-skip-after-resume") => {}
         Some(other) => unreachable!("clap admitted unknown fault {other}"),
     }
     faults
@@ -97,6 +104,9 @@ fn replay_flags(args: &Args) -> String {
     if args.no_damage_synced {
         flags += " --no-damage-synced";
     }
+    if args.no_watchers {
+        flags += " --no-watchers";
+    }
     flags
 }
 
@@ -107,6 +117,7 @@ fn main() -> ExitCode {
     let election = if args.election == "bully" { ElectionMode::Bully } else { ElectionMode::Raft };
     let misapply_auth = args.fault.as_deref() == Some("misapply-auth");
     let stale_txn_compare = args.fault.as_deref() == Some("stale-txn-compare");
+    let watch_skip_after_resume = args.fault.as_deref() == Some("watch-skip-after-resume");
     let options = RunOptions {
         nodes,
         profile,
@@ -114,7 +125,9 @@ fn main() -> ExitCode {
         election,
         misapply_auth,
         stale_txn_compare,
+        watch_skip_after_resume,
         damage_synced: !args.no_damage_synced,
+        watchers: !args.no_watchers,
     };
     if args.failover {
         let report = failover_sweep(args.start_seed, args.seeds, nodes, election, args.threads);
@@ -159,6 +172,13 @@ fn main() -> ExitCode {
         println!(
             "note: {} key histories exceeded the linearizability search budget (not checked)",
             report.unchecked_keys
+        );
+    }
+    let watch = report.watch;
+    if watch.fresh > 0 {
+        println!(
+            "watchers: {} entries and {} progress notices checked; {} fresh starts, {} resumes, {} compacted, {} slow",
+            watch.batches, watch.progress, watch.fresh, watch.resumes, watch.compacted, watch.slow
         );
     }
     println!("{}", report.summary());

@@ -3,6 +3,8 @@
 use tally_node::PolicyConfig;
 use tally_raft::{ElectionMode, Faults, SplitMix64};
 
+use crate::watcher::WatchParams;
+
 /// Which mix of runs a seed is drawn from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
@@ -120,6 +122,12 @@ pub struct SimParams {
     pub txn_permille: u64,
     /// How many transaction keys (`t0 ..`) the transaction workload uses.
     pub txn_keys: usize,
+    /// Watchers of the nodes' watch hubs and their knobs, with each node's history window (see
+    /// [`crate::watcher`]); `None` in half the runs, so those replay exactly as before watchers existed.
+    pub watch: Option<WatchParams>,
+    /// Fault switch (tests only): every node's watch hub drops the first matching batch of a subscription that
+    /// resumes at an explicit index, a watch that resumes one change too late, which the watch checker must catch.
+    pub watch_skip_after_resume: bool,
 }
 
 impl SimParams {
@@ -192,10 +200,15 @@ impl SimParams {
             // Drawn last, for the same reason (and only the chance in runs without transactions).
             txn_permille: if rng.chance(1, 2) { rng.range(100, 500) } else { 0 },
             txn_keys: 0,
+            watch: None,
+            watch_skip_after_resume: false,
         };
         if params.txn_permille > 0 {
             params.txn_keys = rng.range(2, 14) as usize;
         }
+        // Drawn last, for the same reason (and nothing more in runs without watchers).
+        let tiny_chunks = params.max_bytes_per_message < 1 << 20;
+        params.watch = WatchParams::draw(&mut rng, nodes + spares, tiny_chunks);
         params
     }
 
@@ -222,6 +235,7 @@ impl SimParams {
         params.heartbeat_interval_ticks = defaults.heartbeat_interval_ticks;
         params.inquiry_timeout_ticks = defaults.inquiry_timeout_ticks;
         params.auth_permille = 0; // auth commands change no election: keep the measured runs as they were
+        params.watch = None; // nor do watchers, whose reads would only add load
         params
     }
 }

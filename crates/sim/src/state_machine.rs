@@ -23,10 +23,11 @@ pub struct Applied {
     pub command: Option<Arc<[u8]>>,
 }
 
-/// The watch history window of a simulated node: small, because the history travels in every snapshot and the
-/// simulator sends snapshots in tiny chunks (a production-sized window made snapshots so large that catch-up
-/// missed the liveness bound).
-const SIM_HISTORY_LIMITS: HistoryLimits = HistoryLimits { entries_max: 4, bytes_max: 1024 };
+/// The watch history window of a simulated node in runs without watchers: small, because the history travels in
+/// every snapshot and the simulator sends snapshots in tiny chunks (a production-sized window made snapshots so
+/// large that catch-up missed the liveness bound). Runs with watchers draw a wider one per node
+/// ([`crate::watcher::WatchParams::history`]).
+pub(crate) const SIM_HISTORY_LIMITS: HistoryLimits = HistoryLimits { entries_max: 4, bytes_max: 1024 };
 
 /// A [`KvStore`] that also records every entry it applies ([`Applied`]), for the state machine safety and
 /// transaction serializability checkers.
@@ -49,6 +50,13 @@ impl RecordingKv {
     /// An empty state machine; with `misapply_auth`, one that applies auth grants wrongly (a fault switch).
     pub fn with_misapplied_auth(misapply_auth: bool) -> RecordingKv {
         RecordingKv { misapply_auth, kv: KvStore::with_history_limits(SIM_HISTORY_LIMITS), ..RecordingKv::default() }
+    }
+
+    /// The same state machine keeping a watch history window of `limits` (set before any other builder, which may
+    /// copy the store).
+    pub fn with_history_limits(mut self, limits: HistoryLimits) -> RecordingKv {
+        self.kv.set_history_limits(limits);
+        self
     }
 
     /// The same state machine evaluating every transaction's compares on the state one entry back, a stale

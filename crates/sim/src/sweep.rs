@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tally_raft::{ElectionMode, Faults};
 
-use crate::checkers::Violation;
+use crate::checkers::{Violation, WatchCounts};
 use crate::params::{Profile, SimParams};
 use crate::world::{Simulation, Trace};
 
@@ -26,6 +26,8 @@ pub struct RunReport {
     pub ops: u64,
     /// Keys too costly to check for linearizability within the budget.
     pub unchecked_keys: usize,
+    /// What the run's watchers saw.
+    pub watch: WatchCounts,
     /// The trace, if asked for.
     pub trace: Vec<String>,
 }
@@ -41,6 +43,8 @@ pub struct SweepReport {
     pub ops: u64,
     /// Keys, over all seeds, whose history was too costly to check for linearizability.
     pub unchecked_keys: usize,
+    /// What the watchers saw, over all seeds.
+    pub watch: WatchCounts,
     /// Wall-clock time.
     pub elapsed: Duration,
 }
@@ -104,6 +108,12 @@ pub struct RunOptions {
     /// Fault switch (tests and `--fault stale-txn-compare` only): every node evaluates transaction compares one
     /// entry late (see [`SimParams::stale_txn_compare`]).
     pub stale_txn_compare: bool,
+    /// Fault switch (tests and `--fault watch-skip-after-resume` only): every node's watch hub drops the first
+    /// matching batch of a resumed subscription (see [`SimParams::watch_skip_after_resume`]).
+    pub watch_skip_after_resume: bool,
+    /// Run the watchers the seed draws (on by default; `--no-watchers` turns them off, so a seed found before
+    /// watchers existed replays exactly as it did then).
+    pub watchers: bool,
     /// Damage a crashing node's last synced batch at the run's drawn rate (on by default; `--no-damage-synced`
     /// turns it off, to tell its violations from others).
     pub damage_synced: bool,
@@ -118,6 +128,8 @@ impl Default for RunOptions {
             election: ElectionMode::Raft,
             misapply_auth: false,
             stale_txn_compare: false,
+            watch_skip_after_resume: false,
+            watchers: true,
             damage_synced: true,
         }
     }
@@ -138,8 +150,12 @@ pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
     params.faults = options.faults;
     params.misapply_auth = options.misapply_auth;
     params.stale_txn_compare = options.stale_txn_compare;
+    params.watch_skip_after_resume = options.watch_skip_after_resume;
     if !options.damage_synced {
         params.damage_synced_permille = 0;
+    }
+    if !options.watchers {
+        params.watch = None;
     }
     let nodes = params.nodes;
     let shared = trace.then(Trace::default);
@@ -150,6 +166,7 @@ pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
             violation: outcome.violation,
             ops: outcome.ops,
             unchecked_keys: outcome.unchecked_keys,
+            watch: outcome.watch,
             trace: outcome.trace,
         },
         Err(violation) => RunReport {
@@ -158,6 +175,7 @@ pub fn run_seed(seed: u64, options: RunOptions, trace: bool) -> RunReport {
             violation: Some(violation),
             ops: 0,
             unchecked_keys: 0,
+            watch: WatchCounts::default(),
             trace: shared.map(|t| t.lines()).unwrap_or_default(),
         },
     }
@@ -216,8 +234,9 @@ pub fn sweep(start: u64, count: u64, options: RunOptions, threads: usize) -> Swe
     let (reports, _) = run_many(start, start + count, options, threads, false);
     let ops = reports.iter().map(|r| r.ops).sum();
     let unchecked_keys = reports.iter().map(|r| r.unchecked_keys).sum();
+    let watch = reports.iter().fold(WatchCounts::default(), |sum, r| sum + r.watch);
     let failures = reports.into_iter().filter(|r| r.violation.is_some()).collect();
-    SweepReport { seeds: count, failures, ops, unchecked_keys, elapsed: began.elapsed() }
+    SweepReport { seeds: count, failures, ops, unchecked_keys, watch, elapsed: began.elapsed() }
 }
 
 /// Runs seeds from `start` on `threads` threads until one fails or `max_seeds` ran; returns the failing run

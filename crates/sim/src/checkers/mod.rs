@@ -1,7 +1,7 @@
 //! The safety properties of Raft (paper Figure 3), checked after every simulated millisecond, one file per
 //! property, plus the client-visible ones (acknowledged writes survive, linearizability, every answer equals a
-//! sequential execution of the committed log, index order agrees with real time) and agreement on the
-//! replicated auth state.
+//! sequential execution of the committed log, index order agrees with real time, every watcher gets exactly the
+//! committed changes it follows) and agreement on the replicated auth state.
 
 mod auth_agreement;
 mod durability;
@@ -11,6 +11,7 @@ mod log_matching;
 mod real_time_order;
 mod state_machine_safety;
 mod txn_serializability;
+mod watch_exactly_once;
 
 pub use auth_agreement::AuthAgreement;
 pub use durability::Durability;
@@ -20,6 +21,7 @@ pub use log_matching::LogMatching;
 pub use real_time_order::{OrderKind, RealTimeOrder, TimedOp};
 pub use state_machine_safety::StateMachineSafety;
 pub use txn_serializability::{Accounts, Observation, TxnSerializability};
+pub use watch_exactly_once::{WatchCounts, WatchEvent, WatchExactlyOnce};
 
 use std::fmt;
 

@@ -35,7 +35,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tally_kv::{KvStore, Response};
+use tally_kv::{ChangeBatch, HistoryLimits, KvStore, Response};
 use tally_node::{KvQuery, KvQueryOutput, StateMachine};
 
 use super::{Check, violation};
@@ -43,6 +43,10 @@ use crate::show::readable;
 
 /// The reference keeps a copy of itself every this many applied entries (the starting points of replays).
 const CHECKPOINT_INTERVAL: u64 = 64;
+
+/// The reference's own watch history keeps only the newest entry: each entry's changes are handed out as it is
+/// applied ([`TxnSerializability::take_new_changes`]), and a short history keeps checkpoints cheap to copy.
+const REFERENCE_HISTORY: HistoryLimits = HistoryLimits { entries_max: 1, bytes_max: 1 };
 
 /// What a client learned from an operation answered at some index.
 #[derive(Clone, Debug)]
@@ -102,26 +106,37 @@ pub struct TxnSerializability {
     replayed: u64,
     /// Answers at an index older than every checkpoint kept (not checked).
     unchecked: u64,
+    /// The key changes of the entries the reference applied since the last [`TxnSerializability::take_new_changes`],
+    /// in index order: the committed changes, for the watch checker.
+    new_changes: Vec<Arc<ChangeBatch>>,
 }
 
 impl TxnSerializability {
     /// A checker whose reference starts empty (index 0); `accounts` when the run transfers between accounts.
     pub fn new(accounts: Option<Accounts>) -> TxnSerializability {
+        let reference = KvStore::with_history_limits(REFERENCE_HISTORY);
         TxnSerializability {
-            reference: KvStore::new(),
             commands: BTreeMap::new(),
-            checkpoints: BTreeMap::from([(0, KvStore::new())]),
+            checkpoints: BTreeMap::from([(0, reference.clone())]),
+            reference,
             pending: BTreeMap::new(),
             accounts,
             checked: 0,
             replayed: 0,
             unchecked: 0,
+            new_changes: Vec::new(),
         }
     }
 
     /// The index the reference has applied.
     pub fn applied_index(&self) -> u64 {
         self.reference.applied_index()
+    }
+
+    /// The key changes of the entries the reference applied since the last call, in index order (entries that
+    /// changed no key have none).
+    pub fn take_new_changes(&mut self) -> Vec<Arc<ChangeBatch>> {
+        std::mem::take(&mut self.new_changes)
     }
 
     /// Answers checked so far, how many of them on a replayed copy, and answers too old to check (older than
@@ -217,6 +232,9 @@ impl TxnSerializability {
             }
         };
         assert_eq!(self.reference.applied_index(), index, "the reference skipped an entry");
+        if let Some(changes) = self.reference.history().batches_from(index).next() {
+            self.new_changes.push(Arc::clone(changes));
+        }
         if index % CHECKPOINT_INTERVAL == 0 {
             self.checkpoints.insert(index, self.reference.clone());
         }

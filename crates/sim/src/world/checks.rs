@@ -57,10 +57,10 @@ impl Simulation {
         Ok(())
     }
 
-    /// Moves the reference execution of the log forward and lets both answer checkers forget what no later
-    /// answer needs. The reference stops at the slowest running node that has caught up with it, so the answers
-    /// of every such node arrive ahead of it (a node that restarted behind it is checked on a replay); it keeps
-    /// its past back to the oldest snapshot a node could restart from.
+    /// Moves the reference execution of the log forward (handing its changes to the watch checker) and lets the
+    /// answer checkers forget what no later answer needs. The reference stops at the slowest running node that
+    /// has caught up with it, so the answers of every such node arrive ahead of it (a node that restarted behind
+    /// it is checked on a replay); it keeps its past back to the oldest snapshot a node could restart from.
     pub(super) fn check_answers(&mut self) -> Result<(), Violation> {
         let reference = self.txn_serializability.applied_index();
         let mut target = u64::MAX;
@@ -80,9 +80,12 @@ impl Simulation {
             }
         }
         self.txn_serializability.advance(target)?;
+        let changes = self.txn_serializability.take_new_changes();
+        self.watch_exactly_once.advance(changes, self.txn_serializability.applied_index())?;
         let floor = self.restart_floor.iter().flatten().min().copied().unwrap_or(u64::MAX);
         self.txn_serializability.retain_from(floor);
         let oldest_call = self.clients.iter().filter_map(|c| c.pending.as_ref()).map(|p| p.sent_at).min();
+        let oldest_call = oldest_call.into_iter().chain(self.oldest_watch_read()).min();
         self.real_time_order.forget_before(oldest_call.unwrap_or(self.now));
         Ok(())
     }
@@ -212,7 +215,8 @@ impl Simulation {
         Ok(())
     }
 
-    /// End of run: every acknowledged write is on every node, and the history is linearizable.
+    /// End of run: every acknowledged write is on every node, every watcher caught up, and the history is
+    /// linearizable.
     pub(super) fn check_final(&mut self) -> Result<(), Violation> {
         let leader = self.current_leader().expect("converged: one leader");
         let members: Vec<NodeId> = self.node(self.slot_of(leader)).expect("up").raft().membership().members().collect();
@@ -223,6 +227,7 @@ impl Simulation {
             .collect();
         self.durability.check_final(&applied)?;
         self.txn_serializability.finish()?;
+        self.check_watchers_final()?;
         let (checked, replayed, unchecked) = self.txn_serializability.counts();
         let ordered = self.real_time_order.checked();
         self.trace_event(|| {

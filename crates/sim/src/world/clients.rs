@@ -162,6 +162,10 @@ impl Simulation {
         for i in 0..self.ids.len() {
             let Some(node) = self.node_mut(i) else { continue };
             for completion in node.take_completions() {
+                if let Some(w) = self.watch_reads.remove(&completion.id) {
+                    self.complete_watch_read(w, completion.result)?;
+                    continue;
+                }
                 let Some(c) = self.owners.remove(&completion.id) else { continue };
                 let pending = self.clients[c].pending.take().expect("owner has a pending request");
                 assert_eq!(pending.request, completion.id, "completion for another request");

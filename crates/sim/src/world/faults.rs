@@ -117,6 +117,7 @@ impl Simulation {
         self.trace_event(|| format!("{id}: {why}{how}; down for {downtime} ms"));
         self.network.drop_to(id);
         self.fail_requests_at(id);
+        self.drop_hub(i);
     }
 
     /// A power loss of node `i`'s disk, harsh or gentle as the run's rate says; returns how it went.

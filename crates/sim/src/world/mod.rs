@@ -4,7 +4,8 @@
 //! ```text
 //!  seed ──▶ SimParams ──▶ safety phase (faults on) ──▶ liveness phase (healed) ──▶ linearizability check
 //!                              each millisecond: faults → deliver messages → tick clocks → clients
-//!                                                → send outputs → record applies → completions → checkers
+//!                                                → send outputs → record applies → completions → watchers
+//!                                                → checkers
 //!                                                  (the reference execution of the log advances after the
 //!                                                   completions, so it never passes an answer of this step)
 //! ```
@@ -15,22 +16,24 @@ mod failover;
 mod faults;
 mod membership;
 mod txns;
+mod watchers;
 
 use std::collections::BTreeMap;
 
-use tally_node::{ManualClock, Node, NodeConfig, Outbox, RequestId, WalStorage};
+use tally_node::{ManualClock, Node, NodeConfig, Outbox, RequestId, WalStorage, WatchHub};
 use tally_raft::{LogIndex, NodeId, Role, SplitMix64, Term};
 use tally_wal::{FaultDisk, WalOptions};
 
 use crate::checkers::{
     AuthAgreement, Durability, ElectionSafety, LeaderCompleteness, LogMatching, RealTimeOrder, StateMachineSafety,
-    TxnSerializability, Violation,
+    TxnSerializability, Violation, WatchCounts, WatchExactlyOnce,
 };
 use crate::client::Client;
 use crate::linearizability::KvOp;
 use crate::network::Network;
 pub use crate::params::SimParams;
 use crate::state_machine::{Applied, RecordingKv};
+use crate::watcher::{WatchParams, Watcher};
 pub use failover::FailoverSample;
 
 /// The lines of a run's trace, shared between the run and its caller (so a panicking run still leaves its
@@ -79,6 +82,8 @@ pub struct Outcome {
     pub elections: usize,
     /// Keys whose history was too costly to check for linearizability within the search budget.
     pub unchecked_keys: usize,
+    /// What the watchers saw (all zero in runs without watchers).
+    pub watch: WatchCounts,
     /// The trace, if it was asked for (also in [`Trace`], which survives a panic).
     pub trace: Vec<String>,
 }
@@ -154,6 +159,16 @@ pub struct Simulation {
     trace: Option<Trace>,
     /// Per node: its membership policy (acts only while it leads), when the run uses the policy.
     policies: Vec<tally_node::MembershipPolicy>,
+    /// The watchers (none in runs without them).
+    watchers: Vec<Watcher>,
+    /// Per node: its watch hub while it runs, in runs with watchers (a restarted node starts a new one).
+    hubs: Vec<Option<WatchHub>>,
+    /// Request id of a watcher's read -> the watcher.
+    watch_reads: BTreeMap<RequestId, usize>,
+    /// The watchers' own generator, so that the run's main one draws as in runs without watchers.
+    watch_rng: SplitMix64,
+    /// The watch checker.
+    watch_exactly_once: WatchExactlyOnce,
 }
 
 impl Simulation {
@@ -165,6 +180,9 @@ impl Simulation {
         let clients = (0..params.clients)
             .map(|c| Client::new(c as u64, voters[rng.range(0, voters.len() as u64) as usize]))
             .collect();
+        let mut watch_rng = SplitMix64::new(params.seed ^ 0x5741_5443_4845_5253);
+        let watchers = watchers::new_watchers(params.watch.as_ref().map_or(0, |watch| watch.watchers), &mut watch_rng);
+        let filters = watchers.iter().map(|watcher| watcher.filter.clone()).collect();
         let mut network = Network::default();
         network.loss_permille = params.loss_permille;
         network.duplicate_permille = params.duplicate_permille;
@@ -213,6 +231,11 @@ impl Simulation {
                 Some(config) => (0..ids.len()).map(|_| tally_node::MembershipPolicy::new(config)).collect(),
                 None => Vec::new(),
             },
+            watchers,
+            hubs: (0..ids.len()).map(|_| None).collect(),
+            watch_reads: BTreeMap::new(),
+            watch_rng,
+            watch_exactly_once: WatchExactlyOnce::new(filters),
             ids,
             params,
         };
@@ -233,6 +256,7 @@ impl Simulation {
             ops: self.ops,
             elections: self.election_safety.terms_with_leader(),
             unchecked_keys: self.unchecked_keys,
+            watch: self.watch_exactly_once.counts(),
             trace: self.trace.map(|t| t.lines()).unwrap_or_default(),
         }
     }
@@ -251,7 +275,17 @@ impl Simulation {
             self.step()?;
         }
         self.quiesce();
-        while self.now < healed_at + self.params.liveness_ms && !self.converged() {
+        // Converged, and (in runs with watchers) every watcher caught up with the final applied index.
+        let mut lag_traced = false;
+        while self.now < healed_at + self.params.liveness_ms {
+            if !self.converged() {
+                self.step()?;
+                continue;
+            }
+            let Some(lag) = self.watchers_lagging() else { break };
+            if !std::mem::replace(&mut lag_traced, true) {
+                self.trace_event(|| format!("converged; waiting for the watchers: {lag}"));
+            }
             self.step()?;
         }
         self.check_liveness(acked_before)?;
@@ -275,6 +309,7 @@ impl Simulation {
         self.flush_outboxes();
         self.record_applies()?;
         self.collect_completions()?;
+        self.drive_watchers()?;
         self.check_answers()?;
         self.check_step()
     }
@@ -353,12 +388,14 @@ impl Simulation {
         // The auth fault breaks n1's state machine only: the other replicas show what applying is meant to do. The
         // stale compare fault breaks every node alike: only the reference execution of the log shows it.
         let state_machine = RecordingKv::with_misapplied_auth(self.params.misapply_auth && i == 0)
+            .with_history_limits(WatchParams::history_limits(self.params.watch.as_ref(), i))
             .with_stale_txn_compare(self.params.stale_txn_compare);
         let node =
             Node::start(self.node_config(i), storage, Outbox::default(), clock, state_machine).map_err(|error| {
                 Violation { checker: "recovery", detail: format!("{} failed to restart: {error}", self.ids[i]) }
             })?;
         self.slots[i] = Slot::Up(Box::new(node));
+        self.start_hub(i);
         self.observed[i].2 = LogIndex(0);
         self.commit_seen[i] = LogIndex(0);
         self.dying_disk[i] = false;
