@@ -139,6 +139,12 @@ pub struct Raft {
     /// Protocol-aware recovery under way: this node may have lost acknowledged entries or a vote. `None` for a
     /// normal node.
     pub(crate) recovery: Option<crate::recovery::Recovery>,
+    /// The terms in which this node may have acknowledged entries its storage has since lost: a leader of such a
+    /// term still counts them in this node's match index, so its heartbeats' commit index cannot be trusted.
+    pub(crate) lost_acks: crate::recovery::LostAcks,
+    /// Follower: the term of the last Append that passed the consistency check, and the index of its last new
+    /// entry: up to there this node's log matches that term's leader's.
+    pub(crate) append_verified: (Term, LogIndex),
     /// Set by the caller while its storage cannot take entries (a full disk): the node neither campaigns
     /// nor takes a leadership transfer, since as leader it would at once have to store a no-op it cannot.
     /// It still votes and follows (a vote needs only a hard state).
@@ -183,6 +189,8 @@ impl Raft {
             incoming_snapshot: None,
             persisted_hard_state: restored.hard_state,
             recovery: None,
+            lost_acks: crate::recovery::LostAcks::None,
+            append_verified: (Term(0), LogIndex(0)),
             held_back: false,
         };
         raft.recompute_membership();

@@ -38,6 +38,25 @@ pub enum RecoveryStatus {
     },
 }
 
+/// The terms in which this node may have acknowledged entries, or a vote, that its storage lost.
+///
+/// A leader of such a term learned this node's match index before the loss and keeps it for its whole term, so
+/// the commit index of its heartbeats (capped at that match) may name entries this node no longer holds, or
+/// holds in an older version that came back when a later batch was lost. In those terms this node commits on a
+/// heartbeat only what an Append of the same term verified ([`Raft::heartbeat_commit_limit`]). The bound is not
+/// known at start when the lost region's hard state is unreadable; the recovery answers give it: a majority of
+/// the other voters answered past the fence, and it meets every majority that adopted a term in which this node
+/// acknowledged, so the highest term answered is at least every such term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LostAcks {
+    /// Nothing was lost.
+    None,
+    /// Something was lost, in terms not known yet (recovery is querying): every term is suspect.
+    TermsUnknown,
+    /// Something was lost, in no term later than this one.
+    UpTo(Term),
+}
+
 /// One peer's answer to this node's recovery query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RecoveryAnswer {
@@ -80,6 +99,7 @@ impl Raft {
         self.vote = None;
         let nonce = crate::rng::SplitMix64::new(self.config.seed ^ 0x7265_636f_7665_7279 ^ self.term.0).next_u64();
         self.recovery = Some(Recovery { nonce, fence: self.term, answers: BTreeMap::new(), floor: None });
+        self.lost_acks = LostAcks::TermsUnknown;
         self.send_recovery_queries();
         self.maybe_resolve_recovery();
         true
@@ -176,6 +196,7 @@ impl Raft {
         let floor = answers.iter().map(|a| a.last).max().unwrap_or((Term(0), LogIndex(0)));
         recovery.floor = Some(floor);
         let term = answers.iter().map(|a| a.term).max().unwrap_or(self.term).max(self.term);
+        self.lost_acks = LostAcks::UpTo(term);
         if term > self.term {
             self.become_follower(term, None);
         }
@@ -201,6 +222,18 @@ impl Raft {
             Some(Recovery { floor: None, .. }) => false,
             Some(Recovery { floor: Some(floor), .. }) => last >= *floor,
         }
+    }
+
+    /// Follower: the highest index a heartbeat of the current term may commit, if this node may have lost entries
+    /// the leader of this term believes it holds (see [`LostAcks`]): what an Append of this term verified.
+    pub(crate) fn heartbeat_commit_limit(&self) -> Option<LogIndex> {
+        let suspect = match self.lost_acks {
+            LostAcks::None => false,
+            LostAcks::TermsUnknown => true,
+            LostAcks::UpTo(bound) => self.term <= bound,
+        };
+        let (verified_term, verified) = self.append_verified;
+        suspect.then_some(if verified_term == self.term { verified } else { LogIndex(0) })
     }
 
     /// Asserts the recovery invariants.

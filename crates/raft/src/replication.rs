@@ -173,6 +173,8 @@ impl Raft {
             self.recompute_membership();
         }
         let last_new = LogIndex(prev_log_index.0 + entries.len() as u64);
+        let (verified_term, verified) = self.append_verified;
+        self.append_verified = (self.term, if verified_term == self.term { verified.max(last_new) } else { last_new });
         self.log.commit_to(leader_commit.min(last_new));
         self.send(from, MessageBody::AppendResponse { result: Ok(last_new) });
     }
@@ -182,6 +184,9 @@ impl Raft {
         // The leader sends at most what it knows this node holds, so a commit past our log means this node lost
         // entries it had acknowledged (its data was wiped): commit nothing on that word. The leader's next
         // Append is rejected, and it brings this node back from the log or a snapshot.
+        // A leader of a term in which this node lost acknowledged entries believes it still holds them: commit
+        // only what this term's Appends verified (see `LostAcks`).
+        let commit = self.heartbeat_commit_limit().map_or(commit, |limit| commit.min(limit));
         if commit <= self.log.last_index() {
             self.log.commit_to(commit);
         }

@@ -55,6 +55,17 @@ fn seeds_that_once_found_bugs_stay_clean() {
 }
 
 #[test]
+fn lost_acknowledgements_are_not_committed_on_a_stale_leaders_heartbeat() {
+    // Why: chaos seed 2140 (raft) found it in a 2,300-seed sweep. A node whose last synced batch (a term-7 hard
+    // state and entry 7@7) was damaged restarted with an older 7@4 at index 7 and, its lost hard state unreadable,
+    // a recovery fence of term 7 itself; the term-7 leader still held its old match index of 7 and its heartbeat
+    // made the node commit 7@4. Heartbeats in such terms now commit only what an Append verified (`LostAcks`).
+    let options = RunOptions { profile: Profile::Chaos, watchers: false, ..RunOptions::default() };
+    let report = run_seed(2140, options, false);
+    assert!(report.violation.is_none(), "seed 2140: {:?}", report.violation);
+}
+
+#[test]
 fn chaos_sweep_finds_no_violation() {
     // Why: the chaos profile (crash storms, heavy loss, targeted crashes) is what catches the rare
     // interleavings below; the correct core must survive it too.
