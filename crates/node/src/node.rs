@@ -380,7 +380,7 @@ impl<S: StateMachine, D: Storage, T: Transport, C: Clock> Node<S, D, T, C> {
         if ready.snapshot.is_some() || !ready.entries.is_empty() {
             self.space.failed_writes = 0; // what a full disk refused before fitted now
         }
-        if self.recovery_unsettled && !self.raft.is_recovering() {
+        if self.recovery_unsettled && self.raft.may_settle_recovery() {
             // What recovery waited for (the floor's entries, the fenced term) is durable now: say it is over.
             self.storage.settle_recovery()?;
             self.recovery_unsettled = false;

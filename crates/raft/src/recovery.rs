@@ -224,16 +224,37 @@ impl Raft {
         }
     }
 
-    /// Follower: the highest index a heartbeat of the current term may commit, if this node may have lost entries
-    /// the leader of this term believes it holds (see [`LostAcks`]): what an Append of this term verified.
-    pub(crate) fn heartbeat_commit_limit(&self) -> Option<LogIndex> {
-        let suspect = match self.lost_acks {
+    /// Whether a leader of the current term may still count entries this node lost (see [`LostAcks`]).
+    fn in_suspect_term(&self) -> bool {
+        match self.lost_acks {
             LostAcks::None => false,
             LostAcks::TermsUnknown => true,
             LostAcks::UpTo(bound) => self.term <= bound,
-        };
+        }
+    }
+
+    /// Whether the storage may say that recovery is over: it is, and the term is past every term in which this
+    /// node may have acknowledged what it lost. Until then a restart must run recovery again (its marker stays),
+    /// because the restarted core would not know which terms' leaders to distrust.
+    pub fn may_settle_recovery(&self) -> bool {
+        !self.is_recovering() && !self.in_suspect_term()
+    }
+
+    /// Follower: the highest index a heartbeat of the current term may commit, if this node may have lost entries
+    /// the leader of this term believes it holds (see [`LostAcks`]): what an Append of this term verified.
+    pub(crate) fn heartbeat_commit_limit(&self) -> Option<LogIndex> {
         let (verified_term, verified) = self.append_verified;
-        suspect.then_some(if verified_term == self.term { verified } else { LogIndex(0) })
+        self.in_suspect_term().then_some(if verified_term == self.term { verified } else { LogIndex(0) })
+    }
+
+    /// Follower, on a heartbeat whose commit index `commit` is past what this node may commit on it: whether to
+    /// depose the leader by moving to the next term. Only once recovery resolved the bound, in the bound's term
+    /// itself (the node's term never goes below it after resolving), so the next term is one in which this node
+    /// never acted: its vote there is free. The leader of the bound's term keeps a match index from before the
+    /// loss for its whole term and would never send the Appends that repair this node (it believes them
+    /// matched), so without a new term this node's commit index would stay where it is.
+    pub(crate) fn should_depose_stale_leader(&self, commit: LogIndex, limit: LogIndex) -> bool {
+        matches!(self.lost_acks, LostAcks::UpTo(bound) if bound == self.term) && commit > limit.max(self.log.commit())
     }
 
     /// Asserts the recovery invariants.

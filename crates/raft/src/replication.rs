@@ -185,8 +185,14 @@ impl Raft {
         // entries it had acknowledged (its data was wiped): commit nothing on that word. The leader's next
         // Append is rejected, and it brings this node back from the log or a snapshot.
         // A leader of a term in which this node lost acknowledged entries believes it still holds them: commit
-        // only what this term's Appends verified (see `LostAcks`).
-        let commit = self.heartbeat_commit_limit().map_or(commit, |limit| commit.min(limit));
+        // only what this term's Appends verified (see `LostAcks`), and depose it if it asks for more.
+        let limit = self.heartbeat_commit_limit();
+        if limit.is_some_and(|limit| self.should_depose_stale_leader(commit, limit)) {
+            self.become_follower(self.term.next(), None);
+            self.send(from, MessageBody::HeartbeatResponse { read_seq: 0 });
+            return;
+        }
+        let commit = limit.map_or(commit, |limit| commit.min(limit));
         if commit <= self.log.last_index() {
             self.log.commit_to(commit);
         }

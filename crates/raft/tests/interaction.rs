@@ -57,6 +57,7 @@ scripts!(
     forged_acks,
     recovery_vote,
     recovery_commit,
+    recovery_stale_leader,
     recovery_liveness,
     pre_vote_live_leader,
     removed_voter,
