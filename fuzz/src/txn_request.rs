@@ -12,7 +12,7 @@
 //! # Oracles
 //!
 //! - A refusal is `400 bad_request` or `413 too_large`, with a message.
-//! - An accepted body is a JSON object; its transaction has at most `--max-txn-ops` compares and ops per list,
+//! - An accepted body is a JSON object, and so is each of its compares, ops and ops' fields; its transaction has at most `--max-txn-ops` compares and ops per list,
 //!   no key, prefix or value over its limit, no list asking for more than a page of keys, and passes
 //!   [`Txn::validate`].
 //! - An accepted transaction survives the log: its command re-encodes to bytes that decode to it, and applying
@@ -57,6 +57,17 @@ pub fn run(data: &[u8]) {
 fn check_accepted(body: &[u8], txn: &Txn, limits: &Limits) {
     let json: serde_json::Value = serde_json::from_slice(body).expect("an accepted body is JSON");
     assert!(json.is_object(), "an accepted body is not a JSON object: {json}");
+    for list in ["compare", "success", "failure"] {
+        for item in json.get(list).and_then(serde_json::Value::as_array).into_iter().flatten() {
+            assert!(item.is_object(), "{list} holds a non-object: {item}");
+            if list != "compare" {
+                assert!(
+                    item.as_object().into_iter().flat_map(|op| op.values()).all(serde_json::Value::is_object),
+                    "{item}"
+                );
+            }
+        }
+    }
     for (list, count) in
         [("compare", txn.compare.len()), ("success", txn.success.len()), ("failure", txn.failure.len())]
     {
@@ -102,7 +113,7 @@ fn check_accepted(body: &[u8], txn: &Txn, limits: &Limits) {
 
 /// The issue's example, every compare target and op, base64 fields, and refusals of each kind.
 pub fn seeds() -> Vec<Seed> {
-    let bodies: [(&str, u8, &[u8]); 10] = [
+    let bodies: [(&str, u8, &[u8]); 11] = [
         (
             "create-if-absent",
             3,
@@ -132,6 +143,7 @@ pub fn seeds() -> Vec<Seed> {
         ("too-many-ops", 0, br#"{"success": [{"get": {"key": "a"}}, {"get": {"key": "b"}}]}"#),
         ("key-too-long", 4, br#"{"success": [{"get": {"key": "a-key-of-many-bytes"}}]}"#),
         ("not-an-object", 3, b"[[], [], []]"),
+        ("op-fields-as-array", 3, br#"{"success": [{"put": ["k", null, "v", null]}]}"#),
         ("invalid-utf8", 3, b"{\"success\": [{\"put\": {\"key\": \"\xff\", \"value\": \"v\"}}]}"),
     ];
     bodies

@@ -170,8 +170,29 @@ fn bad(at: OpPosition, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("{at}: {message}"))
 }
 
+/// `400` unless `value` is a JSON object: serde also fills a struct from an array of its fields in order.
+fn require_object(at: OpPosition, value: &Value, what: &str) -> Result<(), ApiError> {
+    match value {
+        Value::Object(_) => Ok(()),
+        other => Err(bad(at, format!("{what} must be a JSON object, not {}", json_kind(other)))),
+    }
+}
+
+/// The kind of a JSON value, for messages.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// One guard.
 fn parse_compare(at: OpPosition, value: Value, limits: &Limits) -> Result<Compare, ApiError> {
+    require_object(at, &value, "a compare")?;
     let wire: WireCompare = serde_json::from_value(value)
         .map_err(|error| bad(at, format!("{error}; a compare is {{\"key\", \"target\", \"op\", \"value\"}}")))?;
     let key = key(at, "key", wire.key, wire.key_b64, limits)?;
@@ -252,6 +273,10 @@ fn shown(value: &Option<Value>) -> String {
 
 /// One op of a branch.
 fn parse_op(at: OpPosition, value: Value, limits: &Limits) -> Result<TxnOp, ApiError> {
+    require_object(at, &value, "an op")?;
+    if let Some(fields) = value.as_object().and_then(|op| op.values().next()) {
+        require_object(at, fields, "an op's fields")?;
+    }
     let wire: WireOp =
         serde_json::from_value(value).map_err(|error| bad(at, format!("{error}; an op is one of {OP_SHAPE}")))?;
     Ok(match wire {

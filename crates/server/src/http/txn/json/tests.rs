@@ -181,3 +181,25 @@ fn bodies_that_are_not_json_or_not_utf8_are_refused() {
         assert!(error.message.starts_with("bad transaction"), "{}", error.message);
     }
 }
+
+#[test]
+fn compares_and_ops_must_be_objects_too() {
+    // serde alone would fill each of these structs from an array of its fields, in order.
+    let cases: [(&str, &str); 4] = [
+        (
+            r#"{"compare": [["k", null, "value", "==", "w", null]]}"#,
+            "compare[0]: a compare must be a JSON object, not an array",
+        ),
+        (
+            r#"{"success": [{"put": ["k", null, "v", null]}]}"#,
+            "success[0]: an op's fields must be a JSON object, not an array",
+        ),
+        (r#"{"failure": [["get"]]}"#, "failure[0]: an op must be a JSON object, not an array"),
+        (r#"{"success": [{"get": "k"}]}"#, "success[0]: an op's fields must be a JSON object, not a string"),
+    ];
+    for (body, expected) in cases {
+        let error = parse_txn(body.as_bytes(), &limits()).expect_err(body);
+        assert_eq!(error.code, "bad_request", "{body}");
+        assert!(error.message.starts_with(expected), "{body}: {:?} should start with {expected:?}", error.message);
+    }
+}
