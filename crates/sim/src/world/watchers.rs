@@ -228,9 +228,11 @@ impl Simulation {
                 self.trace_event(|| format!("watcher {w}: subscribed at {node} from {start} (fresh: {fresh}) as {id}"));
                 self.watch_exactly_once.record(w, WatchEvent::Subscribed { from: start, fresh })
             }
-            Err(SubscribeError::Compacted { from, oldest }) => {
+            Err(SubscribeError::Compacted { from, oldest: claimed }) => {
+                // The checker judges the refusal by where the node's history really starts, not by the hub's word.
+                let oldest = history.covered_from();
                 watcher.resume_from = None;
-                self.idle_watcher(w, &format!("subscribing at {from} was refused: history from {oldest}"));
+                self.idle_watcher(w, &format!("subscribing at {from} was refused: history from {claimed}"));
                 self.watch_exactly_once.record(w, WatchEvent::Refused { from, fresh, oldest })
             }
             Err(SubscribeError::FromInFuture { from, next }) => {
@@ -256,6 +258,12 @@ impl Simulation {
         let Some(watch) = &self.params.watch else { unreachable!("watchers in a run without watch knobs") };
         let (disconnect_permille, stall_permille, stall_ms) =
             (watch.disconnect_permille, watch.stall_permille, watch.stall_ms);
+        // Where the node's history really starts: a compaction error is judged by it, not by the hub's word (a
+        // hub that cut a watcher off as compacted while the history still covered it would make it skip changes).
+        let Slot::Up(running) = &self.slots[i] else {
+            unreachable!("watcher {w} is connected to {node}, which is down")
+        };
+        let real_oldest = running.state_machine().kv.history().covered_from();
         let hub = self.hubs[i].as_mut().expect("a connected watcher's node is up");
         if !self.quiesced && self.watch_rng.chance(disconnect_permille, 1_000) {
             hub.unsubscribe(id);
@@ -284,7 +292,9 @@ impl Simulation {
                 Delivery::Error(tally_node::WatchError::SlowWatcher { resume_from }) => {
                     WatchEvent::Slow { resume_from }
                 }
-                Delivery::Error(tally_node::WatchError::Compacted { oldest }) => WatchEvent::Compacted { oldest },
+                Delivery::Error(tally_node::WatchError::Compacted { .. }) => {
+                    WatchEvent::Compacted { oldest: real_oldest }
+                }
             };
             if self.trace.is_some() {
                 let line = readable(&format!("watcher {w}: {event:?}"));
