@@ -105,7 +105,7 @@ pub struct BenchArgs {
     /// linearizable or stale.
     #[arg(long, default_value_t = Consistency::Linearizable)]
     pub consistency: Consistency,
-    /// watch: watcher connections, each with one stream of `bench/w/`, all to the leader.
+    /// watch: watcher connections, each with one stream of `bench/w/`, all to the leader (see --spread).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub watchers: u32,
     /// watch: writes per second under `bench/w/` (open loop: due on a schedule, not after the previous answer).
@@ -115,8 +115,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub writers: u16,
     /// watch: open the watchers and write nothing; report the leader's resident memory per watcher.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "spread")]
     pub idle: bool,
+    /// watch: spread the watchers over every endpoint, round-robin, instead of putting all on the leader.
+    #[arg(long)]
+    pub spread: bool,
     /// TLS and credentials (https:// endpoints need --cacert).
     #[command(flatten)]
     pub credentials: Credentials,

@@ -2,7 +2,8 @@
 //! node.
 //!
 //! ```text
-//!  leader known (cluster()) ──▶ every watcher and writer talks to it; the bench raises its own fd limit
+//!  leader known (cluster()) ──▶ every writer and watcher talks to it (--spread: the watchers go round-robin to
+//!  every endpoint); the bench raises its own file descriptor limit
 //!  delivery run (delivery.rs): W watchers on bench/w/ ──▶ writers at R writes/s (writers.rs) ──▶ each event
 //!      matched by index to its write's acknowledgement (acks.rs) ──▶ latency percentiles, events delivered
 //!      against W × writes, slow_watcher cuts
@@ -200,8 +201,11 @@ mod tests {
         .expect("valid")
         .bench;
         assert_eq!((args.watchers, args.rate, args.writers, args.idle), (10_000, 200, 8, true));
+        let spread = Wrapper::try_parse_from(["bench", "--workload", "watch", "--spread"]).expect("valid").bench;
+        assert!(spread.spread && !spread.idle);
         for bad in [
-            &["bench", "--watchers", "0"][..],
+            &["bench", "--idle", "--spread"][..],
+            &["bench", "--watchers", "0"],
             &["bench", "--rate", "0"],
             &["bench", "--writers", "0"],
             &["bench", "--idle", "yes"],

@@ -10,6 +10,9 @@
 //!  merge the shards ──▶ DeliverySummary
 //! ```
 //!
+//! The watchers are all on the leader, or with `--spread` on every endpoint in turn (a follower sends an
+//! event once it has learned the entry is committed and applied it: a little later than the leader).
+//!
 //! A watcher cut off with `slow_watcher` resumes at the `resume_from` it was given, and one whose stream
 //! breaks resumes after the last index it saw, as a client would: its late events then show in the latency,
 //! and the cut in the `slow_watcher` count.
@@ -53,8 +56,8 @@ struct Finish {
 struct Watchers {
     /// The origin of every recorded time (the writers' too).
     origin: Instant,
-    /// The node watched.
-    url: String,
+    /// The nodes watched: watcher `i` watches on `urls[i % urls.len()]`.
+    urls: Vec<String>,
     /// How connections are opened.
     dial: Arc<Dial>,
     /// The writes' acknowledgements.
@@ -93,9 +96,10 @@ pub(super) async fn run(setup: &Setup) -> anyhow::Result<()> {
     let due = ((warmup + duration).as_secs_f64() * f64::from(args.rate)).ceil() as usize;
     let acks = Arc::new(AckTable::new(after, due + due / 4 + 100_000));
     let errors = Arc::new(ErrorLog::default());
+    let urls = if args.spread { setup.client.endpoints().to_vec() } else { vec![setup.url.clone()] };
     let watchers = Arc::new(Watchers {
         origin,
-        url: setup.url.clone(),
+        urls: urls.clone(),
         dial: Arc::clone(&setup.dial),
         acks: Arc::clone(&acks),
         shards: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
@@ -104,7 +108,7 @@ pub(super) async fn run(setup: &Setup) -> anyhow::Result<()> {
         errors: Arc::clone(&errors),
         open_gate: Semaphore::new(super::OPEN_PARALLEL),
     });
-    eprintln!("bench: watch: opening {} watchers on {WRITE_PREFIX} at {}", args.watchers, setup.url);
+    eprintln!("bench: watch: opening {} watchers on {WRITE_PREFIX} at {}", args.watchers, urls.join(", "));
     let (finish_tx, finish_rx) = watch::channel(None);
     let mut tasks = JoinSet::new();
     let opened = open_all(args.watchers, |id, opened| {
@@ -177,6 +181,7 @@ pub(super) async fn run(setup: &Setup) -> anyhow::Result<()> {
         keys: args.keys,
         value_size: args.value_size,
         node: setup.leader.clone(),
+        spread: args.spread,
         ..DeliverySummary::default()
     }
     .with(&measured);
@@ -223,9 +228,10 @@ async fn watcher(
     mut finish: watch::Receiver<Option<Finish>>,
 ) -> WatcherTally {
     let path = format!("/v1/watch?prefix={WRITE_PREFIX}");
+    let url = &watchers.urls[id % watchers.urls.len()];
     let first = {
         let _permit = watchers.open_gate.acquire().await;
-        WatchStream::open(&watchers.url, &watchers.dial, &path).await
+        WatchStream::open(url, &watchers.dial, &path).await
     };
     let mut stream = match first {
         Ok(stream) => stream,
@@ -257,7 +263,7 @@ async fn watcher(
         // Open again from `from`, pausing longer after each failure, until it opens or the watcher is done.
         let resume = format!("{path}&from_index={from}");
         let reopened = loop {
-            match WatchStream::open(&watchers.url, &watchers.dial, &resume).await {
+            match WatchStream::open(url, &watchers.dial, &resume).await {
                 Ok(stream) => break Some(stream),
                 Err(error) => {
                     tally.errors += 1;

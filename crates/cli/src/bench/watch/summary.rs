@@ -13,8 +13,10 @@ pub(super) struct DeliverySummary {
     pub(super) workload: &'static str,
     /// `false`: this is the delivery run.
     pub(super) idle: bool,
-    /// Watcher connections (all to `node`).
+    /// Watcher connections (all to `node`, or spread over every endpoint).
     pub(super) watchers: u64,
+    /// Whether the watchers were spread over every endpoint (else: all on `node`).
+    pub(super) spread: bool,
     /// Writes sent at most at once.
     pub(super) writers: u64,
     /// The target rate of writes per second.
@@ -23,7 +25,7 @@ pub(super) struct DeliverySummary {
     pub(super) keys: u64,
     /// Bytes per value written.
     pub(super) value_size: usize,
-    /// The node every watcher and writer talks to (the leader, when known).
+    /// The node the writers (and, unless spread, the watchers) talk to: the leader, when known.
     pub(super) node: Option<String>,
     /// The measured time: from the start of the window to the last measured write's answer, in seconds.
     pub(super) duration_s: f64,
@@ -136,7 +138,7 @@ impl DeliverySummary {
     /// The summary for a person, several lines.
     pub(super) fn human(&self) -> String {
         format!(
-            "watch ({} watchers on {}, {} writers, target {} writes/s, {} keys, {}-byte values): {} writes in \
+            "watch ({} watchers {}, {} writers to {}, target {} writes/s, {} keys, {}-byte values): {} writes in \
              {:.1} s = {:.1} writes/s, {} write errors\n\
              write latency (µs): p50 {}  p99 {}\n\
              delivered {} of {} events ({:.2}%), {} before their write's answer, {} slow_watcher, {} other stream \
@@ -144,8 +146,9 @@ impl DeliverySummary {
              delivery latency (µs): p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n\
              bench CPU: user {:.2} s + sys {:.2} s = {:.1}% of one core",
             self.watchers,
-            self.node.as_deref().unwrap_or("the first endpoint"),
+            if self.spread { "spread over every endpoint" } else { "on the same node" },
             self.writers,
+            self.node.as_deref().unwrap_or("the first endpoint"),
             self.rate_target,
             self.keys,
             self.value_size,
