@@ -91,15 +91,16 @@ enum StreamEnd {
 pub(super) async fn run(setup: &Setup) -> anyhow::Result<()> {
     let args = &setup.args;
     let origin = Instant::now();
+    // Every write of the run comes after the commit index read now, before any watcher opens.
     let after = setup.client.cluster_of(&setup.url).await?.commit_index;
-    let (warmup, duration) = (Duration::from_secs(args.warmup), Duration::from_secs(args.duration));
-    let due = ((warmup + duration).as_secs_f64() * f64::from(args.rate)).ceil() as usize;
+    let due = (f64::from(args.rate) * (args.warmup + args.duration) as f64).ceil() as usize;
     let acks = Arc::new(AckTable::new(after, due + due / 4 + 100_000));
     let errors = Arc::new(ErrorLog::default());
     let urls = if args.spread { setup.client.endpoints().to_vec() } else { vec![setup.url.clone()] };
+    eprintln!("bench: watch: opening {} watchers on {WRITE_PREFIX} at {}", args.watchers, urls.join(", "));
     let watchers = Arc::new(Watchers {
         origin,
-        urls: urls.clone(),
+        urls,
         dial: Arc::clone(&setup.dial),
         acks: Arc::clone(&acks),
         shards: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
@@ -108,7 +109,6 @@ pub(super) async fn run(setup: &Setup) -> anyhow::Result<()> {
         errors: Arc::clone(&errors),
         open_gate: Semaphore::new(super::OPEN_PARALLEL),
     });
-    eprintln!("bench: watch: opening {} watchers on {WRITE_PREFIX} at {}", args.watchers, urls.join(", "));
     let (finish_tx, finish_rx) = watch::channel(None);
     let mut tasks = JoinSet::new();
     let opened = open_all(args.watchers, |id, opened| {
@@ -121,14 +121,11 @@ pub(super) async fn run(setup: &Setup) -> anyhow::Result<()> {
         anyhow::bail!("{} of {} watchers did not open; the first: {error}", opened.failed, args.watchers);
     }
 
-    let start = Instant::now();
-    let schedule =
-        Schedule { start, measure_from: start + warmup, end: start + warmup + duration, rate: u64::from(args.rate) };
     let writers = Arc::new(Writers {
         origin,
         url: setup.url.clone(),
         dial: Arc::clone(&setup.dial),
-        schedule,
+        schedule: schedule(args.rate, args.warmup, args.duration),
         keys: args.keys,
         value: super::super::make_value(args.value_size).into(),
         acks,
@@ -137,21 +134,8 @@ pub(super) async fn run(setup: &Setup) -> anyhow::Result<()> {
         acknowledged: AtomicU64::new(0),
         errors: Arc::clone(&errors),
     });
-    eprintln!(
-        "bench: watch: writing {} writes/s for {} s (warmup {} s), {} writers",
-        args.rate, args.duration, args.warmup, args.writers
-    );
     let progress = tokio::spawn(progress(Arc::clone(&watchers), Arc::clone(&writers)));
-    let mut writer_tasks = JoinSet::new();
-    for _ in 0..args.writers {
-        writer_tasks.spawn(writer(Arc::clone(&writers)));
-    }
-    tokio::time::sleep_until(schedule.measure_from).await;
-    let cpu_before = CpuTime::now()?;
-    let (write_latencies, write_errors, last_answer) = join_writers(writer_tasks).await?;
-    let measured_until = last_answer.map_or(schedule.end, |last| last.max(schedule.end));
-    let cpu = CpuTime::now()?.since(cpu_before);
-
+    let mut measured = write(&writers, args.writers).await?;
     let highest_index = writers.highest_index.load(Ordering::Relaxed);
     let _ = finish_tx.send(Some(Finish { highest_index, deadline: Instant::now() + DRAIN }));
     let mut tally = WatcherTally::default();
@@ -159,21 +143,63 @@ pub(super) async fn run(setup: &Setup) -> anyhow::Result<()> {
         tally += joined?;
     }
     progress.abort();
-    let mut delivery_latencies = new_histogram();
-    for shard in &watchers.shards {
-        delivery_latencies.add(&*shard.lock().unwrap_or_else(PoisonError::into_inner))?;
+    measured.delivery_latency = Percentiles::of(&watchers.merged_latencies()?);
+    (measured.counts, measured.watch_errors) = (tally.counts, tally.errors);
+    measured.slow_watcher = watchers.slow_watcher.load(Ordering::Relaxed);
+    report(setup, &measured, &errors)
+}
+
+/// The writes of a run starting now: `rate` a second, the first `warmup` seconds not measured.
+fn schedule(rate: u32, warmup: u64, duration: u64) -> Schedule {
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs(warmup);
+    Schedule { start, measure_from, end: measure_from + Duration::from_secs(duration), rate: u64::from(rate) }
+}
+
+/// Runs `count` writers until no write is due, and measures them (and the bench's CPU) over the measured window;
+/// the watchers' part of the result is left to fill in.
+///
+/// # Errors
+/// A writer task panicked, or the CPU time cannot be read.
+async fn write(writers: &Arc<Writers>, count: u16) -> anyhow::Result<DeliveryMeasured> {
+    let schedule = writers.schedule;
+    eprintln!(
+        "bench: watch: writing {} writes/s for {:.0} s (warmup {:.0} s), {count} writers",
+        schedule.rate,
+        (schedule.end - schedule.measure_from).as_secs_f64(),
+        (schedule.measure_from - schedule.start).as_secs_f64(),
+    );
+    let mut tasks = JoinSet::new();
+    for _ in 0..count {
+        tasks.spawn(writer(Arc::clone(writers)));
     }
-    let measured = DeliveryMeasured {
-        writes: write_latencies.len(),
-        write_errors,
-        write_latency: Percentiles::of(&write_latencies),
-        delivery_latency: Percentiles::of(&delivery_latencies),
-        counts: tally.counts,
-        slow_watcher: watchers.slow_watcher.load(Ordering::Relaxed),
-        watch_errors: tally.errors,
+    tokio::time::sleep_until(schedule.measure_from).await;
+    let cpu_before = CpuTime::now()?;
+    let (mut latencies, mut errors, mut last_answer) = (new_histogram(), 0, None);
+    while let Some(joined) = tasks.join_next().await {
+        let result: WriterResult = joined?;
+        latencies.add(&result.latencies)?;
+        errors += result.errors;
+        last_answer = last_answer.max(result.last_answer);
+    }
+    // The window lasts until the last measured write was answered, if the writers fell behind.
+    let measured_until = last_answer.map_or(schedule.end, |last: Instant| last.max(schedule.end));
+    Ok(DeliveryMeasured {
+        writes: latencies.len(),
+        write_errors: errors,
+        write_latency: Percentiles::of(&latencies),
         seconds: (measured_until - schedule.measure_from).as_secs_f64(),
-        cpu,
-    };
+        cpu: CpuTime::now()?.since(cpu_before),
+        ..DeliveryMeasured::default()
+    })
+}
+
+/// Prints the summary of a delivery run: human lines, then the JSON line.
+///
+/// # Errors
+/// Never expected (the summary serializes).
+fn report(setup: &Setup, measured: &DeliveryMeasured, errors: &ErrorLog) -> anyhow::Result<()> {
+    let args = &setup.args;
     let summary = DeliverySummary {
         watchers: u64::from(args.watchers),
         writers: u64::from(args.writers),
@@ -184,23 +210,25 @@ pub(super) async fn run(setup: &Setup) -> anyhow::Result<()> {
         spread: args.spread,
         ..DeliverySummary::default()
     }
-    .with(&measured);
+    .with(measured);
     errors.show();
     println!("{}", summary.human());
     println!("{}", json_line(&summary)?);
     Ok(())
 }
 
-/// Waits for every writer: the merged latencies of measured writes, their failures, and the last answer.
-async fn join_writers(mut tasks: JoinSet<WriterResult>) -> anyhow::Result<(Histogram<u64>, u64, Option<Instant>)> {
-    let (mut latencies, mut errors, mut last_answer) = (new_histogram(), 0, None);
-    while let Some(joined) = tasks.join_next().await {
-        let result = joined?;
-        latencies.add(&result.latencies)?;
-        errors += result.errors;
-        last_answer = last_answer.max(result.last_answer);
+impl Watchers {
+    /// Every watcher's delivery latencies in one histogram.
+    ///
+    /// # Errors
+    /// Never expected (the shards have the same bounds).
+    fn merged_latencies(&self) -> anyhow::Result<Histogram<u64>> {
+        let mut merged = new_histogram();
+        for shard in &self.shards {
+            merged.add(&*shard.lock().unwrap_or_else(PoisonError::into_inner))?;
+        }
+        Ok(merged)
     }
-    Ok((latencies, errors, last_answer))
 }
 
 /// What one watcher counted.
