@@ -8,6 +8,7 @@
 //!  N worker tasks, each with its own keep-alive connection to the leader (conn.rs, lean on purpose: the bench
 //!  shares the CPU with the cluster) ──▶ loop { key bench/{uniform i}; put | get; record µs } ──▶ histograms
 //!                                       (txn: two accounts; transfer 1 under compares from cached balances: txn.rs)
+//!  (watch: watchers and open-loop writers of their own: watch.rs)
 //!  progress task ──▶ stderr once a second: ops/s, errors
 //!  merge histograms ──▶ Summary ──▶ stdout: human lines, then one JSON line (the last line)
 //! ```
@@ -19,6 +20,7 @@
 mod conn;
 mod report;
 mod txn;
+mod watch;
 
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -57,6 +59,9 @@ pub enum Workload {
     /// Each request moves 1 between two random accounts (preloaded): one transaction writes both under
     /// `modify_index ==` compares on the balances last seen (a read-only transaction reads them the first time).
     Txn,
+    /// `--watchers` streams on `bench/w/` and writes at `--rate` under it: how long each event takes to reach
+    /// each watcher (`--idle`: what idle watchers cost the node in memory). See `bench/watch.rs`.
+    Watch,
 }
 
 impl Workload {
@@ -67,6 +72,7 @@ impl Workload {
             Workload::Get => "get",
             Workload::Mixed => "mixed",
             Workload::Txn => "txn",
+            Workload::Watch => "watch",
         }
     }
 }
@@ -99,6 +105,21 @@ pub struct BenchArgs {
     /// compares make a stale read safe).
     #[arg(long, default_value_t = Consistency::Linearizable)]
     pub consistency: Consistency,
+    /// watch: watcher connections, each with one stream of `bench/w/`, all to the leader (see --spread).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub watchers: u32,
+    /// watch: writes per second under `bench/w/` (open loop: due on a schedule, not after the previous answer).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub rate: u32,
+    /// watch: writes in flight at most (one task and connection each).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub writers: u16,
+    /// watch: open the watchers and write nothing; report the leader's resident memory per watcher.
+    #[arg(long, conflicts_with = "spread")]
+    pub idle: bool,
+    /// watch: spread the watchers over every endpoint, round-robin, instead of putting all on the leader.
+    #[arg(long)]
+    pub spread: bool,
     /// TLS and credentials (https:// endpoints need --cacert).
     #[command(flatten)]
     pub credentials: Credentials,
@@ -140,13 +161,16 @@ struct Shared {
 /// Bad endpoints, or a preload that fails; failures during the run are counted instead.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.workload != Workload::Txn || args.keys >= 2, "--workload txn needs --keys 2 or more");
+    if args.workload == Workload::Watch {
+        return watch::run(args).await.map(|()| ExitCode::SUCCESS);
+    }
     let client = args.credentials.builder(args.endpoints.clone()).build()?;
     let dial = conn::Dial::new(args.credentials.tls_config()?, args.credentials.token.as_deref())?;
     let leader = find_leader(&client).await;
     let target = client.leader_url().or_else(|| client.endpoints().first().cloned()).unwrap_or_default();
     let value = make_value(args.value_size);
     match args.workload {
-        Workload::Put => {}
+        Workload::Put | Workload::Watch => {}
         Workload::Get | Workload::Mixed => {
             preload(&client, KEY_PREFIX, args.keys, &value, usize::from(args.concurrency)).await?;
         }
@@ -316,6 +340,7 @@ async fn worker(shared: Arc<Shared>, task: u64) -> Histogram<u64> {
             Workload::Mixed => Request::Get,
             // A second account, different from the first: one of the other keys - 1, uniformly.
             Workload::Txn => Request::Transfer(index, (index + 1 + rng.next_u64() % (shared.keys - 1)) % shared.keys),
+            Workload::Watch => unreachable!("the watch workload has its own driver (bench/watch.rs)"),
         };
         let result = match connection.as_mut() {
             Some(conn) => match request {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::{Method, Request, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -122,30 +123,85 @@ impl Connection {
         self.call(Method::POST, &format!("/v1/txn?consistency={consistency}"), body).await
     }
 
+    /// `PUT /v1/kv/{key}` with `value`; the write's log index (its `X-Tally-Index`) on `200`.
+    ///
+    /// # Errors
+    /// The status and body of any other answer, an answer without the index, or the I/O error.
+    pub(super) async fn put_indexed(&mut self, key: &str, value: &Bytes) -> Result<u64, CallError> {
+        let (headers, _) = self.exchange(Method::PUT, &format!("/v1/kv/{key}"), value.clone()).await?;
+        log_index(&headers)
+    }
+
+    /// `GET {path}`; its body on `200` (for `/metrics`).
+    ///
+    /// # Errors
+    /// The status and body of any other answer, or the I/O error.
+    pub(super) async fn get_body(&mut self, path: &str) -> Result<Bytes, CallError> {
+        self.call(Method::GET, path, Bytes::new()).await
+    }
+
+    /// `GET {path}` of a streaming answer (an event stream): on `200`, its `X-Tally-Index` and its body, which
+    /// the caller reads frame by frame for as long as it likes (only the head has to come within the timeout).
+    ///
+    /// # Errors
+    /// The status and body of any other answer, an answer without the index, or the I/O error.
+    pub(super) async fn open_stream(&mut self, path: &str) -> Result<(u64, Incoming), CallError> {
+        let head = tokio::time::timeout(REQUEST_TIMEOUT, self.send(Method::GET, path, Bytes::new()));
+        let response = head.await.map_err(|_| no_answer())??;
+        let (parts, body) = response.into_parts();
+        if parts.status != StatusCode::OK {
+            let body = tokio::time::timeout(REQUEST_TIMEOUT, body.collect()).await.map_err(|_| no_answer())?;
+            let body = body.map(|collected| collected.to_bytes()).unwrap_or_default();
+            return Err(CallError::Answer(format!("{}: {}", parts.status, String::from_utf8_lossy(&body).trim())));
+        }
+        Ok((log_index(&parts.headers)?, body))
+    }
+
     /// Sends one request and reads the whole answer: its body on `200`.
     async fn call(&mut self, method: Method, path: &str, body: Bytes) -> Result<Bytes, CallError> {
+        self.exchange(method, path, body).await.map(|(_, body)| body)
+    }
+
+    /// Sends one request and reads the whole answer: its headers and body on `200`.
+    async fn exchange(&mut self, method: Method, path: &str, body: Bytes) -> Result<(HeaderMap, Bytes), CallError> {
+        let exchange = async {
+            let response = self.send(method, path, body).await?;
+            let (parts, body) = response.into_parts();
+            let broken = |e: hyper::Error| CallError::Connection(format!("answer cut off: {e}"));
+            Ok::<_, CallError>((parts, body.collect().await.map_err(broken)?.to_bytes()))
+        };
+        let (parts, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.map_err(|_| no_answer())??;
+        if parts.status == StatusCode::OK {
+            Ok((parts.headers, body))
+        } else {
+            Err(CallError::Answer(format!("{}: {}", parts.status, String::from_utf8_lossy(&body).trim())))
+        }
+    }
+
+    /// Sends one request; its answer's head (the body still to be read).
+    async fn send(&mut self, method: Method, path: &str, body: Bytes) -> Result<Response<Incoming>, CallError> {
         let mut request = Request::builder().method(method).uri(path).header(hyper::header::HOST, &self.authority);
         if let Some(authorization) = &self.authorization {
             request = request.header(hyper::header::AUTHORIZATION, authorization.clone());
         }
         let request = request.body(Full::new(body)).map_err(|e| CallError::Answer(format!("bad request: {e}")))?;
         let broken = |what: &str, e: hyper::Error| CallError::Connection(format!("{what}: {e}"));
-        let exchange = async {
-            self.sender.ready().await.map_err(|e| broken("connection closed", e))?;
-            let response = self.sender.send_request(request).await.map_err(|e| broken("request failed", e))?;
-            let status = response.status();
-            let body = response.into_body().collect().await.map_err(|e| broken("answer cut off", e))?.to_bytes();
-            Ok::<_, CallError>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-            .await
-            .map_err(|_| CallError::Connection(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())))??;
-        if status == StatusCode::OK {
-            Ok(body)
-        } else {
-            Err(CallError::Answer(format!("{status}: {}", String::from_utf8_lossy(&body).trim())))
-        }
+        self.sender.ready().await.map_err(|e| broken("connection closed", e))?;
+        self.sender.send_request(request).await.map_err(|e| broken("request failed", e))
     }
+}
+
+/// The error of a request whose answer did not come in time: the connection is given up.
+fn no_answer() -> CallError {
+    CallError::Connection(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))
+}
+
+/// The `X-Tally-Index` of an answer.
+fn log_index(headers: &HeaderMap) -> Result<u64, CallError> {
+    let value = headers.get("x-tally-index").and_then(|value| value.to_str().ok());
+    value
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| CallError::Answer(format!("the answer's X-Tally-Index is {value:?}, not a log index")))
 }
 
 /// The HTTP/1 handshake on `io`; the connection runs in its own task until it closes.
