@@ -245,6 +245,7 @@ impl Watchers {
     ///
     /// # Panics
     /// If they do not.
+    #[cfg(debug_assertions)]
     pub(crate) fn check_invariants(&self) {
         self.hub.check_invariants();
         assert_eq!(self.hub.len(), self.outlets.len(), "watch subscriptions and outlets differ in number");

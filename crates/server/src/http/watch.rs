@@ -48,7 +48,7 @@ pub(crate) async fn watch(State(state): State<AppState>, parts: Parts) -> Respon
         let (read_index, _) = super::kv::read(&state, KvQuery::Applied, ReadConsistency::Linearizable).await?;
         let request = WatchRequest { filter: filter.clone(), prev, from, read_index: Some(read_index) };
         let messages = subscribe(&state, request).await?;
-        let check = AuthCheck { published: Arc::clone(&state.published), seen, headers: parts.headers };
+        let check = AuthCheck { published: Arc::clone(&state.published), seen, headers: credentials(&parts.headers) };
         Ok(stream_response(read_index, WatchStream { messages, filter, prev, check, done: false }))
     }
     .await;
@@ -149,13 +149,24 @@ fn stream_response(read_index: u64, stream: WatchStream) -> Response {
     response
 }
 
+/// The request's credentials (its `Authorization` header), copied: a stream lives long, and the request's own
+/// header values share the connection's read buffer (8 KiB), which they would keep alive for every watcher.
+fn credentials(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let copied = HeaderValue::from_bytes(value.as_bytes()).expect("a header value's bytes make a header value");
+        kept.insert(header::AUTHORIZATION, copied);
+    }
+    kept
+}
+
 /// Whether the caller may still read what it watches.
 struct AuthCheck {
     /// Where the auth state is published.
     published: Arc<Published>,
     /// The auth state last checked against.
     seen: Arc<AuthState>,
-    /// The request's headers (its token), to authenticate again against a new state.
+    /// The request's credentials (a copy of its token), to authenticate again against a new state.
     headers: HeaderMap,
 }
 
