@@ -15,7 +15,8 @@
 //!
 //! Only requests that start after the warmup are measured. Failed requests are counted, not fatal, and
 //! their latency is not recorded; the first few messages are shown. A transfer whose compares failed (another
-//! transfer wrote one of its accounts in between) is a retry: counted apart, not measured.
+//! transfer wrote one of its accounts in between) is tried again until it is done: each retry is counted, and the
+//! transfer's latency runs from its first attempt.
 
 mod conn;
 mod report;
@@ -327,31 +328,29 @@ async fn worker(shared: Arc<Shared>, task: u64) -> Histogram<u64> {
     let mut rng = SplitMix64::new(task.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id()));
     let mut connection: Option<Connection> = None;
     let consistency = shared.consistency.as_str();
+    // A transfer whose compares failed, with the time its first attempt started: tried again until it is done,
+    // so its latency covers every attempt.
+    let mut retry: Option<(Request, Instant)> = None;
     loop {
-        let started = Instant::now();
-        if started >= shared.end {
+        if Instant::now() >= shared.end {
             return histogram;
         }
-        let index = rng.next_u64() % shared.keys;
-        let request = match shared.workload {
-            Workload::Put => Request::Put,
-            Workload::Get => Request::Get,
-            Workload::Mixed if rng.next_u64() & 1 == 0 => Request::Put,
-            Workload::Mixed => Request::Get,
-            // A second account, different from the first: one of the other keys - 1, uniformly.
-            Workload::Txn => Request::Transfer(index, (index + 1 + rng.next_u64() % (shared.keys - 1)) % shared.keys),
-            Workload::Watch => unreachable!("the watch workload has its own driver (bench/watch.rs)"),
+        let (request, started, retried) = match retry.take() {
+            Some((request, started)) => (request, started, true),
+            None => (next_request(&shared, &mut rng), Instant::now(), false),
         };
         let result = match connection.as_mut() {
             Some(conn) => match request {
-                Request::Put => conn.put(&key(index), &shared.value).await.map(|()| Outcome::Done),
-                Request::Get => conn.get(&key(index), consistency).await.map(|()| Outcome::Done),
+                Request::Put(index) => conn.put(&key(index), &shared.value).await.map(|()| Outcome::Done),
+                Request::Get(index) => conn.get(&key(index), consistency).await.map(|()| Outcome::Done),
                 Request::Transfer(from, to) => txn::transfer(conn, &shared.balances, (from, to), consistency).await,
             },
             None => match Connection::open(&shared.target, &shared.dial).await {
                 Ok(conn) => {
                     connection = Some(conn);
-                    continue; // connecting is not a measured request
+                    // Connecting is not a measured request; a transfer being retried keeps its first start.
+                    retry = retried.then_some((request, started));
+                    continue;
                 }
                 Err(error) => {
                     tokio::time::sleep(RECONNECT_PAUSE).await;
@@ -364,6 +363,9 @@ async fn worker(shared: Arc<Shared>, task: u64) -> Histogram<u64> {
         }
         let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(LATENCY_US_MAX);
         shared.done.fetch_add(1, Ordering::Relaxed);
+        if let Ok(Outcome::Conflict) = result {
+            retry = Some((request, started));
+        }
         if started < shared.measure_from {
             continue;
         }
@@ -382,17 +384,31 @@ async fn worker(shared: Arc<Shared>, task: u64) -> Histogram<u64> {
 enum Outcome {
     /// It did what it was sent for: measured.
     Done,
-    /// A transfer's compares failed, nothing changed: counted as a retry, not measured.
+    /// A transfer's compares failed, nothing changed: counted as a retry, and tried again.
     Conflict,
+}
+
+/// The next request of the workload, drawn by `rng`.
+fn next_request(shared: &Shared, rng: &mut SplitMix64) -> Request {
+    let index = rng.next_u64() % shared.keys;
+    match shared.workload {
+        Workload::Put => Request::Put(index),
+        Workload::Get => Request::Get(index),
+        Workload::Mixed if rng.next_u64() & 1 == 0 => Request::Put(index),
+        Workload::Mixed => Request::Get(index),
+        // A second account, different from the first: one of the other keys - 1, uniformly.
+        Workload::Txn => Request::Transfer(index, (index + 1 + rng.next_u64() % (shared.keys - 1)) % shared.keys),
+        Workload::Watch => unreachable!("the watch workload has its own driver (bench/watch.rs)"),
+    }
 }
 
 /// What one worker request does.
 #[derive(Clone, Copy, Debug)]
 enum Request {
-    /// Write the key.
-    Put,
-    /// Read the key.
-    Get,
+    /// Write the key `bench/{index}`.
+    Put(u64),
+    /// Read the key `bench/{index}`.
+    Get(u64),
     /// Move 1 from the first account to the second (different) one.
     Transfer(u64, u64),
 }

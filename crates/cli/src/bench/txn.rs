@@ -86,10 +86,11 @@ pub(super) async fn transfer(
         Some(balances) => balances,
         None => {
             let read = conn.txn(Bytes::from(read_body(&from_key, &to_key)), consistency).await?;
-            let balances = parse_gets(&read).map_err(CallError::Answer)?;
-            cache.learn(from, balances[0]);
-            cache.learn(to, balances[1]);
-            balances
+            let [from_read, to_read] = parse_gets(&read).map_err(CallError::Answer)?;
+            cache.learn(from, from_read);
+            cache.learn(to, to_read);
+            // Another worker may have taught the cache newer balances while the read was under way.
+            cache.get(from, to).expect("both balances were just learned")
         }
     };
     let write = write_body((&from_key, from_balance), (&to_key, to_balance));
