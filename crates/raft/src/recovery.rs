@@ -243,8 +243,14 @@ impl Raft {
     /// Follower: the highest index a heartbeat of the current term may commit, if this node may have lost entries
     /// the leader of this term believes it holds (see [`LostAcks`]): what an Append of this term verified.
     pub(crate) fn heartbeat_commit_limit(&self) -> Option<LogIndex> {
+        self.in_suspect_term().then(|| self.verified_this_term())
+    }
+
+    /// Follower: up to where an Append of the current term found this node's log matching the leader's (0 if none
+    /// did yet).
+    pub(crate) fn verified_this_term(&self) -> LogIndex {
         let (verified_term, verified) = self.append_verified;
-        self.in_suspect_term().then_some(if verified_term == self.term { verified } else { LogIndex(0) })
+        if verified_term == self.term { verified } else { LogIndex(0) }
     }
 
     /// Follower, on a heartbeat whose commit index `commit` is past what this node may commit on it: whether to

@@ -173,8 +173,7 @@ impl Raft {
             self.recompute_membership();
         }
         let last_new = LogIndex(prev_log_index.0 + entries.len() as u64);
-        let (verified_term, verified) = self.append_verified;
-        self.append_verified = (self.term, if verified_term == self.term { verified.max(last_new) } else { last_new });
+        self.append_verified = (self.term, self.verified_this_term().max(last_new));
         self.log.commit_to(leader_commit.min(last_new));
         self.send(from, MessageBody::AppendResponse { result: Ok(last_new) });
     }
